@@ -1,0 +1,7 @@
+//! usersync: a SCIM 2.0 provisioning endpoint with a rule engine that turns directory-group membership
+//! into product entitlements.
+//!
+//! Layers, each depending only on those above it: [`scim`] (protocol, pure), `store` (sled),
+//! `rules` (entitlement engine), `http` (actix handlers).
+
+pub mod scim;

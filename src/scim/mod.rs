@@ -1,0 +1,8 @@
+//! The SCIM 2.0 protocol (RFC 7643/7644) as pure functions over JSON: schemas, filters, PATCH paths and
+//! operations, resource normalisation, projection and sorting. No I/O and no HTTP here.
+
+pub mod error;
+pub mod filter;
+pub mod schema;
+
+pub use error::{ScimError, ScimResult, ScimType};
