@@ -4,4 +4,8 @@
 //! Layers, each depending only on those above it: [`scim`] (protocol, pure), `store` (sled),
 //! `rules` (entitlement engine), `http` (actix handlers).
 
+pub mod app;
+pub mod clock;
+pub mod http;
 pub mod scim;
+pub mod store;

@@ -1,1 +1,201 @@
-fn main() {}
+//! The `usersync` command: `serve` (the default) and the account and token subcommands.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use usersync::app::{self, DEFAULT_ACCOUNT, Settings};
+use usersync::clock::SystemClock;
+use usersync::http::HttpConfig;
+use usersync::store::{DurabilityMode, Store, StoreError, TokenKind};
+
+#[derive(Parser)]
+#[command(name = "usersync", version, about = "SCIM 2.0 provisioning endpoint with a User Sync rule engine")]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    /// Data directory of the embedded store.
+    #[arg(long, env = "USERSYNC_DATA", default_value = "./usersync-data", global = true)]
+    data: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve(ServeArgs),
+    /// Manage accounts (on a stopped server's data directory).
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Manage bearer tokens (on a stopped server's data directory).
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Args, Clone)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "USERSYNC_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// When a write is acknowledged: `sync` (on disk, survives power loss), `flush` (survives a process
+    /// crash), `relaxed` (benchmarks only: may lose the last half second).
+    #[arg(long, env = "USERSYNC_DURABILITY", default_value = "sync")]
+    durability: DurabilityMode,
+    /// Largest request body in bytes.
+    #[arg(long, env = "USERSYNC_MAX_BODY", default_value_t = 1 << 20)]
+    max_body: usize,
+    /// Largest page a list returns (filter.maxResults).
+    #[arg(long, env = "USERSYNC_MAX_RESULTS", default_value_t = 1000)]
+    max_results: usize,
+    /// HTTP worker threads (default: one per core).
+    #[arg(long, env = "USERSYNC_WORKERS")]
+    workers: Option<usize>,
+}
+
+#[derive(Subcommand)]
+enum AccountCommand {
+    /// Create an account.
+    Create { name: String },
+    /// List accounts.
+    List,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token; its secret is printed once.
+    Create {
+        #[arg(long, default_value = DEFAULT_ACCOUNT)]
+        account: String,
+        #[arg(long)]
+        kind: TokenKind,
+        #[arg(long)]
+        name: String,
+    },
+    /// List tokens (never their secrets).
+    List {
+        #[arg(long)]
+        account: Option<String>,
+    },
+    /// Revoke a token by id.
+    Revoke {
+        #[arg(long, default_value = DEFAULT_ACCOUNT)]
+        account: String,
+        id: String,
+    },
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => serve(&cli.data, cli.serve),
+        Some(Command::Serve(args)) => serve(&cli.data, args),
+        Some(Command::Account(cmd)) => account(&cli.data, cmd),
+        Some(Command::Token(cmd)) => token(&cli.data, cmd),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("usersync: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+fn serve(data: &std::path::Path, args: ServeArgs) -> Result<()> {
+    let settings = Settings {
+        listen: args.listen,
+        data: data.to_path_buf(),
+        durability: args.durability,
+        http: HttpConfig {
+            max_body: args.max_body,
+            max_results: args.max_results.max(1),
+            workers: args
+                .workers
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+        },
+        scim_token: std::env::var("USERSYNC_SCIM_TOKEN").ok(),
+        admin_token: std::env::var("USERSYNC_ADMIN_TOKEN").ok(),
+    };
+    actix_web::rt::System::new().block_on(async move {
+        let running = app::start(&settings)?;
+        if !running.new_tokens.is_empty() {
+            println!("Created account '{DEFAULT_ACCOUNT}'. These tokens are shown once; keep them now:");
+            for t in &running.new_tokens {
+                println!("  {} token: {}", t.kind.as_str(), t.secret);
+            }
+        }
+        println!("usersync listening on http://{0} (SCIM base URL http://{0}/scim/v2)", running.addr);
+        log::info!("data in {}, durability {:?}", settings.data.display(), settings.durability);
+        running.server.await?;
+        running.store.shutdown();
+        log::info!("stopped; store flushed");
+        Ok(())
+    })
+}
+
+fn open(data: &std::path::Path) -> Result<Store> {
+    app::open_store(data, DurabilityMode::Sync, std::sync::Arc::new(SystemClock)).map_err(|e| match e {
+        StoreError::Locked(path) => format!(
+            "the store in {path} is held by a running usersync server; stop it first, or use the admin API"
+        )
+        .into(),
+        other => other.into(),
+    })
+}
+
+fn account(data: &std::path::Path, cmd: AccountCommand) -> Result<()> {
+    let store = open(data)?;
+    match cmd {
+        AccountCommand::Create { name } => {
+            let account = store.create_account(&name)?;
+            println!("created account '{}' (id {})", account.name, account.id.0);
+        }
+        AccountCommand::List => {
+            for a in store.accounts()? {
+                println!("{}\t{}\t{}", a.id.0, a.name, a.created);
+            }
+        }
+    }
+    store.shutdown();
+    Ok(())
+}
+
+fn token(data: &std::path::Path, cmd: TokenCommand) -> Result<()> {
+    let store = open(data)?;
+    let account_id = |name: &str| -> Result<usersync::store::AccountId> {
+        Ok(store.account(name)?.ok_or_else(|| format!("no account named '{name}'"))?.id)
+    };
+    match cmd {
+        TokenCommand::Create { account, kind, name } => {
+            let (info, secret) = store.create_token(account_id(&account)?, kind, &name)?;
+            println!(
+                "created {} token '{}' (id {}) for account '{account}':",
+                info.kind.as_str(),
+                info.name,
+                info.id
+            );
+            println!("{secret}");
+        }
+        TokenCommand::List { account } => {
+            let filter = account.as_deref().map(account_id).transpose()?;
+            let names: std::collections::HashMap<_, _> =
+                store.accounts()?.into_iter().map(|a| (a.id, a.name)).collect();
+            for t in store.tokens(filter)? {
+                let acct = names.get(&t.account).map_or("?", String::as_str);
+                println!("{}\t{}\t{}\t{}\t{}", t.id, acct, t.kind.as_str(), t.name, t.created);
+            }
+        }
+        TokenCommand::Revoke { account, id } => {
+            let info =
+                store.revoke_token(account_id(&account)?, &id, &usersync::store::Actor("cli".into()))?;
+            println!("revoked {} token '{}' ({})", info.kind.as_str(), info.name, info.id);
+        }
+    }
+    store.shutdown();
+    Ok(())
+}

@@ -6,3 +6,7 @@ pub mod filter;
 pub mod schema;
 
 pub use error::{ScimError, ScimResult, ScimType};
+pub mod patch;
+pub mod project;
+pub mod resource;
+pub mod value;

@@ -1,0 +1,100 @@
+//! The composition root: opens the store, registers the start-up tokens, and starts HTTP. `main` and the
+//! integration tests both start the server through here.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+
+use crate::clock::{Clock, SystemClock};
+use crate::http::{AppState, HttpConfig, server};
+use crate::store::{DurabilityMode, Store, StoreOptions, StoreResult, TokenKind};
+
+/// Everything `serve` is configured with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: String,
+    pub data: PathBuf,
+    pub durability: DurabilityMode,
+    pub http: HttpConfig,
+    /// Registered for account `default` at start (`USERSYNC_SCIM_TOKEN`).
+    pub scim_token: Option<String>,
+    /// Registered for account `default` at start (`USERSYNC_ADMIN_TOKEN`).
+    pub admin_token: Option<String>,
+}
+
+impl Settings {
+    pub fn new(data: impl Into<PathBuf>) -> Settings {
+        Settings {
+            listen: "127.0.0.1:8080".into(),
+            data: data.into(),
+            durability: DurabilityMode::Sync,
+            http: HttpConfig::default(),
+            scim_token: None,
+            admin_token: None,
+        }
+    }
+}
+
+/// The account a fresh store starts with.
+pub const DEFAULT_ACCOUNT: &str = "default";
+
+/// A token created at start-up, to be shown once.
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    pub kind: TokenKind,
+    pub secret: String,
+}
+
+pub fn open_store(data: &Path, durability: DurabilityMode, clock: Arc<dyn Clock>) -> StoreResult<Store> {
+    Store::open(StoreOptions { path: data.to_path_buf(), durability, clock })
+}
+
+/// On an empty store: creates account `default` with one SCIM and one admin token and returns them. Always:
+/// registers the tokens given in the settings for `default`.
+pub fn bootstrap(store: &Store, settings: &Settings) -> StoreResult<Vec<NewToken>> {
+    let mut created = Vec::new();
+    if store.accounts()?.is_empty() {
+        let (account, _) = store.ensure_account(DEFAULT_ACCOUNT)?;
+        for kind in [TokenKind::Scim, TokenKind::Admin] {
+            let (_, secret) = store.create_token(account.id, kind, "initial")?;
+            created.push(NewToken { kind, secret });
+        }
+    }
+    for (secret, kind) in [(&settings.scim_token, TokenKind::Scim), (&settings.admin_token, TokenKind::Admin)]
+    {
+        if let Some(secret) = secret.as_deref().filter(|s| !s.is_empty()) {
+            let (account, _) = store.ensure_account(DEFAULT_ACCOUNT)?;
+            store.register_token(account.id, kind, "environment", secret)?;
+        }
+    }
+    store.durable_blocking();
+    Ok(created)
+}
+
+/// A server that is listening.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub server: Server,
+    pub store: Store,
+    pub new_tokens: Vec<NewToken>,
+}
+
+/// Opens the store and binds the listener; the returned server must be awaited inside an actix system.
+pub fn start(settings: &Settings) -> Result<Running, Box<dyn std::error::Error>> {
+    start_with_clock(settings, Arc::new(SystemClock))
+}
+
+pub fn start_with_clock(
+    settings: &Settings,
+    clock: Arc<dyn Clock>,
+) -> Result<Running, Box<dyn std::error::Error>> {
+    let store = open_store(&settings.data, settings.durability, clock)?;
+    let new_tokens = bootstrap(&store, settings)?;
+    let listener = TcpListener::bind(&settings.listen)?;
+    let addr = listener.local_addr()?;
+    let state = AppState { store: store.clone(), config: settings.http.clone(), on_commit: None };
+    let server = server(listener, state)?;
+    Ok(Running { addr, server, store, new_tokens })
+}

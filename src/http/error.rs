@@ -1,0 +1,85 @@
+//! The one place errors become HTTP answers. Under `/scim/v2` every non-2xx answer is a SCIM Error body
+//! (RFC 7644 §3.12); storage failures are logged and answered without their details.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+
+use crate::scim::{ScimError, ScimType};
+use crate::store::StoreError;
+
+pub const SCIM_JSON: &str = "application/scim+json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Scim(#[from] ScimError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
+    NotImplemented(String),
+    #[error("the request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    /// The SCIM form of this error.
+    pub fn to_scim(&self) -> ScimError {
+        match self {
+            ApiError::Scim(e) => e.clone(),
+            ApiError::Store(e) => store_error(e),
+            ApiError::Unauthorized(m) => ScimError::status(401, m.clone()),
+            ApiError::Forbidden(m) => ScimError::status(403, m.clone()),
+            ApiError::NotFound(m) => ScimError::status(404, m.clone()),
+            ApiError::MethodNotAllowed(m) => ScimError::status(405, m.clone()),
+            ApiError::NotImplemented(m) => ScimError::status(501, m.clone()),
+            ApiError::PayloadTooLarge(_) => ScimError::status(413, self.to_string()),
+        }
+    }
+}
+
+fn store_error(e: &StoreError) -> ScimError {
+    match e {
+        StoreError::Invalid(e) => e.clone(),
+        StoreError::NotFound(what) => ScimError::not_found(format!("{what} not found")),
+        StoreError::Conflict(m) => ScimError::new(ScimType::Uniqueness, m.clone()),
+        StoreError::PreconditionFailed(current) => {
+            ScimError::status(412, format!("the resource has changed; its current version is {current}"))
+        }
+        StoreError::Locked(_) | StoreError::Storage(_) | StoreError::Corrupt(_) | StoreError::Io(_) => {
+            log::error!("storage failure: {e}");
+            ScimError::status(500, "the server could not complete the request; it has been logged")
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.to_scim().status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        scim_error_response(&self.to_scim())
+    }
+}
+
+/// A SCIM Error response; a 401 also tells the client how to authenticate.
+pub fn scim_error_response(e: &ScimError) -> HttpResponse {
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut res = HttpResponse::build(status);
+    res.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON)));
+    if status == StatusCode::UNAUTHORIZED {
+        res.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"usersync\"")));
+    }
+    res.body(e.to_body().to_string())
+}

@@ -1,0 +1,331 @@
+//! The `/Users` and `/Groups` endpoints and `/.search`: parse, call the store, answer.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::Value;
+
+use super::AppState;
+use super::error::{ApiError, ApiResult};
+use super::render::{Renderer, list_response, no_content, resource_response, scim_json};
+use super::request::{JsonBody, Params, ScimCaller, base_url, if_match};
+use crate::scim::ScimError;
+use crate::scim::filter::{Filter, check, parse_filter};
+use crate::scim::patch::parse_request;
+use crate::scim::project::Projection;
+use crate::scim::resource::normalize;
+use crate::scim::schema::{Registry, ResourceKind};
+use crate::store::{ListQuery, version_of};
+
+/// The list parameters of a GET query or a `.search` body.
+#[derive(Debug, Default)]
+struct Search {
+    filter: Option<String>,
+    attributes: Option<String>,
+    excluded: Option<String>,
+    start_index: Option<i64>,
+    count: Option<i64>,
+    sort_by: Option<String>,
+    descending: bool,
+}
+
+impl Search {
+    fn from_query(params: &Params) -> ApiResult<Search> {
+        let number = |name: &str| -> ApiResult<Option<i64>> {
+            params
+                .get(name)
+                .map(|v| v.trim().parse::<i64>())
+                .transpose()
+                .map_err(|_| ScimError::invalid_value(format!("'{name}' must be an integer")).into())
+        };
+        Ok(Search {
+            filter: params.get("filter").map(str::to_string),
+            attributes: params.get("attributes").map(str::to_string),
+            excluded: params.get("excludedAttributes").map(str::to_string),
+            start_index: number("startIndex")?,
+            count: number("count")?,
+            sort_by: params.get("sortBy").map(str::to_string),
+            descending: params.get("sortOrder").is_some_and(|o| o.eq_ignore_ascii_case("descending")),
+        })
+    }
+
+    /// A SearchRequest body (RFC 7644 §3.4.3); attribute lists may be arrays or comma-separated strings.
+    fn from_body(body: &Value) -> ApiResult<Search> {
+        let Value::Object(map) = body else {
+            return Err(ScimError::invalid_syntax("a search request must be a JSON object").into());
+        };
+        let field = |name: &str| map.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v);
+        let text = |name: &str| -> Option<String> {
+            match field(name)? {
+                Value::String(s) => Some(s.clone()),
+                Value::Array(items) => {
+                    Some(items.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","))
+                }
+                _ => None,
+            }
+        };
+        let number = |name: &str| -> ApiResult<Option<i64>> {
+            match field(name) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::Number(n)) => Ok(n.as_i64()),
+                Some(Value::String(s)) => s.trim().parse().map(Some).map_err(|_| bad_number(name)),
+                Some(_) => Err(bad_number(name)),
+            }
+        };
+        Ok(Search {
+            filter: text("filter"),
+            attributes: text("attributes"),
+            excluded: text("excludedAttributes"),
+            start_index: number("startIndex")?,
+            count: number("count")?,
+            sort_by: text("sortBy"),
+            descending: text("sortOrder").is_some_and(|o| o.eq_ignore_ascii_case("descending")),
+        })
+    }
+
+    fn projection(&self) -> ApiResult<Projection> {
+        Ok(Projection::parse(self.attributes.as_deref(), self.excluded.as_deref())?)
+    }
+
+    fn filter(&self) -> ApiResult<Option<Filter>> {
+        Ok(self.filter.as_deref().filter(|f| !f.trim().is_empty()).map(parse_filter).transpose()?)
+    }
+
+    /// RFC 7644 §3.4.2.4: a start index below 1 means 1; a negative count means 0; the count is capped.
+    fn window(&self, max_results: usize) -> (usize, usize) {
+        let start = self.start_index.unwrap_or(1).max(1) as usize;
+        let count = self.count.map_or(max_results, |c| (c.max(0) as usize).min(max_results));
+        (start, count)
+    }
+}
+
+fn bad_number(name: &str) -> ApiError {
+    ScimError::invalid_value(format!("'{name}' must be an integer")).into()
+}
+
+fn registry(state: &AppState, caller: &ScimCaller) -> std::sync::Arc<Registry> {
+    state.store.registry(caller.0.account())
+}
+
+pub async fn list(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    kind: web::Data<ResourceKind>,
+    caller: ScimCaller,
+) -> ApiResult<HttpResponse> {
+    let search = Search::from_query(&Params::parse(&req)?)?;
+    run_search(&req, &state, &caller, &[**kind], &search)
+}
+
+pub async fn search(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    kind: web::Data<ResourceKind>,
+    caller: ScimCaller,
+    body: JsonBody,
+) -> ApiResult<HttpResponse> {
+    run_search(&req, &state, &caller, &[**kind], &Search::from_body(&body.0)?)
+}
+
+/// `POST /.search`: every resource type, users first.
+pub async fn search_all(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: ScimCaller,
+    body: JsonBody,
+) -> ApiResult<HttpResponse> {
+    run_search(
+        &req,
+        &state,
+        &caller,
+        &[ResourceKind::User, ResourceKind::Group],
+        &Search::from_body(&body.0)?,
+    )
+}
+
+/// Lists over one or more resource types, paging across them as one sequence.
+fn run_search(
+    req: &HttpRequest,
+    state: &AppState,
+    caller: &ScimCaller,
+    kinds: &[ResourceKind],
+    search: &Search,
+) -> ApiResult<HttpResponse> {
+    let registry = registry(state, caller);
+    let projection = search.projection()?;
+    let filter = search.filter()?;
+    let (start, count) = search.window(state.config.max_results);
+    let base = base_url(req);
+    let acct = caller.0.account();
+    let (mut total, mut resources, mut skip) = (0, Vec::new(), start - 1);
+    for &kind in kinds {
+        let schema = registry.resource(kind);
+        if let Some(f) = &filter {
+            if kinds.len() == 1 {
+                check(f, schema)?;
+            }
+        }
+        let want = count - resources.len();
+        let q = ListQuery {
+            filter: filter.as_ref(),
+            start_index: skip + 1,
+            count: want,
+            sort_by: search.sort_by.as_deref(),
+            descending: search.descending,
+        };
+        let page = state.store.list(acct, kind, schema, &q)?;
+        skip = skip.saturating_sub(page.total);
+        total += page.total;
+        let renderer =
+            Renderer { store: &state.store, account: acct, schema, base: &base, projection: &projection };
+        for doc in &page.resources {
+            resources.push(renderer.render(doc)?);
+        }
+    }
+    Ok(scim_json(StatusCode::OK, &list_response(total, start, resources)))
+}
+
+pub async fn create(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    kind: web::Data<ResourceKind>,
+    caller: ScimCaller,
+    body: JsonBody,
+) -> ApiResult<HttpResponse> {
+    let registry = registry(&state, &caller);
+    let schema = registry.resource(**kind);
+    let input = normalize(schema, &body.0)?;
+    let (acct, actor) = (caller.0.account(), caller.0.actor());
+    let doc = match **kind {
+        ResourceKind::User => state.store.create_user(acct, schema, &input, &actor)?,
+        ResourceKind::Group => state.store.create_group(acct, schema, &input, &actor)?.0,
+    };
+    state.committed(acct).await;
+    respond_with(&req, &state, &caller, **kind, &doc, StatusCode::CREATED)
+}
+
+pub async fn get(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    kind: web::Data<ResourceKind>,
+    caller: ScimCaller,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let acct = caller.0.account();
+    let doc = match **kind {
+        ResourceKind::User => state.store.user(acct, &id)?,
+        ResourceKind::Group => state.store.group(acct, &id)?,
+    }
+    .ok_or_else(|| ApiError::NotFound(format!("{} {id} not found", kind.name())))?;
+    if let Some(tags) = req.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
+        let current = version_of(&doc);
+        if tags.split(',').any(|t| t.trim() == "*" || t.trim() == current) {
+            return Ok(HttpResponse::NotModified()
+                .insert_header((header::ETAG, current.to_string()))
+                .finish());
+        }
+    }
+    respond_with(&req, &state, &caller, **kind, &doc, StatusCode::OK)
+}
+
+fn respond_with(
+    req: &HttpRequest,
+    state: &AppState,
+    caller: &ScimCaller,
+    kind: ResourceKind,
+    doc: &Value,
+    status: StatusCode,
+) -> ApiResult<HttpResponse> {
+    let params = Params::parse(req)?;
+    let projection = Projection::parse(params.get("attributes"), params.get("excludedAttributes"))?;
+    let registry = registry(state, caller);
+    let base = base_url(req);
+    let renderer = Renderer {
+        store: &state.store,
+        account: caller.0.account(),
+        schema: registry.resource(kind),
+        base: &base,
+        projection: &projection,
+    };
+    Ok(resource_response(status, &renderer.render(doc)?))
+}
+
+pub async fn replace(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    kind: web::Data<ResourceKind>,
+    caller: ScimCaller,
+    id: web::Path<String>,
+    body: JsonBody,
+) -> ApiResult<HttpResponse> {
+    let registry = registry(&state, &caller);
+    let schema = registry.resource(**kind);
+    let input = normalize(schema, &body.0)?;
+    let (acct, actor, expected) = (caller.0.account(), caller.0.actor(), if_match(&req));
+    let doc = match **kind {
+        ResourceKind::User => {
+            state.store.replace_user(acct, schema, &id, &input, expected.as_deref(), &actor)?
+        }
+        ResourceKind::Group => {
+            state.store.replace_group(acct, schema, &id, &input, expected.as_deref(), &actor)?.0
+        }
+    };
+    state.committed(acct).await;
+    respond_with(&req, &state, &caller, **kind, &doc, StatusCode::OK)
+}
+
+pub async fn patch(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    kind: web::Data<ResourceKind>,
+    caller: ScimCaller,
+    id: web::Path<String>,
+    body: JsonBody,
+) -> ApiResult<HttpResponse> {
+    let registry = registry(&state, &caller);
+    let schema = registry.resource(**kind);
+    let ops = parse_request(&body.0)?;
+    let (acct, actor, expected) = (caller.0.account(), caller.0.actor(), if_match(&req));
+    let doc = match **kind {
+        ResourceKind::User => state.store.patch_user(acct, schema, &id, &ops, expected.as_deref(), &actor)?,
+        ResourceKind::Group => {
+            state.store.patch_group(acct, schema, &id, &ops, expected.as_deref(), &actor)?.0
+        }
+    };
+    state.committed(acct).await;
+    if wants_representation(&req, **kind)? {
+        respond_with(&req, &state, &caller, **kind, &doc, StatusCode::OK)
+    } else {
+        Ok(no_content(&doc))
+    }
+}
+
+/// PATCH answers 204 (what Entra ID and Microsoft's validator expect, and what keeps a PATCH on a group of
+/// 100,000 members cheap) unless the client asks for the resource: with `attributes` /
+/// `excludedAttributes`, with `Prefer: return=representation`, or, for users, when it is Okta, whose
+/// documentation answers user PATCHes with 200 and the user.
+fn wants_representation(req: &HttpRequest, kind: ResourceKind) -> ApiResult<bool> {
+    let params = Params::parse(req)?;
+    let header =
+        |name: header::HeaderName| req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+    Ok(params.has("attributes")
+        || params.has("excludedAttributes")
+        || header(header::HeaderName::from_static("prefer")).contains("return=representation")
+        || (kind == ResourceKind::User && header(header::USER_AGENT).to_ascii_lowercase().contains("okta")))
+}
+
+pub async fn delete(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    kind: web::Data<ResourceKind>,
+    caller: ScimCaller,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let (acct, actor, expected) = (caller.0.account(), caller.0.actor(), if_match(&req));
+    match **kind {
+        ResourceKind::User => state.store.delete_user(acct, &id, expected.as_deref(), &actor)?,
+        ResourceKind::Group => state.store.delete_group(acct, &id, expected.as_deref(), &actor)?,
+    }
+    state.committed(acct).await;
+    Ok(HttpResponse::NoContent().finish())
+}

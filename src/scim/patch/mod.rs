@@ -1,0 +1,634 @@
+//! PATCH (RFC 7644 §3.5.2): parsing a PatchOp request and applying its operations to a stored resource,
+//! with the shapes Okta, Entra ID and OneLogin really send. Group membership is never applied here: it is
+//! reported as [`MemberChange`]s so that storage can apply it as deltas without loading a large group.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Map, Value};
+
+use super::error::{ScimError, ScimResult};
+use super::filter::{CompareOp, Filter, Literal, PatchPath, matches_element, parse_path};
+use super::resource::{MemberEntry, check_required, member_entries};
+use super::schema::{AttrDef, Location, Mutability, ResourceKind, ResourceSchema, Schema};
+use super::value::{coerce, coerce_single, keep_one_primary};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpKind {
+    Add,
+    Remove,
+    Replace,
+}
+
+/// One entry of `Operations`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Operation {
+    pub kind: OpKind,
+    pub path: Option<PatchPath>,
+    pub value: Option<Value>,
+}
+
+/// A change to a group's member list, in request order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MemberChange {
+    Add(Vec<MemberEntry>),
+    Remove(Vec<String>),
+    RemoveAll,
+    /// Remove the members an arbitrary filter selects (anything other than `value eq` terms).
+    RemoveWhere(Filter),
+    ReplaceAll(Vec<MemberEntry>),
+}
+
+/// What a PATCH changed.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PatchOutcome {
+    /// Top-level attributes (and extension URNs) whose stored value changed, plus `members` and
+    /// `password` when those were written.
+    pub changed: BTreeSet<String>,
+    pub members: Vec<MemberChange>,
+    /// A new clear-text password, for the store to hash.
+    pub password: Option<String>,
+}
+
+impl PatchOutcome {
+    pub fn is_empty(&self) -> bool {
+        self.changed.is_empty()
+    }
+}
+
+/// Reads a PatchOp body: `Operations` (any case) with `op` names in any case.
+pub fn parse_request(body: &Value) -> ScimResult<Vec<Operation>> {
+    let Value::Object(map) = body else {
+        return Err(ScimError::invalid_syntax("a PATCH body must be a JSON object"));
+    };
+    let ops = map
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("Operations"))
+        .map(|(_, v)| v)
+        .ok_or_else(|| ScimError::invalid_syntax("a PATCH body needs 'Operations'"))?;
+    let Value::Array(ops) = ops else {
+        return Err(ScimError::invalid_syntax("'Operations' must be an array"));
+    };
+    if ops.is_empty() {
+        return Err(ScimError::invalid_syntax("'Operations' is empty"));
+    }
+    ops.iter().enumerate().map(|(i, op)| parse_operation(i, op)).collect()
+}
+
+fn parse_operation(index: usize, op: &Value) -> ScimResult<Operation> {
+    let Value::Object(map) = op else {
+        return Err(ScimError::invalid_syntax(format!("operation {index} must be an object")));
+    };
+    let field = |name: &str| map.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v);
+    let kind = match field("op").and_then(Value::as_str).map(str::to_ascii_lowercase).as_deref() {
+        Some("add") => OpKind::Add,
+        Some("remove") => OpKind::Remove,
+        Some("replace") => OpKind::Replace,
+        _ => {
+            return Err(ScimError::invalid_syntax(format!(
+                "operation {index}: 'op' must be 'add', 'remove' or 'replace'"
+            )));
+        }
+    };
+    let path = match field("path") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.trim().is_empty() => None,
+        Some(Value::String(s)) => Some(parse_path(s)?),
+        Some(_) => {
+            return Err(ScimError::invalid_path(format!("operation {index}: 'path' must be a string")));
+        }
+    };
+    let value = field("value").cloned();
+    if kind != OpKind::Remove && value.is_none() {
+        return Err(ScimError::invalid_value(format!("operation {index}: '{kind:?}' needs a 'value'")));
+    }
+    Ok(Operation { kind, path, value })
+}
+
+/// Applies `ops` in order to `attrs` (a stored resource without `schemas`, `id` and `meta`); `id` is the
+/// resource's own id. On error nothing the caller holds has changed.
+pub fn apply(
+    schema: &ResourceSchema,
+    id: &str,
+    attrs: &mut Map<String, Value>,
+    ops: &[Operation],
+) -> ScimResult<PatchOutcome> {
+    let mut work = Patcher { schema, id, attrs: attrs.clone(), outcome: PatchOutcome::default() };
+    for op in ops {
+        work.apply_op(op)?;
+    }
+    work.attrs.retain(|_, v| !v.as_object().is_some_and(Map::is_empty));
+    check_required(schema, &work.attrs)?;
+    let mut outcome = work.outcome;
+    for key in attrs.keys().chain(work.attrs.keys()) {
+        if attrs.get(key) != work.attrs.get(key) {
+            outcome.changed.insert(key.clone());
+        }
+    }
+    *attrs = work.attrs;
+    Ok(outcome)
+}
+
+/// Where an operation lands once its path is resolved against the schema.
+enum Target<'s, 'f> {
+    /// A bare extension URN: the whole extension object.
+    Extension(&'s Schema),
+    Attr(AttrTarget<'s, 'f>),
+    /// An attribute this server does not know: tolerated and left alone, as on create.
+    Unknown,
+}
+
+struct AttrTarget<'s, 'f> {
+    location: Location<'s>,
+    def: &'s AttrDef,
+    filter: Option<&'f Filter>,
+    sub: Option<&'s AttrDef>,
+}
+
+struct Patcher<'s> {
+    schema: &'s ResourceSchema,
+    id: &'s str,
+    attrs: Map<String, Value>,
+    outcome: PatchOutcome,
+}
+
+impl<'s> Patcher<'s> {
+    fn apply_op(&mut self, op: &Operation) -> ScimResult<()> {
+        match (&op.path, op.kind) {
+            (None, OpKind::Remove) => Err(ScimError::no_target("a 'remove' operation needs a 'path'")),
+            (None, kind) => self.apply_pathless(kind, op.value.as_ref().unwrap_or(&Value::Null)),
+            (Some(path), kind) => {
+                let target = resolve(self.schema, path)?;
+                self.apply_target(kind, target, op.value.as_ref())
+            }
+        }
+    }
+
+    /// A path-less add or replace: every key of the object value is a path of its own (plain, dotted,
+    /// URN-qualified, or an extension URN).
+    fn apply_pathless(&mut self, kind: OpKind, value: &Value) -> ScimResult<()> {
+        let Value::Object(map) = value else {
+            return Err(ScimError::invalid_value("an operation without 'path' needs an object 'value'"));
+        };
+        for (key, v) in map {
+            if key.eq_ignore_ascii_case("schemas") || key.eq_ignore_ascii_case("meta") {
+                continue;
+            }
+            if key.eq_ignore_ascii_case("id") {
+                // Okta echoes the read-only id in its rename; only a different id is an attempt to change it.
+                if v.as_str() == Some(self.id) {
+                    continue;
+                }
+                return Err(ScimError::mutability("attribute 'id' is read-only"));
+            }
+            let target = match self.schema.extension(key) {
+                Some(ext) => Target::Extension(ext),
+                None => resolve_key(self.schema, key)?,
+            };
+            self.apply_target(kind, target, Some(v))?;
+        }
+        Ok(())
+    }
+
+    fn apply_target(
+        &mut self,
+        kind: OpKind,
+        target: Target<'s, '_>,
+        value: Option<&Value>,
+    ) -> ScimResult<()> {
+        match target {
+            Target::Unknown => Ok(()),
+            Target::Extension(ext) => self.apply_extension(kind, ext, value),
+            Target::Attr(t) if self.is_members(&t) => self.apply_members(kind, &t, value),
+            Target::Attr(t) if t.def.name == "password" && t.location == Location::TopLevel => {
+                if kind != OpKind::Remove {
+                    self.outcome.password = value.and_then(Value::as_str).map(str::to_string);
+                    self.outcome.changed.insert("password".into());
+                }
+                Ok(())
+            }
+            Target::Attr(t) => {
+                self.check_mutability(kind, &t)?;
+                match kind {
+                    OpKind::Add => self.add(&t, value.unwrap_or(&Value::Null)),
+                    OpKind::Replace => self.replace(&t, value.unwrap_or(&Value::Null)),
+                    OpKind::Remove => self.remove(&t, value),
+                }
+            }
+        }
+    }
+
+    fn apply_extension(&mut self, kind: OpKind, ext: &'s Schema, value: Option<&Value>) -> ScimResult<()> {
+        if kind == OpKind::Remove {
+            self.attrs.remove(&ext.id);
+            return Ok(());
+        }
+        let Some(Value::Object(map)) = value else {
+            return Err(ScimError::invalid_value(format!("'{}' needs an object value", ext.id)));
+        };
+        for (key, v) in map {
+            let target = match ext.attr(key) {
+                Some(def) => Target::Attr(AttrTarget {
+                    location: Location::Extension(&ext.id),
+                    def,
+                    filter: None,
+                    sub: None,
+                }),
+                None => Target::Unknown,
+            };
+            self.apply_target(kind, target, Some(v))?;
+        }
+        Ok(())
+    }
+
+    fn is_members(&self, t: &AttrTarget<'_, '_>) -> bool {
+        self.schema.kind == ResourceKind::Group && t.location == Location::TopLevel && t.def.name == "members"
+    }
+
+    fn check_mutability(&self, kind: OpKind, t: &AttrTarget<'_, '_>) -> ScimResult<()> {
+        let read_only = |d: &AttrDef| d.mutability == Mutability::ReadOnly;
+        if read_only(t.def) || t.sub.is_some_and(read_only) {
+            return Err(ScimError::mutability(format!("attribute '{}' is read-only", t.def.name)));
+        }
+        let has_value = self.current(t).is_some();
+        if t.def.mutability == Mutability::Immutable && (kind != OpKind::Add || has_value) {
+            return Err(ScimError::mutability(format!("attribute '{}' is immutable once set", t.def.name)));
+        }
+        Ok(())
+    }
+
+    fn apply_members(
+        &mut self,
+        kind: OpKind,
+        t: &AttrTarget<'_, '_>,
+        value: Option<&Value>,
+    ) -> ScimResult<()> {
+        if t.sub.is_some() {
+            return Err(ScimError::mutability("the sub-attributes of a member are immutable"));
+        }
+        let value = value.filter(|v| !v.is_null());
+        let change = match (kind, t.filter) {
+            (OpKind::Add, None) => MemberChange::Add(member_entries(value.unwrap_or(&Value::Null))?),
+            (OpKind::Replace, None) => {
+                MemberChange::ReplaceAll(member_entries(value.unwrap_or(&Value::Null))?)
+            }
+            // Entra's default job removes with a value list: only those members go, never all of them.
+            (OpKind::Remove, None) => match value {
+                Some(v) => MemberChange::Remove(member_entries(v)?.into_iter().map(|m| m.id).collect()),
+                None => MemberChange::RemoveAll,
+            },
+            (OpKind::Remove, Some(filter)) => match filter.exact_eq_terms(&["value"]) {
+                Some(terms) => MemberChange::Remove(terms.into_iter().map(|t| t.value).collect()),
+                None => MemberChange::RemoveWhere(filter.clone()),
+            },
+            (_, Some(_)) => {
+                return Err(ScimError::invalid_path("members can be added or replaced only as a whole list"));
+            }
+        };
+        self.outcome.members.push(change);
+        self.outcome.changed.insert("members".into());
+        Ok(())
+    }
+
+    fn current(&self, t: &AttrTarget<'_, '_>) -> Option<&Value> {
+        container(&self.attrs, t.location)?.get(&t.def.name)
+    }
+
+    fn set(&mut self, t: &AttrTarget<'_, '_>, value: Option<Value>) {
+        let map = match t.location {
+            Location::TopLevel => &mut self.attrs,
+            Location::Extension(urn) => {
+                let ext = self.attrs.entry(urn.to_string()).or_insert_with(|| Value::Object(Map::new()));
+                if !ext.is_object() {
+                    *ext = Value::Object(Map::new());
+                }
+                let Some(map) = ext.as_object_mut() else { return };
+                map
+            }
+        };
+        match value {
+            Some(v) => {
+                map.insert(t.def.name.clone(), v);
+            }
+            None => {
+                map.remove(&t.def.name);
+            }
+        }
+    }
+
+    fn add(&mut self, t: &AttrTarget<'_, '_>, value: &Value) -> ScimResult<()> {
+        match (t.filter, t.sub) {
+            (None, None) if t.def.multi_valued => {
+                let Some(Value::Array(new)) = coerce(t.def, value, &t.def.name)? else { return Ok(()) };
+                let mut items = self.items(t);
+                let mut winner = None;
+                for item in new {
+                    winner = Some(upsert_element(&mut items, item));
+                }
+                keep_one_primary(&mut items, winner);
+                self.set(t, Some(Value::Array(items)));
+                Ok(())
+            }
+            (None, None) => self.merge_or_set(t, value),
+            (None, Some(sub)) => self.set_sub_everywhere(t, sub, value),
+            (Some(filter), sub) => self.write_filtered(t, filter, sub, value, false),
+        }
+    }
+
+    fn replace(&mut self, t: &AttrTarget<'_, '_>, value: &Value) -> ScimResult<()> {
+        match (t.filter, t.sub) {
+            (None, None) if t.def.multi_valued => {
+                let v = coerce(t.def, value, &t.def.name)?;
+                self.set(t, v);
+                Ok(())
+            }
+            (None, None) => self.merge_or_set(t, value),
+            (None, Some(sub)) => self.set_sub_everywhere(t, sub, value),
+            (Some(filter), sub) => self.write_filtered(t, filter, sub, value, true),
+        }
+    }
+
+    /// A single-valued attribute: a complex value merges into what is there (sub-attributes not given are
+    /// left unchanged, RFC 7644 §3.5.2.3); a simple value is set; "no value" removes it.
+    fn merge_or_set(&mut self, t: &AttrTarget<'_, '_>, value: &Value) -> ScimResult<()> {
+        let coerced = coerce(t.def, value, &t.def.name)?;
+        let merged = match (coerced, self.current(t)) {
+            (Some(Value::Object(new)), Some(Value::Object(old))) if t.def.is_complex() => {
+                let mut old = old.clone();
+                old.extend(new);
+                Some(Value::Object(old))
+            }
+            (other, _) => other,
+        };
+        self.set(t, merged);
+        Ok(())
+    }
+
+    /// `name.givenName` on a complex attribute, or `emails.value` on every element of a multi-valued one.
+    fn set_sub_everywhere(&mut self, t: &AttrTarget<'_, '_>, sub: &AttrDef, value: &Value) -> ScimResult<()> {
+        let label = format!("{}.{}", t.def.name, sub.name);
+        let v = coerce(sub, value, &label)?;
+        if t.def.multi_valued {
+            let mut items = self.items(t);
+            if items.is_empty() {
+                items.push(Value::Object(Map::new()));
+            }
+            for item in &mut items {
+                set_key(item, &sub.name, v.clone());
+            }
+            items.retain(|i| i.as_object().is_some_and(|m| !m.is_empty()));
+            self.set(t, (!items.is_empty()).then_some(Value::Array(items)));
+        } else {
+            let mut obj = self
+                .current(t)
+                .cloned()
+                .filter(Value::is_object)
+                .unwrap_or_else(|| Value::Object(Map::new()));
+            set_key(&mut obj, &sub.name, v);
+            self.set(t, obj.as_object().is_some_and(|m| !m.is_empty()).then_some(obj));
+        }
+        Ok(())
+    }
+
+    /// `emails[type eq "work"]` or `emails[type eq "work"].value` with add or replace. When nothing matches
+    /// the element is created from the filter's `eq` terms, as Entra ID expects.
+    fn write_filtered(
+        &mut self,
+        t: &AttrTarget<'_, '_>,
+        filter: &Filter,
+        sub: Option<&AttrDef>,
+        value: &Value,
+        replace: bool,
+    ) -> ScimResult<()> {
+        let mut items = self.items(t);
+        let matched: Vec<usize> =
+            (0..items.len()).filter(|&i| matches_element(filter, &items[i], t.def)).collect();
+        let new_value = match sub {
+            Some(sub) => coerce(sub, value, &format!("{}.{}", t.def.name, sub.name))?,
+            None => coerce_single(t.def, value, &t.def.name)?,
+        };
+        let mut winner = None;
+        if matched.is_empty() {
+            let mut element = element_from_filter(t.def, filter)?;
+            match (sub, &new_value) {
+                (Some(sub), v) => set_key(&mut element, &sub.name, v.clone()),
+                (None, Some(Value::Object(v))) => merge_into(&mut element, v.clone()),
+                (None, _) => {}
+            }
+            if element.as_object().is_some_and(|m| !m.is_empty()) {
+                items.push(element);
+                winner = Some(items.len() - 1);
+            }
+        }
+        for &i in &matched {
+            match (sub, &new_value) {
+                (Some(sub), v) => set_key(&mut items[i], &sub.name, v.clone()),
+                (None, Some(Value::Object(v))) if !replace => merge_into(&mut items[i], v.clone()),
+                (None, Some(v)) => items[i] = v.clone(),
+                (None, None) => {}
+            }
+            winner = Some(i);
+        }
+        keep_one_primary(&mut items, winner);
+        self.set(t, (!items.is_empty()).then_some(Value::Array(items)));
+        Ok(())
+    }
+
+    fn remove(&mut self, t: &AttrTarget<'_, '_>, value: Option<&Value>) -> ScimResult<()> {
+        match (t.filter, t.sub) {
+            (None, None) => match value.filter(|v| !v.is_null()) {
+                // A remove with a value list on a multi-valued attribute removes only those values.
+                Some(v) if t.def.multi_valued => self.remove_listed(t, v),
+                _ => {
+                    self.set(t, None);
+                    Ok(())
+                }
+            },
+            (None, Some(sub)) if t.def.multi_valued => {
+                let mut items = self.items(t);
+                items.iter_mut().for_each(|item| set_key(item, &sub.name, None));
+                items.retain(|i| i.as_object().is_some_and(|m| !m.is_empty()));
+                self.set(t, (!items.is_empty()).then_some(Value::Array(items)));
+                Ok(())
+            }
+            (None, Some(sub)) => {
+                let Some(mut obj) = self.current(t).cloned() else { return Ok(()) };
+                set_key(&mut obj, &sub.name, None);
+                self.set(t, obj.as_object().is_some_and(|m| !m.is_empty()).then_some(obj));
+                Ok(())
+            }
+            (Some(filter), sub) => {
+                let mut items = self.items(t);
+                match sub {
+                    None => items.retain(|item| !matches_element(filter, item, t.def)),
+                    Some(sub) => items
+                        .iter_mut()
+                        .filter(|item| matches_element(filter, item, t.def))
+                        .for_each(|item| set_key(item, &sub.name, None)),
+                }
+                items.retain(|i| !i.as_object().is_some_and(Map::is_empty));
+                self.set(t, (!items.is_empty()).then_some(Value::Array(items)));
+                Ok(())
+            }
+        }
+    }
+
+    fn remove_listed(&mut self, t: &AttrTarget<'_, '_>, value: &Value) -> ScimResult<()> {
+        let Some(Value::Array(gone)) = coerce(t.def, value, &t.def.name)? else { return Ok(()) };
+        let mut items = self.items(t);
+        items.retain(|item| !gone.iter().any(|g| same_element(item, g)));
+        self.set(t, (!items.is_empty()).then_some(Value::Array(items)));
+        Ok(())
+    }
+
+    fn items(&self, t: &AttrTarget<'_, '_>) -> Vec<Value> {
+        match self.current(t) {
+            Some(Value::Array(items)) => items.clone(),
+            Some(other) => vec![other.clone()],
+            None => Vec::new(),
+        }
+    }
+}
+
+fn container<'a>(attrs: &'a Map<String, Value>, location: Location<'_>) -> Option<&'a Map<String, Value>> {
+    match location {
+        Location::TopLevel => Some(attrs),
+        Location::Extension(urn) => attrs.get(urn)?.as_object(),
+    }
+}
+
+fn resolve<'s, 'f>(schema: &'s ResourceSchema, path: &'f PatchPath) -> ScimResult<Target<'s, 'f>> {
+    if let (Some(urn), None, None) = (&path.urn, &path.filter, &path.sub) {
+        if let Some(ext) = schema.extension(&format!("{urn}:{}", path.name)) {
+            return Ok(Target::Extension(ext));
+        }
+    }
+    let Some(resolved) = schema.resolve(path.urn.as_deref(), &path.name) else {
+        log::debug!("ignoring PATCH of unknown attribute '{}'", path.name);
+        return Ok(Target::Unknown);
+    };
+    let def = resolved.def;
+    if path.filter.is_some() && !(def.multi_valued && def.is_complex()) {
+        return Err(ScimError::invalid_path(format!(
+            "'{}' is not a multi-valued complex attribute; a value filter cannot select from it",
+            def.name
+        )));
+    }
+    let sub = match &path.sub {
+        None => None,
+        Some(_) if !def.is_complex() => {
+            return Err(ScimError::invalid_path(format!("'{}' has no sub-attributes", def.name)));
+        }
+        Some(name) => match def.sub(name) {
+            Some(sub) => Some(sub),
+            None => {
+                log::debug!("ignoring PATCH of unknown sub-attribute '{}.{name}'", def.name);
+                return Ok(Target::Unknown);
+            }
+        },
+    };
+    Ok(Target::Attr(AttrTarget { location: resolved.location, def, filter: path.filter.as_ref(), sub }))
+}
+
+/// A key of a path-less value (`displayName`, `name.givenName`, `urn:...:User:employeeNumber`).
+fn resolve_key<'s>(schema: &'s ResourceSchema, key: &str) -> ScimResult<Target<'s, 'static>> {
+    let path = parse_path(key)?;
+    if path.filter.is_some() {
+        return Err(ScimError::invalid_path(format!(
+            "'{key}': a value filter cannot be a key of a path-less value"
+        )));
+    }
+    Ok(match resolve(schema, &path)? {
+        Target::Unknown => Target::Unknown,
+        Target::Extension(ext) => Target::Extension(ext),
+        Target::Attr(t) => {
+            Target::Attr(AttrTarget { location: t.location, def: t.def, filter: None, sub: t.sub })
+        }
+    })
+}
+
+/// The element `filter` describes: its `eq` terms on sub-attributes (`type eq "work"` gives
+/// `{"type": "work"}`), coerced to the sub-attributes' types.
+fn element_from_filter(def: &AttrDef, filter: &Filter) -> ScimResult<Value> {
+    let mut element = Map::new();
+    let mut terms = Vec::new();
+    collect_eq_terms(filter, &mut terms);
+    for (name, literal) in terms {
+        let Some(sub) = def.sub(name) else { continue };
+        let raw = match literal {
+            Literal::String(s) => Value::String(s.clone()),
+            Literal::Number(n) => Value::Number(n.clone()),
+            Literal::Bool(b) => Value::Bool(*b),
+            Literal::Null => continue,
+        };
+        if let Some(v) = coerce(sub, &raw, &format!("{}.{}", def.name, sub.name))? {
+            element.insert(sub.name.clone(), v);
+        }
+    }
+    Ok(Value::Object(element))
+}
+
+fn collect_eq_terms<'f>(filter: &'f Filter, out: &mut Vec<(&'f str, &'f Literal)>) {
+    match filter {
+        Filter::Compare(path, CompareOp::Eq, literal) if path.sub.is_none() => {
+            out.push((&path.name, literal))
+        }
+        Filter::And(operands) => operands.iter().for_each(|f| collect_eq_terms(f, out)),
+        _ => {}
+    }
+}
+
+fn set_key(obj: &mut Value, key: &str, value: Option<Value>) {
+    if let Value::Object(map) = obj {
+        match value {
+            Some(v) => {
+                map.insert(key.to_string(), v);
+            }
+            None => {
+                map.remove(key);
+            }
+        }
+    }
+}
+
+fn merge_into(obj: &mut Value, extra: Map<String, Value>) {
+    if let Value::Object(map) = obj {
+        map.extend(extra);
+    }
+}
+
+/// Two elements of a multi-valued attribute are the same value when their `value` (and `type`, when both
+/// have one) agree; elements without `value` are compared whole.
+fn same_element(a: &Value, b: &Value) -> bool {
+    match (a.get("value"), b.get("value")) {
+        (Some(x), Some(y)) => {
+            x == y
+                && match (a.get("type"), b.get("type")) {
+                    (Some(s), Some(t)) => s == t,
+                    _ => true,
+                }
+        }
+        _ => a == b,
+    }
+}
+
+/// Adds `item` unless the same value is there already, in which case the new sub-attributes are merged
+/// into it. Returns the element's index.
+fn upsert_element(items: &mut Vec<Value>, item: Value) -> usize {
+    match items.iter().position(|existing| same_element(existing, &item)) {
+        Some(i) => {
+            if let Value::Object(extra) = item {
+                merge_into(&mut items[i], extra);
+            } else {
+                items[i] = item;
+            }
+            i
+        }
+        None => {
+            items.push(item);
+            items.len() - 1
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

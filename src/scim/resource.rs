@@ -1,0 +1,369 @@
+//! Resources as they are stored: normalisation of create and replace bodies (canonical names, unknown and
+//! read-only input dropped, required attributes checked), group member lists, and the canonical layout of
+//! a stored resource (`schemas`, `id`, attributes in schema order, extensions, `meta`).
+
+use serde_json::{Map, Value};
+
+use super::error::{ScimError, ScimResult};
+use super::schema::{Location, Mutability, Resolved, ResourceKind, ResourceSchema};
+use super::value::coerce;
+
+/// A create or replace body reduced to what is stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Normalized {
+    /// Canonical top-level attributes and extension objects (keyed by URN); never `id`, `meta`,
+    /// `schemas`, `groups`, `members` or `password`.
+    pub attrs: Map<String, Value>,
+    /// Group members in the order given, without duplicates (`None` when the body has no `members`).
+    pub members: Option<Vec<MemberEntry>>,
+    /// The clear-text password, for the store to hash; it is never part of `attrs`.
+    pub password: Option<String>,
+}
+
+/// Reduces a POST or PUT body to its stored form.
+pub fn normalize(schema: &ResourceSchema, input: &Value) -> ScimResult<Normalized> {
+    let Value::Object(body) = input else {
+        return Err(ScimError::invalid_syntax("the request body must be a JSON object"));
+    };
+    let mut out = Normalized { attrs: Map::new(), members: None, password: None };
+    for (key, value) in body {
+        if key.eq_ignore_ascii_case("schemas") {
+            continue;
+        }
+        if let Some(ext) = schema.extension(key) {
+            normalize_extension(schema, &ext.id, value, &mut out)?;
+            continue;
+        }
+        let (urn, name) = split_urn(key);
+        match schema.resolve(urn, name) {
+            Some(resolved) => put_attr(schema.kind, resolved, value, &mut out)?,
+            None => log::debug!("dropping unknown attribute '{key}'"),
+        }
+    }
+    check_required(schema, &out.attrs)?;
+    Ok(out)
+}
+
+fn normalize_extension(
+    schema: &ResourceSchema,
+    urn: &str,
+    value: &Value,
+    out: &mut Normalized,
+) -> ScimResult<()> {
+    let Value::Object(map) = value else {
+        if !value.is_null() {
+            log::debug!("dropping non-object extension '{urn}'");
+        }
+        return Ok(());
+    };
+    for (key, v) in map {
+        match schema.resolve(Some(urn), key) {
+            Some(resolved) => put_attr(schema.kind, resolved, v, out)?,
+            None => log::debug!("dropping unknown attribute '{urn}:{key}'"),
+        }
+    }
+    Ok(())
+}
+
+/// Splits `urn:...:User:userName` at the last colon; a plain name has no URN.
+pub fn split_urn(key: &str) -> (Option<&str>, &str) {
+    match key.rsplit_once(':') {
+        Some((urn, name)) if urn.contains(':') => (Some(urn), name),
+        _ => (None, key),
+    }
+}
+
+fn put_attr(
+    kind: ResourceKind,
+    resolved: Resolved<'_>,
+    value: &Value,
+    out: &mut Normalized,
+) -> ScimResult<()> {
+    let def = resolved.def;
+    if def.mutability == Mutability::ReadOnly {
+        return Ok(());
+    }
+    if kind == ResourceKind::Group && def.name == "members" {
+        out.members = Some(member_entries(value)?);
+        return Ok(());
+    }
+    if kind == ResourceKind::User && def.name == "password" {
+        out.password = match value {
+            Value::String(s) if !s.is_empty() => Some(s.clone()),
+            _ => None,
+        };
+        return Ok(());
+    }
+    let Some(v) = coerce(def, value, &def.name)? else { return Ok(()) };
+    match resolved.location {
+        Location::TopLevel => {
+            out.attrs.insert(def.name.clone(), v);
+        }
+        Location::Extension(urn) => {
+            let ext = out.attrs.entry(urn.to_string()).or_insert_with(|| Value::Object(Map::new()));
+            if let Some(ext) = ext.as_object_mut() {
+                ext.insert(def.name.clone(), v);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every required, writable attribute is present (`userName` for a User, `displayName` for a Group).
+pub fn check_required(schema: &ResourceSchema, attrs: &Map<String, Value>) -> ScimResult<()> {
+    for def in schema.top_level_attrs() {
+        if def.required && def.mutability != Mutability::ReadOnly && !attrs.contains_key(&def.name) {
+            return Err(ScimError::invalid_value(format!("attribute '{}' is required", def.name)));
+        }
+    }
+    for ext in &schema.extensions {
+        let Some(present) = attrs.get(&ext.id).and_then(Value::as_object) else { continue };
+        if let Some(def) = ext.attributes.iter().find(|d| d.required && !present.contains_key(&d.name)) {
+            return Err(ScimError::invalid_value(format!("attribute '{}:{}' is required", ext.id, def.name)));
+        }
+    }
+    Ok(())
+}
+
+/// One element of a group's `members` as a client sent it. Members are taken as given: the id need not
+/// name an existing resource (Microsoft's reference tests add `"string id 1"`), and the sub-attributes a
+/// client sent are kept and echoed as sent.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MemberEntry {
+    #[serde(skip)]
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub display: Option<String>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none", default)]
+    pub kind: Option<String>,
+    #[serde(rename = "$ref", skip_serializing_if = "Option::is_none", default)]
+    pub reference: Option<String>,
+}
+
+/// Longest member id accepted; ids are keys in the store.
+pub const MAX_MEMBER_ID_LEN: usize = 256;
+
+/// Members from a `members` value: objects with `value`, or bare id strings as some clients send;
+/// a repeated id keeps its last sub-attributes at its first position.
+pub fn member_entries(value: &Value) -> ScimResult<Vec<MemberEntry>> {
+    let items: &[Value] = match value {
+        Value::Null => &[],
+        Value::Array(items) => items,
+        single => std::slice::from_ref(single),
+    };
+    let mut entries: Vec<MemberEntry> = Vec::with_capacity(items.len());
+    let mut index = std::collections::HashMap::with_capacity(items.len());
+    for item in items {
+        let entry = member_entry(item)?;
+        match index.get(&entry.id) {
+            Some(&i) => entries[i] = entry,
+            None => {
+                index.insert(entry.id.clone(), entries.len());
+                entries.push(entry);
+            }
+        }
+    }
+    Ok(entries)
+}
+
+fn member_entry(item: &Value) -> ScimResult<MemberEntry> {
+    let field = |name: &str| match item {
+        Value::Object(map) => map.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v),
+        _ => None,
+    };
+    let text = |v: Option<&Value>| match v {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        _ => None,
+    };
+    let raw = if item.is_object() { field("value") } else { Some(item) };
+    let id = match raw {
+        Some(Value::String(s)) => s.trim().to_string(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => String::new(),
+    };
+    if id.is_empty() || id.len() > MAX_MEMBER_ID_LEN {
+        return Err(ScimError::invalid_value(format!(
+            "a member needs a 'value' of 1 to {MAX_MEMBER_ID_LEN} characters with the member's id, got {item}"
+        )));
+    }
+    Ok(MemberEntry {
+        id,
+        // Entra's validator and Microsoft's reference tests call it `displayName`.
+        display: text(field("display")).or_else(|| text(field("displayName"))),
+        kind: text(field("type")),
+        reference: text(field("$ref")),
+    })
+}
+
+/// The `schemas` of a stored resource: its core schema and every extension it has data for.
+pub fn schemas_of(schema: &ResourceSchema, attrs: &Map<String, Value>) -> Value {
+    let mut urns = vec![Value::String(schema.core.id.clone())];
+    urns.extend(
+        schema.extensions.iter().filter(|e| attrs.contains_key(&e.id)).map(|e| Value::String(e.id.clone())),
+    );
+    Value::Array(urns)
+}
+
+/// The stored layout: `schemas`, `id`, `externalId`, core attributes in schema order, extension objects,
+/// then `meta`. Anything in `attrs` the schema does not know is dropped.
+pub fn assemble(schema: &ResourceSchema, id: &str, attrs: &Map<String, Value>, meta: Value) -> Value {
+    let mut doc = Map::with_capacity(attrs.len() + 3);
+    doc.insert("schemas".into(), schemas_of(schema, attrs));
+    doc.insert("id".into(), Value::String(id.to_string()));
+    for def in schema.top_level_attrs() {
+        if let Some(v) = attrs.get(&def.name) {
+            doc.insert(def.name.clone(), v.clone());
+        }
+    }
+    for ext in &schema.extensions {
+        if let Some(v) = attrs.get(&ext.id).filter(|v| v.as_object().is_some_and(|m| !m.is_empty())) {
+            doc.insert(ext.id.clone(), v.clone());
+        }
+    }
+    doc.insert("meta".into(), meta);
+    Value::Object(doc)
+}
+
+/// The writable part of a stored resource: everything but `schemas`, `id` and `meta`.
+pub fn attrs_of(doc: &Value) -> Map<String, Value> {
+    let mut attrs = doc.as_object().cloned().unwrap_or_default();
+    for key in ["schemas", "id", "meta"] {
+        attrs.remove(key);
+    }
+    attrs
+}
+
+/// Checks a replacement against the current resource: immutable attributes that have a value keep it.
+pub fn check_immutable(
+    schema: &ResourceSchema,
+    current: &Map<String, Value>,
+    next: &Map<String, Value>,
+) -> ScimResult<()> {
+    for def in schema.top_level_attrs().filter(|d| d.mutability == Mutability::Immutable) {
+        if let (Some(old), Some(new)) = (current.get(&def.name), next.get(&def.name)) {
+            if old != new {
+                return Err(ScimError::mutability(format!("attribute '{}' is immutable", def.name)));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::scim::ScimType;
+    use crate::scim::schema::{ENTERPRISE_URN, Registry};
+
+    fn users() -> ResourceSchema {
+        Registry::standard().resource(ResourceKind::User).clone()
+    }
+
+    fn groups() -> ResourceSchema {
+        Registry::standard().resource(ResourceKind::Group).clone()
+    }
+
+    #[test]
+    fn okta_create_body_keeps_what_is_stored_and_sets_aside_the_password() {
+        let body = json!({"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"test.user@okta.local",
+            "name":{"givenName":"Test","familyName":"User"},"emails":[{"primary":true,"value":"test.user@okta.local","type":"work"}],
+            "displayName":"Test User","locale":"en-US","externalId":"00ujl29u0le5T6Aj10h7","groups":[],"password":"1mz050nq","active":true});
+        let n = normalize(&users(), &body).unwrap();
+        assert_eq!(n.password.as_deref(), Some("1mz050nq"));
+        assert_eq!(
+            Value::Object(n.attrs),
+            json!({"userName":"test.user@okta.local","name":{"givenName":"Test","familyName":"User"},
+                "emails":[{"primary":true,"value":"test.user@okta.local","type":"work"}],"displayName":"Test User",
+                "locale":"en-US","externalId":"00ujl29u0le5T6Aj10h7","active":true})
+        );
+    }
+
+    #[test]
+    fn entra_create_body_with_read_only_and_odd_input() {
+        let body = json!({"schemas":["urn:ietf:params:scim:schemas:core:2.0:User", ENTERPRISE_URN,
+                "urn:ietf:params:scim:schemas:extension:enterprise:2.0User"],
+            "id": "client-chosen", "meta":{"resourceType":"User"}, "roles": [], "Active": "True",
+            "userName": "UserName123", "DisplayName": "", "nickName": null, "favouriteColour": "blue",
+            ENTERPRISE_URN: {"Department": "Sales", "Manager": {"Value": "m-1"}, "bogus": 1},
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0User": {"department": "typo"}});
+        let n = normalize(&users(), &body).unwrap();
+        assert_eq!(
+            Value::Object(n.attrs),
+            json!({"active": true, "userName": "UserName123",
+                ENTERPRISE_URN: {"department": "Sales", "manager": {"value": "m-1"}}})
+        );
+    }
+
+    #[test]
+    fn onelogin_template_with_empty_strings_and_scim_1_urn() {
+        let body = json!({"schemas":["urn:scim:schemas:core:1.0"], "userName": "jdoe@x.com",
+            "name": {"givenName": "J", "familyName": "", "middleName": ""}, "title": "",
+            "addresses": [{"streetAddress": "1 Main St", "locality": "", "country": "US"}],
+            ENTERPRISE_URN: {"manager": {"value": "", "displayName": ""}}});
+        let n = normalize(&users(), &body).unwrap();
+        assert_eq!(
+            Value::Object(n.attrs),
+            json!({"userName": "jdoe@x.com", "name": {"givenName": "J"},
+                "addresses": [{"streetAddress": "1 Main St", "country": "US"}]})
+        );
+    }
+
+    #[test]
+    fn required_attributes_are_checked() {
+        let err = normalize(&users(), &json!({"displayName": "x"})).unwrap_err();
+        assert_eq!(err.scim_type, Some(ScimType::InvalidValue));
+        assert!(err.detail.contains("userName"));
+        let err = normalize(&users(), &json!({"userName": ""})).unwrap_err();
+        assert!(err.detail.contains("userName"));
+        let err = normalize(&groups(), &json!({"members": []})).unwrap_err();
+        assert!(err.detail.contains("displayName"));
+        assert_eq!(normalize(&users(), &json!([1])).unwrap_err().scim_type, Some(ScimType::InvalidSyntax));
+    }
+
+    #[test]
+    fn group_members_are_set_aside_in_every_shape() {
+        let body = json!({"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group",
+                "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group"],
+            "externalId":"8aa1", "displayName":"G", "meta":{"resourceType":"Group"},
+            "members": [{"value": "u1", "display": "x"}, "u2", {"$ref": null, "Value": "u1"}]});
+        let n = normalize(&groups(), &body).unwrap();
+        let members = n.members.unwrap();
+        assert_eq!(members.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), ["u1", "u2"]);
+        assert_eq!(members[0].display, None, "the later duplicate's sub-attributes win");
+        assert_eq!(members[0].reference, None);
+        assert_eq!(Value::Object(n.attrs), json!({"externalId": "8aa1", "displayName": "G"}));
+        assert!(member_entries(&json!([{"display": "no id"}])).is_err());
+        let entries = member_entries(
+            &json!([{"displayName": "new User", "value": "id4", "type": "User"}, "string id 1"]),
+        )
+        .unwrap();
+        assert_eq!(entries[0].display.as_deref(), Some("new User"));
+        assert_eq!(entries[0].kind.as_deref(), Some("User"));
+        assert_eq!(entries[1].id, "string id 1");
+    }
+
+    #[test]
+    fn assembled_layout_is_canonical() {
+        let n = normalize(
+            &users(),
+            &json!({ENTERPRISE_URN: {"department": "S"}, "title": "t", "userName": "u", "externalId": "e"}),
+        )
+        .unwrap();
+        let doc = assemble(&users(), "id1", &n.attrs, json!({"resourceType": "User"}));
+        let keys: Vec<_> = doc.as_object().unwrap().keys().cloned().collect();
+        assert_eq!(keys, ["schemas", "id", "externalId", "userName", "title", ENTERPRISE_URN, "meta"]);
+        assert_eq!(doc["schemas"], json!(["urn:ietf:params:scim:schemas:core:2.0:User", ENTERPRISE_URN]));
+        assert_eq!(attrs_of(&doc), n.attrs);
+    }
+
+    #[test]
+    fn urn_qualified_keys_resolve() {
+        let n = normalize(&users(), &json!({"urn:ietf:params:scim:schemas:core:2.0:User:userName": "u"}))
+            .unwrap();
+        assert_eq!(n.attrs["userName"], json!("u"));
+        assert_eq!(split_urn("name.givenName"), (None, "name.givenName"));
+        assert_eq!(split_urn("urn:a:b:c"), (Some("urn:a:b"), "c"));
+    }
+}

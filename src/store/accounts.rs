@@ -1,0 +1,304 @@
+//! Accounts (tenants) and their bearer tokens. A token is stored only as its SHA-256 hash; it resolves to
+//! exactly one account and kind.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::codec::{decode, encode, get, tx_get};
+use super::keys::{AccountId, global, key, kind, prefix};
+use super::{Actor, Store, StoreError, StoreResult, abort, activity};
+use crate::clock::timestamp;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Account {
+    pub id: AccountId,
+    pub name: String,
+    pub created: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenKind {
+    /// May call `/scim/v2`.
+    Scim,
+    /// May call `/admin/v1`.
+    Admin,
+}
+
+impl std::str::FromStr for TokenKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "scim" => Ok(TokenKind::Scim),
+            "admin" => Ok(TokenKind::Admin),
+            other => Err(format!("unknown token kind '{other}' (scim, admin)")),
+        }
+    }
+}
+
+impl TokenKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Scim => "scim",
+            TokenKind::Admin => "admin",
+        }
+    }
+}
+
+/// A token as listed: everything but the secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    pub id: String,
+    pub account: AccountId,
+    pub kind: TokenKind,
+    pub name: String,
+    pub created: String,
+    /// SHA-256 of the secret; never shown.
+    #[serde(with = "hex_bytes")]
+    pub(crate) hash: Vec<u8>,
+}
+
+impl TokenInfo {
+    /// The actor name activity entries record for this token.
+    pub fn actor(&self) -> Actor {
+        Actor(format!("{}:{}", self.kind.as_str(), self.name))
+    }
+}
+
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        (0..text.len())
+            .step_by(2)
+            .map(|i| text.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+            .collect::<Option<Vec<u8>>>()
+            .ok_or_else(|| serde::de::Error::custom("bad hex"))
+    }
+}
+
+fn hash(secret: &str) -> Vec<u8> {
+    Sha256::digest(secret.as_bytes()).to_vec()
+}
+
+/// A new random secret: 244 bits from the OS's generator, prefixed so it is recognisable in a config file.
+fn new_secret() -> String {
+    format!("us_{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+}
+
+impl Store {
+    pub fn account(&self, name: &str) -> StoreResult<Option<Account>> {
+        let Some(id) = self.tree().get(global(kind::ACCOUNT_BY_NAME, name.as_bytes()))? else {
+            return Ok(None);
+        };
+        let id = AccountId(u32::from_be_bytes(
+            id.as_ref().try_into().map_err(|_| StoreError::Corrupt("account id".into()))?,
+        ));
+        self.account_by_id(id)
+    }
+
+    pub fn account_by_id(&self, id: AccountId) -> StoreResult<Option<Account>> {
+        get(self.tree(), &prefix(kind::ACCOUNT, id))
+    }
+
+    pub fn accounts(&self) -> StoreResult<Vec<Account>> {
+        self.tree().scan_prefix([kind::ACCOUNT]).map(|item| decode(&item?.1)).collect()
+    }
+
+    /// Creates the account `name`; 409 if it exists.
+    pub fn create_account(&self, name: &str) -> StoreResult<Account> {
+        let name = name.trim();
+        if name.is_empty() || name.len() > 64 {
+            return Err(StoreError::Invalid(crate::scim::ScimError::invalid_value(
+                "an account name has 1 to 64 characters",
+            )));
+        }
+        let created = timestamp(self.now());
+        let by_name = global(kind::ACCOUNT_BY_NAME, name.as_bytes());
+        let counter = global(kind::COUNTER, b"accounts");
+        let account = self.transact(|tx| {
+            if tx.get(&by_name)?.is_some() {
+                return abort(StoreError::Conflict(format!("account '{name}' already exists")));
+            }
+            let next: u32 = tx_get(tx, &counter)?.unwrap_or(0) + 1;
+            tx.insert(counter.as_slice(), encode(&next))?;
+            let account = Account { id: AccountId(next), name: name.to_string(), created: created.clone() };
+            tx.insert(by_name.as_slice(), &next.to_be_bytes())?;
+            tx.insert(prefix(kind::ACCOUNT, account.id), encode(&account))?;
+            Ok(account)
+        })?;
+        Ok(account)
+    }
+
+    /// The account `name`, created if missing; the flag says whether it was created now.
+    pub fn ensure_account(&self, name: &str) -> StoreResult<(Account, bool)> {
+        if let Some(a) = self.account(name)? {
+            return Ok((a, false));
+        }
+        match self.create_account(name) {
+            Ok(a) => Ok((a, true)),
+            Err(StoreError::Conflict(_)) => {
+                self.account(name)?.map(|a| (a, false)).ok_or_else(|| StoreError::NotFound(name.into()))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Issues a new token; the secret is returned this once and never stored.
+    pub fn create_token(
+        &self,
+        acct: AccountId,
+        kind_: TokenKind,
+        name: &str,
+    ) -> StoreResult<(TokenInfo, String)> {
+        let secret = new_secret();
+        let info = self.register_token(acct, kind_, name, &secret)?;
+        Ok((info, secret))
+    }
+
+    /// Registers a known secret (from the environment) as a token; registering it again changes nothing.
+    pub fn register_token(
+        &self,
+        acct: AccountId,
+        kind_: TokenKind,
+        name: &str,
+        secret: &str,
+    ) -> StoreResult<TokenInfo> {
+        let hash = hash(secret);
+        if let Some(existing) = self.token_by_hash(&hash)? {
+            if existing.account == acct && existing.kind == kind_ {
+                return Ok(existing);
+            }
+            return Err(StoreError::Conflict(
+                "that secret is already registered for another account or kind".into(),
+            ));
+        }
+        let info = TokenInfo {
+            id: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
+            account: acct,
+            kind: kind_,
+            name: name.to_string(),
+            created: timestamp(self.now()),
+            hash: hash.clone(),
+        };
+        let now = self.now();
+        self.transact(|tx| {
+            tx.insert(global(kind::TOKEN, &hash), encode(&info))?;
+            tx.insert(key(kind::TOKEN_ID, acct, &[info.id.as_bytes()]), hash.as_slice())?;
+            activity::record(
+                tx,
+                acct,
+                now,
+                &Actor::engine(),
+                "token.created",
+                Some(&info.id),
+                json!({"name": info.name, "kind": info.kind}),
+            )
+        })?;
+        Ok(info)
+    }
+
+    fn token_by_hash(&self, hash: &[u8]) -> StoreResult<Option<TokenInfo>> {
+        get(self.tree(), &global(kind::TOKEN, hash))
+    }
+
+    /// The token a presented secret belongs to. The secret is only ever hashed; the stored hash is then
+    /// compared in constant time.
+    pub fn authenticate(&self, secret: &str) -> StoreResult<Option<TokenInfo>> {
+        let presented = hash(secret);
+        let Some(info) = self.token_by_hash(&presented)? else { return Ok(None) };
+        Ok(bool::from(info.hash.ct_eq(&presented)).then_some(info))
+    }
+
+    /// Tokens of one account, or of all accounts.
+    pub fn tokens(&self, acct: Option<AccountId>) -> StoreResult<Vec<TokenInfo>> {
+        let mut out = Vec::new();
+        for item in self.tree().scan_prefix([kind::TOKEN]) {
+            let info: TokenInfo = decode(&item?.1)?;
+            if acct.is_none_or(|a| a == info.account) {
+                out.push(info);
+            }
+        }
+        out.sort_by(|a, b| (a.account, &a.created, &a.id).cmp(&(b.account, &b.created, &b.id)));
+        Ok(out)
+    }
+
+    /// Revokes a token of the account; 404 if it has no such token.
+    pub fn revoke_token(&self, acct: AccountId, id: &str, actor: &Actor) -> StoreResult<TokenInfo> {
+        let id_key = key(kind::TOKEN_ID, acct, &[id.as_bytes()]);
+        let now = self.now();
+        let info = self.transact(|tx| {
+            let Some(hash) = tx.get(&id_key)? else {
+                return abort(StoreError::NotFound(format!("token {id}")));
+            };
+            let Some(info) = tx_get::<TokenInfo>(tx, &global(kind::TOKEN, &hash))? else {
+                return abort(StoreError::NotFound(format!("token {id}")));
+            };
+            tx.remove(global(kind::TOKEN, &hash))?;
+            tx.remove(id_key.as_slice())?;
+            activity::record(
+                tx,
+                acct,
+                now,
+                actor,
+                "token.revoked",
+                Some(id),
+                json!({"name": info.name, "kind": info.kind}),
+            )?;
+            Ok(info)
+        })?;
+        Ok(info)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::temp_store;
+
+    #[test]
+    fn tokens_resolve_to_their_account_and_kind_only() {
+        let (store, _dir) = temp_store();
+        let (a, created) = store.ensure_account("default").unwrap();
+        assert!(created);
+        assert!(!store.ensure_account("default").unwrap().1);
+        let b = store.create_account("other").unwrap();
+        assert_ne!(a.id, b.id);
+        assert!(matches!(store.create_account("other"), Err(StoreError::Conflict(_))));
+
+        let (info, secret) = store.create_token(a.id, TokenKind::Scim, "okta").unwrap();
+        assert!(secret.starts_with("us_") && secret.len() > 60);
+        let found = store.authenticate(&secret).unwrap().unwrap();
+        assert_eq!((found.account, found.kind, found.name.as_str()), (a.id, TokenKind::Scim, "okta"));
+        assert!(store.authenticate("us_wrong").unwrap().is_none());
+        assert_eq!(found.actor(), Actor("scim:okta".into()));
+
+        // the secret is not stored anywhere
+        for item in store.tree().iter() {
+            let (k, v) = item.unwrap();
+            assert!(
+                !String::from_utf8_lossy(&k).contains(&secret)
+                    && !String::from_utf8_lossy(&v).contains(&secret)
+            );
+        }
+
+        store.register_token(a.id, TokenKind::Admin, "env", "known-secret").unwrap();
+        store.register_token(a.id, TokenKind::Admin, "env", "known-secret").unwrap();
+        assert!(store.register_token(b.id, TokenKind::Admin, "env", "known-secret").is_err());
+        assert_eq!(store.tokens(Some(a.id)).unwrap().len(), 2);
+        assert_eq!(store.tokens(Some(b.id)).unwrap().len(), 0);
+
+        assert!(matches!(store.revoke_token(b.id, &info.id, &Actor::engine()), Err(StoreError::NotFound(_))));
+        store.revoke_token(a.id, &info.id, &Actor::engine()).unwrap();
+        assert!(store.authenticate(&secret).unwrap().is_none());
+        assert_eq!(store.account("other").unwrap().unwrap().id, b.id);
+    }
+}

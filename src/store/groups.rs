@@ -1,0 +1,184 @@
+//! Groups: create, read, replace, patch, delete. The group document never holds its members; member changes
+//! are applied as per-member keys (see `members`), under the group's lock.
+
+use serde_json::{Map, Value, json};
+
+use super::activity::record;
+use super::codec::{bumped_meta, check_if_match, new_meta};
+use super::keys::AccountId;
+use super::members::{GroupPatch, Resolved, apply_member_changes, cleanup_key, remove_all_members_of};
+use super::resources::GROUPS;
+use super::{Actor, Store, StoreResult, TxResult, abort, check_id, not_found};
+use crate::scim::patch::{MemberChange, Operation, apply};
+use crate::scim::resource::{Normalized, assemble, attrs_of, check_immutable};
+use crate::scim::schema::{ResourceKind, ResourceSchema};
+
+/// Ids listed in one activity entry; larger changes are summarised by their counts.
+const ACTIVITY_ID_LIMIT: usize = 100;
+
+impl Store {
+    pub fn create_group(
+        &self,
+        acct: AccountId,
+        schema: &ResourceSchema,
+        input: &Normalized,
+        actor: &Actor,
+    ) -> StoreResult<(Value, GroupPatch)> {
+        let id = uuid::Uuid::now_v7().to_string();
+        let now = self.now();
+        let doc = assemble(schema, &id, &input.attrs, new_meta(ResourceKind::Group, now));
+        let changes: Vec<Resolved> = input.members.iter().map(|m| Resolved::Add(m.clone())).collect();
+        let patch = self.transact(|tx| {
+            GROUPS.write(tx, acct, &id, None, Some(&doc))?;
+            let patch = apply_member_changes(tx, acct, &id, &changes, &[])?;
+            record(
+                tx,
+                acct,
+                now,
+                actor,
+                "group.created",
+                Some(&id),
+                json!({"displayName": doc["displayName"]}),
+            )?;
+            record_member_changes(tx, acct, now, actor, &id, &patch)?;
+            Ok(patch)
+        })?;
+        self.adjust_count(acct, ResourceKind::Group, 1);
+        Ok((doc, patch))
+    }
+
+    /// The stored group, without members.
+    pub fn group(&self, acct: AccountId, id: &str) -> StoreResult<Option<Value>> {
+        if check_id(ResourceKind::Group, id).is_err() {
+            return Ok(None);
+        }
+        GROUPS.get(self, acct, id)
+    }
+
+    /// PUT: attributes and the member list are replaced (a body without `members` empties the group).
+    pub fn replace_group(
+        &self,
+        acct: AccountId,
+        schema: &ResourceSchema,
+        id: &str,
+        input: &Normalized,
+        if_match: Option<&str>,
+        actor: &Actor,
+    ) -> StoreResult<(Value, GroupPatch)> {
+        self.update_group(acct, schema, id, if_match, actor, |current| {
+            check_immutable(schema, &attrs_of(current), &input.attrs)?;
+            Ok((
+                input.attrs.clone(),
+                vec![MemberChange::ReplaceAll(input.members.clone().unwrap_or_default())],
+            ))
+        })
+    }
+
+    pub fn patch_group(
+        &self,
+        acct: AccountId,
+        schema: &ResourceSchema,
+        id: &str,
+        ops: &[Operation],
+        if_match: Option<&str>,
+        actor: &Actor,
+    ) -> StoreResult<(Value, GroupPatch)> {
+        self.update_group(acct, schema, id, if_match, actor, |current| {
+            let mut attrs = attrs_of(current);
+            let outcome = apply(schema, id, &mut attrs, ops)?;
+            Ok((attrs, outcome.members))
+        })
+    }
+
+    /// The shared body of PUT and PATCH. Every write to a group document holds the group's lock, so the
+    /// document read here is the one the transaction changes, and `change` can run once, outside it: its
+    /// member changes must be resolved against the current member list before the transaction starts.
+    fn update_group(
+        &self,
+        acct: AccountId,
+        schema: &ResourceSchema,
+        id: &str,
+        if_match: Option<&str>,
+        actor: &Actor,
+        change: impl FnOnce(&Value) -> StoreResult<(Map<String, Value>, Vec<MemberChange>)>,
+    ) -> StoreResult<(Value, GroupPatch)> {
+        check_id(ResourceKind::Group, id)?;
+        let _serialised = self.group_lock(acct, id);
+        let old = GROUPS.get(self, acct, id)?.ok_or_else(|| not_found(ResourceKind::Group, id))?;
+        check_if_match(&old, if_match)?;
+        let (attrs, members) = change(&old)?;
+        let (resolved, current) = self.resolve_member_changes(acct, id, schema, &members)?;
+        let old_attrs = attrs_of(&old);
+        let now = self.now();
+        self.transact(|tx| {
+            let patch = apply_member_changes(tx, acct, id, &resolved, &current)?;
+            if attrs == old_attrs && patch == GroupPatch::default() {
+                return Ok((old.clone(), patch));
+            }
+            let new = assemble(schema, id, &attrs, bumped_meta(&old, ResourceKind::Group, now));
+            GROUPS.write(tx, acct, id, Some(&old), Some(&new))?;
+            if attrs != old_attrs {
+                let changed: Vec<&String> = old_attrs
+                    .keys()
+                    .chain(attrs.keys())
+                    .filter(|k| old_attrs.get(*k) != attrs.get(*k))
+                    .collect();
+                let detail = json!({"displayName": new["displayName"], "changed": changed});
+                record(tx, acct, now, actor, "group.updated", Some(id), detail)?;
+            }
+            record_member_changes(tx, acct, now, actor, id, &patch)?;
+            Ok((new, patch))
+        })
+    }
+
+    /// Deletes the group and all its memberships; each former member is re-evaluated.
+    pub fn delete_group(
+        &self,
+        acct: AccountId,
+        id: &str,
+        if_match: Option<&str>,
+        actor: &Actor,
+    ) -> StoreResult<()> {
+        check_id(ResourceKind::Group, id)?;
+        let _serialised = self.group_lock(acct, id);
+        let now = self.now();
+        self.transact(|tx| {
+            let old = GROUPS.load(tx, acct, id)?;
+            if let Err(e) = check_if_match(&old, if_match) {
+                return abort(e);
+            }
+            GROUPS.write(tx, acct, id, Some(&old), None)?;
+            tx.insert(cleanup_key(acct, b'g', id), &[])?;
+            record(
+                tx,
+                acct,
+                now,
+                actor,
+                "group.deleted",
+                Some(id),
+                json!({"displayName": old["displayName"]}),
+            )
+        })?;
+        self.adjust_count(acct, ResourceKind::Group, -1);
+        remove_all_members_of(self, acct, id)
+    }
+}
+
+fn record_member_changes(
+    tx: &sled::transaction::TransactionalTree,
+    acct: AccountId,
+    now: chrono::DateTime<chrono::Utc>,
+    actor: &Actor,
+    gid: &str,
+    patch: &GroupPatch,
+) -> TxResult<()> {
+    if patch.added.is_empty() && patch.removed.is_empty() {
+        return Ok(());
+    }
+    let cap = |ids: &[String]| ids.iter().take(ACTIVITY_ID_LIMIT).cloned().collect::<Vec<_>>();
+    let detail = json!({
+        "added": cap(&patch.added), "removed": cap(&patch.removed),
+        "addedCount": patch.added.len(), "removedCount": patch.removed.len(),
+    });
+    record(tx, acct, now, actor, "group.members.changed", Some(gid), detail)
+}

@@ -1,0 +1,301 @@
+//! Group membership, one key per membership plus a reverse index, so adding or removing one member never
+//! reads or rewrites the rest of the group. Changes to one group's members are serialised by a lock stripe
+//! so that whole-list operations (replace, remove all, remove by filter) see a stable member list.
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::{Value, json};
+use sled::transaction::TransactionalTree;
+
+use super::codec::{decode, encode};
+use super::keys::{AccountId, SEP, child_prefix, key, kind};
+use super::pending::mark_pending;
+use super::{Store, StoreResult, TxResult};
+use crate::scim::filter::{Filter, matches_element};
+use crate::scim::patch::MemberChange;
+use crate::scim::resource::MemberEntry;
+use crate::scim::schema::ResourceSchema;
+
+/// A member as a group lists it: what the client sent, completed from the user record where it sent less.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub id: String,
+    pub display: Option<String>,
+    /// `User` when the id is a user of the account, or what the client sent.
+    pub kind: Option<String>,
+    /// The `$ref` the client sent, if any.
+    pub reference: Option<String>,
+}
+
+impl Member {
+    /// The member's JSON object (without `$ref` when none was sent; the HTTP layer adds one).
+    pub fn to_json(&self) -> Value {
+        let mut obj = json!({"value": self.id});
+        for (k, v) in [("$ref", &self.reference), ("type", &self.kind), ("display", &self.display)] {
+            if let Some(v) = v {
+                obj[k] = Value::String(v.clone());
+            }
+        }
+        obj
+    }
+}
+
+/// What a membership change did, for activity entries and the rule engine.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupPatch {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+pub(crate) fn member_key(acct: AccountId, gid: &str, mid: &str) -> Vec<u8> {
+    key(kind::MEMBER, acct, &[gid.as_bytes(), mid.as_bytes()])
+}
+
+fn member_of_key(acct: AccountId, mid: &str, gid: &str) -> Vec<u8> {
+    key(kind::MEMBER_OF, acct, &[mid.as_bytes(), &[SEP], gid.as_bytes()])
+}
+
+fn member_of_prefix(acct: AccountId, mid: &str) -> Vec<u8> {
+    key(kind::MEMBER_OF, acct, &[mid.as_bytes(), &[SEP]])
+}
+
+pub(crate) fn cleanup_key(acct: AccountId, what: u8, id: &str) -> Vec<u8> {
+    key(kind::CLEANUP, acct, &[&[what], id.as_bytes()])
+}
+
+/// A membership change with whole-list operations already turned into the ids they affect.
+#[derive(Debug, Clone)]
+pub(crate) enum Resolved {
+    Add(Vec<MemberEntry>),
+    Remove(Vec<String>),
+    /// Remove every member the group had when the change began, and any added earlier in the same request.
+    Clear,
+}
+
+impl Store {
+    /// Every member of the group, in id order.
+    pub fn members(&self, acct: AccountId, gid: &str) -> StoreResult<Vec<Member>> {
+        let prefix = child_prefix(kind::MEMBER, acct, gid);
+        let mut out = Vec::new();
+        for item in self.tree().scan_prefix(&prefix) {
+            let (k, v) = item?;
+            let mid = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            out.push(self.complete_member(acct, mid, decode(&v)?)?);
+        }
+        Ok(out)
+    }
+
+    /// The listed ids that are members of the group (for filters such as `members eq "<id>"`).
+    pub fn members_among(&self, acct: AccountId, gid: &str, ids: &[String]) -> StoreResult<Vec<Member>> {
+        let mut out = Vec::new();
+        for mid in ids {
+            if let Some(v) = self.tree().get(member_key(acct, gid, mid))? {
+                out.push(self.complete_member(acct, mid.clone(), decode(&v)?)?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn complete_member(&self, acct: AccountId, id: String, sent: MemberEntry) -> StoreResult<Member> {
+        let user_display = match (&sent.display, &sent.kind) {
+            (Some(_), Some(_)) => None,
+            _ => self.user_display(acct, &id)?,
+        };
+        let is_user = user_display.is_some();
+        Ok(Member {
+            display: sent.display.or(user_display),
+            kind: sent.kind.or_else(|| is_user.then(|| "User".to_string())),
+            reference: sent.reference,
+            id,
+        })
+    }
+
+    /// The groups `mid` is a direct member of, from the reverse index.
+    pub fn groups_of(&self, acct: AccountId, mid: &str) -> StoreResult<Vec<String>> {
+        let prefix = member_of_prefix(acct, mid);
+        self.tree()
+            .scan_prefix(&prefix)
+            .map(|item| Ok(String::from_utf8_lossy(&item?.0[prefix.len()..]).into_owned()))
+            .collect()
+    }
+
+    fn member_ids(&self, acct: AccountId, gid: &str) -> StoreResult<Vec<String>> {
+        let prefix = child_prefix(kind::MEMBER, acct, gid);
+        self.tree()
+            .scan_prefix(&prefix)
+            .map(|item| Ok(String::from_utf8_lossy(&item?.0[prefix.len()..]).into_owned()))
+            .collect()
+    }
+
+    /// Turns PATCH member changes into [`Resolved`] ones, reading the current member list only when a change
+    /// needs it. Call with the group's lock held.
+    pub(crate) fn resolve_member_changes(
+        &self,
+        acct: AccountId,
+        gid: &str,
+        schema: &ResourceSchema,
+        changes: &[MemberChange],
+    ) -> StoreResult<(Vec<Resolved>, Vec<String>)> {
+        let needs_list = changes.iter().any(|c| !matches!(c, MemberChange::Add(_) | MemberChange::Remove(_)));
+        let current = if needs_list { self.member_ids(acct, gid)? } else { Vec::new() };
+        let members_def = schema.core.attr("members");
+        let mut out = Vec::with_capacity(changes.len() + 1);
+        for change in changes {
+            match change {
+                MemberChange::Add(entries) => out.push(Resolved::Add(entries.clone())),
+                MemberChange::Remove(ids) => out.push(Resolved::Remove(ids.clone())),
+                MemberChange::RemoveAll => out.push(Resolved::Clear),
+                MemberChange::ReplaceAll(entries) => {
+                    out.push(Resolved::Clear);
+                    out.push(Resolved::Add(entries.clone()));
+                }
+                MemberChange::RemoveWhere(filter) => {
+                    let Some(def) = members_def else { continue };
+                    out.push(Resolved::Remove(self.members_matching(acct, gid, filter, def)?));
+                }
+            }
+        }
+        Ok((out, current))
+    }
+
+    fn members_matching(
+        &self,
+        acct: AccountId,
+        gid: &str,
+        filter: &Filter,
+        def: &crate::scim::schema::AttrDef,
+    ) -> StoreResult<Vec<String>> {
+        Ok(self
+            .members(acct, gid)?
+            .into_iter()
+            .filter(|m| matches_element(filter, &m.to_json(), def))
+            .map(|m| m.id)
+            .collect())
+    }
+}
+
+/// Applies resolved changes inside a transaction and returns the net effect. `current` is the member list
+/// read before the transaction (needed only for `Clear`). Every user whose membership changed is marked
+/// for re-evaluation.
+pub(crate) fn apply_member_changes(
+    tx: &TransactionalTree,
+    acct: AccountId,
+    gid: &str,
+    changes: &[Resolved],
+    current: &[String],
+) -> TxResult<GroupPatch> {
+    // Each touched id's membership before the change, to report the net effect of a sequence.
+    let mut before: HashMap<String, bool> = HashMap::new();
+    let mut order: Vec<String> = Vec::new();
+    let mut added_here: HashSet<String> = HashSet::new();
+    let mut touch = |tx: &TransactionalTree, mid: &str, before: &mut HashMap<String, bool>| -> TxResult<()> {
+        if !before.contains_key(mid) {
+            let was = tx.get(member_key(acct, gid, mid))?.is_some();
+            before.insert(mid.to_string(), was);
+            order.push(mid.to_string());
+        }
+        Ok(())
+    };
+    for change in changes {
+        match change {
+            Resolved::Add(entries) => {
+                for entry in entries {
+                    touch(tx, &entry.id, &mut before)?;
+                    tx.insert(member_key(acct, gid, &entry.id), encode(entry))?;
+                    tx.insert(member_of_key(acct, &entry.id, gid), &[])?;
+                    added_here.insert(entry.id.clone());
+                }
+            }
+            Resolved::Remove(ids) => {
+                for mid in ids {
+                    touch(tx, mid, &mut before)?;
+                    remove_membership(tx, acct, gid, mid)?;
+                    added_here.remove(mid);
+                }
+            }
+            Resolved::Clear => {
+                let everyone: Vec<String> = current.iter().cloned().chain(added_here.drain()).collect();
+                for mid in &everyone {
+                    touch(tx, mid, &mut before)?;
+                    remove_membership(tx, acct, gid, mid)?;
+                }
+            }
+        }
+    }
+    let mut patch = GroupPatch::default();
+    for mid in order {
+        let was = before.get(&mid).copied().unwrap_or(false);
+        let is = tx.get(member_key(acct, gid, &mid))?.is_some();
+        if was != is {
+            mark_pending(tx, acct, &mid)?;
+            if is { patch.added.push(mid) } else { patch.removed.push(mid) }
+        }
+    }
+    Ok(patch)
+}
+
+fn remove_membership(tx: &TransactionalTree, acct: AccountId, gid: &str, mid: &str) -> TxResult<()> {
+    tx.remove(member_key(acct, gid, mid))?;
+    tx.remove(member_of_key(acct, mid, gid))?;
+    Ok(())
+}
+
+/// Memberships removed per transaction when a whole group or user goes.
+const CLEANUP_BATCH: usize = 1000;
+
+/// Removes every membership of a deleted group, in batches, marking each former member for re-evaluation,
+/// then the group's cleanup marker.
+pub(crate) fn remove_all_members_of(store: &Store, acct: AccountId, gid: &str) -> StoreResult<()> {
+    loop {
+        let batch: Vec<String> = store.member_ids(acct, gid)?.into_iter().take(CLEANUP_BATCH).collect();
+        if batch.is_empty() {
+            break;
+        }
+        store.transact(|tx| {
+            for mid in &batch {
+                remove_membership(tx, acct, gid, mid)?;
+                mark_pending(tx, acct, mid)?;
+            }
+            Ok(())
+        })?;
+    }
+    store.tree().remove(cleanup_key(acct, b'g', gid))?;
+    Ok(())
+}
+
+/// Removes every membership of a deleted user, then the user's cleanup marker.
+pub(crate) fn remove_all_memberships_of(store: &Store, acct: AccountId, uid: &str) -> StoreResult<()> {
+    loop {
+        let batch: Vec<String> = store.groups_of(acct, uid)?.into_iter().take(CLEANUP_BATCH).collect();
+        if batch.is_empty() {
+            break;
+        }
+        store.transact(|tx| {
+            for gid in &batch {
+                remove_membership(tx, acct, gid, uid)?;
+            }
+            Ok(())
+        })?;
+    }
+    store.tree().remove(cleanup_key(acct, b'u', uid))?;
+    Ok(())
+}
+
+impl Store {
+    /// Finishes the membership cleanups a crash interrupted.
+    pub(crate) fn finish_cleanups(&self) -> StoreResult<()> {
+        let markers: Vec<sled::IVec> =
+            self.tree().scan_prefix([kind::CLEANUP]).keys().collect::<Result<_, _>>()?;
+        for marker in markers {
+            let (Some(acct), Some(&what)) = (super::keys::account_of(&marker), marker.get(5)) else {
+                continue;
+            };
+            let id = String::from_utf8_lossy(&marker[6..]).into_owned();
+            match what {
+                b'g' => remove_all_members_of(self, acct, &id)?,
+                _ => remove_all_memberships_of(self, acct, &id)?,
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,268 @@
+//! Storage: the only code that touches sled. Resources, unique indexes, per-member group membership with
+//! its reverse index, accounts and tokens, and the rule engine's state, all in one sled tree whose writes
+//! are transactions acknowledged only once durable (see [`durability`]).
+
+mod accounts;
+pub mod activity;
+mod codec;
+pub mod durability;
+mod groups;
+pub mod keys;
+mod list;
+mod members;
+mod pending;
+mod resources;
+mod users;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+
+pub use accounts::{Account, TokenInfo, TokenKind};
+pub use activity::{Activity, ActivityQuery};
+pub use codec::{display_of, version_of};
+pub use durability::{Durability, DurabilityMode};
+pub use keys::AccountId;
+pub use list::{ListPage, ListQuery};
+pub use members::{GroupPatch, Member};
+pub use users::is_active;
+
+use crate::clock::Clock;
+use crate::scim::ScimError;
+use crate::scim::schema::{Registry, ResourceKind};
+
+/// Everything that can go wrong in the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The request itself is wrong (bad PATCH, missing attribute, ...).
+    #[error(transparent)]
+    Invalid(#[from] ScimError),
+    #[error("{0} not found")]
+    NotFound(String),
+    /// A unique attribute is taken.
+    #[error("{0}")]
+    Conflict(String),
+    /// `If-Match` named a version that is no longer current.
+    #[error("the resource has changed since version {0}")]
+    PreconditionFailed(String),
+    #[error("the data directory is in use by another usersync process: {0}")]
+    Locked(String),
+    #[error("storage failure: {0}")]
+    Storage(#[from] sled::Error),
+    #[error("unreadable record: {0}")]
+    Corrupt(String),
+    #[error("i/o failure: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Transaction closures return this; `abort` carries a [`StoreError`] out.
+pub(crate) type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
+
+pub(crate) fn abort<T>(e: impl Into<StoreError>) -> TxResult<T> {
+    Err(ConflictableTransactionError::Abort(e.into()))
+}
+
+impl From<TransactionError<StoreError>> for StoreError {
+    fn from(e: TransactionError<StoreError>) -> Self {
+        match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(e) => StoreError::Storage(e),
+        }
+    }
+}
+
+/// How to open a store.
+pub struct StoreOptions {
+    pub path: PathBuf,
+    pub durability: DurabilityMode,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Who made a change, as the activity history shows it (`scim:<token name>`, `admin:<name>`, `usersync`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor(pub String);
+
+impl Actor {
+    pub fn engine() -> Actor {
+        Actor("usersync".into())
+    }
+}
+
+/// An open store. Cheap to clone; all clones share the same database.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    tree: sled::Tree,
+    durability: Durability,
+    clock: Arc<dyn Clock>,
+    /// Resources per account and kind, so unfiltered lists answer `totalResults` without a scan.
+    counts: RwLock<HashMap<(AccountId, ResourceKind), Arc<AtomicI64>>>,
+    /// Membership changes of one group are serialised, so a full-list replace that reads the current
+    /// members and writes the difference cannot interleave with another change to the same group.
+    group_locks: Vec<Mutex<()>>,
+    registry: Arc<Registry>,
+    data_dir: PathBuf,
+}
+
+const GROUP_LOCK_STRIPES: usize = 64;
+
+impl Store {
+    pub fn open(options: StoreOptions) -> StoreResult<Store> {
+        std::fs::create_dir_all(&options.path)?;
+        let db = sled::Config::new().path(&options.path).open().map_err(|e| locked_or(e, &options.path))?;
+        let tree = (*db).clone();
+        let durability = Durability::start(db.clone(), &options.path, options.durability)?;
+        let store = Store {
+            inner: Arc::new(Inner {
+                tree,
+                durability,
+                clock: options.clock,
+                counts: RwLock::new(HashMap::new()),
+                group_locks: (0..GROUP_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+                registry: Arc::new(Registry::standard()),
+                data_dir: options.path,
+            }),
+        };
+        store.count_resources()?;
+        store.finish_cleanups()?;
+        Ok(store)
+    }
+
+    pub(crate) fn tree(&self) -> &sled::Tree {
+        &self.inner.tree
+    }
+
+    pub(crate) fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.inner.clock.now()
+    }
+
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.inner.clock.clone()
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.data_dir
+    }
+
+    /// Waits until every write acknowledged so far is durable.
+    pub async fn durable(&self) {
+        self.inner.durability.wait().await;
+    }
+
+    /// Blocking form of [`durable`](Self::durable).
+    pub fn durable_blocking(&self) {
+        self.inner.durability.wait_blocking();
+    }
+
+    pub fn durability_mode(&self) -> DurabilityMode {
+        self.inner.durability.mode()
+    }
+
+    /// Flushes everything and stops the flusher; the store stays readable.
+    pub fn shutdown(&self) {
+        self.inner.durability.shutdown();
+    }
+
+    /// The schemas the account sees.
+    pub fn registry(&self, _acct: AccountId) -> Arc<Registry> {
+        self.inner.registry.clone()
+    }
+
+    /// Runs `f` as one serialisable transaction over the whole store.
+    pub(crate) fn transact<T>(&self, f: impl Fn(&TransactionalTree) -> TxResult<T>) -> StoreResult<T> {
+        Ok(self.inner.tree.transaction(f)?)
+    }
+
+    fn counter(&self, acct: AccountId, kind: ResourceKind) -> Arc<AtomicI64> {
+        if let Some(c) = self.inner.counts.read().ok().and_then(|m| m.get(&(acct, kind)).cloned()) {
+            return c;
+        }
+        let Ok(mut map) = self.inner.counts.write() else { return Arc::new(AtomicI64::new(0)) };
+        map.entry((acct, kind)).or_default().clone()
+    }
+
+    pub(crate) fn adjust_count(&self, acct: AccountId, kind: ResourceKind, delta: i64) {
+        self.counter(acct, kind).fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// How many resources of `kind` the account has.
+    pub fn count(&self, acct: AccountId, kind: ResourceKind) -> usize {
+        usize::try_from(self.counter(acct, kind).load(Ordering::Relaxed)).unwrap_or(0)
+    }
+
+    /// Counts every account's users and groups once at start-up.
+    fn count_resources(&self) -> StoreResult<()> {
+        for (prefix, kind) in
+            [(keys::kind::USER, ResourceKind::User), (keys::kind::GROUP, ResourceKind::Group)]
+        {
+            for item in self.tree().scan_prefix([prefix]) {
+                let (key, _) = item?;
+                if let Some(acct) = keys::account_of(&key) {
+                    self.adjust_count(acct, kind, 1);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn group_lock(&self, acct: AccountId, gid: &str) -> std::sync::MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (acct, gid).hash(&mut h);
+        let stripe = &self.inner.group_locks[(h.finish() as usize) % GROUP_LOCK_STRIPES];
+        stripe.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn locked_or(e: sled::Error, path: &Path) -> StoreError {
+    match e {
+        sled::Error::Io(io)
+            if io.to_string().contains("lock") || io.kind() == std::io::ErrorKind::WouldBlock =>
+        {
+            StoreError::Locked(path.display().to_string())
+        }
+        other => StoreError::Storage(other),
+    }
+}
+
+/// A resource id from a URL: only our own ids (UUIDs) can exist, so anything else is simply not found.
+pub(crate) fn check_id(kind: ResourceKind, id: &str) -> StoreResult<()> {
+    if id.len() == keys::ID_LEN && uuid::Uuid::parse_str(id).is_ok() {
+        Ok(())
+    } else {
+        Err(StoreError::NotFound(format!("{} {id}", kind.name())))
+    }
+}
+
+pub(crate) fn not_found(kind: ResourceKind, id: &str) -> StoreError {
+    StoreError::NotFound(format!("{} {id}", kind.name()))
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    /// A store in a fresh temporary directory with a fixed clock.
+    pub fn temp_store() -> (Store, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(
+            chrono::DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z").unwrap().into(),
+        ));
+        let store = Store::open(StoreOptions {
+            path: dir.path().to_path_buf(),
+            durability: DurabilityMode::Flush,
+            clock,
+        })
+        .unwrap();
+        (store, dir)
+    }
+}

@@ -1,0 +1,143 @@
+//! What users and groups share in storage: the record, the case-insensitive unique-name index and the
+//! externalId index, kept in step with every write inside the writer's transaction.
+
+use serde_json::Value;
+use sled::transaction::TransactionalTree;
+
+use super::codec::{decode, encode, tx_get};
+use super::keys::{AccountId, SEP, fold, key, kind, prefix, trailing_id};
+use super::{Store, StoreError, StoreResult, TxResult, abort, not_found};
+use crate::scim::schema::ResourceKind;
+
+/// The storage layout of one resource type.
+pub(crate) struct Family {
+    pub kind: ResourceKind,
+    record: u8,
+    name_index: u8,
+    ext_index: u8,
+    /// The case-insensitive unique attribute.
+    pub name_attr: &'static str,
+}
+
+pub(crate) const USERS: Family = Family {
+    kind: ResourceKind::User,
+    record: kind::USER,
+    name_index: kind::USER_NAME,
+    ext_index: kind::USER_EXTERNAL_ID,
+    name_attr: "userName",
+};
+
+pub(crate) const GROUPS: Family = Family {
+    kind: ResourceKind::Group,
+    record: kind::GROUP,
+    name_index: kind::GROUP_NAME,
+    ext_index: kind::GROUP_EXTERNAL_ID,
+    name_attr: "displayName",
+};
+
+pub(crate) fn family(kind: ResourceKind) -> &'static Family {
+    match kind {
+        ResourceKind::User => &USERS,
+        ResourceKind::Group => &GROUPS,
+    }
+}
+
+impl Family {
+    pub fn record_key(&self, acct: AccountId, id: &str) -> Vec<u8> {
+        key(self.record, acct, &[id.as_bytes()])
+    }
+
+    pub fn record_prefix(&self, acct: AccountId) -> Vec<u8> {
+        prefix(self.record, acct)
+    }
+
+    fn name_key(&self, acct: AccountId, name: &str) -> Vec<u8> {
+        key(self.name_index, acct, &[fold(name).as_bytes()])
+    }
+
+    fn ext_prefix(&self, acct: AccountId, external_id: &str) -> Vec<u8> {
+        key(self.ext_index, acct, &[external_id.as_bytes(), &[SEP]])
+    }
+
+    fn name_of<'a>(&self, doc: &'a Value) -> Option<&'a str> {
+        doc.get(self.name_attr).and_then(Value::as_str)
+    }
+
+    /// The stored document, or a 404 that aborts the transaction.
+    pub fn load(&self, tx: &TransactionalTree, acct: AccountId, id: &str) -> TxResult<Value> {
+        match tx_get(tx, &self.record_key(acct, id))? {
+            Some(doc) => Ok(doc),
+            None => abort(not_found(self.kind, id)),
+        }
+    }
+
+    pub fn get(&self, store: &Store, acct: AccountId, id: &str) -> StoreResult<Option<Value>> {
+        store.tree().get(self.record_key(acct, id))?.map(|b| decode(&b)).transpose()
+    }
+
+    /// Writes `new` in place of `old` (either may be absent: create, delete) and moves the index entries.
+    /// A unique name held by another resource aborts with a conflict.
+    pub fn write(
+        &self,
+        tx: &TransactionalTree,
+        acct: AccountId,
+        id: &str,
+        old: Option<&Value>,
+        new: Option<&Value>,
+    ) -> TxResult<()> {
+        let (old_name, new_name) = (old.and_then(|d| self.name_of(d)), new.and_then(|d| self.name_of(d)));
+        if old_name.map(fold) != new_name.map(fold) {
+            if let Some(name) = old_name {
+                tx.remove(self.name_key(acct, name))?;
+            }
+            if let Some(name) = new_name {
+                let name_key = self.name_key(acct, name);
+                if tx.get(&name_key)?.is_some_and(|owner| owner != id.as_bytes()) {
+                    return abort(StoreError::Conflict(format!(
+                        "{} '{name}' is already taken",
+                        self.name_attr
+                    )));
+                }
+                tx.insert(name_key, id.as_bytes())?;
+            }
+        }
+        let external = |d: Option<&Value>| {
+            d.and_then(|d| d.get("externalId")).and_then(Value::as_str).map(str::to_string)
+        };
+        let (old_ext, new_ext) = (external(old), external(new));
+        if old_ext != new_ext {
+            if let Some(e) = old_ext {
+                tx.remove([self.ext_prefix(acct, &e), id.as_bytes().to_vec()].concat())?;
+            }
+            if let Some(e) = new_ext {
+                tx.insert([self.ext_prefix(acct, &e), id.as_bytes().to_vec()].concat(), &[])?;
+            }
+        }
+        let record = self.record_key(acct, id);
+        match new {
+            Some(doc) => tx.insert(record, encode(doc))?,
+            None => tx.remove(record)?,
+        };
+        Ok(())
+    }
+
+    /// The id holding `name` (case-insensitively), if any.
+    pub fn id_by_name(&self, store: &Store, acct: AccountId, name: &str) -> StoreResult<Option<String>> {
+        let Some(id) = store.tree().get(self.name_key(acct, name))? else { return Ok(None) };
+        String::from_utf8(id.to_vec()).map(Some).map_err(|_| StoreError::Corrupt("name index".into()))
+    }
+
+    /// The ids whose externalId is exactly `external_id` (externalId is caseExact and not unique).
+    pub fn ids_by_external_id(
+        &self,
+        store: &Store,
+        acct: AccountId,
+        external_id: &str,
+    ) -> StoreResult<Vec<String>> {
+        store
+            .tree()
+            .scan_prefix(self.ext_prefix(acct, external_id))
+            .map(|item| Ok(trailing_id(&item?.0).to_string()))
+            .collect()
+    }
+}
