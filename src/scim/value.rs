@@ -133,6 +133,10 @@ fn coerce_object(def: &AttrDef, map: &Map<String, Value>, label: &str) -> ScimRe
             log::debug!("dropping unknown sub-attribute '{label}.{key}'");
             continue;
         };
+        // Server-computed sub-attributes such as `manager.displayName` are not the client's to set.
+        if sub.mutability == crate::scim::schema::Mutability::ReadOnly {
+            continue;
+        }
         let sub_label = format!("{label}.{}", sub.name);
         if sub.name == "value" {
             if let Value::String(s) = v {

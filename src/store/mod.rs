@@ -13,6 +13,7 @@ mod members;
 mod pending;
 mod resources;
 mod users;
+mod verify;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

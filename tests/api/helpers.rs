@@ -1,0 +1,222 @@
+//! Starts the real server on port 0 with a temporary data directory and talks to it over HTTP.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use actix_web::dev::ServerHandle;
+use reqwest::blocking::{Client, RequestBuilder, Response};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use usersync::app::{self, Settings};
+use usersync::store::{DurabilityMode, Store, TokenKind};
+
+pub const SCIM_TOKEN: &str = "scim-test-token";
+pub const ADMIN_TOKEN: &str = "admin-test-token";
+
+pub struct TestApp {
+    pub addr: std::net::SocketAddr,
+    /// The SCIM base URL, `http://127.0.0.1:PORT/scim/v2`.
+    pub base: String,
+    pub token: String,
+    pub admin_token: String,
+    pub store: Store,
+    pub client: Client,
+    pub data: PathBuf,
+    handle: Option<ServerHandle>,
+    thread: Option<JoinHandle<()>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+pub fn spawn_app() -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut app = spawn_app_in(dir.path());
+    app._dir = Some(dir);
+    app
+}
+
+/// Starts a server on an existing data directory (for restart tests).
+pub fn spawn_app_in(data: &Path) -> TestApp {
+    let mut settings = Settings::new(data);
+    settings.listen = "127.0.0.1:0".into();
+    settings.durability = DurabilityMode::Flush;
+    settings.scim_token = Some(SCIM_TOKEN.into());
+    settings.admin_token = Some(ADMIN_TOKEN.into());
+    spawn_with(settings)
+}
+
+pub fn spawn_with(settings: Settings) -> TestApp {
+    let data = settings.data.clone();
+    let (tx, rx) = mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let running = app::start(&settings).expect("server starts");
+            tx.send((running.addr, running.server.handle(), running.store.clone())).expect("test is waiting");
+            running.server.await.expect("server runs");
+            running.store.shutdown();
+        })
+    });
+    let (addr, handle, store) = rx.recv_timeout(Duration::from_secs(30)).expect("server started");
+    TestApp {
+        addr,
+        base: format!("http://{addr}/scim/v2"),
+        token: SCIM_TOKEN.into(),
+        admin_token: ADMIN_TOKEN.into(),
+        store,
+        client: Client::builder().timeout(Duration::from_secs(60)).build().expect("client"),
+        data,
+        handle: Some(handle),
+        thread: Some(thread),
+        _dir: None,
+    }
+}
+
+impl TestApp {
+    /// Stops the server and waits until its store is closed; the data directory stays.
+    pub fn stop(mut self) -> Option<tempfile::TempDir> {
+        self.shutdown();
+        self._dir.take()
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            actix_web::rt::System::new().block_on(handle.stop(true));
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        if path.starts_with("http") { path.to_string() } else { format!("{}{path}", self.base) }
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client.request(method, self.url(path)).bearer_auth(&self.token)
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        self.request(Method::GET, path).send().expect("GET")
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> Response {
+        self.send(Method::POST, path, body)
+    }
+
+    pub fn put(&self, path: &str, body: &Value) -> Response {
+        self.send(Method::PUT, path, body)
+    }
+
+    pub fn patch(&self, path: &str, body: &Value) -> Response {
+        self.send(Method::PATCH, path, body)
+    }
+
+    pub fn delete(&self, path: &str) -> Response {
+        self.request(Method::DELETE, path).send().expect("DELETE")
+    }
+
+    pub fn send(&self, method: Method, path: &str, body: &Value) -> Response {
+        self.request(method, path)
+            .header("Content-Type", "application/scim+json")
+            .body(body.to_string())
+            .send()
+            .expect("request")
+    }
+
+    /// Creates a user from a body and returns the created resource.
+    pub fn create_user(&self, body: &Value) -> Value {
+        let res = self.post("/Users", body);
+        expect_status(res, StatusCode::CREATED)
+    }
+
+    pub fn create_group(&self, name: &str) -> Value {
+        let body = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": name});
+        expect_status(self.post("/Groups", &body), StatusCode::CREATED)
+    }
+
+    /// A second account with its own tokens.
+    pub fn new_account(&self, name: &str) -> (String, String) {
+        let account = self.store.create_account(name).expect("account");
+        let (_, scim) = self.store.create_token(account.id, TokenKind::Scim, "test").expect("token");
+        let (_, admin) = self.store.create_token(account.id, TokenKind::Admin, "test").expect("token");
+        (scim, admin)
+    }
+
+    /// The same server, seen with another token.
+    pub fn as_token(&self, token: &str) -> TestApp {
+        TestApp {
+            addr: self.addr,
+            base: self.base.clone(),
+            token: token.to_string(),
+            admin_token: self.admin_token.clone(),
+            store: self.store.clone(),
+            client: self.client.clone(),
+            data: self.data.clone(),
+            handle: None,
+            thread: None,
+            _dir: None,
+        }
+    }
+
+    /// Ids of the members of a group, sorted.
+    pub fn member_ids(&self, gid: &str) -> Vec<String> {
+        let group = expect_status(self.get(&format!("/Groups/{gid}")), StatusCode::OK);
+        let mut ids: Vec<String> = group["members"]
+            .as_array()
+            .map(|m| m.iter().filter_map(|m| m["value"].as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        ids.sort();
+        ids
+    }
+
+    /// Polls `f` until it returns true or the deadline passes.
+    pub fn eventually(&self, what: &str, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Asserts the status and returns the JSON body (Null when empty).
+#[track_caller]
+pub fn expect_status(res: Response, want: StatusCode) -> Value {
+    let status = res.status();
+    let text = res.text().unwrap_or_default();
+    assert_eq!(status, want, "unexpected status; body: {text}");
+    if text.is_empty() { Value::Null } else { serde_json::from_str(&text).expect("JSON body") }
+}
+
+/// Asserts an error status with a SCIM Error body and returns it.
+#[track_caller]
+pub fn expect_error(res: Response, want: StatusCode) -> Value {
+    let body = expect_status(res, want);
+    assert_eq!(body["schemas"], json!(["urn:ietf:params:scim:api:messages:2.0:Error"]), "{body}");
+    assert_eq!(body["status"], json!(want.as_u16().to_string()), "{body}");
+    assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()), "{body}");
+    body
+}
+
+pub fn id(resource: &Value) -> String {
+    resource["id"].as_str().expect("resource has an id").to_string()
+}
+
+/// URL-encodes a filter for a query string.
+pub fn q(filter: &str) -> String {
+    let mut out = String::new();
+    for b in filter.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}

@@ -1,0 +1,14 @@
+//! The one integration test binary: the real server on port 0 with a temporary data directory, spoken to
+//! over HTTP.
+
+mod bad_input;
+mod concurrency;
+mod crash;
+mod discovery;
+mod entra;
+mod etag;
+mod helpers;
+mod isolation;
+mod okta;
+mod onelogin;
+mod persistence;
