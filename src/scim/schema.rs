@@ -364,13 +364,17 @@ mod tests {
         assert!(r.def.multi_valued);
         assert_eq!(r.def.sub("TYPE").unwrap().canonical_values, ["work", "home", "other"]);
 
-        let r = user.resolve(Some("URN:ietf:params:scim:schemas:extension:enterprise:2.0:user"), "Department");
+        let r =
+            user.resolve(Some("URN:ietf:params:scim:schemas:extension:enterprise:2.0:user"), "Department");
         let r = r.unwrap();
         assert_eq!(r.def.name, "department");
         assert_eq!(r.location, Location::Extension(ENTERPRISE_URN));
 
         // unqualified extension attributes are found too
-        assert_eq!(user.resolve(None, "employeeNumber").unwrap().location, Location::Extension(ENTERPRISE_URN));
+        assert_eq!(
+            user.resolve(None, "employeeNumber").unwrap().location,
+            Location::Extension(ENTERPRISE_URN)
+        );
         assert!(user.resolve(None, "nope").is_none());
         assert!(user.resolve(Some(GROUP_URN), "userName").is_none());
     }
