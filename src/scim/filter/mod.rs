@@ -11,7 +11,7 @@ mod print;
 #[cfg(test)]
 mod tests;
 
-pub use eval::{check, matches, matches_element};
+pub use eval::{check, check_element, matches, matches_element};
 pub use parse::{
     MAX_FILTER_DEPTH, MAX_FILTER_LEN, MAX_FILTER_TERMS, parse_filter, parse_filter_strict, parse_path,
     parse_path_strict,
