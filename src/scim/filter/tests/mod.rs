@@ -1,8 +1,9 @@
-//! Tests of the filter module: grammar, printing and evaluation.
+//! Tests of the filter module: grammar, printing, evaluation and planning.
 
 mod eval;
 mod parse;
 mod path;
+mod plan;
 mod print;
 
 use serde_json::{Value, json};
