@@ -1,10 +1,13 @@
-//! Tests of the filter module: grammar, printing, evaluation and planning.
+//! Tests of the filter module: grammar, printing, evaluation and planning, plus property tests (round trip,
+//! a reference evaluator, and a differential against the `scim_v2` crate's parser).
 
+mod differential;
 mod eval;
 mod parse;
 mod path;
 mod plan;
 mod print;
+mod props;
 
 use serde_json::{Value, json};
 
