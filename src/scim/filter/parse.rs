@@ -224,8 +224,7 @@ impl<'a> Parser<'a> {
         let spaced = self.pos > before;
         match self.peek() {
             None => Ok(()),
-            Some(b')') if closer == Closer::Paren => Ok(()),
-            Some(b']') if closer == Closer::Bracket => Ok(()),
+            next if next == closer.byte() => Ok(()),
             Some(_) if spaced && (self.at_keyword("and") || self.at_keyword("or")) => Ok(()),
             Some(_) => Err(self.error(closer.describe())),
         }
