@@ -6,6 +6,7 @@
 //! which is checked before descending.
 
 use std::borrow::Cow;
+use std::fmt::{self, Display, Write};
 
 use serde_json::Number;
 
@@ -18,6 +19,11 @@ pub const MAX_FILTER_LEN: usize = 16 * 1024;
 pub const MAX_FILTER_DEPTH: usize = 32;
 /// Most attribute expressions (`attr op value`, `attr pr`) one filter may hold.
 pub const MAX_FILTER_TERMS: usize = 1024;
+
+/// More than a parsed attribute expression can grow by when printed in standard form: 2 quotes around an
+/// unquoted value, 14 bytes for a float such as `1e15` written out, 4 for Entra's `].value eq x` form,
+/// 1 for `not(`.
+const EXPANSION_PER_TERM: usize = 32;
 
 const EXPECTED_OPERATOR: &str = "a comparison operator (eq, ne, co, sw, ew, gt, lt, ge, le, pr)";
 
@@ -152,6 +158,7 @@ impl<'a> Parser<'a> {
         let filter = self.or_expr(Closer::End, false)?;
         self.skip_spaces();
         self.expect_end(Closer::End.describe())?;
+        self.check_printed_length(&filter)?;
         Ok(filter)
     }
 
@@ -172,7 +179,25 @@ impl<'a> Parser<'a> {
         }
         self.skip_spaces();
         self.expect_end("the end of the path")?;
+        self.check_printed_length(&patch)?;
         Ok(patch)
+    }
+
+    /// The length limit holds for the standard form too, so that whatever parses prints as text that
+    /// parses back. Normalising can lengthen a filter (quotes around unquoted values, `1e15` written out,
+    /// Entra's `].value eq x` rewritten), by less than [`EXPANSION_PER_TERM`] bytes an attribute
+    /// expression; only filters that could cross the limit that way are printed to measure them.
+    fn check_printed_length(&self, parsed: &impl Display) -> PResult<()> {
+        if self.src.len() + EXPANSION_PER_TERM * (self.terms + 2) <= MAX_FILTER_LEN {
+            return Ok(());
+        }
+        let mut counter = LengthCounter(0);
+        let printed = write!(counter, "{parsed}").map(|()| counter.0).unwrap_or(usize::MAX);
+        if printed <= MAX_FILTER_LEN {
+            return Ok(());
+        }
+        let expected = format!("at most {MAX_FILTER_LEN} bytes in standard form (this is {printed})");
+        Err(SyntaxError { at: 0, expected: expected.into(), found: None })
     }
 
     fn check_length(&self) -> PResult<()> {
@@ -454,6 +479,11 @@ impl<'a> Parser<'a> {
     fn bare_word(&mut self) -> PResult<Literal> {
         let at = self.pos;
         while self.peek().is_some_and(|b| !ends_bare_word(b)) {
+            if self.peek().is_some_and(|b| b < 0x20) {
+                return Err(
+                    self.error("a printable character: control characters belong escaped in a string")
+                );
+            }
             self.pos += 1;
         }
         let word = &self.src[at..self.pos];
@@ -639,6 +669,16 @@ impl<'a> Parser<'a> {
             quote.truncate(cut);
         }
         format!("`{quote}`")
+    }
+}
+
+/// A `fmt::Write` that only counts bytes.
+struct LengthCounter(usize);
+
+impl Write for LengthCounter {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0 += s.len();
+        Ok(())
     }
 }
 

@@ -393,3 +393,34 @@ fn parsing_time_is_linear() {
     let large = time(320);
     assert!(large < small * 40, "{small:?} vs {large:?}");
 }
+
+/// Found by the fuzz target: raw control characters in an unquoted value printed as six-byte `\u0000`
+/// escapes, so a filter under the length limit printed as one over it that no longer parsed.
+#[test]
+fn unquoted_values_cannot_hold_control_characters() {
+    let input = format!("ee co ee{} or emails.Value co example.com", "\0".repeat(3000));
+    let detail = filter_error(&input);
+    assert!(detail.contains("at byte 8: expected a printable character"), "{detail}");
+    assert!(filter_error("a eq x\u{1}y").contains("at byte 6"));
+    // tabs and newlines are whitespace, so they end the value instead
+    assert_eq!(f("a eq x\tor b pr"), Filter::Or(vec![eq("a", "x"), pr("b")]));
+}
+
+#[test]
+fn the_length_limit_holds_for_the_standard_form_too() {
+    // `1e15` prints as `1000000000000000.0`: 1000 of them fit the limit as written, not as printed
+    let chain = |value: &str, terms: usize| vec![format!("a eq {value}"); terms].join(" or ");
+    let expanding = chain("1e15", 1000);
+    assert!(expanding.len() <= MAX_FILTER_LEN);
+    let detail = filter_error(&expanding);
+    assert!(detail.contains("expected at most 16384 bytes in standard form (this is 26996)"), "{detail}");
+    let short = chain("1e15", 500);
+    assert_eq!(parse_filter(&f(&short).to_string()), Ok(f(&short)));
+    let stable = chain("1", 1020);
+    assert!(stable.len() > MAX_FILTER_LEN / 2);
+    assert_eq!(parse_filter(&f(&stable).to_string()), Ok(f(&stable)));
+    // the same for paths
+    let path = format!("emails[{}]", vec!["v eq 1e15"; 1000].join(" or "));
+    assert!(path.len() <= MAX_FILTER_LEN);
+    assert_eq!(parse_path(&path).unwrap_err().scim_type, Some(ScimType::InvalidPath));
+}
