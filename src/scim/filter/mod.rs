@@ -8,9 +8,14 @@ mod eval;
 mod parse;
 mod plan;
 mod print;
+#[cfg(test)]
+mod tests;
 
-pub use eval::{check, matches, matches_element};
-pub use parse::{MAX_FILTER_DEPTH, MAX_FILTER_LEN, parse_filter, parse_path};
+pub use eval::{check, check_element, matches, matches_element};
+pub use parse::{
+    MAX_FILTER_DEPTH, MAX_FILTER_LEN, MAX_FILTER_TERMS, parse_filter, parse_filter_strict, parse_path,
+    parse_path_strict,
+};
 pub use plan::IndexTerm;
 
 /// `[urn ":"] name ["." sub]`. Names keep the case the client wrote; lookups are case-insensitive.
