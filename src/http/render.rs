@@ -36,11 +36,10 @@ fn set_resource_headers(res: &mut HttpResponse, doc: &Value, created: bool) {
     if let Ok(v) = HeaderValue::from_str(version_of(doc)) {
         res.headers_mut().insert(header::ETAG, v);
     }
-    if created {
-        if let Some(Ok(v)) = doc.pointer("/meta/location").and_then(Value::as_str).map(HeaderValue::from_str)
-        {
-            res.headers_mut().insert(header::LOCATION, v);
-        }
+    if created
+        && let Some(Ok(v)) = doc.pointer("/meta/location").and_then(Value::as_str).map(HeaderValue::from_str)
+    {
+        res.headers_mut().insert(header::LOCATION, v);
     }
 }
 

@@ -160,10 +160,10 @@ fn run_search(
     let (mut total, mut resources, mut skip) = (0, Vec::new(), start - 1);
     for &kind in kinds {
         let schema = registry.resource(kind);
-        if let Some(f) = &filter {
-            if kinds.len() == 1 {
-                check(f, schema)?;
-            }
+        if let Some(f) = &filter
+            && kinds.len() == 1
+        {
+            check(f, schema)?;
         }
         let want = count - resources.len();
         let q = ListQuery {

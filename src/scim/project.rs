@@ -65,10 +65,10 @@ impl Projection {
                 if let Some(v) = self.keep_extension(schema, &ext.id, value) {
                     out.insert(key.clone(), v);
                 }
-            } else if let Some(resolved) = schema.resolve(Some(&schema.core.id), key) {
-                if let Some(v) = self.keep(schema, &schema.core.id, resolved.def, value) {
-                    out.insert(key.clone(), v);
-                }
+            } else if let Some(resolved) = schema.resolve(Some(&schema.core.id), key)
+                && let Some(v) = self.keep(schema, &schema.core.id, resolved.def, value)
+            {
+                out.insert(key.clone(), v);
             }
         }
         Value::Object(out)
@@ -419,9 +419,9 @@ mod tests {
         assert_eq!(ids(&docs), ["2", "1", "4", "3"]);
         sort(&mut docs, &users(), "userName", true).unwrap();
         assert_eq!(ids(&docs), ["4", "1", "2", "3"]);
-        // 08:00Z, 09:00Z, 04:00Z next day
+        // 1 is 08:00Z, 2 is 09:00Z and 4 is 04:00Z, all on 2020-01-01
         sort(&mut docs, &users(), "meta.created", false).unwrap();
-        assert_eq!(ids(&docs), ["1", "2", "4", "3"]);
+        assert_eq!(ids(&docs), ["4", "1", "2", "3"]);
         // externalId is caseExact: upper case sorts first
         let mut docs = vec![json!({"id": "a", "externalId": "b"}), json!({"id": "b", "externalId": "B"})];
         sort(&mut docs, &users(), "externalId", false).unwrap();

@@ -240,10 +240,10 @@ pub fn check_immutable(
     next: &Map<String, Value>,
 ) -> ScimResult<()> {
     for def in schema.top_level_attrs().filter(|d| d.mutability == Mutability::Immutable) {
-        if let (Some(old), Some(new)) = (current.get(&def.name), next.get(&def.name)) {
-            if old != new {
-                return Err(ScimError::mutability(format!("attribute '{}' is immutable", def.name)));
-            }
+        if let (Some(old), Some(new)) = (current.get(&def.name), next.get(&def.name))
+            && old != new
+        {
+            return Err(ScimError::mutability(format!("attribute '{}' is immutable", def.name)));
         }
     }
     Ok(())

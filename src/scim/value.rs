@@ -26,10 +26,15 @@ fn coerce_multi(def: &AttrDef, value: &Value, label: &str) -> ScimResult<Option<
         }
         other => coerce_single(def, other, label)?.into_iter().collect(),
     };
+    // An element whose `value` is empty (`[{"value": "", "type": "work"}]` from a OneLogin template) is an
+    // unset field, not a phone number without a number.
+    let mut items: Vec<Value> = match def.value_sub() {
+        Some(_) => items.into_iter().filter(|i| !i.is_object() || i.get("value").is_some()).collect(),
+        None => items,
+    };
     if items.is_empty() {
         return Ok(None);
     }
-    let mut items = items;
     keep_one_primary(&mut items, None);
     Ok(Some(Value::Array(items)))
 }
@@ -138,12 +143,11 @@ fn coerce_object(def: &AttrDef, map: &Map<String, Value>, label: &str) -> ScimRe
             continue;
         }
         let sub_label = format!("{label}.{}", sub.name);
-        if sub.name == "value" {
-            if let Value::String(s) = v {
-                if is_app_role_json(def, s) {
-                    return expand_app_role(s, label);
-                }
-            }
+        if sub.name == "value"
+            && let Value::String(s) = v
+            && is_app_role_json(def, s)
+        {
+            return expand_app_role(s, label);
         }
         if let Some(v) = coerce(sub, v, &sub_label)? {
             out.insert(sub.name.clone(), v);
@@ -206,10 +210,11 @@ pub fn keep_one_primary(items: &mut [Value], winner: Option<usize>) {
         .or_else(|| items.iter().position(is_primary));
     let Some(chosen) = chosen else { return };
     for (i, item) in items.iter_mut().enumerate() {
-        if i != chosen && is_primary(item) {
-            if let Some(map) = item.as_object_mut() {
-                map.insert("primary".into(), Value::Bool(false));
-            }
+        if i != chosen
+            && is_primary(item)
+            && let Some(map) = item.as_object_mut()
+        {
+            map.insert("primary".into(), Value::Bool(false));
         }
     }
 }
@@ -245,6 +250,12 @@ mod tests {
         assert_eq!(coerce(&name, &json!({"givenName": "", "familyName": null}), "name").unwrap(), None);
         let emails = user_attr(None, "emails");
         assert_eq!(coerce(&emails, &json!([]), "emails").unwrap(), None);
+        let phones = user_attr(None, "phoneNumbers");
+        assert_eq!(coerce(&phones, &json!([{"value": "", "type": "work"}]), "phoneNumbers").unwrap(), None);
+        let addresses = user_attr(None, "addresses");
+        assert!(
+            coerce(&addresses, &json!([{"type": "work", "country": "DE"}]), "addresses").unwrap().is_some()
+        );
     }
 
     #[test]

@@ -102,10 +102,10 @@ impl Store {
         let mut keyed: Vec<(SortKey, String)> = Vec::new();
         for doc in docs {
             let doc = doc?;
-            if let Some(filter) = q.filter {
-                if !matches(filter, &self.with_filtered_relations(acct, schema.kind, filter, &doc)?, schema) {
-                    continue;
-                }
+            if let Some(filter) = q.filter
+                && !matches(filter, &self.with_filtered_relations(acct, schema.kind, filter, &doc)?, schema)
+            {
+                continue;
             }
             total += 1;
             match &sort {

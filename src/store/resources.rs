@@ -144,7 +144,12 @@ impl Family {
 
 impl Family {
     /// Problems between this family's records and its indexes in one account (empty when consistent).
-    pub(crate) fn verify(&self, store: &Store, acct: AccountId, problems: &mut Vec<String>) -> StoreResult<usize> {
+    pub(crate) fn verify(
+        &self,
+        store: &Store,
+        acct: AccountId,
+        problems: &mut Vec<String>,
+    ) -> StoreResult<usize> {
         let mut records = 0;
         for item in store.tree().scan_prefix(self.record_prefix(acct)) {
             let (key, bytes) = item?;
@@ -154,15 +159,19 @@ impl Family {
             if doc.get("id").and_then(Value::as_str) != Some(id.as_str()) {
                 problems.push(format!("{} {id}: the document's id differs", self.kind.name()));
             }
-            if let Some(name) = self.name_of(&doc) {
-                if self.id_by_name(store, acct, name)?.as_deref() != Some(id.as_str()) {
-                    problems.push(format!("{} {id}: {} '{name}' is not indexed to it", self.kind.name(), self.name_attr));
-                }
+            if let Some(name) = self.name_of(&doc)
+                && self.id_by_name(store, acct, name)?.as_deref() != Some(id.as_str())
+            {
+                problems.push(format!(
+                    "{} {id}: {} '{name}' is not indexed to it",
+                    self.kind.name(),
+                    self.name_attr
+                ));
             }
-            if let Some(ext) = doc.get("externalId").and_then(Value::as_str) {
-                if !self.ids_by_external_id(store, acct, ext)?.contains(&id) {
-                    problems.push(format!("{} {id}: externalId '{ext}' is not indexed", self.kind.name()));
-                }
+            if let Some(ext) = doc.get("externalId").and_then(Value::as_str)
+                && !self.ids_by_external_id(store, acct, ext)?.contains(&id)
+            {
+                problems.push(format!("{} {id}: externalId '{ext}' is not indexed", self.kind.name()));
             }
         }
         for item in store.tree().scan_prefix(prefix(self.name_index, acct)) {
@@ -171,7 +180,10 @@ impl Family {
             let name = super::keys::suffix(&key, false);
             match self.get(store, acct, &id)? {
                 Some(doc) if self.name_of(&doc).map(fold).as_deref() == Some(name) => {}
-                _ => problems.push(format!("{} index entry '{name}' points to {id}, which does not hold it", self.name_attr)),
+                _ => problems.push(format!(
+                    "{} index entry '{name}' points to {id}, which does not hold it",
+                    self.name_attr
+                )),
             }
         }
         for item in store.tree().scan_prefix(prefix(self.ext_index, acct)) {
@@ -182,7 +194,11 @@ impl Family {
             }
         }
         if records != store.count(acct, self.kind) {
-            problems.push(format!("{} count {} but {records} records", self.kind.name(), store.count(acct, self.kind)));
+            problems.push(format!(
+                "{} count {} but {records} records",
+                self.kind.name(),
+                store.count(acct, self.kind)
+            ));
         }
         Ok(records)
     }

@@ -11,9 +11,7 @@ use crate::helpers::*;
 fn five_clients_patching_one_group_lose_no_member() {
     let app = spawn_app();
     let gid = id(&app.create_group("Initial sync"));
-    let users: Vec<String> = (0..1000)
-        .map(|i| format!("{}", uuid_like(i)))
-        .collect();
+    let users: Vec<String> = (0..1000).map(|i| uuid_like(i).to_string()).collect();
     let barrier = Arc::new(Barrier::new(5));
     std::thread::scope(|s| {
         for client in 0..5 {

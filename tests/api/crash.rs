@@ -46,12 +46,18 @@ fn kill_9_loses_no_acknowledged_write() {
     let stop = Arc::new(AtomicBool::new(false));
     let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
     let gid = {
-        let res = client.post(format!("{base}/Groups")).bearer_auth(SCIM_TOKEN).body(json!({"displayName": "Crash"}).to_string()).send().unwrap();
+        let res = client
+            .post(format!("{base}/Groups"))
+            .bearer_auth(SCIM_TOKEN)
+            .body(json!({"displayName": "Crash"}).to_string())
+            .send()
+            .unwrap();
         expect_status(res, StatusCode::CREATED)["id"].as_str().unwrap().to_string()
     };
     let writers: Vec<_> = (0..4)
         .map(|w| {
-            let (client, base, acknowledged, stop, gid) = (client.clone(), base.clone(), acknowledged.clone(), stop.clone(), gid.clone());
+            let (client, base, acknowledged, stop, gid) =
+                (client.clone(), base.clone(), acknowledged.clone(), stop.clone(), gid.clone());
             std::thread::spawn(move || {
                 for i in 0.. {
                     if stop.load(Ordering::SeqCst) {
@@ -59,14 +65,27 @@ fn kill_9_loses_no_acknowledged_write() {
                     }
                     let name = format!("crash-{w}-{i}@example.com");
                     let body = json!({"userName": name, "externalId": format!("x{w}-{i}")});
-                    let Ok(res) = client.post(format!("{base}/Users")).bearer_auth(SCIM_TOKEN).body(body.to_string()).send() else { break };
+                    let Ok(res) = client
+                        .post(format!("{base}/Users"))
+                        .bearer_auth(SCIM_TOKEN)
+                        .body(body.to_string())
+                        .send()
+                    else {
+                        break;
+                    };
                     if res.status() != StatusCode::CREATED {
                         break;
                     }
                     let Ok(user) = res.json::<serde_json::Value>() else { break };
                     let uid = user["id"].as_str().unwrap().to_string();
-                    let add = json!({"Operations": [{"op": "add", "path": "members", "value": [{"value": uid}]}]});
-                    let ok = client.patch(format!("{base}/Groups/{gid}")).bearer_auth(SCIM_TOKEN).body(add.to_string()).send().is_ok_and(|r| r.status() == StatusCode::NO_CONTENT);
+                    let add =
+                        json!({"Operations": [{"op": "add", "path": "members", "value": [{"value": uid}]}]});
+                    let ok = client
+                        .patch(format!("{base}/Groups/{gid}"))
+                        .bearer_auth(SCIM_TOKEN)
+                        .body(add.to_string())
+                        .send()
+                        .is_ok_and(|r| r.status() == StatusCode::NO_CONTENT);
                     acknowledged.lock().unwrap().push((uid, if ok { "member".into() } else { name }));
                     if !ok {
                         break;
@@ -99,8 +118,17 @@ fn kill_9_loses_no_acknowledged_write() {
     // every acknowledged user and membership is there
     let (mut child, addr) = start_binary(dir.path());
     let base = format!("http://{addr}/scim/v2");
-    let group = client.get(format!("{base}/Groups/{gid}")).bearer_auth(SCIM_TOKEN).send().unwrap().json::<serde_json::Value>().unwrap();
-    let members: Vec<&str> = group["members"].as_array().map(|m| m.iter().filter_map(|m| m["value"].as_str()).collect()).unwrap_or_default();
+    let group = client
+        .get(format!("{base}/Groups/{gid}"))
+        .bearer_auth(SCIM_TOKEN)
+        .send()
+        .unwrap()
+        .json::<serde_json::Value>()
+        .unwrap();
+    let members: Vec<&str> = group["members"]
+        .as_array()
+        .map(|m| m.iter().filter_map(|m| m["value"].as_str()).collect())
+        .unwrap_or_default();
     for (uid, what) in &acknowledged {
         let res = client.get(format!("{base}/Users/{uid}")).bearer_auth(SCIM_TOKEN).send().unwrap();
         assert_eq!(res.status(), StatusCode::OK, "acknowledged user {uid} is missing");

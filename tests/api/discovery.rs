@@ -30,23 +30,36 @@ fn service_provider_config_states_what_the_server_does() {
 fn schemas_and_resource_types_are_published() {
     let app = spawn_app();
     let schemas = expect_status(app.get("/Schemas"), StatusCode::OK);
-    let ids: Vec<&str> = schemas["Resources"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
-    assert_eq!(ids, [
-        "urn:ietf:params:scim:schemas:core:2.0:User",
-        "urn:ietf:params:scim:schemas:core:2.0:Group",
-        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
-    ]);
+    let ids: Vec<&str> =
+        schemas["Resources"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids,
+        [
+            "urn:ietf:params:scim:schemas:core:2.0:User",
+            "urn:ietf:params:scim:schemas:core:2.0:Group",
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+        ]
+    );
     assert!(schemas.to_string().contains("User Account"));
     let user = expect_status(app.get("/Schemas/urn:ietf:params:scim:schemas:core:2.0:User"), StatusCode::OK);
     assert_eq!(user["schemas"], json!(["urn:ietf:params:scim:schemas:core:2.0:Schema"]));
-    assert_eq!(user["meta"]["location"], json!(format!("{}/Schemas/urn:ietf:params:scim:schemas:core:2.0:User", app.base)));
+    assert_eq!(
+        user["meta"]["location"],
+        json!(format!("{}/Schemas/urn:ietf:params:scim:schemas:core:2.0:User", app.base))
+    );
     let user_name = user["attributes"].as_array().unwrap().iter().find(|a| a["name"] == "userName").unwrap();
-    assert_eq!((user_name["caseExact"].clone(), user_name["uniqueness"].clone()), (json!(false), json!("server")));
+    assert_eq!(
+        (user_name["caseExact"].clone(), user_name["uniqueness"].clone()),
+        (json!(false), json!("server"))
+    );
     expect_error(app.get("/Schemas/urn:nope"), StatusCode::NOT_FOUND);
 
     let types = expect_status(app.get("/ResourceTypes"), StatusCode::OK);
     assert_eq!(types["Resources"][0]["endpoint"], json!("/Users"));
-    assert_eq!(types["Resources"][0]["schemaExtensions"], json!([{"schema": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User", "required": false}]));
+    assert_eq!(
+        types["Resources"][0]["schemaExtensions"],
+        json!([{"schema": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User", "required": false}])
+    );
     let group: Value = expect_status(app.get("/ResourceTypes/Group"), StatusCode::OK);
     assert_eq!(group["schema"], json!("urn:ietf:params:scim:schemas:core:2.0:Group"));
     expect_error(app.get("/ResourceTypes/Device"), StatusCode::NOT_FOUND);

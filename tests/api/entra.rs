@@ -40,13 +40,17 @@ fn default_job_provisions_updates_disables_and_manages_groups() {
     assert_eq!((empty["totalResults"].clone(), empty["Resources"].clone()), (json!(0), json!([])));
 
     // matching by externalId, unquoted as Microsoft's docs show it
-    assert_eq!(expect_status(app.get("/Users?filter=externalId%20eq%20bjensen"), StatusCode::OK)["totalResults"], json!(0));
+    assert_eq!(
+        expect_status(app.get("/Users?filter=externalId%20eq%20bjensen"), StatusCode::OK)["totalResults"],
+        json!(0)
+    );
     let user = app.create_user(&entra_user("bjensen@contoso.com"));
     let uid = id(&user);
     assert_eq!(user[ENT]["department"], json!("Tour Operations"));
     let by_ext = expect_status(app.get("/Users?filter=externalId%20eq%20bjensen"), StatusCode::OK);
     assert_eq!(by_ext["Resources"][0]["id"], json!(uid));
-    let by_email = format!("/Users?filter={}", q("emails[type eq \"work\"].value eq \"bjensen@contoso.com\""));
+    let by_email =
+        format!("/Users?filter={}", q("emails[type eq \"work\"].value eq \"bjensen@contoso.com\""));
     assert_eq!(expect_status(app.get(&by_email), StatusCode::OK)["totalResults"], json!(1));
 
     // update: capitalised ops
@@ -76,37 +80,58 @@ fn default_job_provisions_updates_disables_and_manages_groups() {
         ("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager", json!(manager)),
         ("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager", json!({"value": manager})),
     ] {
-        expect_status(app.patch(&format!("/Users/{uid}"), &ops(json!([{"op":"Add","path":path,"value":value}]))), StatusCode::NO_CONTENT);
+        expect_status(
+            app.patch(&format!("/Users/{uid}"), &ops(json!([{"op":"Add","path":path,"value":value}]))),
+            StatusCode::NO_CONTENT,
+        );
         let user = expect_status(app.get(&format!("/Users/{uid}")), StatusCode::OK);
         assert_eq!(user[ENT]["manager"]["value"], json!(manager), "{path}");
     }
-    let remove = ops(json!([{"op":"Replace","path":"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager","value":""}]));
+    let remove = ops(
+        json!([{"op":"Replace","path":"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager","value":""}]),
+    );
     expect_status(app.patch(&format!("/Users/{uid}"), &remove), StatusCode::NO_CONTENT);
     assert!(expect_status(app.get(&format!("/Users/{uid}")), StatusCode::OK)[ENT].get("manager").is_none());
 
     // disable with a string boolean
-    expect_status(app.patch(&format!("/Users/{uid}"), &ops(json!([{"op":"Replace","path":"active","value":"False"}]))), StatusCode::NO_CONTENT);
+    expect_status(
+        app.patch(&format!("/Users/{uid}"), &ops(json!([{"op":"Replace","path":"active","value":"False"}]))),
+        StatusCode::NO_CONTENT,
+    );
     assert_eq!(expect_status(app.get(&format!("/Users/{uid}")), StatusCode::OK)["active"], json!(false));
 
     // groups: created empty, renamed, members added in batches, removed with a value
     let g = json!({"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group","http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group"],
         "externalId":"8aa1a0c0-c4c3-4bc0-b4a5-2ef676900159","displayName":"Contoso Sales","meta":{"resourceType":"Group"}});
     let gid = id(&expect_status(app.post("/Groups", &g), StatusCode::CREATED));
-    let lookup = format!("/Groups?excludedAttributes=members&filter={}", q("displayName eq \"Contoso Sales\""));
+    let lookup =
+        format!("/Groups?excludedAttributes=members&filter={}", q("displayName eq \"Contoso Sales\""));
     let found = expect_status(app.get(&lookup), StatusCode::OK);
     assert_eq!(found["Resources"][0]["id"], json!(gid));
     assert!(found["Resources"][0].get("members").is_none());
-    expect_status(app.patch(&format!("/Groups/{gid}"), &ops(json!([{"op":"Replace","path":"displayName","value":"G2"}]))), StatusCode::NO_CONTENT);
-    let add = ops(json!([{"op":"Add","path":"members","value":[{"$ref":null,"value":uid},{"$ref":null,"value":manager}]}]));
+    expect_status(
+        app.patch(
+            &format!("/Groups/{gid}"),
+            &ops(json!([{"op":"Replace","path":"displayName","value":"G2"}])),
+        ),
+        StatusCode::NO_CONTENT,
+    );
+    let add = ops(
+        json!([{"op":"Add","path":"members","value":[{"$ref":null,"value":uid},{"$ref":null,"value":manager}]}]),
+    );
     expect_status(app.patch(&format!("/Groups/{gid}"), &add), StatusCode::NO_CONTENT);
     let mut both = vec![uid.clone(), manager.clone()];
     both.sort();
     assert_eq!(app.member_ids(&gid), both);
 
     // membership check
-    let check = format!("/Groups?filter={}&attributes=id", q(&format!("id eq \"{gid}\" and members eq \"{uid}\"")));
+    let check =
+        format!("/Groups?filter={}&attributes=id", q(&format!("id eq \"{gid}\" and members eq \"{uid}\"")));
     let hit = expect_status(app.get(&check), StatusCode::OK);
-    assert_eq!((hit["totalResults"].clone(), hit["Resources"][0].clone()), (json!(1), json!({"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"id": gid})));
+    assert_eq!(
+        (hit["totalResults"].clone(), hit["Resources"][0].clone()),
+        (json!(1), json!({"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"id": gid}))
+    );
 
     // remove with a value removes only that member, never all
     let remove = ops(json!([{"op":"Remove","path":"members","value":[{"value":uid}]}]));
@@ -119,16 +144,28 @@ fn default_job_provisions_updates_disables_and_manages_groups() {
 #[test]
 fn aadoptscim062020_flag_pathless_dotted_replace_and_filtered_member_removal() {
     let app = spawn_app();
-    let uid = id(&expect_status(app.post(&flagged("/Users"), &entra_user("adele@contoso.com")), StatusCode::CREATED));
+    let uid = id(&expect_status(
+        app.post(&flagged("/Users"), &entra_user("adele@contoso.com")),
+        StatusCode::CREATED,
+    ));
     let update = ops(json!([{"op":"replace","value":{"displayName":"Bjfe","name.givenName":"Kkom",
         "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber":"Aklq"}}]));
     expect_status(app.patch(&flagged(&format!("/Users/{uid}")), &update), StatusCode::NO_CONTENT);
     let user = expect_status(app.get(&flagged(&format!("/Users/{uid}"))), StatusCode::OK);
     assert_eq!(user["displayName"], json!("Bjfe"));
-    assert_eq!(user["name"], json!({"formatted": "Barbara Jensen", "familyName": "Jensen", "givenName": "Kkom"}));
+    assert_eq!(
+        user["name"],
+        json!({"formatted": "Barbara Jensen", "familyName": "Jensen", "givenName": "Kkom"})
+    );
     assert_eq!(user[ENT]["employeeNumber"], json!("Aklq"));
 
-    expect_status(app.patch(&flagged(&format!("/Users/{uid}")), &ops(json!([{"op":"replace","path":"active","value":false}]))), StatusCode::NO_CONTENT);
+    expect_status(
+        app.patch(
+            &flagged(&format!("/Users/{uid}")),
+            &ops(json!([{"op":"replace","path":"active","value":false}])),
+        ),
+        StatusCode::NO_CONTENT,
+    );
     assert_eq!(expect_status(app.get(&format!("/Users/{uid}")), StatusCode::OK)["active"], json!(false));
 
     let other = id(&app.create_user(&entra_user("other@contoso.com")));
@@ -150,9 +187,15 @@ fn validator_create_with_string_primary_role() {
     let mut body = entra_user("validator@contoso.com");
     body["roles"] = json!([{"primary":"True","type":"WindowsAzureActiveDirectoryRole","value":"Admin"}]);
     let user = app.create_user(&body);
-    assert_eq!(user["roles"], json!([{"primary":true,"type":"WindowsAzureActiveDirectoryRole","value":"Admin"}]));
+    assert_eq!(
+        user["roles"],
+        json!([{"primary":true,"type":"WindowsAzureActiveDirectoryRole","value":"Admin"}])
+    );
     let uid = id(&user);
     let replace = ops(json!([{"op":"Replace","path":"roles[primary eq \"True\"].value","value":"Owner"}]));
     expect_status(app.patch(&format!("/Users/{uid}"), &replace), StatusCode::NO_CONTENT);
-    assert_eq!(expect_status(app.get(&format!("/Users/{uid}")), StatusCode::OK)["roles"][0]["value"], json!("Owner"));
+    assert_eq!(
+        expect_status(app.get(&format!("/Users/{uid}")), StatusCode::OK)["roles"][0]["value"],
+        json!("Owner")
+    );
 }

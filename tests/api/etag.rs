@@ -48,14 +48,23 @@ fn etags_guard_writes_and_save_reads() {
     assert_eq!(fresh.status(), StatusCode::NO_CONTENT);
     assert_eq!(fresh.headers()["etag"], "W/\"3\"");
 
-    expect_error(app.request(Method::DELETE, &path).header("If-Match", "W/\"2\"").send().unwrap(), StatusCode::PRECONDITION_FAILED);
-    assert_eq!(app.request(Method::DELETE, &path).header("If-Match", "W/\"3\"").send().unwrap().status(), StatusCode::NO_CONTENT);
+    expect_error(
+        app.request(Method::DELETE, &path).header("If-Match", "W/\"2\"").send().unwrap(),
+        StatusCode::PRECONDITION_FAILED,
+    );
+    assert_eq!(
+        app.request(Method::DELETE, &path).header("If-Match", "W/\"3\"").send().unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
 }
 
 #[test]
 fn a_patch_that_changes_nothing_keeps_the_version() {
     let app = spawn_app();
     let uid = id(&app.create_user(&json!({"userName": "same@example.com", "title": "T"})));
-    let res = app.patch(&format!("/Users/{uid}"), &json!({"Operations":[{"op":"replace","path":"title","value":"T"}]}));
+    let res = app.patch(
+        &format!("/Users/{uid}"),
+        &json!({"Operations":[{"op":"replace","path":"title","value":"T"}]}),
+    );
     assert_eq!(res.headers()["etag"], "W/\"1\"");
 }

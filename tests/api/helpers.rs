@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
 use reqwest::blocking::{Client, RequestBuilder, Response};
@@ -51,7 +51,18 @@ pub fn spawn_with(settings: Settings) -> TestApp {
     let (tx, rx) = mpsc::channel();
     let thread = std::thread::spawn(move || {
         actix_web::rt::System::new().block_on(async move {
-            let running = app::start(&settings).expect("server starts");
+            // A server stopped in this process may still be releasing the store's file lock.
+            let mut tries = 0;
+            let running = loop {
+                match app::start(&settings) {
+                    Ok(running) => break running,
+                    Err(e) if e.to_string().contains("in use") && tries < 200 => {
+                        tries += 1;
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    Err(e) => panic!("server does not start: {e}"),
+                }
+            };
             tx.send((running.addr, running.server.handle(), running.store.clone())).expect("test is waiting");
             running.server.await.expect("server runs");
             running.store.shutdown();
@@ -170,14 +181,6 @@ impl TestApp {
         ids
     }
 
-    /// Polls `f` until it returns true or the deadline passes.
-    pub fn eventually(&self, what: &str, mut f: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !f() {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
 }
 
 impl Drop for TestApp {

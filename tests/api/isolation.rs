@@ -33,10 +33,17 @@ fn another_account_can_neither_read_change_nor_detect_data() {
     for target in [uid.as_str(), missing] {
         let path = format!("/Users/{target}");
         let a = expect_error(other.put(&path, &json!({"userName": "x"})), StatusCode::NOT_FOUND);
-        let b = expect_error(other.patch(&path, &json!({"Operations":[{"op":"replace","path":"title","value":"x"}]})), StatusCode::NOT_FOUND);
+        let b = expect_error(
+            other.patch(&path, &json!({"Operations":[{"op":"replace","path":"title","value":"x"}]})),
+            StatusCode::NOT_FOUND,
+        );
         let c = expect_error(other.delete(&path), StatusCode::NOT_FOUND);
         for body in [a, b, c] {
-            assert_eq!(body["detail"], json!(format!("User {target} not found")), "no difference between foreign and missing ids");
+            assert_eq!(
+                body["detail"],
+                json!(format!("User {target} not found")),
+                "no difference between foreign and missing ids"
+            );
         }
     }
     expect_error(other.delete(&format!("/Groups/{gid}")), StatusCode::NOT_FOUND);
@@ -63,6 +70,11 @@ fn tokens_are_checked_and_kinds_kept_apart() {
     // an admin token cannot use /scim/v2
     let admin = app.as_token(ADMIN_TOKEN);
     expect_error(admin.get("/Users"), StatusCode::FORBIDDEN);
-    let res = app.client.request(Method::GET, format!("http://{}/admin/v1/sync", app.addr)).bearer_auth(SCIM_TOKEN).send().unwrap();
+    let res = app
+        .client
+        .request(Method::GET, format!("http://{}/admin/v1/sync", app.addr))
+        .bearer_auth(SCIM_TOKEN)
+        .send()
+        .unwrap();
     assert!(matches!(res.status(), StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED), "{}", res.status());
 }

@@ -1,6 +1,9 @@
 //! The one integration test binary: the real server on port 0 with a temporary data directory, spoken to
 //! over HTTP.
 
+// A test binary: a failed expectation should panic with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod bad_input;
 mod concurrency;
 mod crash;

@@ -23,7 +23,8 @@ fn test_connection_then_create_link_deactivate_and_reactivate() {
     assert_eq!(groups["totalResults"], json!(0));
 
     // Lookup before create: nothing
-    let lookup = format!("/Users?filter={}&startIndex=1&count=100", q("userName eq \"test.user@okta.local\""));
+    let lookup =
+        format!("/Users?filter={}&startIndex=1&count=100", q("userName eq \"test.user@okta.local\""));
     assert_eq!(expect_status(app.get(&lookup), StatusCode::OK)["totalResults"], json!(0));
 
     let created = app.create_user(&okta_user());
@@ -100,7 +101,10 @@ fn aiw_apps_update_with_get_then_put_of_the_whole_object() {
     // deactivation through PUT
     let mut inactive = put.clone();
     inactive["active"] = json!(false);
-    assert_eq!(expect_status(app.put(&format!("/Users/{uid}"), &inactive), StatusCode::OK)["active"], json!(false));
+    assert_eq!(
+        expect_status(app.put(&format!("/Users/{uid}"), &inactive), StatusCode::OK)["active"],
+        json!(false)
+    );
 }
 
 #[test]
@@ -146,7 +150,10 @@ fn push_groups_rename_and_change_membership() {
 
     // the user sees the group
     let user = expect_status(app.get(&format!("/Users/{bob}")), StatusCode::OK);
-    assert_eq!(user["groups"], json!([{"value": gid, "$ref": format!("{}/Groups/{gid}", app.base), "display": "Sales", "type": "direct"}]));
+    assert_eq!(
+        user["groups"],
+        json!([{"value": gid, "$ref": format!("{}/Groups/{gid}", app.base), "display": "Sales", "type": "direct"}])
+    );
 
     // duplicate displayName
     let dup = app.post("/Groups", &json!({"displayName": "SALES"}));
@@ -178,7 +185,13 @@ fn import_pages_through_everything_in_a_stable_order() {
     assert_eq!(seen, want, "creation order, no duplicates, nothing missing");
     // count=0 gives only the total; startIndex below 1 counts from 1
     let page = expect_status(app.get("/Users?count=0"), StatusCode::OK);
-    assert_eq!((page["totalResults"].clone(), page["itemsPerPage"].clone(), page["Resources"].clone()), (json!(25), json!(0), json!([])));
+    assert_eq!(
+        (page["totalResults"].clone(), page["itemsPerPage"].clone(), page["Resources"].clone()),
+        (json!(25), json!(0), json!([]))
+    );
     let page = expect_status(app.get("/Users?startIndex=-4&count=1"), StatusCode::OK);
-    assert_eq!((page["startIndex"].clone(), page["Resources"][0]["userName"].clone()), (json!(1), json!("user00@okta.local")));
+    assert_eq!(
+        (page["startIndex"].clone(), page["Resources"][0]["userName"].clone()),
+        (json!(1), json!("user00@okta.local"))
+    );
 }

@@ -27,9 +27,12 @@ fn enable_create_update_suspend_and_delete() {
     let json_only = |rb: reqwest::blocking::RequestBuilder| rb.header("Accept", "application/json");
 
     // Enable: an unknown user is an empty list, answered as plain JSON when that is all the client accepts
-    let res = json_only(app.request(reqwest::Method::GET, &format!("/Users?filter={}", q("userName eq \"nobody@example.com\""))))
-        .send()
-        .unwrap();
+    let res = json_only(app.request(
+        reqwest::Method::GET,
+        &format!("/Users?filter={}", q("userName eq \"nobody@example.com\"")),
+    ))
+    .send()
+    .unwrap();
     assert_eq!(res.headers()["content-type"], "application/json");
     assert_eq!(expect_status(res, StatusCode::OK)["totalResults"], json!(0));
 
@@ -38,7 +41,10 @@ fn enable_create_update_suspend_and_delete() {
     let uid = id(&user);
     assert_eq!(user["name"], json!({"givenName": "John", "familyName": "Doe"}), "empty strings are absent");
     assert!(user.get("title").is_none() && user.get("phoneNumbers").is_none());
-    assert_eq!(user["addresses"], json!([{"streetAddress": "1 Main St", "locality": "Springfield", "country": "US"}]));
+    assert_eq!(
+        user["addresses"],
+        json!([{"streetAddress": "1 Main St", "locality": "Springfield", "country": "US"}])
+    );
     assert_eq!(user[ENT], json!({"manager": {"value": boss}}), "manager.displayName is read-only");
     assert_eq!(user["schemas"], json!(["urn:ietf:params:scim:schemas:core:2.0:User", ENT]));
 
@@ -50,7 +56,10 @@ fn enable_create_update_suspend_and_delete() {
     update["active"] = json!(false);
     let put = expect_status(app.put(&format!("/Users/{uid}"), &update), StatusCode::OK);
     assert_eq!(put["active"], json!(false));
-    let listed = expect_status(app.get(&format!("/Users?filter={}", q("userName eq \"JDOE@example.com\""))), StatusCode::OK);
+    let listed = expect_status(
+        app.get(&format!("/Users?filter={}", q("userName eq \"JDOE@example.com\""))),
+        StatusCode::OK,
+    );
     assert_eq!(listed["Resources"][0]["active"], json!(false), "suspended users stay visible");
 
     // membership by PATCH

@@ -497,10 +497,10 @@ fn container<'a>(attrs: &'a Map<String, Value>, location: Location<'_>) -> Optio
 }
 
 fn resolve<'s, 'f>(schema: &'s ResourceSchema, path: &'f PatchPath) -> ScimResult<Target<'s, 'f>> {
-    if let (Some(urn), None, None) = (&path.urn, &path.filter, &path.sub) {
-        if let Some(ext) = schema.extension(&format!("{urn}:{}", path.name)) {
-            return Ok(Target::Extension(ext));
-        }
+    if let (Some(urn), None, None) = (&path.urn, &path.filter, &path.sub)
+        && let Some(ext) = schema.extension(&format!("{urn}:{}", path.name))
+    {
+        return Ok(Target::Extension(ext));
     }
     let Some(resolved) = schema.resolve(path.urn.as_deref(), &path.name) else {
         log::debug!("ignoring PATCH of unknown attribute '{}'", path.name);
