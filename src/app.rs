@@ -9,7 +9,8 @@ use actix_web::dev::Server;
 
 use crate::clock::{Clock, SystemClock};
 use crate::http::{AppState, HttpConfig, server};
-use crate::store::{DurabilityMode, Store, StoreOptions, StoreResult, TokenKind};
+use crate::rules::Engine;
+use crate::store::{Actor, DurabilityMode, Store, StoreOptions, StoreResult, TokenKind};
 
 /// Everything `serve` is configured with.
 #[derive(Debug, Clone)]
@@ -58,7 +59,7 @@ pub fn bootstrap(store: &Store, settings: &Settings) -> StoreResult<Vec<NewToken
     if store.accounts()?.is_empty() {
         let (account, _) = store.ensure_account(DEFAULT_ACCOUNT)?;
         for kind in [TokenKind::Scim, TokenKind::Admin] {
-            let (_, secret) = store.create_token(account.id, kind, "initial")?;
+            let (_, secret) = store.create_token(account.id, kind, "initial", &Actor::engine())?;
             created.push(NewToken { kind, secret });
         }
     }
@@ -66,7 +67,7 @@ pub fn bootstrap(store: &Store, settings: &Settings) -> StoreResult<Vec<NewToken
     {
         if let Some(secret) = secret.as_deref().filter(|s| !s.is_empty()) {
             let (account, _) = store.ensure_account(DEFAULT_ACCOUNT)?;
-            store.register_token(account.id, kind, "environment", secret)?;
+            store.register_token(account.id, kind, "environment", secret, &Actor::engine())?;
         }
     }
     store.durable_blocking();
@@ -78,6 +79,7 @@ pub struct Running {
     pub addr: SocketAddr,
     pub server: Server,
     pub store: Store,
+    pub engine: Engine,
     pub new_tokens: Vec<NewToken>,
 }
 
@@ -94,7 +96,9 @@ pub fn start_with_clock(
     let new_tokens = bootstrap(&store, settings)?;
     let listener = TcpListener::bind(&settings.listen)?;
     let addr = listener.local_addr()?;
-    let state = AppState { store: store.clone(), config: settings.http.clone(), on_commit: None };
+    let engine = Engine::start(store.clone())?;
+    let state =
+        AppState { store: store.clone(), config: settings.http.clone(), engine: Some(engine.clone()) };
     let server = server(listener, state)?;
-    Ok(Running { addr, server, store, new_tokens })
+    Ok(Running { addr, server, store, engine, new_tokens })
 }

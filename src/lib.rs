@@ -7,5 +7,6 @@
 pub mod app;
 pub mod clock;
 pub mod http;
+pub mod rules;
 pub mod scim;
 pub mod store;

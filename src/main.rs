@@ -132,6 +132,7 @@ fn serve(data: &std::path::Path, args: ServeArgs) -> Result<()> {
         println!("usersync listening on http://{0} (SCIM base URL http://{0}/scim/v2)", running.addr);
         log::info!("data in {}, durability {:?}", settings.data.display(), settings.durability);
         running.server.await?;
+        running.engine.stop();
         running.store.shutdown();
         log::info!("stopped; store flushed");
         Ok(())
@@ -172,7 +173,12 @@ fn token(data: &std::path::Path, cmd: TokenCommand) -> Result<()> {
     };
     match cmd {
         TokenCommand::Create { account, kind, name } => {
-            let (info, secret) = store.create_token(account_id(&account)?, kind, &name)?;
+            let (info, secret) = store.create_token(
+                account_id(&account)?,
+                kind,
+                &name,
+                &usersync::store::Actor("cli".into()),
+            )?;
             println!(
                 "created {} token '{}' (id {}) for account '{account}':",
                 info.kind.as_str(),

@@ -2,6 +2,7 @@
 //! and map errors in one place (`error`). Paths are matched case-insensitively with trailing slashes
 //! tolerated, as Microsoft's clients need; every request is logged on one line without its token.
 
+mod admin;
 mod discovery;
 mod error;
 mod render;
@@ -9,7 +10,6 @@ mod request;
 mod scim;
 
 use std::net::TcpListener;
-use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
@@ -20,8 +20,9 @@ use actix_web::{App, Error, HttpMessage, HttpServer, Route, web};
 
 pub use error::{ApiError, ApiResult};
 
+use crate::rules::Engine;
 use crate::scim::schema::ResourceKind;
-use crate::store::{AccountId, Store};
+use crate::store::Store;
 
 /// Limits and defaults of the HTTP front end.
 #[derive(Debug, Clone)]
@@ -39,23 +40,21 @@ impl Default for HttpConfig {
     }
 }
 
-/// Called once a write is durable, so that its consequences (rule evaluation) can start.
-pub type CommitHook = Arc<dyn Fn(AccountId) + Send + Sync>;
-
 /// What every handler can reach.
 pub struct AppState {
     pub store: Store,
     pub config: HttpConfig,
-    pub on_commit: Option<CommitHook>,
+    /// The rule engine, told about every durable write (absent in servers started without one).
+    pub engine: Option<Engine>,
 }
 
 impl AppState {
     /// Waits until the request's writes are durable, then lets the engine act on them. Handlers call this
     /// before answering a write with 2xx.
-    pub async fn committed(&self, acct: AccountId) {
+    pub async fn committed(&self) {
         self.store.durable().await;
-        if let Some(hook) = &self.on_commit {
-            hook(acct);
+        if let Some(engine) = &self.engine {
+            engine.notify();
         }
     }
 }
@@ -108,6 +107,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
             .service(web::resource(["/Me", "/Me/{rest:.*}"]).to(discovery::me_not_supported))
             .default_service(web::to(discovery::not_found)),
     )
+    .configure(admin::routes)
     .default_service(web::to(discovery::not_found));
 }
 

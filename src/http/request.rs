@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::AppState;
 use super::error::{ApiError, ApiResult};
 use crate::scim::ScimError;
-use crate::store::{AccountId, Actor, TokenInfo, TokenKind};
+use crate::store::{AccountId, Actor, StoreError, TokenInfo, TokenKind};
 
 /// An authenticated caller: its token and the account the token belongs to.
 #[derive(Debug, Clone)]
@@ -39,12 +39,29 @@ pub struct LoggedCaller(pub String);
 pub struct ScimCaller(pub Caller);
 
 /// A caller holding an admin token.
-#[allow(dead_code)] // the admin API is the next step
 pub struct AdminCaller(pub Caller);
 
-fn authenticate(req: &HttpRequest, kind: TokenKind) -> ApiResult<Caller> {
+/// Why a request is not authenticated for what it asks; each API renders it in its own error format.
+#[derive(Debug)]
+pub enum AuthError {
+    Unauthorized(String),
+    Forbidden(String),
+    Store(StoreError),
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Unauthorized(m) => ApiError::Unauthorized(m),
+            AuthError::Forbidden(m) => ApiError::Forbidden(m),
+            AuthError::Store(e) => ApiError::Store(e),
+        }
+    }
+}
+
+pub(crate) fn authenticate(req: &HttpRequest, kind: TokenKind) -> Result<Caller, AuthError> {
     let state =
-        req.app_data::<web::Data<AppState>>().ok_or_else(|| ApiError::Unauthorized("no state".into()))?;
+        req.app_data::<web::Data<AppState>>().ok_or_else(|| AuthError::Unauthorized("no state".into()))?;
     let secret = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -53,18 +70,20 @@ fn authenticate(req: &HttpRequest, kind: TokenKind) -> ApiResult<Caller> {
         .map(|(_, token)| token.trim())
         .filter(|t| !t.is_empty())
         .ok_or_else(|| {
-            ApiError::Unauthorized("a bearer token is required (Authorization: Bearer <token>)".into())
+            AuthError::Unauthorized("a bearer token is required (Authorization: Bearer <token>)".into())
         })?;
     let token = state
         .store
-        .authenticate(secret)?
-        .ok_or_else(|| ApiError::Unauthorized("the bearer token is not valid".into()))?;
+        .authenticate(secret)
+        .map_err(AuthError::Store)?
+        .ok_or_else(|| AuthError::Unauthorized("the bearer token is not valid".into()))?;
     if token.kind != kind {
-        return Err(ApiError::Forbidden(format!("a {} token cannot be used here", token.kind.as_str())));
+        return Err(AuthError::Forbidden(format!("a {} token cannot be used here", token.kind.as_str())));
     }
     let label = state
         .store
-        .account_by_id(token.account)?
+        .account_by_id(token.account)
+        .map_err(AuthError::Store)?
         .map(|a| format!("{}/{}", a.name, token.actor().0))
         .unwrap_or_else(|| token.actor().0);
     req.extensions_mut().insert(LoggedCaller(label));
@@ -76,16 +95,53 @@ impl FromRequest for ScimCaller {
     type Future = std::future::Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        std::future::ready(authenticate(req, TokenKind::Scim).map(ScimCaller))
+        std::future::ready(authenticate(req, TokenKind::Scim).map(ScimCaller).map_err(ApiError::from))
     }
 }
 
-impl FromRequest for AdminCaller {
-    type Error = ApiError;
-    type Future = std::future::Ready<Result<Self, Self::Error>>;
+/// Why a request body could not be read.
+#[derive(Debug)]
+pub enum BodyError {
+    TooLarge(usize),
+    Unreadable(String),
+}
 
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        std::future::ready(authenticate(req, TokenKind::Admin).map(AdminCaller))
+impl From<BodyError> for ApiError {
+    fn from(e: BodyError) -> Self {
+        match e {
+            BodyError::TooLarge(limit) => ApiError::PayloadTooLarge(limit),
+            BodyError::Unreadable(m) => ScimError::invalid_syntax(m).into(),
+        }
+    }
+}
+
+/// Reads the whole body, refusing more than the configured limit before reading it when the length is
+/// declared and as soon as it is exceeded otherwise.
+pub(crate) fn read_body(
+    req: &HttpRequest,
+    payload: &mut Payload,
+) -> impl Future<Output = Result<web::Bytes, BodyError>> + use<> {
+    let limit = req.app_data::<web::Data<AppState>>().map(|s| s.config.max_body).unwrap_or(1 << 20);
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let mut payload = payload.take();
+    async move {
+        if declared.is_some_and(|n| n > limit) {
+            return Err(BodyError::TooLarge(limit));
+        }
+        let mut body = web::BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk =
+                chunk.map_err(|e| BodyError::Unreadable(format!("could not read the request body: {e}")))?;
+            if body.len() + chunk.len() > limit {
+                return Err(BodyError::TooLarge(limit));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body.freeze())
     }
 }
 
@@ -98,41 +154,22 @@ impl FromRequest for JsonBody {
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = req.app_data::<web::Data<AppState>>().map(|s| s.config.max_body).unwrap_or(1 << 20);
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        let mut payload = payload.take();
+        let body = read_body(req, payload);
         Box::pin(async move {
-            if declared.is_some_and(|n| n > limit) {
-                return Err(ApiError::PayloadTooLarge(limit));
-            }
-            let mut body = web::BytesMut::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|e| {
-                    ScimError::invalid_syntax(format!("could not read the request body: {e}"))
-                })?;
-                if body.len() + chunk.len() > limit {
-                    return Err(ApiError::PayloadTooLarge(limit));
-                }
-                body.extend_from_slice(&chunk);
-            }
-            parse_json(&body).map(JsonBody)
+            parse_json(&body.await?).map(JsonBody).map_err(|e| ScimError::invalid_syntax(e).into())
         })
     }
 }
 
-fn parse_json(body: &[u8]) -> ApiResult<Value> {
+/// The body as JSON, or what is wrong with it.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ScimError::invalid_syntax("the request needs a JSON body").into());
+        return Err("the request needs a JSON body".into());
     }
     if std::str::from_utf8(body).is_err() {
-        return Err(ScimError::invalid_syntax("the request body is not valid UTF-8").into());
+        return Err("the request body is not valid UTF-8".into());
     }
-    serde_json::from_slice(body)
-        .map_err(|e| ScimError::invalid_syntax(format!("the request body is not valid JSON: {e}")).into())
+    serde_json::from_slice(body).map_err(|e| format!("the request body is not valid JSON: {e}"))
 }
 
 /// Query parameters by case-insensitive name (`startIndex`, `startindex`, ...), `+` decoded as a space.

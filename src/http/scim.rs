@@ -200,7 +200,7 @@ pub async fn create(
         ResourceKind::User => state.store.create_user(acct, schema, &input, &actor)?,
         ResourceKind::Group => state.store.create_group(acct, schema, &input, &actor)?.0,
     };
-    state.committed(acct).await;
+    state.committed().await;
     respond_with(&req, &state, &caller, **kind, &doc, StatusCode::CREATED)
 }
 
@@ -270,7 +270,7 @@ pub async fn replace(
             state.store.replace_group(acct, schema, &id, &input, expected.as_deref(), &actor)?.0
         }
     };
-    state.committed(acct).await;
+    state.committed().await;
     respond_with(&req, &state, &caller, **kind, &doc, StatusCode::OK)
 }
 
@@ -292,7 +292,7 @@ pub async fn patch(
             state.store.patch_group(acct, schema, &id, &ops, expected.as_deref(), &actor)?.0
         }
     };
-    state.committed(acct).await;
+    state.committed().await;
     if wants_representation(&req, **kind)? {
         respond_with(&req, &state, &caller, **kind, &doc, StatusCode::OK)
     } else {
@@ -326,6 +326,6 @@ pub async fn delete(
         ResourceKind::User => state.store.delete_user(acct, &id, expected.as_deref(), &actor)?,
         ResourceKind::Group => state.store.delete_group(acct, &id, expected.as_deref(), &actor)?,
     }
-    state.committed(acct).await;
+    state.committed().await;
     Ok(HttpResponse::NoContent().finish())
 }

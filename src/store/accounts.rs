@@ -158,9 +158,10 @@ impl Store {
         acct: AccountId,
         kind_: TokenKind,
         name: &str,
+        actor: &Actor,
     ) -> StoreResult<(TokenInfo, String)> {
         let secret = new_secret();
-        let info = self.register_token(acct, kind_, name, &secret)?;
+        let info = self.register_token(acct, kind_, name, &secret, actor)?;
         Ok((info, secret))
     }
 
@@ -171,6 +172,7 @@ impl Store {
         kind_: TokenKind,
         name: &str,
         secret: &str,
+        actor: &Actor,
     ) -> StoreResult<TokenInfo> {
         let hash = hash(secret);
         if let Some(existing) = self.token_by_hash(&hash)? {
@@ -197,7 +199,7 @@ impl Store {
                 tx,
                 acct,
                 now,
-                &Actor::engine(),
+                actor,
                 "token.created",
                 Some(&info.id),
                 json!({"name": info.name, "kind": info.kind}),
@@ -274,7 +276,7 @@ mod tests {
         assert_ne!(a.id, b.id);
         assert!(matches!(store.create_account("other"), Err(StoreError::Conflict(_))));
 
-        let (info, secret) = store.create_token(a.id, TokenKind::Scim, "okta").unwrap();
+        let (info, secret) = store.create_token(a.id, TokenKind::Scim, "okta", &Actor::engine()).unwrap();
         assert!(secret.starts_with("us_") && secret.len() > 60);
         let found = store.authenticate(&secret).unwrap().unwrap();
         assert_eq!((found.account, found.kind, found.name.as_str()), (a.id, TokenKind::Scim, "okta"));
@@ -290,9 +292,11 @@ mod tests {
             );
         }
 
-        store.register_token(a.id, TokenKind::Admin, "env", "known-secret").unwrap();
-        store.register_token(a.id, TokenKind::Admin, "env", "known-secret").unwrap();
-        assert!(store.register_token(b.id, TokenKind::Admin, "env", "known-secret").is_err());
+        store.register_token(a.id, TokenKind::Admin, "env", "known-secret", &Actor::engine()).unwrap();
+        store.register_token(a.id, TokenKind::Admin, "env", "known-secret", &Actor::engine()).unwrap();
+        assert!(
+            store.register_token(b.id, TokenKind::Admin, "env", "known-secret", &Actor::engine()).is_err()
+        );
         assert_eq!(store.tokens(Some(a.id)).unwrap().len(), 2);
         assert_eq!(store.tokens(Some(b.id)).unwrap().len(), 0);
 

@@ -4,8 +4,10 @@
 //! ticket was taken has finished. One flusher thread runs flushes back to back, each covering every ticket
 //! taken before it started, so N concurrent writers cost about one flush, not N.
 
+use std::collections::HashSet;
+use std::ffi::OsString;
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
@@ -14,6 +16,11 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 /// How far a write must have gone before it is acknowledged.
+///
+/// sled writes its log with `pwrite` and `sync_file_range`, which reaches the device but neither flushes its
+/// volatile cache nor persists the file's size, and writes values too large for a log segment to files in
+/// `blobs/` without syncing them. `Sync` therefore follows sled's flush with `fdatasync` of the log and of
+/// every blob file (and the blob directory) written since the last flush.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DurabilityMode {
     /// sled's flush (`pwrite` + `sync_file_range`) followed by `fdatasync` of the log file: survives a
@@ -42,6 +49,7 @@ impl std::str::FromStr for DurabilityMode {
 struct Shared {
     db: sled::Db,
     log_file: Option<File>,
+    blobs: Option<Mutex<BlobSync>>,
     requested: AtomicU64,
     wake: Mutex<bool>,
     wake_cv: Condvar,
@@ -63,10 +71,12 @@ impl Durability {
             DurabilityMode::Sync => Some(File::open(data_dir.join("db"))?),
             _ => None,
         };
+        let blobs = (mode == DurabilityMode::Sync).then(|| Mutex::new(BlobSync::new(data_dir.join("blobs"))));
         let (flushed, _) = watch::channel(0);
         let shared = Arc::new(Shared {
             db,
             log_file,
+            blobs,
             requested: AtomicU64::new(0),
             wake: Mutex::new(false),
             wake_cv: Condvar::new(),
@@ -157,7 +167,47 @@ fn flush_once(shared: &Shared) -> std::io::Result<()> {
     if let Some(file) = &shared.log_file {
         file.sync_data()?;
     }
+    if let Some(blobs) = &shared.blobs {
+        blobs.lock().map_err(|_| std::io::Error::other("blob sync state poisoned"))?.sync_new()?;
+    }
     Ok(())
+}
+
+/// The blob files already known to be on disk.
+struct BlobSync {
+    dir: PathBuf,
+    synced: HashSet<OsString>,
+}
+
+impl BlobSync {
+    fn new(dir: PathBuf) -> BlobSync {
+        BlobSync { dir, synced: HashSet::new() }
+    }
+
+    /// Syncs blob files that appeared since the last call, then the directory that names them.
+    fn sync_new(&mut self) -> std::io::Result<()> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let mut present = HashSet::new();
+        let mut any_new = false;
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name();
+            if !self.synced.contains(&name) {
+                File::open(entry.path())?.sync_data()?;
+                any_new = true;
+            }
+            present.insert(name);
+        }
+        if any_new {
+            File::open(&self.dir)?.sync_all()?;
+        }
+        self.synced = present;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -174,10 +224,14 @@ mod tests {
             db.insert(i.to_be_bytes(), &[1]).unwrap();
             waits.push(d.wait());
         }
+        // a value too large for a log segment goes to a blob file, which is synced too
+        db.insert(b"big", vec![7u8; 600_000]).unwrap();
+        waits.push(d.wait());
         for w in waits {
             w.await;
         }
-        assert!(*d.shared.flushed.borrow() >= 50);
+        assert!(!d.shared.blobs.as_ref().unwrap().lock().unwrap().synced.is_empty(), "the blob was synced");
+        assert!(*d.shared.flushed.borrow() >= 51);
         d.wait_blocking();
         d.shutdown();
     }

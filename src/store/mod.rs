@@ -12,6 +12,7 @@ mod list;
 mod members;
 mod pending;
 mod resources;
+pub mod sync;
 mod users;
 mod verify;
 
@@ -109,7 +110,9 @@ struct Inner {
     /// Membership changes of one group are serialised, so a full-list replace that reads the current
     /// members and writes the difference cannot interleave with another change to the same group.
     group_locks: Vec<Mutex<()>>,
-    registry: Arc<Registry>,
+    standard: Arc<Registry>,
+    /// Each account's schemas: the standard ones plus its custom attributes, built once.
+    registries: RwLock<HashMap<AccountId, Arc<Registry>>>,
     data_dir: PathBuf,
 }
 
@@ -128,7 +131,8 @@ impl Store {
                 clock: options.clock,
                 counts: RwLock::new(HashMap::new()),
                 group_locks: (0..GROUP_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
-                registry: Arc::new(Registry::standard()),
+                standard: Arc::new(Registry::standard()),
+                registries: RwLock::new(HashMap::new()),
                 data_dir: options.path,
             }),
         };
@@ -172,9 +176,30 @@ impl Store {
         self.inner.durability.shutdown();
     }
 
-    /// The schemas the account sees.
-    pub fn registry(&self, _acct: AccountId) -> Arc<Registry> {
-        self.inner.registry.clone()
+    /// The schemas the account sees: the standard ones, plus its custom attributes as the
+    /// `urn:ietf:params:scim:schemas:extension:usersync:2.0:User` extension when it has any.
+    pub fn registry(&self, acct: AccountId) -> Arc<Registry> {
+        if let Some(r) = self.inner.registries.read().ok().and_then(|m| m.get(&acct).cloned()) {
+            return r;
+        }
+        let registry = match self.custom_attributes(acct).map(|attrs| sync::custom_schema(&attrs)) {
+            Ok(Some(schema)) => Arc::new(self.inner.standard.with_user_extension(schema)),
+            Ok(None) => self.inner.standard.clone(),
+            Err(e) => {
+                log::error!("reading custom attributes: {e}");
+                return self.inner.standard.clone();
+            }
+        };
+        if let Ok(mut map) = self.inner.registries.write() {
+            map.insert(acct, registry.clone());
+        }
+        registry
+    }
+
+    fn forget_registry(&self, acct: AccountId) {
+        if let Ok(mut map) = self.inner.registries.write() {
+            map.remove(&acct);
+        }
     }
 
     /// Runs `f` as one serialisable transaction over the whole store.

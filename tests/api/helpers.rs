@@ -10,7 +10,7 @@ use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use usersync::app::{self, Settings};
-use usersync::store::{DurabilityMode, Store, TokenKind};
+use usersync::store::{Actor, DurabilityMode, Store, TokenKind};
 
 pub const SCIM_TOKEN: &str = "scim-test-token";
 pub const ADMIN_TOKEN: &str = "admin-test-token";
@@ -65,6 +65,7 @@ pub fn spawn_with(settings: Settings) -> TestApp {
             };
             tx.send((running.addr, running.server.handle(), running.store.clone())).expect("test is waiting");
             running.server.await.expect("server runs");
+            running.engine.stop();
             running.store.shutdown();
         })
     });
@@ -149,8 +150,10 @@ impl TestApp {
     /// A second account with its own tokens.
     pub fn new_account(&self, name: &str) -> (String, String) {
         let account = self.store.create_account(name).expect("account");
-        let (_, scim) = self.store.create_token(account.id, TokenKind::Scim, "test").expect("token");
-        let (_, admin) = self.store.create_token(account.id, TokenKind::Admin, "test").expect("token");
+        let (_, scim) =
+            self.store.create_token(account.id, TokenKind::Scim, "test", &Actor::engine()).expect("token");
+        let (_, admin) =
+            self.store.create_token(account.id, TokenKind::Admin, "test", &Actor::engine()).expect("token");
         (scim, admin)
     }
 
@@ -180,7 +183,6 @@ impl TestApp {
         ids.sort();
         ids
     }
-
 }
 
 impl Drop for TestApp {

@@ -1,0 +1,230 @@
+//! The worker that keeps entitlements in step: it drains the store's queue (pending users and scopes) of
+//! every account whose sync is on, evaluates each user against the account's rules and applies the
+//! decisions in batches. Evaluation is serialised (one batch at a time, worker or explicit retry), so a
+//! decision can never overtake a newer one for the same user.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::clock::timestamp;
+use crate::scim::schema::{Registry, ResourceKind};
+use crate::store::sync::{Applied, Decision, EmailTemplate, ObjectKind, Scope, SyncConfig};
+use crate::store::{AccountId, Store, StoreResult};
+
+use super::resolve::{CompiledRule, compile, decide};
+use super::welcome::render_welcome;
+
+/// Users evaluated and applied per transaction.
+const BATCH: usize = 512;
+
+/// A handle on the engine; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    wake: Mutex<bool>,
+    wake_cv: Condvar,
+    stop: AtomicBool,
+    evaluating: Mutex<()>,
+    worker: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Engine {
+    /// An engine without a worker thread: work happens when [`run_pending`](Self::run_pending) is called.
+    pub fn new(store: Store) -> Engine {
+        Engine {
+            inner: Arc::new(Inner {
+                store,
+                wake: Mutex::new(true),
+                wake_cv: Condvar::new(),
+                stop: AtomicBool::new(false),
+                evaluating: Mutex::new(()),
+                worker: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// An engine with its worker thread running (and draining whatever a previous run left pending).
+    pub fn start(store: Store) -> std::io::Result<Engine> {
+        let engine = Engine::new(store);
+        let worker = engine.clone();
+        let handle =
+            std::thread::Builder::new().name("usersync-engine".into()).spawn(move || worker.work())?;
+        if let Ok(mut slot) = engine.inner.worker.lock() {
+            *slot = Some(handle);
+        }
+        Ok(engine)
+    }
+
+    /// Tells the worker there is new work.
+    pub fn notify(&self) {
+        if let Ok(mut wake) = self.inner.wake.lock() {
+            *wake = true;
+        }
+        self.inner.wake_cv.notify_one();
+    }
+
+    /// Stops the worker after its current batch.
+    pub fn stop(&self) {
+        self.inner.stop.store(true, Ordering::SeqCst);
+        self.notify();
+        let handle = self.inner.worker.lock().ok().and_then(|mut h| h.take());
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+    }
+
+    fn work(&self) {
+        while !self.inner.stop.load(Ordering::SeqCst) {
+            {
+                let Ok(mut wake) = self.inner.wake.lock() else { return };
+                if !*wake {
+                    // A periodic pass also picks up work whose notification was missed.
+                    wake = match self.inner.wake_cv.wait_timeout(wake, Duration::from_secs(1)) {
+                        Ok((w, _)) => w,
+                        Err(_) => return,
+                    };
+                }
+                *wake = false;
+            }
+            if self.inner.stop.load(Ordering::SeqCst) {
+                return;
+            }
+            if let Err(e) = self.run_pending() {
+                log::error!("rule evaluation failed, will retry: {e}");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+
+    fn serialised(&self) -> MutexGuard<'_, ()> {
+        self.inner.evaluating.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Drains every account's queue once; returns how many users were evaluated.
+    pub fn run_pending(&self) -> StoreResult<usize> {
+        let store = &self.inner.store;
+        let mut evaluated = 0;
+        for acct in store.accounts_with_work()? {
+            let config = store.sync_config(acct)?;
+            if !config.enabled {
+                continue;
+            }
+            let Some(evaluator) = Evaluator::new(store, acct, &config)? else { continue };
+            evaluated += self.drain_scopes(&evaluator)?;
+            evaluated += self.drain_users(&evaluator)?;
+        }
+        Ok(evaluated)
+    }
+
+    fn drain_scopes(&self, evaluator: &Evaluator<'_>) -> StoreResult<usize> {
+        let (store, acct) = (&self.inner.store, evaluator.acct);
+        let scopes = store.pending_scopes(acct)?;
+        // When the whole account is in scope, everyone is evaluated once and the group scopes go with it.
+        let walk: Vec<&Scope> = match scopes.iter().any(|(s, _)| *s == Scope::All) {
+            true => vec![&Scope::All],
+            false => scopes.iter().map(|(s, _)| s).collect(),
+        };
+        let mut evaluated = 0;
+        for scope in walk {
+            let mut after: Option<String> = None;
+            loop {
+                let uids = store.scope_users(acct, scope, after.as_deref(), BATCH)?;
+                let Some(last) = uids.last().cloned() else { break };
+                let _one_at_a_time = self.serialised();
+                let decisions =
+                    uids.iter().map(|u| evaluator.decision(u, None)).collect::<StoreResult<Vec<_>>>()?;
+                store.apply_decisions(acct, &decisions)?;
+                evaluated += uids.len();
+                after = Some(last);
+            }
+        }
+        for (scope, seq) in &scopes {
+            store.finish_scope(acct, scope, *seq)?;
+        }
+        Ok(evaluated)
+    }
+
+    fn drain_users(&self, evaluator: &Evaluator<'_>) -> StoreResult<usize> {
+        let (store, acct) = (&self.inner.store, evaluator.acct);
+        let mut evaluated = 0;
+        loop {
+            let pending = store.pending_users(acct, BATCH)?;
+            if pending.is_empty() {
+                return Ok(evaluated);
+            }
+            let _one_at_a_time = self.serialised();
+            let decisions = pending
+                .iter()
+                .map(|(u, seq)| evaluator.decision(u, Some(*seq)))
+                .collect::<StoreResult<Vec<_>>>()?;
+            store.apply_decisions(acct, &decisions)?;
+            evaluated += pending.len();
+        }
+    }
+
+    /// Evaluates the given users now (an explicit retry) and returns what happened to each.
+    pub fn evaluate_now(&self, acct: AccountId, uids: &[String]) -> StoreResult<Vec<(String, Applied)>> {
+        let store = &self.inner.store;
+        let config = store.sync_config(acct)?;
+        let Some(evaluator) = Evaluator::new(store, acct, &config)? else { return Ok(Vec::new()) };
+        let mut out = Vec::with_capacity(uids.len());
+        for chunk in uids.chunks(BATCH) {
+            let _one_at_a_time = self.serialised();
+            let decisions =
+                chunk.iter().map(|u| evaluator.decision(u, None)).collect::<StoreResult<Vec<_>>>()?;
+            let applied = store.apply_decisions(acct, &decisions)?;
+            out.extend(chunk.iter().cloned().zip(applied));
+        }
+        Ok(out)
+    }
+}
+
+/// Everything needed to decide for the users of one account.
+struct Evaluator<'s> {
+    store: &'s Store,
+    acct: AccountId,
+    rules: Vec<CompiledRule>,
+    registry: Arc<Registry>,
+    templates: HashMap<String, EmailTemplate>,
+}
+
+impl<'s> Evaluator<'s> {
+    /// `None` (logged) if a stored rule no longer compiles.
+    fn new(store: &'s Store, acct: AccountId, config: &SyncConfig) -> StoreResult<Option<Evaluator<'s>>> {
+        let rules = match compile(&config.rules) {
+            Ok(rules) => rules,
+            Err(e) => {
+                log::error!("account {}: a rule does not compile, sync is paused: {e}", acct.0);
+                return Ok(None);
+            }
+        };
+        let templates = store
+            .objects::<EmailTemplate>(acct, ObjectKind::EmailTemplate)?
+            .into_iter()
+            .map(|t| (t.id.clone(), t))
+            .collect();
+        Ok(Some(Evaluator { store, acct, rules, registry: store.registry(acct), templates }))
+    }
+
+    fn decision(&self, uid: &str, pending_seq: Option<u64>) -> StoreResult<Decision> {
+        let user = self.store.user(self.acct, uid)?;
+        let groups: HashSet<String> = match &user {
+            Some(_) => self.store.groups_of(self.acct, uid)?.into_iter().collect(),
+            None => HashSet::new(),
+        };
+        let schema = self.registry.resource(ResourceKind::User);
+        let now = timestamp(self.store.now());
+        let outcome = decide(user.as_ref(), &groups, &self.rules, schema, |user, rule| {
+            let template = self.templates.get(&rule.bundle.welcome_email);
+            Some(render_welcome(user, rule, template, uuid::Uuid::now_v7().to_string(), now.clone()))
+        });
+        Ok(Decision { user: uid.to_string(), pending_seq, outcome })
+    }
+}

@@ -1,0 +1,29 @@
+//! The User Sync engine: which bundle each user's rules decide (pure), rule validation, welcome messages,
+//! previews, and the worker that re-evaluates users as the directory and the rules change.
+
+mod engine;
+mod preview;
+mod resolve;
+mod validate;
+mod welcome;
+
+pub use engine::Engine;
+pub use preview::preview;
+pub use resolve::{CompiledRule, Resolution, compile, decide, resolve};
+pub use validate::{Catalog, RuleError, validate_custom_attributes, validate_rule};
+pub use welcome::render_welcome;
+
+/// The languages a rule can set.
+pub const LANGUAGES: [&str; 7] = ["en_US", "fr_FR", "it_IT", "de_DE", "es_ES", "pt_BR", "nl_NL"];
+
+/// The fixed list of privileges a manager role can carry: (id, description).
+pub const PRIVILEGES: [(&str, &str); 8] = [
+    ("users.add", "Add users to the managed groups"),
+    ("users.edit", "Edit the details of users in the managed groups"),
+    ("users.delete", "Delete users of the managed groups"),
+    ("licenses.assign", "Assign and remove product licenses"),
+    ("groups.manage", "Move users between the managed groups"),
+    ("settings.edit", "Change the product settings of users in the managed groups"),
+    ("reports.view", "View usage reports of the managed groups"),
+    ("recordings.manage", "Manage the recordings of users in the managed groups"),
+];

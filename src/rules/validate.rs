@@ -1,0 +1,256 @@
+//! Checking a rule (and the account's custom attributes) before it is saved, with messages that say which
+//! field is wrong and why.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::scim::filter::{check, parse_filter};
+use crate::scim::schema::ResourceSchema;
+use crate::store::sync::{AdminRole, CustomAttribute, Product, Rule};
+
+use super::{LANGUAGES, PRIVILEGES};
+
+/// A rejected rule or attribute list: the field (`products[1]`, `admin.managedGroups[0]`) and the reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct RuleError {
+    pub field: String,
+    pub message: String,
+}
+
+fn err<T>(field: impl Into<String>, message: impl Into<String>) -> Result<T, RuleError> {
+    Err(RuleError { field: field.into(), message: message.into() })
+}
+
+/// What a rule may refer to in its account.
+pub struct Catalog<'a> {
+    pub products: HashMap<String, Product>,
+    pub user_groups: HashSet<String>,
+    pub settings_templates: HashSet<String>,
+    pub email_templates: HashSet<String>,
+    /// Does the account have this SCIM group?
+    pub group_exists: &'a dyn Fn(&str) -> bool,
+    /// The account's User schema, for the rule's filter.
+    pub users: &'a ResourceSchema,
+}
+
+pub fn validate_rule(rule: &Rule, catalog: &Catalog<'_>) -> Result<(), RuleError> {
+    if rule.group.is_empty() || !(catalog.group_exists)(&rule.group) {
+        return err("group", format!("no directory group '{}' in this account", rule.group));
+    }
+    if let Some(text) = rule.filter.as_deref().filter(|f| !f.trim().is_empty()) {
+        let filter = parse_filter(text)
+            .map_err(|e| RuleError { field: "filter".into(), message: e.detail.clone() })?;
+        check(&filter, catalog.users).map_err(|e| RuleError { field: "filter".into(), message: e.detail })?;
+    }
+    let b = &rule.bundle;
+    for (i, p) in b.products.iter().enumerate() {
+        let Some(product) = catalog.products.get(p) else {
+            return err(format!("products[{i}]"), format!("unknown product '{p}'"));
+        };
+        if let Some(missing) = product.requires.iter().find(|r| !b.products.contains(r)) {
+            return err("products", format!("'{p}' requires '{missing}', which the rule does not grant"));
+        }
+    }
+    if let Some(AdminRole::Manager { privileges, managed_groups }) = &b.admin {
+        if privileges.is_empty() {
+            return err("admin.privileges", "a manager needs at least one privilege");
+        }
+        if let Some((i, p)) =
+            privileges.iter().enumerate().find(|(_, p)| !PRIVILEGES.iter().any(|(id, _)| id == p))
+        {
+            return err(format!("admin.privileges[{i}]"), format!("unknown privilege '{p}'"));
+        }
+        if managed_groups.is_empty() {
+            return err("admin.managedGroups", "a manager manages at least one user group");
+        }
+        if let Some((i, g)) =
+            managed_groups.iter().enumerate().find(|(_, g)| !catalog.user_groups.contains(*g))
+        {
+            return err(format!("admin.managedGroups[{i}]"), format!("unknown user group '{g}'"));
+        }
+    }
+    if b.welcome_email != "default" && !catalog.email_templates.contains(&b.welcome_email) {
+        return err("welcomeEmail", format!("unknown email template '{}'", b.welcome_email));
+    }
+    if !LANGUAGES.contains(&b.language.as_str()) {
+        return err("language", format!("'{}' is not one of {}", b.language, LANGUAGES.join(", ")));
+    }
+    if let Some(g) = b.user_group.as_ref().filter(|g| !catalog.user_groups.contains(*g)) {
+        return err("userGroup", format!("unknown user group '{g}'"));
+    }
+    if b.settings_template != "default" && !catalog.settings_templates.contains(&b.settings_template) {
+        return err("settingsTemplate", format!("unknown settings template '{}'", b.settings_template));
+    }
+    Ok(())
+}
+
+/// Attribute types a custom attribute may have.
+pub const CUSTOM_TYPES: [&str; 6] = ["string", "boolean", "integer", "decimal", "dateTime", "reference"];
+
+/// Custom attributes need SCIM attribute names, unique case-insensitively, that no standard User attribute
+/// already uses (so that an unqualified filter such as `costCenter eq "x"` means one thing).
+pub fn validate_custom_attributes(
+    attrs: &[CustomAttribute],
+    standard: &ResourceSchema,
+) -> Result<(), RuleError> {
+    let mut seen = HashSet::new();
+    for (i, a) in attrs.iter().enumerate() {
+        let field = format!("[{i}]");
+        let mut chars = a.name.chars();
+        let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !valid {
+            return err(
+                format!("{field}.name"),
+                format!("'{}' is not an attribute name (a letter, then letters, digits, '-' or '_')", a.name),
+            );
+        }
+        if !seen.insert(a.name.to_ascii_lowercase()) {
+            return err(format!("{field}.name"), format!("'{}' is defined twice", a.name));
+        }
+        if standard.resolve(None, &a.name).is_some() {
+            return err(format!("{field}.name"), format!("'{}' is a standard User attribute", a.name));
+        }
+        if !CUSTOM_TYPES.contains(&a.kind.as_str()) {
+            return err(
+                format!("{field}.type"),
+                format!("'{}' is not one of {}", a.kind, CUSTOM_TYPES.join(", ")),
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scim::schema::{Registry, ResourceKind};
+    use crate::store::sync::Bundle;
+
+    fn catalog_with<'a>(users: &'a ResourceSchema, exists: &'a dyn Fn(&str) -> bool) -> Catalog<'a> {
+        let product = |id: &str, requires: &[&str]| {
+            (
+                id.to_string(),
+                Product {
+                    id: id.into(),
+                    name: id.into(),
+                    seats: None,
+                    requires: requires.iter().map(|r| r.to_string()).collect(),
+                },
+            )
+        };
+        Catalog {
+            products: [product("meeting", &[]), product("webinar", &["meeting"])].into(),
+            user_groups: ["sales-team".to_string()].into(),
+            settings_templates: ["no-recording".to_string()].into(),
+            email_templates: ["welcome-fr".to_string()].into(),
+            group_exists: exists,
+            users,
+        }
+    }
+
+    fn rule(bundle: Bundle) -> Rule {
+        Rule {
+            id: "r".into(),
+            number: 1,
+            group: "g1".into(),
+            filter: None,
+            description: String::new(),
+            bundle,
+        }
+    }
+
+    #[test]
+    fn every_reference_is_checked_with_a_precise_message() {
+        let registry = Registry::standard();
+        let users = registry.resource(ResourceKind::User);
+        let exists = |g: &str| g == "g1";
+        let catalog = catalog_with(users, &exists);
+        let ok = Bundle { products: vec!["meeting".into(), "webinar".into()], ..Bundle::default() };
+        assert_eq!(validate_rule(&rule(ok.clone()), &catalog), Ok(()));
+
+        let field = |r: Rule| validate_rule(&r, &catalog).unwrap_err().to_string();
+        assert_eq!(
+            field(Rule { group: "nope".into(), ..rule(ok.clone()) }),
+            "group: no directory group 'nope' in this account"
+        );
+        assert!(
+            field(Rule { filter: Some("title eq".into()), ..rule(ok.clone()) })
+                .starts_with("filter: invalid filter at byte")
+        );
+        assert!(
+            field(Rule { filter: Some("active gt true".into()), ..rule(ok.clone()) }).starts_with("filter:")
+        );
+        assert_eq!(
+            field(rule(Bundle { products: vec!["webinar".into()], ..ok.clone() })),
+            "products: 'webinar' requires 'meeting', which the rule does not grant"
+        );
+        assert_eq!(
+            field(rule(Bundle { products: vec!["meeting".into(), "fax".into()], ..ok.clone() })),
+            "products[1]: unknown product 'fax'"
+        );
+        assert_eq!(
+            field(rule(Bundle { language: "xx_XX".into(), ..ok.clone() })).split(':').next(),
+            Some("language")
+        );
+        assert_eq!(
+            field(rule(Bundle { welcome_email: "nope".into(), ..ok.clone() })),
+            "welcomeEmail: unknown email template 'nope'"
+        );
+        assert_eq!(
+            field(rule(Bundle { settings_template: "nope".into(), ..ok.clone() })),
+            "settingsTemplate: unknown settings template 'nope'"
+        );
+        assert_eq!(
+            field(rule(Bundle { user_group: Some("nope".into()), ..ok.clone() })),
+            "userGroup: unknown user group 'nope'"
+        );
+        let manager = |privileges: &[&str], groups: &[&str]| {
+            Some(AdminRole::Manager {
+                privileges: privileges.iter().map(|s| s.to_string()).collect(),
+                managed_groups: groups.iter().map(|s| s.to_string()).collect(),
+            })
+        };
+        assert_eq!(
+            field(rule(Bundle { admin: manager(&["users.add", "fly"], &["sales-team"]), ..ok.clone() })),
+            "admin.privileges[1]: unknown privilege 'fly'"
+        );
+        assert_eq!(
+            field(rule(Bundle { admin: manager(&["users.add"], &["nope"]), ..ok.clone() })),
+            "admin.managedGroups[0]: unknown user group 'nope'"
+        );
+        assert_eq!(
+            validate_rule(
+                &rule(Bundle { admin: manager(&["users.add"], &["sales-team"]), ..ok.clone() }),
+                &catalog
+            ),
+            Ok(())
+        );
+        assert_eq!(validate_rule(&rule(Bundle { admin: Some(AdminRole::Full), ..ok }), &catalog), Ok(()));
+    }
+
+    #[test]
+    fn custom_attributes_need_fresh_valid_names_and_known_types() {
+        let registry = Registry::standard();
+        let users = registry.resource(ResourceKind::User);
+        let attr = |name: &str, kind: &str| CustomAttribute {
+            name: name.into(),
+            kind: kind.into(),
+            multi_valued: false,
+            description: String::new(),
+        };
+        assert_eq!(
+            validate_custom_attributes(&[attr("costCode", "string"), attr("badge", "integer")], users),
+            Ok(())
+        );
+        for (attrs, field) in [
+            (vec![attr("1x", "string")], "[0].name"),
+            (vec![attr("a", "string"), attr("A", "string")], "[1].name"),
+            (vec![attr("title", "string")], "[0].name"),
+            (vec![attr("department", "string")], "[0].name"),
+            (vec![attr("x", "complex")], "[0].type"),
+        ] {
+            assert_eq!(validate_custom_attributes(&attrs, users).unwrap_err().field, field);
+        }
+    }
+}

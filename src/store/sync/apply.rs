@@ -1,0 +1,358 @@
+//! Applying the engine's decisions: seat accounting that never exceeds a product's seats, all or nothing
+//! per user, the server-wide login claims behind `existingAccount`, failures, welcome messages and activity
+//! entries — each batch one transaction.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sled::transaction::{ConflictableTransactionError, TransactionalTree};
+
+use super::model::*;
+use super::{product_key, tx_used, used_key};
+use crate::clock::timestamp;
+use crate::store::activity::record;
+use crate::store::codec::{encode, tx_get};
+use crate::store::keys::{AccountId, global, key, kind};
+use crate::store::pending::mark_pending;
+use crate::store::{Actor, Store, StoreResult, TxResult};
+
+/// What the engine decided for one user.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub user: String,
+    /// The sequence number of the pending mark this decision answers; if the user was marked again since,
+    /// the decision is stale and skipped (the newer mark gets its own evaluation).
+    pub pending_seq: Option<u64>,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)] // built and consumed one at a time; boxing would only add allocations
+pub enum Outcome {
+    /// The user no longer exists.
+    Deleted,
+    /// Nothing is granted: no rule matches (`None`) or the user is inactive (`Suspended`).
+    Nothing { state: EntitlementState, matched: Vec<RuleRef> },
+    /// The deciding rule's bundle, whole.
+    Entitle {
+        rule: RuleRef,
+        matched: Vec<RuleRef>,
+        bundle: Bundle,
+        /// The folded userName, held server-wide while entitled.
+        login: String,
+        user_name: String,
+        /// The welcome message to queue if the user has never been welcomed.
+        welcome: Option<OutboxMessage>,
+    },
+}
+
+/// What applying a decision did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The user was marked pending again meanwhile; nothing written.
+    Skipped,
+    Unchanged,
+    Granted,
+    Changed,
+    Revoked,
+    Failed(FailureReason),
+}
+
+/// Who holds a login server-wide, and who waits for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct LoginClaim {
+    account: AccountId,
+    user: String,
+    #[serde(default)]
+    waiters: Vec<(AccountId, String)>,
+}
+
+fn login_key(login: &str) -> Vec<u8> {
+    global(kind::LOGIN, login.as_bytes())
+}
+
+fn user_key(k: u8, acct: AccountId, uid: &str) -> Vec<u8> {
+    key(k, acct, &[uid.as_bytes()])
+}
+
+fn seq_of(bytes: &[u8]) -> u64 {
+    bytes.try_into().map(u64::from_be_bytes).unwrap_or(0)
+}
+
+impl Store {
+    /// Applies a batch of decisions in one transaction.
+    pub fn apply_decisions(&self, acct: AccountId, decisions: &[Decision]) -> StoreResult<Vec<Applied>> {
+        let now = self.now();
+        self.transact(|tx| {
+            let ctx = Ctx { tx, acct, now: timestamp(now), clock: now };
+            decisions.iter().map(|d| ctx.apply(d)).collect()
+        })
+    }
+}
+
+struct Ctx<'a> {
+    tx: &'a TransactionalTree,
+    acct: AccountId,
+    now: String,
+    clock: chrono::DateTime<chrono::Utc>,
+}
+
+impl Ctx<'_> {
+    fn apply(&self, d: &Decision) -> TxResult<Applied> {
+        let uid = d.user.as_str();
+        if let Some(seq) = d.pending_seq {
+            let pending = user_key(kind::PENDING, self.acct, uid);
+            match self.tx.get(&pending)? {
+                Some(v) if seq_of(&v) == seq => {
+                    self.tx.remove(pending)?;
+                }
+                _ => return Ok(Applied::Skipped),
+            }
+        }
+        let old: Option<Entitlement> = tx_get(self.tx, &user_key(kind::ENTITLEMENT, self.acct, uid))?;
+        match &d.outcome {
+            Outcome::Deleted => self.revoke(uid, old, None, "the user was deleted"),
+            Outcome::Nothing { state, matched } => {
+                let why = if *state == EntitlementState::Suspended {
+                    "the user is inactive"
+                } else {
+                    "no rule matches"
+                };
+                self.revoke(uid, old, Some((*state, matched.clone())), why)
+            }
+            Outcome::Entitle { rule, matched, bundle, login, user_name, welcome } => {
+                self.entitle(uid, old, rule, matched, bundle, login, user_name, welcome.as_ref())
+            }
+        }
+    }
+
+    /// Takes everything away (seats freed at once); `keep` is the state to record, `None` for a deleted user.
+    fn revoke(
+        &self,
+        uid: &str,
+        old: Option<Entitlement>,
+        keep: Option<(EntitlementState, Vec<RuleRef>)>,
+        why: &str,
+    ) -> TxResult<Applied> {
+        let held = old.as_ref().and_then(|e| e.bundle.clone());
+        if let Some(bundle) = &held {
+            self.move_seats(&bundle.products, &[])?;
+        }
+        if let Some(login) = old.as_ref().and_then(|e| e.login.as_deref()) {
+            self.release_login(login, uid)?;
+        }
+        self.tx.remove(user_key(kind::FAILURE, self.acct, uid))?;
+        let ekey = user_key(kind::ENTITLEMENT, self.acct, uid);
+        match keep {
+            None => {
+                self.tx.remove(ekey)?;
+                self.tx.remove(user_key(kind::WELCOMED, self.acct, uid))?;
+            }
+            Some((state, matched)) => {
+                let next = Entitlement {
+                    state,
+                    rule: None,
+                    matched_rules: matched,
+                    bundle: None,
+                    login: None,
+                    updated: self.now.clone(),
+                };
+                if old.as_ref().is_none_or(|o| !same_entitlement(o, &next)) {
+                    self.tx.insert(ekey, encode(&next))?;
+                }
+            }
+        }
+        match held {
+            Some(bundle) => {
+                let detail = json!({"products": bundle.products, "admin": bundle.admin, "reason": why});
+                self.activity("entitlement.revoked", uid, detail)?;
+                Ok(Applied::Revoked)
+            }
+            None => Ok(Applied::Unchanged),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn entitle(
+        &self,
+        uid: &str,
+        old: Option<Entitlement>,
+        rule: &RuleRef,
+        matched: &[RuleRef],
+        bundle: &Bundle,
+        login: &str,
+        user_name: &str,
+        welcome: Option<&OutboxMessage>,
+    ) -> TxResult<Applied> {
+        let next = Entitlement {
+            state: EntitlementState::Entitled,
+            rule: Some(rule.clone()),
+            matched_rules: matched.to_vec(),
+            bundle: Some(bundle.clone()),
+            login: Some(login.to_string()),
+            updated: self.now.clone(),
+        };
+        let failed = self.tx.get(user_key(kind::FAILURE, self.acct, uid))?.is_some();
+        if !failed && old.as_ref().is_some_and(|o| same_entitlement(o, &next)) {
+            return Ok(Applied::Unchanged);
+        }
+        let fail = |reason, detail: String, products: Vec<String>| Failure {
+            reason,
+            detail,
+            intended: bundle.clone(),
+            rule: rule.clone(),
+            products,
+            user_name: user_name.to_string(),
+            since: self.now.clone(),
+        };
+        if let Some(holder) = self.login_holder(login)?
+            && holder.account != self.acct
+        {
+            self.wait_for_login(login, holder, uid)?;
+            let detail = format!("the login '{user_name}' is held by an entitled user of another account");
+            return self.fail(uid, fail(FailureReason::ExistingAccount, detail, Vec::new()));
+        }
+        let old_products: Vec<String> =
+            old.as_ref().and_then(|e| e.bundle.as_ref()).map(|b| b.products.clone()).unwrap_or_default();
+        let lacking = self.lacking_seats(&old_products, &bundle.products)?;
+        if !lacking.is_empty() {
+            let detail = format!("no free seat of {}", lacking.join(", "));
+            return self.fail(uid, fail(FailureReason::OutOfLicenses, detail, lacking));
+        }
+        self.move_seats(&old_products, &bundle.products)?;
+        if let Some(previous) = old.as_ref().and_then(|e| e.login.as_deref()).filter(|l| *l != login) {
+            self.release_login(previous, uid)?;
+        }
+        self.claim_login(login, uid)?;
+        self.tx.remove(user_key(kind::FAILURE, self.acct, uid))?;
+        self.tx.insert(user_key(kind::ENTITLEMENT, self.acct, uid), encode(&next))?;
+        if let Some(message) = welcome {
+            self.welcome(uid, bundle, message)?;
+        }
+        let previous = old.as_ref().and_then(|e| e.bundle.clone());
+        let detail = json!({"rule": rule, "products": bundle.products, "admin": bundle.admin,
+            "previousProducts": previous.as_ref().map(|b| b.products.clone())});
+        match previous {
+            None => {
+                self.activity("entitlement.granted", uid, detail)?;
+                Ok(Applied::Granted)
+            }
+            Some(_) => {
+                self.activity("entitlement.changed", uid, detail)?;
+                Ok(Applied::Changed)
+            }
+        }
+    }
+
+    /// Records a failure (the user keeps what they had). A failure already recorded unchanged is not
+    /// recorded twice.
+    fn fail(&self, uid: &str, failure: Failure) -> TxResult<Applied> {
+        let fkey = user_key(kind::FAILURE, self.acct, uid);
+        let old: Option<Failure> = tx_get(self.tx, &fkey)?;
+        let same = old.as_ref().is_some_and(|o| {
+            o.reason == failure.reason
+                && o.products == failure.products
+                && o.intended == failure.intended
+                && o.rule == failure.rule
+        });
+        if !same {
+            self.tx.insert(fkey, encode(&failure))?;
+            let detail =
+                json!({"reason": failure.reason, "detail": failure.detail, "products": failure.products});
+            self.activity("sync.failed", uid, detail)?;
+        }
+        Ok(Applied::Failed(failure.reason))
+    }
+
+    /// Products of `wanted` not held before that have no free seat.
+    fn lacking_seats(&self, held: &[String], wanted: &[String]) -> TxResult<Vec<String>> {
+        let mut lacking = Vec::new();
+        for p in wanted.iter().filter(|p| !held.contains(p)) {
+            let product: Option<Product> = tx_get(self.tx, &product_key(self.acct, p))?;
+            let full = match product {
+                None => true,
+                Some(product) => product
+                    .seats
+                    .is_some_and(|seats| tx_used(self.tx, self.acct, p).map(|u| u >= seats).unwrap_or(true)),
+            };
+            if full {
+                lacking.push(p.clone());
+            }
+        }
+        Ok(lacking)
+    }
+
+    /// Frees the seats of products in `from` but not `to`, and takes those in `to` but not `from`.
+    fn move_seats(&self, from: &[String], to: &[String]) -> TxResult<()> {
+        for p in from.iter().filter(|p| !to.contains(p)) {
+            let used = tx_used(self.tx, self.acct, p)?;
+            self.tx.insert(used_key(self.acct, p), encode(&used.saturating_sub(1)))?;
+        }
+        for p in to.iter().filter(|p| !from.contains(p)) {
+            let used = tx_used(self.tx, self.acct, p)?;
+            self.tx.insert(used_key(self.acct, p), encode(&(used + 1)))?;
+        }
+        Ok(())
+    }
+
+    fn login_holder(&self, login: &str) -> TxResult<Option<LoginClaim>> {
+        tx_get(self.tx, &login_key(login))
+    }
+
+    fn claim_login(&self, login: &str, uid: &str) -> TxResult<()> {
+        let waiters = match self.login_holder(login)? {
+            Some(c) if c.account == self.acct && c.user == uid => return Ok(()),
+            Some(c) => c.waiters,
+            None => Vec::new(),
+        };
+        let claim = LoginClaim { account: self.acct, user: uid.to_string(), waiters };
+        self.tx.insert(login_key(login), encode(&claim))?;
+        Ok(())
+    }
+
+    /// Gives up a login this user holds; everyone waiting for it is re-evaluated.
+    fn release_login(&self, login: &str, uid: &str) -> TxResult<()> {
+        let Some(claim) = self.login_holder(login)? else { return Ok(()) };
+        if claim.account != self.acct || claim.user != uid {
+            return Ok(());
+        }
+        self.tx.remove(login_key(login))?;
+        for (acct, waiter) in &claim.waiters {
+            mark_pending(self.tx, *acct, waiter)?;
+        }
+        Ok(())
+    }
+
+    fn wait_for_login(&self, login: &str, mut holder: LoginClaim, uid: &str) -> TxResult<()> {
+        let me = (self.acct, uid.to_string());
+        if !holder.waiters.contains(&me) {
+            holder.waiters.push(me);
+            self.tx.insert(login_key(login), encode(&holder))?;
+        }
+        Ok(())
+    }
+
+    /// Queues the welcome message once per user, when the user first gets products.
+    fn welcome(&self, uid: &str, bundle: &Bundle, message: &OutboxMessage) -> TxResult<()> {
+        let marker = user_key(kind::WELCOMED, self.acct, uid);
+        if bundle.products.is_empty() || self.tx.get(&marker)?.is_some() {
+            return Ok(());
+        }
+        let seq = self.tx.generate_id().map_err(ConflictableTransactionError::Storage)?;
+        self.tx.insert(key(kind::OUTBOX, self.acct, &[&seq.to_be_bytes()]), encode(message))?;
+        self.tx.insert(marker, &[])?;
+        Ok(())
+    }
+
+    fn activity(&self, event: &str, uid: &str, detail: Value) -> TxResult<()> {
+        record(self.tx, self.acct, self.clock, &Actor::engine(), event, Some(uid), detail)
+    }
+}
+
+/// Equal but for the time of the last change.
+fn same_entitlement(a: &Entitlement, b: &Entitlement) -> bool {
+    a.state == b.state
+        && a.rule == b.rule
+        && a.matched_rules == b.matched_rules
+        && a.bundle == b.bundle
+        && a.login == b.login
+}

@@ -1,0 +1,347 @@
+//! The User Sync engine's state: the account's rules and sync switch, products with their seat counters,
+//! the admin-defined objects rules refer to, and per user the applied entitlements, failure and welcome
+//! message. Every change that can alter entitlements records in the same transaction which users (or which
+//! scope of users) must be re-evaluated.
+
+mod apply;
+pub mod model;
+mod queue;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use sled::transaction::TransactionalTree;
+
+pub use apply::{Applied, Decision, Outcome};
+pub use model::*;
+pub use queue::Scope;
+
+use super::activity::record;
+use super::codec::{decode, encode, get, tx_get};
+use super::keys::{AccountId, key, kind, prefix};
+use super::pending::mark_pending;
+use super::{Actor, Store, StoreError, StoreResult, TxResult, abort};
+
+/// The kinds of admin-defined objects, each in its own key range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKind {
+    UserGroup,
+    SettingsTemplate,
+    EmailTemplate,
+}
+
+impl ObjectKind {
+    fn tag(self) -> &'static [u8] {
+        match self {
+            ObjectKind::UserGroup => b"ug",
+            ObjectKind::SettingsTemplate => b"st",
+            ObjectKind::EmailTemplate => b"et",
+        }
+    }
+
+    /// The activity name of the object kind (`user-group.updated`, ...).
+    pub fn noun(self) -> &'static str {
+        match self {
+            ObjectKind::UserGroup => "user-group",
+            ObjectKind::SettingsTemplate => "settings-template",
+            ObjectKind::EmailTemplate => "email-template",
+        }
+    }
+
+    /// Does `rule` refer to the object `id` of this kind?
+    fn used_by(self, rule: &Rule, id: &str) -> bool {
+        let b = &rule.bundle;
+        match self {
+            ObjectKind::UserGroup => {
+                b.user_group.as_deref() == Some(id)
+                    || matches!(&b.admin, Some(AdminRole::Manager { managed_groups, .. }) if managed_groups.iter().any(|g| g == id))
+            }
+            ObjectKind::SettingsTemplate => b.settings_template == id,
+            ObjectKind::EmailTemplate => b.welcome_email == id,
+        }
+    }
+}
+
+fn object_key(acct: AccountId, kind_: ObjectKind, id: &str) -> Vec<u8> {
+    key(kind::OBJECT, acct, &[kind_.tag(), b"/", id.as_bytes()])
+}
+
+fn config_key(acct: AccountId) -> Vec<u8> {
+    prefix(kind::ENGINE, acct)
+}
+
+fn product_key(acct: AccountId, id: &str) -> Vec<u8> {
+    key(kind::PRODUCT, acct, &[id.as_bytes()])
+}
+
+pub(crate) fn used_key(acct: AccountId, id: &str) -> Vec<u8> {
+    key(kind::PRODUCT_USED, acct, &[id.as_bytes()])
+}
+
+fn custom_attributes_key(acct: AccountId) -> Vec<u8> {
+    key(kind::OBJECT, acct, &[b"ca"])
+}
+
+pub(crate) fn tx_used(tx: &TransactionalTree, acct: AccountId, id: &str) -> TxResult<u64> {
+    Ok(tx_get(tx, &used_key(acct, id))?.unwrap_or(0))
+}
+
+/// A rule-list change: the new configuration, who gets re-evaluated, and the activity entry.
+pub struct ConfigChange<'a> {
+    pub config: SyncConfig,
+    pub expected_version: Option<u64>,
+    pub scopes: Vec<Scope>,
+    pub actor: &'a Actor,
+    pub event: &'a str,
+    pub target: Option<&'a str>,
+    pub detail: Value,
+}
+
+/// The account's User extension schema from its custom attributes (`None` without any).
+pub fn custom_schema(attrs: &[CustomAttribute]) -> Option<crate::scim::schema::Schema> {
+    if attrs.is_empty() {
+        return None;
+    }
+    let attributes: Vec<Value> = attrs
+        .iter()
+        .map(|a| {
+            json!({"name": a.name, "type": a.kind, "multiValued": a.multi_valued, "description": a.description,
+                "required": false, "caseExact": false, "mutability": "readWrite", "returned": "default", "uniqueness": "none"})
+        })
+        .collect();
+    let json = json!({"id": crate::scim::schema::USERSYNC_URN, "name": "UsersyncUser",
+        "description": "Custom attributes of this account", "attributes": attributes});
+    crate::scim::schema::Schema::from_json(json).ok()
+}
+
+impl Store {
+    pub fn sync_config(&self, acct: AccountId) -> StoreResult<SyncConfig> {
+        Ok(get(self.tree(), &config_key(acct))?.unwrap_or_default())
+    }
+
+    /// Replaces the configuration if its version is still `expected_version` (412 otherwise), marking the
+    /// given scopes for re-evaluation.
+    pub fn save_sync_config(&self, acct: AccountId, change: ConfigChange<'_>) -> StoreResult<SyncConfig> {
+        let now = self.now();
+        self.transact(|tx| {
+            let current: SyncConfig = tx_get(tx, &config_key(acct))?.unwrap_or_default();
+            if let Some(v) = change.expected_version
+                && v != current.version
+            {
+                return abort(StoreError::PreconditionFailed(current.version.to_string()));
+            }
+            let mut next = change.config.clone();
+            next.version = current.version + 1;
+            tx.insert(config_key(acct), encode(&next))?;
+            for scope in &change.scopes {
+                queue::mark_scope(tx, acct, scope)?;
+            }
+            record(tx, acct, now, change.actor, change.event, change.target, change.detail.clone())?;
+            Ok(next)
+        })
+    }
+
+    pub fn products(&self, acct: AccountId) -> StoreResult<Vec<(Product, u64)>> {
+        let mut out = Vec::new();
+        for item in self.tree().scan_prefix(prefix(kind::PRODUCT, acct)) {
+            let product: Product = decode(&item?.1)?;
+            let used = self.used(acct, &product.id)?;
+            out.push((product, used));
+        }
+        Ok(out)
+    }
+
+    pub fn product(&self, acct: AccountId, id: &str) -> StoreResult<Option<(Product, u64)>> {
+        let Some(product) = get::<Product>(self.tree(), &product_key(acct, id))? else { return Ok(None) };
+        let used = self.used(acct, id)?;
+        Ok(Some((product, used)))
+    }
+
+    fn used(&self, acct: AccountId, id: &str) -> StoreResult<u64> {
+        Ok(get(self.tree(), &used_key(acct, id))?.unwrap_or(0))
+    }
+
+    /// Creates or updates a product. Seats can never drop below the seats in use (nobody is evicted); more
+    /// seats re-evaluate the users who failed for lack of this product. Returns the product, its seats in
+    /// use and whether it was created.
+    pub fn put_product(
+        &self,
+        acct: AccountId,
+        product: &Product,
+        actor: &Actor,
+    ) -> StoreResult<(Product, u64, bool)> {
+        let waiting = self.users_failing_for(acct, &product.id)?;
+        let now = self.now();
+        self.transact(|tx| {
+            let old: Option<Product> = tx_get(tx, &product_key(acct, &product.id))?;
+            let used = tx_used(tx, acct, &product.id)?;
+            if let Some(seats) = product.seats
+                && seats < used
+            {
+                return abort(StoreError::Conflict(format!(
+                    "{used} seats of '{}' are in use; seats cannot go below that (nobody is evicted)",
+                    product.id
+                )));
+            }
+            tx.insert(product_key(acct, &product.id), encode(product))?;
+            let more_seats = match (old.as_ref().and_then(|p| p.seats), product.seats) {
+                (Some(before), Some(after)) => after > before,
+                (Some(_), None) => true,
+                _ => false,
+            };
+            if more_seats {
+                for uid in &waiting {
+                    mark_pending(tx, acct, uid)?;
+                }
+            }
+            let detail = json!({"name": product.name, "seats": product.seats, "requires": product.requires,
+                "previousSeats": old.as_ref().and_then(|p| p.seats), "created": old.is_none()});
+            record(tx, acct, now, actor, "product.updated", Some(&product.id), detail)?;
+            Ok((product.clone(), used, old.is_none()))
+        })
+    }
+
+    /// Users with an `outOfLicenses` failure that names `product`.
+    fn users_failing_for(&self, acct: AccountId, product: &str) -> StoreResult<Vec<String>> {
+        Ok(self
+            .failures(acct)?
+            .into_iter()
+            .filter(|(_, f)| {
+                f.reason == FailureReason::OutOfLicenses && f.products.iter().any(|p| p == product)
+            })
+            .map(|(uid, _)| uid)
+            .collect())
+    }
+
+    /// Deletes a product no rule grants and nobody holds (409 otherwise).
+    pub fn delete_product(&self, acct: AccountId, id: &str, actor: &Actor) -> StoreResult<()> {
+        let now = self.now();
+        self.transact(|tx| {
+            if tx_get::<Product>(tx, &product_key(acct, id))?.is_none() {
+                return abort(StoreError::NotFound(format!("product {id}")));
+            }
+            let config: SyncConfig = tx_get(tx, &config_key(acct))?.unwrap_or_default();
+            if let Some(rule) = config.rules.iter().find(|r| r.bundle.products.iter().any(|p| p == id)) {
+                return abort(StoreError::Conflict(format!("rule {} grants product '{id}'", rule.number)));
+            }
+            let used = tx_used(tx, acct, id)?;
+            if used > 0 {
+                return abort(StoreError::Conflict(format!("{used} users still hold product '{id}'")));
+            }
+            tx.remove(product_key(acct, id))?;
+            tx.remove(used_key(acct, id))?;
+            record(tx, acct, now, actor, "product.deleted", Some(id), json!({}))
+        })
+    }
+
+    pub fn objects<T: DeserializeOwned>(&self, acct: AccountId, kind_: ObjectKind) -> StoreResult<Vec<T>> {
+        let range = key(kind::OBJECT, acct, &[kind_.tag(), b"/"]);
+        self.tree().scan_prefix(range).map(|item| decode(&item?.1)).collect()
+    }
+
+    pub fn object<T: DeserializeOwned>(
+        &self,
+        acct: AccountId,
+        kind_: ObjectKind,
+        id: &str,
+    ) -> StoreResult<Option<T>> {
+        get(self.tree(), &object_key(acct, kind_, id))
+    }
+
+    /// Creates or replaces an object; returns whether it was created.
+    pub fn put_object<T: Serialize>(
+        &self,
+        acct: AccountId,
+        kind_: ObjectKind,
+        id: &str,
+        value: &T,
+        actor: &Actor,
+    ) -> StoreResult<bool> {
+        let now = self.now();
+        let bytes = encode(value);
+        self.transact(|tx| {
+            let created = tx.insert(object_key(acct, kind_, id), bytes.clone())?.is_none();
+            let event = format!("{}.updated", kind_.noun());
+            record(tx, acct, now, actor, &event, Some(id), json!({"created": created}))?;
+            Ok(created)
+        })
+    }
+
+    /// Deletes an object no rule refers to (409 otherwise).
+    pub fn delete_object(
+        &self,
+        acct: AccountId,
+        kind_: ObjectKind,
+        id: &str,
+        actor: &Actor,
+    ) -> StoreResult<()> {
+        let now = self.now();
+        self.transact(|tx| {
+            let config: SyncConfig = tx_get(tx, &config_key(acct))?.unwrap_or_default();
+            if let Some(rule) = config.rules.iter().find(|r| kind_.used_by(r, id)) {
+                return abort(StoreError::Conflict(format!(
+                    "rule {} refers to {} '{id}'",
+                    rule.number,
+                    kind_.noun()
+                )));
+            }
+            if tx.remove(object_key(acct, kind_, id))?.is_none() {
+                return abort(StoreError::NotFound(format!("{} {id}", kind_.noun())));
+            }
+            record(tx, acct, now, actor, &format!("{}.deleted", kind_.noun()), Some(id), json!({}))
+        })
+    }
+
+    pub fn custom_attributes(&self, acct: AccountId) -> StoreResult<Vec<CustomAttribute>> {
+        Ok(get(self.tree(), &custom_attributes_key(acct))?.unwrap_or_default())
+    }
+
+    /// Replaces the account's custom attributes; its schemas change with them.
+    pub fn put_custom_attributes(
+        &self,
+        acct: AccountId,
+        attrs: &[CustomAttribute],
+        actor: &Actor,
+    ) -> StoreResult<()> {
+        let now = self.now();
+        let names: Vec<&str> = attrs.iter().map(|a| a.name.as_str()).collect();
+        self.transact(|tx| {
+            tx.insert(custom_attributes_key(acct), encode(&attrs))?;
+            record(tx, acct, now, actor, "custom-attributes.updated", None, json!({"names": names}))
+        })?;
+        self.forget_registry(acct);
+        Ok(())
+    }
+
+    pub fn entitlement(&self, acct: AccountId, uid: &str) -> StoreResult<Option<Entitlement>> {
+        get(self.tree(), &key(kind::ENTITLEMENT, acct, &[uid.as_bytes()]))
+    }
+
+    /// Every user's applied entitlements, in user-id order.
+    pub fn entitlements(&self, acct: AccountId) -> StoreResult<Vec<(String, Entitlement)>> {
+        self.scan_by_user(acct, kind::ENTITLEMENT)
+    }
+
+    pub fn failure(&self, acct: AccountId, uid: &str) -> StoreResult<Option<Failure>> {
+        get(self.tree(), &key(kind::FAILURE, acct, &[uid.as_bytes()]))
+    }
+
+    pub fn failures(&self, acct: AccountId) -> StoreResult<Vec<(String, Failure)>> {
+        self.scan_by_user(acct, kind::FAILURE)
+    }
+
+    fn scan_by_user<T: DeserializeOwned>(&self, acct: AccountId, kind_: u8) -> StoreResult<Vec<(String, T)>> {
+        self.tree()
+            .scan_prefix(prefix(kind_, acct))
+            .map(|item| {
+                let (k, v) = item?;
+                Ok((super::keys::suffix(&k, false).to_string(), decode(&v)?))
+            })
+            .collect()
+    }
+
+    /// The welcome messages queued so far, oldest first.
+    pub fn outbox(&self, acct: AccountId) -> StoreResult<Vec<OutboxMessage>> {
+        self.tree().scan_prefix(prefix(kind::OUTBOX, acct)).map(|item| decode(&item?.1)).collect()
+    }
+}

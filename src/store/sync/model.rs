@@ -1,0 +1,219 @@
+//! The User Sync records as they are stored and as the admin API shows them: products, rules and their
+//! bundles, the admin-defined objects rules refer to, and each user's applied entitlements and failure.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A product with a license pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Product {
+    pub id: String,
+    pub name: String,
+    /// `None`: unlimited.
+    pub seats: Option<u64>,
+    /// Products a rule granting this one must grant too (Webinar requires Meeting).
+    #[serde(default)]
+    pub requires: Vec<String>,
+}
+
+/// The admin role a rule grants.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "access", rename_all = "camelCase")]
+pub enum AdminRole {
+    Full,
+    #[serde(rename_all = "camelCase")]
+    Manager {
+        privileges: Vec<String>,
+        managed_groups: Vec<String>,
+    },
+}
+
+/// What the deciding rule gives a user, whole.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Bundle {
+    /// Sorted, without duplicates.
+    #[serde(default)]
+    pub products: Vec<String>,
+    #[serde(default)]
+    pub admin: Option<AdminRole>,
+    /// `"default"` or an email-template id.
+    #[serde(default = "default_ref")]
+    pub welcome_email: String,
+    #[serde(default = "default_language")]
+    pub language: String,
+    #[serde(default)]
+    pub user_group: Option<String>,
+    /// `"default"` or a settings-template id.
+    #[serde(default = "default_ref")]
+    pub settings_template: String,
+}
+
+pub fn default_ref() -> String {
+    "default".into()
+}
+
+pub fn default_language() -> String {
+    "en_US".into()
+}
+
+impl Default for Bundle {
+    fn default() -> Self {
+        Bundle {
+            products: Vec::new(),
+            admin: None,
+            welcome_email: default_ref(),
+            language: default_language(),
+            user_group: None,
+            settings_template: default_ref(),
+        }
+    }
+}
+
+/// A numbered rule: directory group, optional filter, bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rule {
+    pub id: String,
+    pub number: u32,
+    /// A SCIM Group id of the same account.
+    pub group: String,
+    #[serde(default)]
+    pub filter: Option<String>,
+    #[serde(default)]
+    pub description: String,
+    #[serde(flatten)]
+    pub bundle: Bundle,
+}
+
+/// A rule as provenance names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleRef {
+    pub id: String,
+    pub number: u32,
+}
+
+/// An account's engine settings: whether sync runs and the rules in number order (1, 2, ... without gaps).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SyncConfig {
+    pub enabled: bool,
+    pub rules: Vec<Rule>,
+    /// Changes with every rule change; the rules' ETag.
+    #[serde(default)]
+    pub version: u64,
+}
+
+/// The state of one user's entitlements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntitlementState {
+    Entitled,
+    None,
+    Failed,
+    Suspended,
+}
+
+/// What a user has been granted, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Entitlement {
+    pub state: EntitlementState,
+    /// The deciding rule of the applied bundle.
+    pub rule: Option<RuleRef>,
+    /// Every rule that matched when the bundle was applied, deciding rule first.
+    #[serde(default)]
+    pub matched_rules: Vec<RuleRef>,
+    /// The applied bundle (`None`: nothing granted).
+    pub bundle: Option<Bundle>,
+    /// The login (folded userName) this user holds server-wide while entitled.
+    #[serde(default)]
+    pub login: Option<String>,
+    pub updated: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum FailureReason {
+    /// A product of the intended bundle has no free seat.
+    OutOfLicenses,
+    /// The login is held by an entitled user of another account.
+    ExistingAccount,
+}
+
+impl FailureReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::OutOfLicenses => "outOfLicenses",
+            FailureReason::ExistingAccount => "existingAccount",
+        }
+    }
+}
+
+/// Why a user's bundle could not be applied; the user keeps what they had.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Failure {
+    pub reason: FailureReason,
+    pub detail: String,
+    /// The bundle the deciding rule intended.
+    pub intended: Bundle,
+    pub rule: RuleRef,
+    /// For `outOfLicenses`: the products without a free seat.
+    #[serde(default)]
+    pub products: Vec<String>,
+    pub user_name: String,
+    pub since: String,
+}
+
+/// A queued welcome message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxMessage {
+    pub id: String,
+    pub user: String,
+    pub to: String,
+    pub language: String,
+    pub subject: String,
+    pub body: String,
+    pub created: String,
+}
+
+/// A user group of the product (what a manager manages), not a directory group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserGroup {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettingsTemplate {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub settings: Value,
+}
+
+/// A welcome email in several languages, with `{{displayName}}`, `{{userName}}`, `{{givenName}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailTemplate {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub subject: BTreeMap<String, String>,
+    #[serde(default)]
+    pub body: BTreeMap<String, String>,
+}
+
+/// An attribute of the account's User extension schema.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomAttribute {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub multi_valued: bool,
+    #[serde(default)]
+    pub description: String,
+}

@@ -1,0 +1,137 @@
+//! The engine's work queue: users marked pending one by one (`P`), and scopes (`Q`) — every user of the
+//! account, or every member of a group — that a rule change or switching sync on puts up for re-evaluation.
+
+use sled::transaction::{ConflictableTransactionError, TransactionalTree};
+
+use crate::store::keys::{AccountId, ID_LEN, child_prefix, key, kind, prefix, suffix};
+use crate::store::pending::mark_pending;
+use crate::store::resources::USERS;
+use crate::store::{Store, StoreResult, TxResult};
+
+/// Who a rule change or sync switch re-evaluates.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// Every user of the account.
+    All,
+    /// Every member of a directory group.
+    Group(String),
+}
+
+const ALL: &[u8] = b"*";
+
+fn scope_key(acct: AccountId, scope: &Scope) -> Vec<u8> {
+    match scope {
+        Scope::All => key(kind::PENDING_ALL, acct, &[ALL]),
+        Scope::Group(gid) => key(kind::PENDING_ALL, acct, &[gid.as_bytes()]),
+    }
+}
+
+pub(crate) fn mark_scope(tx: &TransactionalTree, acct: AccountId, scope: &Scope) -> TxResult<()> {
+    let seq = tx.generate_id().map_err(ConflictableTransactionError::Storage)?;
+    tx.insert(scope_key(acct, scope), &seq.to_be_bytes())?;
+    Ok(())
+}
+
+fn seq_of(bytes: &[u8]) -> u64 {
+    bytes.try_into().map(u64::from_be_bytes).unwrap_or(0)
+}
+
+impl Store {
+    /// Accounts that have users or scopes waiting for evaluation.
+    pub fn accounts_with_work(&self) -> StoreResult<Vec<AccountId>> {
+        let mut out = Vec::new();
+        for account in self.accounts()? {
+            let waiting = |k: u8| self.tree().scan_prefix(prefix(k, account.id)).next().transpose();
+            if waiting(kind::PENDING)?.is_some() || waiting(kind::PENDING_ALL)?.is_some() {
+                out.push(account.id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` pending users with the sequence number of the write that marked them.
+    pub fn pending_users(&self, acct: AccountId, limit: usize) -> StoreResult<Vec<(String, u64)>> {
+        self.tree()
+            .scan_prefix(prefix(kind::PENDING, acct))
+            .take(limit)
+            .map(|item| {
+                let (k, v) = item?;
+                Ok((suffix(&k, false).to_string(), seq_of(&v)))
+            })
+            .collect()
+    }
+
+    pub fn pending_scopes(&self, acct: AccountId) -> StoreResult<Vec<(Scope, u64)>> {
+        self.tree()
+            .scan_prefix(prefix(kind::PENDING_ALL, acct))
+            .map(|item| {
+                let (k, v) = item?;
+                let scope = match &k[5..] {
+                    ALL => Scope::All,
+                    gid => Scope::Group(String::from_utf8_lossy(gid).into_owned()),
+                };
+                Ok((scope, seq_of(&v)))
+            })
+            .collect()
+    }
+
+    /// Removes a scope once evaluated, unless it was marked again meanwhile.
+    pub fn finish_scope(&self, acct: AccountId, scope: &Scope, seq: u64) -> StoreResult<()> {
+        let k = scope_key(acct, scope);
+        self.transact(|tx| {
+            if tx.get(&k)?.is_some_and(|v| seq_of(&v) == seq) {
+                tx.remove(k.as_slice())?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Users of a scope after `after` (exclusive), in id order, at most `limit`.
+    pub fn scope_users(
+        &self,
+        acct: AccountId,
+        scope: &Scope,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<String>> {
+        let (start, skip_len) = match scope {
+            Scope::All => (USERS.record_prefix(acct), 5),
+            Scope::Group(gid) => (child_prefix(kind::MEMBER, acct, gid), 5 + ID_LEN),
+        };
+        let from = match after {
+            Some(id) => [start.as_slice(), id.as_bytes(), &[0]].concat(),
+            None => start.clone(),
+        };
+        let mut out = Vec::with_capacity(limit);
+        for item in self.tree().range(from..) {
+            let (k, _) = item?;
+            if !k.starts_with(&start) || out.len() == limit {
+                break;
+            }
+            out.push(String::from_utf8_lossy(&k[skip_len..]).into_owned());
+        }
+        Ok(out)
+    }
+
+    /// How many evaluations are owed: pending users plus the users of pending scopes.
+    pub fn pending_count(&self, acct: AccountId) -> StoreResult<usize> {
+        let mut n = self.tree().scan_prefix(prefix(kind::PENDING, acct)).count();
+        for (scope, _) in self.pending_scopes(acct)? {
+            n += match scope {
+                Scope::All => self.count(acct, crate::scim::schema::ResourceKind::User),
+                Scope::Group(gid) => self.tree().scan_prefix(child_prefix(kind::MEMBER, acct, &gid)).count(),
+            };
+        }
+        Ok(n)
+    }
+
+    /// Marks users for re-evaluation (an explicit retry).
+    pub fn mark_users_pending(&self, acct: AccountId, uids: &[String]) -> StoreResult<()> {
+        self.transact(|tx| uids.iter().try_for_each(|uid| mark_pending(tx, acct, uid)))
+    }
+
+    /// Puts a whole scope up for re-evaluation.
+    pub fn mark_scope_pending(&self, acct: AccountId, scope: &Scope) -> StoreResult<()> {
+        self.transact(|tx| mark_scope(tx, acct, scope))
+    }
+}
