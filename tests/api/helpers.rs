@@ -157,13 +157,18 @@ impl TestApp {
         (scim, admin)
     }
 
-    /// The same server, seen with another token.
+    /// The same server, seen with another SCIM token.
     pub fn as_token(&self, token: &str) -> TestApp {
+        self.as_account(token, &self.admin_token)
+    }
+
+    /// The same server, seen with another account's SCIM and admin tokens.
+    pub fn as_account(&self, scim: &str, admin: &str) -> TestApp {
         TestApp {
             addr: self.addr,
             base: self.base.clone(),
-            token: token.to_string(),
-            admin_token: self.admin_token.clone(),
+            token: scim.to_string(),
+            admin_token: admin.to_string(),
             store: self.store.clone(),
             client: self.client.clone(),
             data: self.data.clone(),
@@ -182,6 +187,56 @@ impl TestApp {
             .unwrap_or_default();
         ids.sort();
         ids
+    }
+}
+
+impl TestApp {
+    /// An admin API request with this app's admin token.
+    pub fn admin(&self, method: Method, path: &str, body: Option<&Value>) -> Response {
+        let mut req = self
+            .client
+            .request(method, format!("http://{}/admin/v1{path}", self.addr))
+            .bearer_auth(&self.admin_token);
+        if let Some(body) = body {
+            req = req.header("Content-Type", "application/json").body(body.to_string());
+        }
+        req.send().expect("admin request")
+    }
+
+    /// An admin API request that must answer `want`; its JSON body.
+    #[track_caller]
+    pub fn admin_ok(&self, method: Method, path: &str, body: Option<&Value>, want: StatusCode) -> Value {
+        expect_status(self.admin(method, path, body), want)
+    }
+
+    /// Waits until the engine has evaluated everything pending.
+    pub fn settle(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let sync = self.admin_ok(Method::GET, "/sync", None, StatusCode::OK);
+            if sync["pending"] == json!(0) {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "the engine did not settle: {sync}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Adds users to a group over SCIM.
+    pub fn add_members(&self, gid: &str, uids: &[&str]) {
+        let value: Vec<Value> = uids.iter().map(|u| json!({"value": u})).collect();
+        let body = json!({"Operations": [{"op": "add", "path": "members", "value": value}]});
+        expect_status(self.patch(&format!("/Groups/{gid}"), &body), StatusCode::NO_CONTENT);
+    }
+
+    pub fn remove_member(&self, gid: &str, uid: &str) {
+        let body = json!({"Operations": [{"op": "remove", "path": format!("members[value eq \"{uid}\"]")}]});
+        expect_status(self.patch(&format!("/Groups/{gid}"), &body), StatusCode::NO_CONTENT);
+    }
+
+    /// The user's entitlements as the admin API explains them.
+    pub fn entitlements(&self, uid: &str) -> Value {
+        self.admin_ok(Method::GET, &format!("/users/{uid}/entitlements"), None, StatusCode::OK)
     }
 }
 

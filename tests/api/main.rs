@@ -15,3 +15,4 @@ mod isolation;
 mod okta;
 mod onelogin;
 mod persistence;
+mod rules;

@@ -1,0 +1,688 @@
+//! User Sync scenarios over HTTP: each semantic of the rule reference, driven through SCIM writes and the
+//! admin API.
+
+use reqwest::Method;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+const ENT: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+
+/// A product with `seats` (`None`: unlimited).
+fn product(app: &TestApp, id: &str, seats: Option<u64>, requires: &[&str]) {
+    let body = json!({"name": id, "seats": seats, "requires": requires});
+    let res = app.admin(Method::PUT, &format!("/products/{id}"), Some(&body));
+    assert!(res.status().is_success(), "{}", res.text().unwrap_or_default());
+}
+
+fn rule(app: &TestApp, body: Value) -> Value {
+    app.admin_ok(Method::POST, "/rules", Some(&body), StatusCode::CREATED)
+}
+
+fn sync(app: &TestApp, enabled: bool) -> Value {
+    app.admin_ok(Method::PUT, "/sync", Some(&json!({"enabled": enabled})), StatusCode::OK)
+}
+
+fn user(app: &TestApp, name: &str, extra: Value) -> String {
+    let mut body = json!({"userName": name, "name": {"givenName": name.split('@').next().unwrap()}, "emails": [{"value": name, "primary": true}]});
+    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+        b.extend(e.clone());
+    }
+    id(&app.create_user(&body))
+}
+
+fn products_of(app: &TestApp, uid: &str) -> Vec<String> {
+    serde_json::from_value(app.entitlements(uid)["products"].clone()).unwrap()
+}
+
+fn used(app: &TestApp, product: &str) -> u64 {
+    app.admin_ok(Method::GET, &format!("/products/{product}"), None, StatusCode::OK)["used"].as_u64().unwrap()
+}
+
+#[test]
+fn lowest_numbered_matching_rule_decides_the_whole_bundle() {
+    let app = spawn_app();
+    product(&app, "meeting", None, &[]);
+    product(&app, "webinar", None, &["meeting"]);
+    let sales = id(&app.create_group("Sales"));
+    let staff = id(&app.create_group("Staff"));
+    app.admin_ok(Method::PUT, "/user-groups/emea", Some(&json!({"name": "EMEA"})), StatusCode::CREATED);
+    let r1 = rule(
+        &app,
+        json!({"group": sales, "products": ["webinar", "meeting"], "language": "fr_FR", "userGroup": "emea",
+        "admin": {"access": "manager", "privileges": ["users.add"], "managedGroups": ["emea"]}}),
+    );
+    let r2 = rule(&app, json!({"group": staff, "products": ["meeting"], "admin": {"access": "full"}}));
+    assert_eq!((r1["number"].clone(), r2["number"].clone()), (json!(1), json!(2)));
+    assert_eq!(r1["groupName"], json!("Sales"));
+    let both = user(&app, "both@example.com", json!({}));
+    let staff_only = user(&app, "staff@example.com", json!({}));
+    let nobody = user(&app, "nobody@example.com", json!({}));
+    app.add_members(&sales, &[&both]);
+    app.add_members(&staff, &[&both, &staff_only]);
+    sync(&app, true);
+    app.settle();
+
+    let e = app.entitlements(&both);
+    assert_eq!(e["state"], json!("entitled"));
+    assert_eq!(e["rule"], json!({"id": r1["id"], "number": 1}));
+    assert_eq!(
+        e["matchedRules"],
+        json!([{"id": r1["id"], "number": 1}, {"id": r2["id"], "number": 2}]),
+        "rule 2 matched and lost"
+    );
+    assert_eq!(e["products"], json!(["meeting", "webinar"]));
+    assert_eq!(
+        e["admin"],
+        json!({"access": "manager", "privileges": ["users.add"], "managedGroups": ["emea"]}),
+        "the bundle of rule 1 only"
+    );
+    assert_eq!((e["language"].clone(), e["userGroup"].clone()), (json!("fr_FR"), json!("emea")));
+    let e = app.entitlements(&staff_only);
+    assert_eq!((e["products"].clone(), e["admin"].clone()), (json!(["meeting"]), json!({"access": "full"})));
+    let e = app.entitlements(&nobody);
+    assert_eq!(
+        (e["state"].clone(), e["products"].clone(), e["admin"].clone()),
+        (json!("none"), json!([]), Value::Null)
+    );
+    assert_eq!((used(&app, "meeting"), used(&app, "webinar")), (2, 1));
+
+    // reorder flips the decision for users in both groups
+    let order = json!({"order": [r2["id"], r1["id"]]});
+    let rules = app.admin_ok(Method::PUT, "/rules/order", Some(&order), StatusCode::OK);
+    assert_eq!(rules[0]["id"], r2["id"]);
+    app.settle();
+    let e = app.entitlements(&both);
+    assert_eq!(
+        (e["rule"]["id"].clone(), e["products"].clone(), e["admin"].clone()),
+        (r2["id"].clone(), json!(["meeting"]), json!({"access": "full"}))
+    );
+    assert_eq!((used(&app, "meeting"), used(&app, "webinar")), (2, 0));
+
+    // membership changes re-evaluate the member: leaving Staff falls back to the Sales rule
+    app.remove_member(&staff, &both);
+    app.settle();
+    assert_eq!(products_of(&app, &both), ["meeting", "webinar"]);
+    // deleting a rule re-evaluates its group; deleting a group re-evaluates its members
+    app.admin_ok(
+        Method::DELETE,
+        &format!("/rules/{}", r1["id"].as_str().unwrap()),
+        None,
+        StatusCode::NO_CONTENT,
+    );
+    app.settle();
+    assert_eq!(app.entitlements(&both)["state"], json!("none"));
+    assert_eq!(expect_status(app.delete(&format!("/Groups/{staff}")), StatusCode::NO_CONTENT), Value::Null);
+    app.settle();
+    assert_eq!(app.entitlements(&staff_only)["state"], json!("none"));
+    assert_eq!(used(&app, "meeting"), 0);
+}
+
+#[test]
+fn filters_choose_among_rules_for_the_same_group() {
+    let app = spawn_app();
+    product(&app, "meeting", None, &[]);
+    product(&app, "webinar", None, &["meeting"]);
+    let all = id(&app.create_group("Everyone"));
+    rule(
+        &app,
+        json!({"group": all, "filter": format!("{ENT}:department eq \"Sales\""), "products": ["meeting", "webinar"]}),
+    );
+    rule(&app, json!({"group": all, "filter": "title sw \"eng\"", "products": ["meeting"]}));
+    let seller = user(&app, "seller@example.com", json!({ENT: {"department": "sales"}}));
+    let engineer = user(&app, "eng@example.com", json!({"title": "Engineer"}));
+    let other = user(&app, "other@example.com", json!({"title": "Chef"}));
+    app.add_members(&all, &[&seller, &engineer, &other]);
+    sync(&app, true);
+    app.settle();
+    assert_eq!(products_of(&app, &seller), ["meeting", "webinar"]);
+    assert_eq!(products_of(&app, &engineer), ["meeting"]);
+    assert_eq!(app.entitlements(&other)["state"], json!("none"));
+    // an attribute change re-evaluates the user
+    let patch = json!({"Operations": [{"op": "replace", "path": "title", "value": "Engineering Manager"}]});
+    expect_status(app.patch(&format!("/Users/{other}"), &patch), StatusCode::NO_CONTENT);
+    app.settle();
+    assert_eq!(products_of(&app, &other), ["meeting"]);
+}
+
+#[test]
+fn inactive_users_lose_everything_and_free_seats_and_get_it_back() {
+    let app = spawn_app();
+    product(&app, "meeting", Some(1), &[]);
+    let g = id(&app.create_group("G"));
+    rule(&app, json!({"group": g, "products": ["meeting"], "admin": {"access": "full"}}));
+    let a = user(&app, "a@example.com", json!({}));
+    let b = user(&app, "b@example.com", json!({}));
+    sync(&app, true);
+    app.add_members(&g, &[&a]);
+    app.settle();
+    assert_eq!((products_of(&app, &a), used(&app, "meeting")), (vec!["meeting".to_string()], 1));
+
+    let off = json!({"Operations": [{"op": "Replace", "path": "active", "value": "False"}]});
+    expect_status(app.patch(&format!("/Users/{a}"), &off), StatusCode::NO_CONTENT);
+    app.settle();
+    let e = app.entitlements(&a);
+    assert_eq!(
+        (e["state"].clone(), e["products"].clone(), e["admin"].clone()),
+        (json!("suspended"), json!([]), Value::Null)
+    );
+    assert_eq!(used(&app, "meeting"), 0, "the seat is freed at once");
+
+    // the freed seat can go to someone else...
+    app.add_members(&g, &[&b]);
+    app.settle();
+    assert_eq!(products_of(&app, &b), ["meeting"]);
+    // ...so the reactivated user waits for a seat; removing b from the group gives it back to a
+    let on = json!({"Operations": [{"op": "replace", "value": {"active": true}}]});
+    expect_status(app.patch(&format!("/Users/{a}"), &on), StatusCode::NO_CONTENT);
+    app.settle();
+    assert_eq!(app.entitlements(&a)["state"], json!("failed"));
+    app.remove_member(&g, &b);
+    app.settle();
+    let e = app.entitlements(&a);
+    assert_eq!(
+        e["state"],
+        json!("failed"),
+        "nobody is evicted and nothing retries by itself but seat changes"
+    );
+    product(&app, "meeting", Some(1), &[]);
+    let retried = app.admin_ok(Method::POST, "/failures/retry", Some(&json!({})), StatusCode::OK);
+    assert_eq!(retried, json!({"retried": 1, "resolved": 1, "stillFailing": 0}));
+    let e = app.entitlements(&a);
+    assert_eq!(
+        (e["state"].clone(), e["products"].clone(), e["admin"].clone()),
+        (json!("entitled"), json!(["meeting"]), json!({"access": "full"}))
+    );
+    // deletion frees the seat too
+    expect_status(app.delete(&format!("/Users/{a}")), StatusCode::NO_CONTENT);
+    app.settle();
+    assert_eq!(used(&app, "meeting"), 0);
+}
+
+#[test]
+fn running_out_of_seats_fails_exactly_the_overflow_and_more_seats_resolve_it() {
+    let app = spawn_app();
+    product(&app, "meeting", Some(3), &[]);
+    product(&app, "webinar", Some(10), &["meeting"]);
+    let g = id(&app.create_group("Webinar hosts"));
+    rule(&app, json!({"group": g, "products": ["meeting", "webinar"]}));
+    sync(&app, true);
+    let users: Vec<String> = (0..5).map(|i| user(&app, &format!("u{i}@example.com"), json!({}))).collect();
+    app.add_members(&g, &users.iter().map(String::as_str).collect::<Vec<_>>());
+    app.settle();
+    let states: Vec<Value> = users.iter().map(|u| app.entitlements(u)["state"].clone()).collect();
+    assert_eq!(states.iter().filter(|s| **s == json!("entitled")).count(), 3);
+    assert_eq!(states.iter().filter(|s| **s == json!("failed")).count(), 2);
+    assert_eq!(
+        (used(&app, "meeting"), used(&app, "webinar")),
+        (3, 3),
+        "all or nothing: no webinar seat for a user without a meeting seat"
+    );
+    let failures = app.admin_ok(Method::GET, "/failures", None, StatusCode::OK);
+    assert_eq!(failures["total"], json!(2));
+    assert_eq!(failures["byReason"][0]["reason"], json!("outOfLicenses"));
+    assert_eq!(failures["byReason"][0]["count"], json!(2));
+    let failed = failures["byReason"][0]["users"][0]["id"].as_str().unwrap().to_string();
+    let e = app.entitlements(&failed);
+    assert_eq!(e["products"], json!([]), "a failed user keeps what they had: nothing");
+    assert_eq!(e["failure"]["reason"], json!("outOfLicenses"));
+    assert_eq!(e["failure"]["products"], json!(["meeting"]));
+    assert_eq!(e["failure"]["intended"]["products"], json!(["meeting", "webinar"]));
+    assert_eq!(app.admin_ok(Method::GET, "/sync", None, StatusCode::OK)["failures"], json!(2));
+
+    // seats cannot drop below what is used
+    let res = app.admin(Method::PUT, "/products/meeting", Some(&json!({"name": "meeting", "seats": 2})));
+    assert_eq!(expect_status(res, StatusCode::CONFLICT)["error"], json!("conflict"));
+    // raising the seats resolves the failures without a manual retry
+    product(&app, "meeting", Some(5), &[]);
+    app.settle();
+    assert!(users.iter().all(|u| app.entitlements(u)["state"] == json!("entitled")));
+    assert_eq!((used(&app, "meeting"), used(&app, "webinar")), (5, 5));
+    assert_eq!(app.admin_ok(Method::GET, "/failures", None, StatusCode::OK)["total"], json!(0));
+}
+
+#[test]
+fn a_login_held_in_another_account_fails_until_released() {
+    let app = spawn_app();
+    let (scim_b, admin_b) = app.new_account("b");
+    let other = app.as_account(&scim_b, &admin_b);
+    for account in [&app, &other] {
+        product(account, "meeting", None, &[]);
+        let g = id(&account.create_group("G"));
+        rule(account, json!({"group": g, "products": ["meeting"]}));
+        sync(account, true);
+        let u = user(account, "shared@example.com", json!({}));
+        account.add_members(&g, &[&u]);
+        account.settle();
+    }
+    let first = id(&expect_status(
+        app.get(&format!("/Users?filter={}", q("userName eq \"shared@example.com\""))),
+        StatusCode::OK,
+    )["Resources"][0]);
+    let second = id(&expect_status(
+        other.get(&format!("/Users?filter={}", q("userName eq \"SHARED@example.com\""))),
+        StatusCode::OK,
+    )["Resources"][0]);
+    assert_eq!(app.entitlements(&first)["state"], json!("entitled"), "first come, first served");
+    let e = other.entitlements(&second);
+    assert_eq!(
+        (e["state"].clone(), e["failure"]["reason"].clone()),
+        (json!("failed"), json!("existingAccount"))
+    );
+    let failures = other.admin_ok(Method::GET, "/failures", None, StatusCode::OK);
+    assert_eq!(failures["byReason"][0]["reason"], json!("existingAccount"));
+    // a retry while the login is held still fails
+    let retried = other.admin_ok(
+        Method::POST,
+        "/failures/retry",
+        Some(&json!({"reason": "existingAccount"})),
+        StatusCode::OK,
+    );
+    assert_eq!(retried, json!({"retried": 1, "resolved": 0, "stillFailing": 1}));
+    // the first account releases the login: deactivating its user
+    let off = json!({"Operations": [{"op": "replace", "path": "active", "value": false}]});
+    expect_status(app.patch(&format!("/Users/{first}"), &off), StatusCode::NO_CONTENT);
+    app.settle();
+    other.settle();
+    assert_eq!(
+        other.entitlements(&second)["state"],
+        json!("entitled"),
+        "released logins go to whoever waits"
+    );
+    assert_eq!(other.admin_ok(Method::GET, "/failures", None, StatusCode::OK)["total"], json!(0));
+}
+
+#[test]
+fn sync_off_freezes_and_sync_on_evaluates_everyone() {
+    let app = spawn_app();
+    product(&app, "meeting", None, &[]);
+    let g = id(&app.create_group("G"));
+    rule(&app, json!({"group": g, "products": ["meeting"]}));
+    let a = user(&app, "a@example.com", json!({}));
+    app.add_members(&g, &[&a]);
+    assert_eq!(
+        app.admin_ok(Method::GET, "/sync", None, StatusCode::OK),
+        json!({"enabled": false, "pending": 2, "failures": 0})
+    );
+    assert_eq!(app.entitlements(&a)["state"], json!("none"), "nothing happens while sync is off");
+    sync(&app, true);
+    app.settle();
+    assert_eq!(app.entitlements(&a)["state"], json!("entitled"));
+    sync(&app, false);
+    app.remove_member(&g, &a);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(app.entitlements(&a)["state"], json!("entitled"), "frozen");
+    assert_eq!(app.admin_ok(Method::GET, "/sync", None, StatusCode::OK)["pending"], json!(1));
+    let res = app.admin(Method::POST, "/failures/retry", Some(&json!({})));
+    assert_eq!(expect_status(res, StatusCode::CONFLICT)["error"], json!("conflict"));
+    sync(&app, true);
+    app.settle();
+    assert_eq!(app.entitlements(&a)["state"], json!("none"));
+}
+
+#[test]
+fn welcome_message_once_in_the_rules_language() {
+    let app = spawn_app();
+    product(&app, "meeting", None, &[]);
+    product(&app, "webinar", None, &["meeting"]);
+    let template = json!({"name": "Bienvenue", "subject": {"fr_FR": "Bienvenue {{givenName}}"}, "body": {"fr_FR": "Compte {{userName}} pour {{displayName}}"}});
+    app.admin_ok(Method::PUT, "/email-templates/fr", Some(&template), StatusCode::CREATED);
+    let g = id(&app.create_group("G"));
+    let r =
+        rule(&app, json!({"group": g, "products": ["meeting"], "welcomeEmail": "fr", "language": "fr_FR"}));
+    sync(&app, true);
+    let a = user(&app, "amelie@example.com", json!({"displayName": "Amélie Poulain"}));
+    app.add_members(&g, &[&a]);
+    app.settle();
+    let outbox = app.admin_ok(Method::GET, "/outbox", None, StatusCode::OK);
+    assert_eq!(outbox.as_array().unwrap().len(), 1);
+    assert_eq!(outbox[0]["to"], json!("amelie@example.com"));
+    assert_eq!(outbox[0]["language"], json!("fr_FR"));
+    assert_eq!(outbox[0]["subject"], json!("Bienvenue amelie"));
+    assert_eq!(outbox[0]["body"], json!("Compte amelie@example.com pour Amélie Poulain"));
+    // a changed bundle, leaving and coming back: never a second message
+    let update =
+        json!({"group": g, "products": ["meeting", "webinar"], "welcomeEmail": "fr", "language": "fr_FR"});
+    app.admin_ok(
+        Method::PUT,
+        &format!("/rules/{}", r["id"].as_str().unwrap()),
+        Some(&update),
+        StatusCode::OK,
+    );
+    app.settle();
+    app.remove_member(&g, &a);
+    app.settle();
+    app.add_members(&g, &[&a]);
+    app.settle();
+    assert_eq!(products_of(&app, &a), ["meeting", "webinar"]);
+    assert_eq!(app.admin_ok(Method::GET, "/outbox", None, StatusCode::OK).as_array().unwrap().len(), 1);
+    // the template cannot go while a rule uses it
+    let res = app.admin(Method::DELETE, "/email-templates/fr", None);
+    assert_eq!(expect_status(res, StatusCode::CONFLICT)["error"], json!("conflict"));
+}
+
+#[test]
+fn activity_records_every_event_type_with_its_actor() {
+    let app = spawn_app();
+    product(&app, "meeting", Some(1), &[]);
+    let g = id(&app.create_group("G"));
+    let h = id(&app.create_group("H"));
+    let r = rule(&app, json!({"group": g, "products": ["meeting"]}));
+    let r2 = rule(&app, json!({"group": h, "products": ["meeting"]}));
+    app.admin_ok(
+        Method::PUT,
+        &format!("/rules/{}", r["id"].as_str().unwrap()),
+        Some(&json!({"group": g, "products": ["meeting"], "description": "x"})),
+        StatusCode::OK,
+    );
+    app.admin_ok(Method::PUT, "/rules/order", Some(&json!({"order": [r2["id"], r["id"]]})), StatusCode::OK);
+    sync(&app, true);
+    let a = user(&app, "a@example.com", json!({}));
+    let b = user(&app, "b@example.com", json!({}));
+    app.add_members(&g, &[&a, &b]);
+    app.settle();
+    let patch = json!({"Operations": [{"op": "replace", "path": "displayName", "value": "A"}]});
+    expect_status(app.patch(&format!("/Users/{a}"), &patch), StatusCode::NO_CONTENT);
+    let rename = json!({"Operations": [{"op": "replace", "path": "displayName", "value": "G2"}]});
+    expect_status(app.patch(&format!("/Groups/{g}"), &rename), StatusCode::NO_CONTENT);
+    app.add_members(&h, &[&a]);
+    app.settle();
+    let off = json!({"Operations": [{"op": "replace", "path": "active", "value": false}]});
+    expect_status(app.patch(&format!("/Users/{a}"), &off), StatusCode::NO_CONTENT);
+    app.settle();
+    app.admin_ok(Method::POST, "/failures/retry", Some(&json!({})), StatusCode::OK);
+    expect_status(app.delete(&format!("/Users/{b}")), StatusCode::NO_CONTENT);
+    expect_status(app.delete(&format!("/Groups/{h}")), StatusCode::NO_CONTENT);
+    app.admin_ok(
+        Method::DELETE,
+        &format!("/rules/{}", r2["id"].as_str().unwrap()),
+        None,
+        StatusCode::NO_CONTENT,
+    );
+    let token = app.admin_ok(
+        Method::POST,
+        "/tokens",
+        Some(&json!({"name": "okta", "kind": "scim"})),
+        StatusCode::CREATED,
+    );
+    assert!(token["secret"].as_str().unwrap().starts_with("us_"));
+    app.admin_ok(
+        Method::DELETE,
+        &format!("/tokens/{}", token["id"].as_str().unwrap()),
+        None,
+        StatusCode::NO_CONTENT,
+    );
+    sync(&app, false);
+    app.settle();
+
+    let mut entries = Vec::new();
+    let mut cursor: Option<u64> = None;
+    loop {
+        let path = match cursor {
+            Some(c) => format!("/activity?limit=7&before={c}"),
+            None => "/activity?limit=7".into(),
+        };
+        let page = app.admin_ok(Method::GET, &path, None, StatusCode::OK);
+        entries.extend(page["entries"].as_array().unwrap().clone());
+        match page["next"].as_u64() {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    let seqs: Vec<u64> = entries.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] > w[1]), "newest first, pages without overlap");
+    let types: std::collections::HashSet<&str> =
+        entries.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    for t in [
+        "rule.created",
+        "rule.updated",
+        "rule.deleted",
+        "rules.reordered",
+        "sync.enabled",
+        "sync.disabled",
+        "product.updated",
+        "failures.retried",
+        "token.created",
+        "token.revoked",
+        "entitlement.granted",
+        "entitlement.changed",
+        "entitlement.revoked",
+        "sync.failed",
+        "user.created",
+        "user.updated",
+        "user.deactivated",
+        "user.deleted",
+        "group.created",
+        "group.updated",
+        "group.deleted",
+        "group.members.changed",
+    ] {
+        assert!(types.contains(t), "no {t} entry in {types:?}");
+    }
+    let actor = |t: &str| entries.iter().find(|e| e["type"] == json!(t)).unwrap()["actor"].clone();
+    assert_eq!(actor("rule.created"), json!("admin:environment"));
+    assert_eq!(actor("user.created"), json!("scim:environment"));
+    assert_eq!(actor("entitlement.granted"), json!("usersync"));
+    // filters by type and by user
+    let only = app.admin_ok(Method::GET, "/activity?type=user.deactivated", None, StatusCode::OK);
+    assert!(only["entries"].as_array().unwrap().iter().all(|e| e["type"] == json!("user.deactivated")));
+    assert_eq!(only["entries"][0]["target"], json!(a));
+    let about_b = app.admin_ok(Method::GET, &format!("/activity?user={b}&limit=100"), None, StatusCode::OK);
+    let b_types: Vec<&str> =
+        about_b["entries"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert!(
+        b_types.contains(&"user.created")
+            && b_types.contains(&"user.deleted")
+            && b_types.contains(&"group.members.changed"),
+        "{b_types:?}"
+    );
+}
+
+#[test]
+fn preview_predicts_what_applying_the_rules_does() {
+    let app = spawn_app();
+    product(&app, "meeting", Some(3), &[]);
+    product(&app, "webinar", Some(1), &["meeting"]);
+    let sales = id(&app.create_group("Sales"));
+    let eng = id(&app.create_group("Engineering"));
+    let r_sales = rule(&app, json!({"group": sales, "products": ["meeting"]}));
+    sync(&app, true);
+    let users: Vec<String> = (0..4).map(|i| user(&app, &format!("p{i}@example.com"), json!({}))).collect();
+    app.add_members(&sales, &[&users[0], &users[1]]);
+    app.add_members(&eng, &[&users[1], &users[2]]);
+    app.settle();
+
+    let proposed = json!({"rules": [
+        {"group": eng, "products": ["meeting", "webinar"]},
+        {"id": r_sales["id"], "group": sales, "products": ["meeting"]}
+    ]});
+    let preview = app.admin_ok(Method::POST, "/rules/preview", Some(&proposed), StatusCode::OK);
+    assert_eq!(preview["evaluated"], json!(4));
+    let changes: std::collections::BTreeMap<String, Value> = preview["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| (u["id"].as_str().unwrap().to_string(), u.clone()))
+        .collect();
+    assert_eq!(changes.len(), 2, "{preview}");
+    assert_eq!(changes[&users[1]]["gains"], json!(["webinar"]));
+    assert_eq!(changes[&users[2]]["gains"], json!(["meeting", "webinar"]));
+    let webinar =
+        preview["products"].as_array().unwrap().iter().find(|p| p["id"] == json!("webinar")).unwrap().clone();
+    assert_eq!(
+        (webinar["gaining"].clone(), webinar["seatsNeeded"].clone(), webinar["shortfall"].clone()),
+        (json!(2), json!(2), json!(1))
+    );
+    assert_eq!(preview["runOut"], json!(["webinar"]));
+    // nothing was written
+    assert_eq!(app.admin_ok(Method::GET, "/rules", None, StatusCode::OK).as_array().unwrap().len(), 1);
+
+    // with enough seats, applying the same rules gives exactly the previewed bundles
+    product(&app, "webinar", Some(5), &["meeting"]);
+    let preview = app.admin_ok(Method::POST, "/rules/preview", Some(&proposed), StatusCode::OK);
+    assert_eq!(preview["runOut"], json!([]));
+    let r_eng = rule(&app, json!({"group": eng, "products": ["meeting", "webinar"], "number": 1}));
+    assert_eq!(r_eng["number"], json!(1));
+    app.settle();
+    for change in preview["users"].as_array().unwrap() {
+        let uid = change["id"].as_str().unwrap();
+        assert_eq!(json!(products_of(&app, uid)), change["to"]["products"], "{uid}");
+    }
+    for uid in
+        users.iter().filter(|u| !preview["users"].as_array().unwrap().iter().any(|c| c["id"] == json!(u)))
+    {
+        assert_eq!(
+            json!(products_of(&app, uid)),
+            json!(if *uid == users[0] { vec!["meeting"] } else { vec![] })
+        );
+    }
+}
+
+#[test]
+fn custom_attributes_are_published_stored_filterable_and_usable_in_rules() {
+    let app = spawn_app();
+    let attrs = json!([{"name": "costCode", "type": "string", "multiValued": false, "description": "Finance cost code"},
+        {"name": "badge", "type": "integer"}]);
+    app.admin_ok(Method::PUT, "/custom-attributes", Some(&attrs), StatusCode::OK);
+    let urn = "urn:ietf:params:scim:schemas:extension:usersync:2.0:User";
+    let schema = expect_status(app.get(&format!("/Schemas/{urn}")), StatusCode::OK);
+    assert_eq!(schema["attributes"][0]["name"], json!("costCode"));
+    let types = expect_status(app.get("/ResourceTypes/User"), StatusCode::OK);
+    assert!(types["schemaExtensions"].as_array().unwrap().iter().any(|e| e["schema"] == json!(urn)));
+    let other = app.new_account("other");
+    let theirs = app.as_token(&other.0);
+    expect_error(theirs.get(&format!("/Schemas/{urn}")), StatusCode::NOT_FOUND);
+
+    let u = app.create_user(
+        &json!({"userName": "cc@example.com", urn: {"costCode": "CC-7", "badge": "42", "junk": 1}}),
+    );
+    assert_eq!(u[urn], json!({"costCode": "CC-7", "badge": 42}));
+    assert_eq!(u["schemas"], json!(["urn:ietf:params:scim:schemas:core:2.0:User", urn]));
+    let found =
+        expect_status(app.get(&format!("/Users?filter={}", q("costCode eq \"cc-7\""))), StatusCode::OK);
+    assert_eq!(found["totalResults"], json!(1));
+    let found = expect_status(
+        app.get(&format!("/Users?filter={}", q(&format!("{urn}:badge gt 40")))),
+        StatusCode::OK,
+    );
+    assert_eq!(found["totalResults"], json!(1));
+
+    product(&app, "meeting", None, &[]);
+    let g = id(&app.create_group("G"));
+    rule(&app, json!({"group": g, "filter": "costCode sw \"CC-\"", "products": ["meeting"]}));
+    sync(&app, true);
+    app.add_members(&g, &[&id(&u)]);
+    app.settle();
+    assert_eq!(products_of(&app, &id(&u)), ["meeting"]);
+    let bad = json!([{"name": "title", "type": "string"}]);
+    let res = app.admin(Method::PUT, "/custom-attributes", Some(&bad));
+    assert!(
+        expect_status(res, StatusCode::UNPROCESSABLE_ENTITY)["message"]
+            .as_str()
+            .unwrap()
+            .contains("standard User attribute")
+    );
+}
+
+#[test]
+fn admin_api_validates_and_answers_in_its_own_error_format() {
+    let app = spawn_app();
+    let res = app.client.get(format!("http://{}/admin/v1/sync", app.addr)).send().unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(res.json::<Value>().unwrap()["error"], json!("unauthorized"));
+    let res =
+        app.client.get(format!("http://{}/admin/v1/sync", app.addr)).bearer_auth(SCIM_TOKEN).send().unwrap();
+    assert_eq!(expect_status(res, StatusCode::FORBIDDEN)["error"], json!("forbidden"));
+
+    product(&app, "meeting", None, &[]);
+    product(&app, "webinar", None, &["meeting"]);
+    let res = app.admin(Method::PUT, "/products/fax", Some(&json!({"requires": ["nope"]})));
+    assert_eq!(
+        expect_status(res, StatusCode::UNPROCESSABLE_ENTITY)["message"],
+        json!("requires: unknown product 'nope'")
+    );
+    let g = id(&app.create_group("G"));
+    for (body, message) in [
+        (json!({"group": "nope", "products": []}), "group: no directory group 'nope' in this account"),
+        (
+            json!({"group": g, "products": ["webinar"]}),
+            "products: 'webinar' requires 'meeting', which the rule does not grant",
+        ),
+        (json!({"group": g, "products": ["fax"]}), "products[0]: unknown product 'fax'"),
+        (json!({"group": g, "welcomeEmail": "nope"}), "welcomeEmail: unknown email template 'nope'"),
+        (json!({"group": g, "userGroup": "nope"}), "userGroup: unknown user group 'nope'"),
+        (
+            json!({"group": g, "settingsTemplate": "nope"}),
+            "settingsTemplate: unknown settings template 'nope'",
+        ),
+    ] {
+        let res = app.admin(Method::POST, "/rules", Some(&body));
+        assert_eq!(expect_status(res, StatusCode::UNPROCESSABLE_ENTITY)["message"], json!(message));
+    }
+    let res = app.admin(Method::POST, "/rules", Some(&json!({"group": g, "filter": "title eq"})));
+    assert!(
+        expect_status(res, StatusCode::UNPROCESSABLE_ENTITY)["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("filter: invalid filter at byte")
+    );
+    let res = app.admin(Method::POST, "/rules", Some(&json!({"id": "mine", "group": g})));
+    assert_eq!(expect_status(res, StatusCode::BAD_REQUEST)["error"], json!("invalid_request"));
+    let res = app
+        .client
+        .post(format!("http://{}/admin/v1/rules", app.addr))
+        .bearer_auth(ADMIN_TOKEN)
+        .body("{not json")
+        .send()
+        .unwrap();
+    assert_eq!(expect_status(res, StatusCode::BAD_REQUEST)["error"], json!("invalid_request"));
+
+    let r = rule(&app, json!({"group": g, "products": ["meeting"]}));
+    let r2 = rule(&app, json!({"group": g, "products": ["meeting", "webinar"], "number": 1}));
+    let rules = app.admin_ok(Method::GET, "/rules", None, StatusCode::OK);
+    assert_eq!(
+        rules.as_array().unwrap().iter().map(|r| r["number"].clone()).collect::<Vec<_>>(),
+        [json!(1), json!(2)]
+    );
+    assert_eq!(rules[0]["id"], r2["id"]);
+    let order = json!({"order": [r["id"], r["id"]]});
+    assert_eq!(app.admin(Method::PUT, "/rules/order", Some(&order)).status(), StatusCode::BAD_REQUEST);
+    let order = json!({"order": [r["id"]]});
+    assert_eq!(app.admin(Method::PUT, "/rules/order", Some(&order)).status(), StatusCode::BAD_REQUEST);
+    // a product a rule uses cannot be deleted
+    assert_eq!(
+        expect_status(app.admin(Method::DELETE, "/products/webinar", None), StatusCode::CONFLICT)["error"],
+        json!("conflict")
+    );
+    // If-Match on the rules
+    let res = app
+        .client
+        .get(format!("http://{}/admin/v1/rules", app.addr))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .unwrap();
+    let etag = res.headers()["etag"].to_str().unwrap().to_string();
+    let stale = app
+        .client
+        .delete(format!("http://{}/admin/v1/rules/{}", app.addr, r2["id"].as_str().unwrap()))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("If-Match", "W/\"1\"")
+        .send()
+        .unwrap();
+    assert_eq!(expect_status(stale, StatusCode::PRECONDITION_FAILED)["error"], json!("precondition_failed"));
+    let fresh = app
+        .client
+        .delete(format!("http://{}/admin/v1/rules/{}", app.addr, r2["id"].as_str().unwrap()))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("If-Match", etag)
+        .send()
+        .unwrap();
+    assert_eq!(fresh.status(), StatusCode::NO_CONTENT);
+    assert_eq!(app.admin_ok(Method::GET, "/privileges", None, StatusCode::OK).as_array().unwrap().len(), 8);
+    assert_eq!(app.admin(Method::GET, "/nothing", None).status(), StatusCode::NOT_FOUND);
+    expect_status(
+        app.admin(Method::GET, "/users/00000000-0000-7000-8000-000000000000/entitlements", None),
+        StatusCode::NOT_FOUND,
+    );
+}
