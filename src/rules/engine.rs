@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::clock::timestamp;
 use crate::scim::schema::{Registry, ResourceKind};
 use crate::store::sync::{Applied, Decision, EmailTemplate, ObjectKind, Scope, SyncConfig};
-use crate::store::{AccountId, Store, StoreResult};
+use crate::store::{AccountId, GroupsCursor, Store, StoreResult};
 
 use super::resolve::{CompiledRule, compile, decide};
 use super::welcome::render_welcome;
@@ -126,27 +126,74 @@ impl Engine {
     fn drain_scopes(&self, evaluator: &Evaluator<'_>) -> StoreResult<usize> {
         let (store, acct) = (&self.inner.store, evaluator.acct);
         let scopes = store.pending_scopes(acct)?;
-        // When the whole account is in scope, everyone is evaluated once and the group scopes go with it.
-        let walk: Vec<&Scope> = match scopes.iter().any(|(s, _)| *s == Scope::All) {
+        let has = |wanted: &Scope| scopes.iter().any(|(s, _)| s == wanted);
+        // When the whole account is in scope, everyone is evaluated once and the other scopes go with it.
+        let walk: Vec<&Scope> = match has(&Scope::All) {
             true => vec![&Scope::All],
-            false => scopes.iter().map(|(s, _)| s).collect(),
+            false => scopes.iter().map(|(s, _)| s).filter(|s| **s != Scope::Reorder).collect(),
         };
         let mut evaluated = 0;
+        // A user in several of the groups is evaluated once.
+        let mut done: HashSet<String> = HashSet::new();
         for scope in walk {
             let mut after: Option<String> = None;
             loop {
                 let uids = store.scope_users(acct, scope, after.as_deref(), BATCH)?;
                 let Some(last) = uids.last().cloned() else { break };
-                let _one_at_a_time = self.serialised();
-                let decisions =
-                    uids.iter().map(|u| evaluator.decision(u, None)).collect::<StoreResult<Vec<_>>>()?;
-                store.apply_decisions(acct, &decisions)?;
-                evaluated += uids.len();
+                let fresh: Vec<&String> = uids.iter().filter(|u| done.insert((*u).clone())).collect();
+                evaluated += self.evaluate_batch(evaluator, &fresh)?;
                 after = Some(last);
             }
         }
+        if has(&Scope::Reorder) && !has(&Scope::All) {
+            evaluated += self.reorder_pass(evaluator, &done)?;
+        }
         for (scope, seq) in &scopes {
             store.finish_scope(acct, scope, *seq)?;
+        }
+        Ok(evaluated)
+    }
+
+    /// Evaluates and applies one batch of users (in ascending id order). A user evaluated here needs no
+    /// separate evaluation for a pending mark set before now, so the mark goes with the decision.
+    fn evaluate_batch(&self, evaluator: &Evaluator<'_>, uids: &[&String]) -> StoreResult<usize> {
+        let (store, acct) = (&self.inner.store, evaluator.acct);
+        let users = uids
+            .iter()
+            .map(|u| Ok(((*u).clone(), store.pending_seq(acct, u)?)))
+            .collect::<StoreResult<Vec<_>>>()?;
+        let _one_at_a_time = self.serialised();
+        let decisions = evaluator.decisions(&users)?;
+        store.apply_decisions(acct, &decisions)?;
+        Ok(users.len())
+    }
+
+    /// After a pure reorder, only users whose lowest-numbered matching rule changed (or who are failing or
+    /// marked pending) need evaluating; everyone else keeps their bundle without a read of their record.
+    fn reorder_pass(&self, evaluator: &Evaluator<'_>, done: &HashSet<String>) -> StoreResult<usize> {
+        let (store, acct) = (&self.inner.store, evaluator.acct);
+        let mut evaluated = 0;
+        let mut after: Option<String> = None;
+        loop {
+            let page = store.entitlements_after(acct, after.as_deref(), BATCH)?;
+            let Some((last, _)) = page.last() else { break };
+            let last = last.clone();
+            let mut stale = Vec::new();
+            for (uid, entitlement) in &page {
+                if done.contains(uid) {
+                    continue;
+                }
+                let first =
+                    evaluator.config.references(&entitlement.matched_rules).into_iter().next().map(|r| r.id);
+                if first != entitlement.rule
+                    || store.pending_seq(acct, uid)?.is_some()
+                    || store.failure(acct, uid)?.is_some()
+                {
+                    stale.push(uid);
+                }
+            }
+            evaluated += self.evaluate_batch(evaluator, &stale)?;
+            after = Some(last);
         }
         Ok(evaluated)
     }
@@ -160,10 +207,9 @@ impl Engine {
                 return Ok(evaluated);
             }
             let _one_at_a_time = self.serialised();
-            let decisions = pending
-                .iter()
-                .map(|(u, seq)| evaluator.decision(u, Some(*seq)))
-                .collect::<StoreResult<Vec<_>>>()?;
+            let pending: Vec<(String, Option<u64>)> =
+                pending.into_iter().map(|(u, seq)| (u, Some(seq))).collect();
+            let decisions = evaluator.decisions(&pending)?;
             store.apply_decisions(acct, &decisions)?;
             evaluated += pending.len();
         }
@@ -174,11 +220,14 @@ impl Engine {
         let store = &self.inner.store;
         let config = store.sync_config(acct)?;
         let Some(evaluator) = Evaluator::new(store, acct, &config)? else { return Ok(Vec::new()) };
-        let mut out = Vec::with_capacity(uids.len());
-        for chunk in uids.chunks(BATCH) {
+        let mut sorted = uids.to_vec();
+        sorted.sort();
+        sorted.dedup();
+        let mut out = Vec::with_capacity(sorted.len());
+        for chunk in sorted.chunks(BATCH) {
             let _one_at_a_time = self.serialised();
-            let decisions =
-                chunk.iter().map(|u| evaluator.decision(u, None)).collect::<StoreResult<Vec<_>>>()?;
+            let batch: Vec<(String, Option<u64>)> = chunk.iter().map(|u| (u.clone(), None)).collect();
+            let decisions = evaluator.decisions(&batch)?;
             let applied = store.apply_decisions(acct, &decisions)?;
             out.extend(chunk.iter().cloned().zip(applied));
         }
@@ -190,6 +239,7 @@ impl Engine {
 struct Evaluator<'s> {
     store: &'s Store,
     acct: AccountId,
+    config: SyncConfig,
     rules: Vec<CompiledRule>,
     registry: Arc<Registry>,
     templates: HashMap<String, EmailTemplate>,
@@ -210,20 +260,55 @@ impl<'s> Evaluator<'s> {
             .into_iter()
             .map(|t| (t.id.clone(), t))
             .collect();
-        Ok(Some(Evaluator { store, acct, rules, registry: store.registry(acct), templates }))
+        Ok(Some(Evaluator {
+            store,
+            acct,
+            config: config.clone(),
+            rules,
+            registry: store.registry(acct),
+            templates,
+        }))
     }
 
-    fn decision(&self, uid: &str, pending_seq: Option<u64>) -> StoreResult<Decision> {
+    /// Decisions for users in ascending id order, computed on every core: the work is all reads.
+    fn decisions(&self, users: &[(String, Option<u64>)]) -> StoreResult<Vec<Decision>> {
+        let threads =
+            std::thread::available_parallelism().map_or(1, |n| n.get()).min(users.len().div_ceil(64)).max(1);
+        let chunk = users.len().div_ceil(threads).max(1);
+        std::thread::scope(|s| {
+            let parts: Vec<_> =
+                users.chunks(chunk).map(|part| s.spawn(move || self.decide_in_order(part))).collect();
+            let mut out = Vec::with_capacity(users.len());
+            for part in parts {
+                out.extend(part.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn decide_in_order(&self, users: &[(String, Option<u64>)]) -> StoreResult<Vec<Decision>> {
+        let Some((first, _)) = users.first() else { return Ok(Vec::new()) };
+        let mut groups = self.store.groups_cursor(self.acct, first);
+        users.iter().map(|(uid, seq)| self.decision(uid, *seq, &mut groups)).collect()
+    }
+
+    fn decision(
+        &self,
+        uid: &str,
+        pending_seq: Option<u64>,
+        cursor: &mut GroupsCursor,
+    ) -> StoreResult<Decision> {
         let user = self.store.user(self.acct, uid)?;
         let groups: HashSet<String> = match &user {
-            Some(_) => self.store.groups_of(self.acct, uid)?.into_iter().collect(),
+            Some(_) => cursor.groups_of(uid)?.into_iter().collect(),
             None => HashSet::new(),
         };
         let schema = self.registry.resource(ResourceKind::User);
-        let now = timestamp(self.store.now());
+        let welcomed = user.is_none() || self.store.welcomed(self.acct, uid)?;
         let outcome = decide(user.as_ref(), &groups, &self.rules, schema, |user, rule| {
             let template = self.templates.get(&rule.bundle.welcome_email);
-            Some(render_welcome(user, rule, template, uuid::Uuid::now_v7().to_string(), now.clone()))
+            let (id, now) = (uuid::Uuid::now_v7().to_string(), timestamp(self.store.now()));
+            (!welcomed).then(|| render_welcome(user, rule, template, id, now))
         });
         Ok(Decision { user: uid.to_string(), pending_seq, outcome })
     }

@@ -27,3 +27,6 @@ pub const PRIVILEGES: [(&str, &str); 8] = [
     ("reports.view", "View usage reports of the managed groups"),
     ("recordings.manage", "Manage the recordings of users in the managed groups"),
 ];
+
+#[cfg(test)]
+mod tests;

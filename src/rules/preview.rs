@@ -61,6 +61,7 @@ pub struct Preview {
 /// Evaluates every user of the account under `proposed` (a whole, ordered rule list).
 pub fn preview(store: &Store, acct: AccountId, proposed: &[Rule]) -> StoreResult<Preview> {
     let rules = compile(proposed).map_err(StoreError::Invalid)?;
+    let current_rules = store.sync_config(acct)?;
     let registry = store.registry(acct);
     let schema = registry.resource(ResourceKind::User);
     let mut users = Vec::new();
@@ -80,7 +81,7 @@ pub fn preview(store: &Store, acct: AccountId, proposed: &[Rule]) -> StoreResult
             };
             let current = store.entitlement(acct, uid)?;
             let from = side(
-                current.as_ref().and_then(|e| e.rule.clone()),
+                current.as_ref().and_then(|e| e.rule.as_deref()).and_then(|id| current_rules.reference(id)),
                 current.as_ref().and_then(|e| e.bundle.as_ref()),
             );
             if from.products == to.products && from.admin == to.admin {

@@ -40,6 +40,38 @@ impl Member {
     }
 }
 
+/// See [`Store::groups_cursor`].
+pub struct GroupsCursor {
+    iter: std::iter::Peekable<sled::Iter>,
+    acct: AccountId,
+}
+
+impl GroupsCursor {
+    /// The groups of `uid`, which must not sort before the user asked for last. User ids are UUIDs, all
+    /// of one length, so no user's entries sort among another's.
+    pub fn groups_of(&mut self, uid: &str) -> StoreResult<Vec<String>> {
+        let prefix = member_of_prefix(self.acct, uid);
+        let mut groups = Vec::new();
+        loop {
+            let key = match self.iter.peek() {
+                None => break,
+                Some(Ok((k, _))) => k.clone(),
+                Some(Err(_)) => match self.iter.next() {
+                    Some(Err(e)) => return Err(e.into()),
+                    _ => continue,
+                },
+            };
+            if key.starts_with(&prefix) {
+                groups.push(String::from_utf8_lossy(&key[prefix.len()..]).into_owned());
+            } else if key.as_ref() > prefix.as_slice() {
+                break;
+            }
+            self.iter.next();
+        }
+        Ok(groups)
+    }
+}
+
 /// What a membership change did, for activity entries and the rule engine.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GroupPatch {
@@ -117,6 +149,13 @@ impl Store {
             .scan_prefix(&prefix)
             .map(|item| Ok(String::from_utf8_lossy(&item?.0[prefix.len()..]).into_owned()))
             .collect()
+    }
+
+    /// A reader of the reverse index for many users in ascending id order: one pass over the index
+    /// instead of a prefix scan per user.
+    pub fn groups_cursor(&self, acct: AccountId, from: &str) -> GroupsCursor {
+        let start = member_of_prefix(acct, from);
+        GroupsCursor { iter: self.tree().range(start..).peekable(), acct }
     }
 
     fn member_ids(&self, acct: AccountId, gid: &str) -> StoreResult<Vec<String>> {

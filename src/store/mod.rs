@@ -29,7 +29,7 @@ pub use codec::{display_of, version_of};
 pub use durability::{Durability, DurabilityMode};
 pub use keys::AccountId;
 pub use list::{ListPage, ListQuery};
-pub use members::{GroupPatch, Member};
+pub use members::{GroupPatch, GroupsCursor, Member};
 pub use users::is_active;
 
 use crate::clock::Clock;

@@ -21,6 +21,7 @@ fn start_binary(data: &std::path::Path) -> (Child, String) {
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
         .env("USERSYNC_SCIM_TOKEN", SCIM_TOKEN)
+        .env("USERSYNC_ADMIN_TOKEN", ADMIN_TOKEN)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()
@@ -137,6 +138,103 @@ fn kill_9_loses_no_acknowledged_write() {
         }
     }
     assert!(acknowledged.len() >= 150);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// An admin call on a server started from the binary.
+fn admin(
+    client: &reqwest::blocking::Client,
+    addr: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> serde_json::Value {
+    let mut req = client.request(method, format!("http://{addr}/admin/v1{path}")).bearer_auth(ADMIN_TOKEN);
+    if let Some(body) = body {
+        req = req.body(body.to_string());
+    }
+    let res = req.send().unwrap();
+    assert!(res.status().is_success(), "{path}: {}", res.status());
+    res.json().unwrap_or(serde_json::Value::Null)
+}
+
+#[test]
+fn kill_9_after_membership_changes_loses_no_entitlement_consequence() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr) = start_binary(dir.path());
+    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let base = format!("http://{addr}/scim/v2");
+    let post = |path: &str, body: serde_json::Value| {
+        let res = client
+            .post(format!("{base}{path}"))
+            .bearer_auth(SCIM_TOKEN)
+            .body(body.to_string())
+            .send()
+            .unwrap();
+        expect_status(res, StatusCode::CREATED)["id"].as_str().unwrap().to_string()
+    };
+    admin(
+        &client,
+        &addr,
+        reqwest::Method::PUT,
+        "/products/meeting",
+        Some(json!({"name": "Meeting", "seats": null})),
+    );
+    let groups: Vec<String> =
+        (0..2).map(|i| post("/Groups", json!({"displayName": format!("Crash {i}")}))).collect();
+    admin(
+        &client,
+        &addr,
+        reqwest::Method::POST,
+        "/rules",
+        Some(json!({"group": groups[0], "products": ["meeting"]})),
+    );
+    admin(&client, &addr, reqwest::Method::PUT, "/sync", Some(json!({"enabled": true})));
+    let users: Vec<String> =
+        (0..300).map(|i| post("/Users", json!({"userName": format!("k{i}@example.com")}))).collect();
+    // a burst: everyone joins group 0 (half of it while sync is off, so the engine cannot have caught up),
+    // every third user leaves again, sync goes back on, and the server is killed right after that answer
+    let join = |chunk: &[String]| {
+        let value: Vec<_> = chunk.iter().map(|u| json!({"value": u})).collect();
+        let body = json!({"Operations": [{"op": "add", "path": "members", "value": value}]});
+        let res = client
+            .patch(format!("{base}/Groups/{}", groups[0]))
+            .bearer_auth(SCIM_TOKEN)
+            .body(body.to_string())
+            .send()
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    };
+    users[..150].chunks(50).for_each(join);
+    admin(&client, &addr, reqwest::Method::PUT, "/sync", Some(json!({"enabled": false})));
+    users[150..].chunks(50).for_each(join);
+    let leavers: Vec<&String> = users.iter().step_by(3).collect();
+    let body = json!({"Operations": [{"op": "remove", "path": "members", "value": leavers.iter().map(|u| json!({"value": u})).collect::<Vec<_>>()}]});
+    let res = client
+        .patch(format!("{base}/Groups/{}", groups[0]))
+        .bearer_auth(SCIM_TOKEN)
+        .body(body.to_string())
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    admin(&client, &addr, reqwest::Method::PUT, "/sync", Some(json!({"enabled": true})));
+    child.kill().expect("kill -9");
+    child.wait().unwrap();
+
+    let (mut child, addr) = start_binary(dir.path());
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while admin(&client, &addr, reqwest::Method::GET, "/sync", None)["pending"] != json!(0) {
+        assert!(std::time::Instant::now() < deadline, "pending never drained");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for (i, u) in users.iter().enumerate() {
+        let e = admin(&client, &addr, reqwest::Method::GET, &format!("/users/{u}/entitlements"), None);
+        let want = if i % 3 == 0 { json!("none") } else { json!("entitled") };
+        assert_eq!(e["state"], want, "user {i}");
+    }
+    let product = admin(&client, &addr, reqwest::Method::GET, "/products/meeting", None);
+    assert_eq!(product["used"], json!(200));
     child.kill().unwrap();
     child.wait().unwrap();
 }

@@ -686,3 +686,48 @@ fn admin_api_validates_and_answers_in_its_own_error_format() {
         StatusCode::NOT_FOUND,
     );
 }
+
+#[test]
+fn concurrent_joins_never_oversubscribe_a_product() {
+    let app = spawn_app();
+    product(&app, "meeting", Some(7), &[]);
+    let groups: Vec<String> = (0..3).map(|i| id(&app.create_group(&format!("Team {i}")))).collect();
+    for g in &groups {
+        rule(&app, json!({"group": g, "products": ["meeting"]}));
+    }
+    sync(&app, true);
+    let users: Vec<String> = (0..30).map(|i| user(&app, &format!("c{i}@example.com"), json!({}))).collect();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let mut samples = Vec::new();
+    std::thread::scope(|s| {
+        let watcher = s.spawn(|| {
+            let mut seen = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                seen.push(used(&app, "meeting"));
+            }
+            seen
+        });
+        let writers: Vec<_> = (0..6)
+            .map(|w| {
+                let (app, users, groups) = (&app, &users, &groups);
+                s.spawn(move || {
+                    for (i, u) in users.iter().enumerate().filter(|(i, _)| i % 6 == w) {
+                        app.add_members(&groups[i % 3], &[u]);
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        app.settle();
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        samples = watcher.join().unwrap();
+    });
+    assert!(!samples.is_empty());
+    assert!(samples.iter().all(|u| *u <= 7), "oversubscribed at some moment: {samples:?}");
+    assert_eq!(used(&app, "meeting"), 7, "used == min(seats, eligible)");
+    let entitled = users.iter().filter(|u| app.entitlements(u)["state"] == json!("entitled")).count();
+    assert_eq!(entitled, 7);
+    assert_eq!(app.admin_ok(Method::GET, "/failures", None, StatusCode::OK)["total"], json!(23));
+}

@@ -324,8 +324,8 @@ pub async fn reorder(
     let mut by_id: HashMap<String, Rule> = config.rules.drain(..).map(|r| (r.id.clone(), r)).collect();
     config.rules = order.iter().filter_map(|id| by_id.remove(id)).collect();
     renumber(&mut config.rules);
-    let scopes = group_scopes(config.rules.iter().map(|r| r.group.as_str()));
     let detail = json!({"from": before, "to": order});
+    let scopes = vec![Scope::Reorder];
     let saved = save(
         &state,
         acct,

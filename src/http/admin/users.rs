@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::{AdminError, AdminResult, Body, ok};
 use crate::http::AppState;
 use crate::http::request::{AdminCaller, Params};
-use crate::store::sync::{Applied, Entitlement, EntitlementState, Failure, FailureReason};
+use crate::store::sync::{Applied, Entitlement, EntitlementState, Failure, FailureReason, SyncConfig};
 use crate::store::{AccountId, ActivityQuery, Store, is_active};
 
 fn state_of(entitlement: Option<&Entitlement>, failure: Option<&Failure>, user: &Value) -> EntitlementState {
@@ -23,7 +23,13 @@ fn state_of(entitlement: Option<&Entitlement>, failure: Option<&Failure>, user: 
 }
 
 /// One user's entitlements in the reference's shape.
-fn entitlement_view(store: &Store, acct: AccountId, uid: &str, user: &Value) -> AdminResult<Value> {
+fn entitlement_view(
+    store: &Store,
+    acct: AccountId,
+    config: &SyncConfig,
+    uid: &str,
+    user: &Value,
+) -> AdminResult<Value> {
     let entitlement = store.entitlement(acct, uid)?;
     let failure = store.failure(acct, uid)?;
     let bundle = entitlement.as_ref().and_then(|e| e.bundle.clone()).unwrap_or_default();
@@ -32,8 +38,8 @@ fn entitlement_view(store: &Store, acct: AccountId, uid: &str, user: &Value) -> 
         "user": uid,
         "userName": user.get("userName"),
         "state": state_of(entitlement.as_ref(), failure.as_ref(), user),
-        "rule": entitlement.as_ref().and_then(|e| e.rule.clone()),
-        "matchedRules": entitlement.as_ref().map(|e| e.matched_rules.clone()).unwrap_or_default(),
+        "rule": entitlement.as_ref().and_then(|e| e.rule.as_deref()).and_then(|id| config.reference(id)),
+        "matchedRules": entitlement.as_ref().map(|e| config.references(&e.matched_rules)).unwrap_or_default(),
         "products": bundle.products,
         "admin": bundle.admin,
         "language": granted.then_some(bundle.language),
@@ -54,7 +60,8 @@ pub async fn entitlements_of(
     let acct = caller.0.account();
     let user =
         state.store.user(acct, &id)?.ok_or_else(|| AdminError::not_found(format!("user {id} not found")))?;
-    Ok(ok(&entitlement_view(&state.store, acct, &id, &user)?))
+    let config = state.store.sync_config(acct)?;
+    Ok(ok(&entitlement_view(&state.store, acct, &config, &id, &user)?))
 }
 
 fn number(params: &Params, name: &str, default: usize) -> AdminResult<usize> {
@@ -85,10 +92,11 @@ pub async fn entitlements(
             product.is_none_or(|p| e.bundle.as_ref().is_some_and(|b| b.products.iter().any(|x| x == p)))
         })
         .collect();
+    let config = state.store.sync_config(acct)?;
     let mut page = Vec::new();
     for (uid, _) in all.iter().skip(start - 1).take(count) {
         if let Some(user) = state.store.user(acct, uid)? {
-            page.push(entitlement_view(&state.store, acct, uid, &user)?);
+            page.push(entitlement_view(&state.store, acct, &config, uid, &user)?);
         }
     }
     Ok(ok(

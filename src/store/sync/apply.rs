@@ -151,7 +151,7 @@ impl Ctx<'_> {
                 let next = Entitlement {
                     state,
                     rule: None,
-                    matched_rules: matched,
+                    matched_rules: matched.iter().map(|r| r.id.clone()).collect(),
                     bundle: None,
                     login: None,
                     updated: self.now.clone(),
@@ -185,8 +185,8 @@ impl Ctx<'_> {
     ) -> TxResult<Applied> {
         let next = Entitlement {
             state: EntitlementState::Entitled,
-            rule: Some(rule.clone()),
-            matched_rules: matched.to_vec(),
+            rule: Some(rule.id.clone()),
+            matched_rules: matched.iter().map(|r| r.id.clone()).collect(),
             bundle: Some(bundle.clone()),
             login: Some(login.to_string()),
             updated: self.now.clone(),
@@ -199,7 +199,7 @@ impl Ctx<'_> {
             reason,
             detail,
             intended: bundle.clone(),
-            rule: rule.clone(),
+            rule: rule.id.clone(),
             products,
             user_name: user_name.to_string(),
             since: self.now.clone(),
@@ -348,11 +348,16 @@ impl Ctx<'_> {
     }
 }
 
-/// Equal but for the time of the last change.
+/// Equal but for the time of the last change and the order of the rules that also matched.
 fn same_entitlement(a: &Entitlement, b: &Entitlement) -> bool {
+    let sorted = |e: &Entitlement| {
+        let mut ids = e.matched_rules.clone();
+        ids.sort();
+        ids
+    };
     a.state == b.state
         && a.rule == b.rule
-        && a.matched_rules == b.matched_rules
         && a.bundle == b.bundle
         && a.login == b.login
+        && sorted(a) == sorted(b)
 }

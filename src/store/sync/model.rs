@@ -105,6 +105,20 @@ pub struct SyncConfig {
     pub version: u64,
 }
 
+impl SyncConfig {
+    /// The rule `id` with its current number (`None` once deleted).
+    pub fn reference(&self, id: &str) -> Option<RuleRef> {
+        self.rules.iter().find(|r| r.id == id).map(|r| RuleRef { id: r.id.clone(), number: r.number })
+    }
+
+    /// Rule ids as references in their current order; deleted rules are left out.
+    pub fn references(&self, ids: &[String]) -> Vec<RuleRef> {
+        let mut refs: Vec<RuleRef> = ids.iter().filter_map(|id| self.reference(id)).collect();
+        refs.sort_by_key(|r| r.number);
+        refs
+    }
+}
+
 /// The state of one user's entitlements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -115,16 +129,17 @@ pub enum EntitlementState {
     Suspended,
 }
 
-/// What a user has been granted, and why.
+/// What a user has been granted, and why. Rules are named by id: their numbers change with every reorder,
+/// which must not rewrite every user whose bundle stays the same.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Entitlement {
     pub state: EntitlementState,
-    /// The deciding rule of the applied bundle.
-    pub rule: Option<RuleRef>,
-    /// Every rule that matched when the bundle was applied, deciding rule first.
+    /// The id of the deciding rule of the applied bundle.
+    pub rule: Option<String>,
+    /// The ids of every rule that matched when the bundle was applied, deciding rule first.
     #[serde(default)]
-    pub matched_rules: Vec<RuleRef>,
+    pub matched_rules: Vec<String>,
     /// The applied bundle (`None`: nothing granted).
     pub bundle: Option<Bundle>,
     /// The login (folded userName) this user holds server-wide while entitled.
@@ -159,7 +174,8 @@ pub struct Failure {
     pub detail: String,
     /// The bundle the deciding rule intended.
     pub intended: Bundle,
-    pub rule: RuleRef,
+    /// The id of the deciding rule.
+    pub rule: String,
     /// For `outOfLicenses`: the products without a free seat.
     #[serde(default)]
     pub products: Vec<String>,

@@ -15,13 +15,18 @@ pub enum Scope {
     All,
     /// Every member of a directory group.
     Group(String),
+    /// Every user whose deciding rule may differ after the rules were only put in another order: the set of
+    /// rules that match each user is unchanged, so only users whose lowest-numbered match moved need work.
+    Reorder,
 }
 
 const ALL: &[u8] = b"*";
+const REORDER: &[u8] = b"#";
 
 fn scope_key(acct: AccountId, scope: &Scope) -> Vec<u8> {
     match scope {
         Scope::All => key(kind::PENDING_ALL, acct, &[ALL]),
+        Scope::Reorder => key(kind::PENDING_ALL, acct, &[REORDER]),
         Scope::Group(gid) => key(kind::PENDING_ALL, acct, &[gid.as_bytes()]),
     }
 }
@@ -61,6 +66,11 @@ impl Store {
             .collect()
     }
 
+    /// The sequence number of the user's pending mark, if the user is marked.
+    pub fn pending_seq(&self, acct: AccountId, uid: &str) -> StoreResult<Option<u64>> {
+        Ok(self.tree().get(key(kind::PENDING, acct, &[uid.as_bytes()]))?.map(|v| seq_of(&v)))
+    }
+
     pub fn pending_scopes(&self, acct: AccountId) -> StoreResult<Vec<(Scope, u64)>> {
         self.tree()
             .scan_prefix(prefix(kind::PENDING_ALL, acct))
@@ -68,6 +78,7 @@ impl Store {
                 let (k, v) = item?;
                 let scope = match &k[5..] {
                     ALL => Scope::All,
+                    REORDER => Scope::Reorder,
                     gid => Scope::Group(String::from_utf8_lossy(gid).into_owned()),
                 };
                 Ok((scope, seq_of(&v)))
@@ -95,7 +106,7 @@ impl Store {
         limit: usize,
     ) -> StoreResult<Vec<String>> {
         let (start, skip_len) = match scope {
-            Scope::All => (USERS.record_prefix(acct), 5),
+            Scope::All | Scope::Reorder => (USERS.record_prefix(acct), 5),
             Scope::Group(gid) => (child_prefix(kind::MEMBER, acct, gid), 5 + ID_LEN),
         };
         let from = match after {
@@ -118,7 +129,7 @@ impl Store {
         let mut n = self.tree().scan_prefix(prefix(kind::PENDING, acct)).count();
         for (scope, _) in self.pending_scopes(acct)? {
             n += match scope {
-                Scope::All => self.count(acct, crate::scim::schema::ResourceKind::User),
+                Scope::All | Scope::Reorder => self.count(acct, crate::scim::schema::ResourceKind::User),
                 Scope::Group(gid) => self.tree().scan_prefix(child_prefix(kind::MEMBER, acct, &gid)).count(),
             };
         }
