@@ -172,6 +172,9 @@ impl Engine {
     /// marked pending) need evaluating; everyone else keeps their bundle without a read of their record.
     fn reorder_pass(&self, evaluator: &Evaluator<'_>, done: &HashSet<String>) -> StoreResult<usize> {
         let (store, acct) = (&self.inner.store, evaluator.acct);
+        // Few users are pending or failing; knowing them up front spares two lookups per user.
+        let pending: HashSet<String> = store.pending_users(acct, usize::MAX)?.into_iter().map(|(u, _)| u).collect();
+        let failing: HashSet<String> = store.failures(acct)?.into_iter().map(|(u, _)| u).collect();
         let mut evaluated = 0;
         let mut after: Option<String> = None;
         loop {
@@ -185,10 +188,7 @@ impl Engine {
                 }
                 let first =
                     evaluator.config.references(&entitlement.matched_rules).into_iter().next().map(|r| r.id);
-                if first != entitlement.rule
-                    || store.pending_seq(acct, uid)?.is_some()
-                    || store.failure(acct, uid)?.is_some()
-                {
+                if first != entitlement.rule || pending.contains(uid) || failing.contains(uid) {
                     stale.push(uid);
                 }
             }
