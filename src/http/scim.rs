@@ -196,10 +196,7 @@ pub async fn create(
     let schema = registry.resource(**kind);
     let input = normalize(schema, &body.0)?;
     let (acct, actor) = (caller.0.account(), caller.0.actor());
-    let doc = match **kind {
-        ResourceKind::User => state.store.create_user(acct, schema, &input, &actor)?,
-        ResourceKind::Group => state.store.create_group(acct, schema, &input, &actor)?.0,
-    };
+    let doc = state.store.create(acct, schema, &input, &actor)?;
     state.committed().await;
     respond_with(&req, &state, &caller, **kind, &doc, StatusCode::CREATED)
 }
@@ -212,11 +209,10 @@ pub async fn get(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let acct = caller.0.account();
-    let doc = match **kind {
-        ResourceKind::User => state.store.user(acct, &id)?,
-        ResourceKind::Group => state.store.group(acct, &id)?,
-    }
-    .ok_or_else(|| ApiError::NotFound(format!("{} {id} not found", kind.name())))?;
+    let doc = state
+        .store
+        .resource(acct, **kind, &id)?
+        .ok_or_else(|| ApiError::NotFound(format!("{} {id} not found", kind.name())))?;
     if let Some(tags) = req.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
         let current = version_of(&doc);
         if tags.split(',').any(|t| t.trim() == "*" || t.trim() == current) {
@@ -262,14 +258,7 @@ pub async fn replace(
     let schema = registry.resource(**kind);
     let input = normalize(schema, &body.0)?;
     let (acct, actor, expected) = (caller.0.account(), caller.0.actor(), if_match(&req));
-    let doc = match **kind {
-        ResourceKind::User => {
-            state.store.replace_user(acct, schema, &id, &input, expected.as_deref(), &actor)?
-        }
-        ResourceKind::Group => {
-            state.store.replace_group(acct, schema, &id, &input, expected.as_deref(), &actor)?.0
-        }
-    };
+    let doc = state.store.replace(acct, schema, &id, &input, expected.as_deref(), &actor)?;
     state.committed().await;
     respond_with(&req, &state, &caller, **kind, &doc, StatusCode::OK)
 }
@@ -286,12 +275,7 @@ pub async fn patch(
     let schema = registry.resource(**kind);
     let ops = parse_request(&body.0)?;
     let (acct, actor, expected) = (caller.0.account(), caller.0.actor(), if_match(&req));
-    let doc = match **kind {
-        ResourceKind::User => state.store.patch_user(acct, schema, &id, &ops, expected.as_deref(), &actor)?,
-        ResourceKind::Group => {
-            state.store.patch_group(acct, schema, &id, &ops, expected.as_deref(), &actor)?.0
-        }
-    };
+    let doc = state.store.patch(acct, schema, &id, &ops, expected.as_deref(), &actor)?;
     state.committed().await;
     if wants_representation(&req, **kind)? {
         respond_with(&req, &state, &caller, **kind, &doc, StatusCode::OK)
@@ -322,10 +306,7 @@ pub async fn delete(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let (acct, actor, expected) = (caller.0.account(), caller.0.actor(), if_match(&req));
-    match **kind {
-        ResourceKind::User => state.store.delete_user(acct, &id, expected.as_deref(), &actor)?,
-        ResourceKind::Group => state.store.delete_group(acct, &id, expected.as_deref(), &actor)?,
-    }
+    state.store.delete(acct, **kind, &id, expected.as_deref(), &actor)?;
     state.committed().await;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -173,7 +173,8 @@ impl Engine {
     fn reorder_pass(&self, evaluator: &Evaluator<'_>, done: &HashSet<String>) -> StoreResult<usize> {
         let (store, acct) = (&self.inner.store, evaluator.acct);
         // Few users are pending or failing; knowing them up front spares two lookups per user.
-        let pending: HashSet<String> = store.pending_users(acct, usize::MAX)?.into_iter().map(|(u, _)| u).collect();
+        let pending: HashSet<String> =
+            store.pending_users(acct, usize::MAX)?.into_iter().map(|(u, _)| u).collect();
         let failing: HashSet<String> = store.failures(acct)?.into_iter().map(|(u, _)| u).collect();
         let mut evaluated = 0;
         let mut after: Option<String> = None;

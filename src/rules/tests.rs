@@ -141,23 +141,22 @@ impl World {
                 Product { id: p.to_string(), name: p.to_string(), seats: s.seats[i], requires: vec![] };
             store.put_product(acct, &product, &actor).unwrap();
         }
-        let groups: Vec<String> =
-            (0..GROUPS)
-                .map(|g| {
-                    let input = normalize(
-                        registry.resource(ResourceKind::Group),
-                        &json!({"displayName": format!("g{g}")}),
-                    )
-                    .unwrap();
-                    store
+        let groups: Vec<String> = (0..GROUPS)
+            .map(|g| {
+                let input = normalize(
+                    registry.resource(ResourceKind::Group),
+                    &json!({"displayName": format!("g{g}")}),
+                )
+                .unwrap();
+                store
                         .create_group(acct, registry.resource(ResourceKind::Group), &input, &actor)
                         .unwrap()
                         .0["id"]
                         .as_str()
                         .unwrap()
                         .to_string()
-                })
-                .collect();
+            })
+            .collect();
         let users: Vec<String> = (0..USERS)
             .map(|u| {
                 let body = json!({"userName": format!("u{u}@example.com"), "title": TITLES[s.titles[u]]});

@@ -233,6 +233,14 @@ pub fn attrs_of(doc: &Value) -> Map<String, Value> {
     attrs
 }
 
+/// The top-level attributes (and extension URNs) whose values differ between two versions of a resource.
+pub fn changed_attributes(
+    old: &Map<String, Value>,
+    new: &Map<String, Value>,
+) -> std::collections::BTreeSet<String> {
+    old.keys().chain(new.keys()).filter(|k| old.get(*k) != new.get(*k)).cloned().collect()
+}
+
 /// Checks a replacement against the current resource: immutable attributes that have a value keep it.
 pub fn check_immutable(
     schema: &ResourceSchema,

@@ -8,9 +8,9 @@ use super::codec::{bumped_meta, check_if_match, new_meta};
 use super::keys::AccountId;
 use super::members::{GroupPatch, Resolved, apply_member_changes, cleanup_key, remove_all_members_of};
 use super::resources::GROUPS;
-use super::{Actor, Store, StoreResult, TxResult, abort, check_id, not_found};
+use super::{Actor, Store, StoreResult, TxResult, check_id, not_found};
 use crate::scim::patch::{MemberChange, Operation, apply};
-use crate::scim::resource::{Normalized, assemble, attrs_of, check_immutable};
+use crate::scim::resource::{Normalized, assemble, attrs_of, changed_attributes, check_immutable};
 use crate::scim::schema::{ResourceKind, ResourceSchema};
 
 /// Ids listed in one activity entry; larger changes are summarised by their counts.
@@ -118,11 +118,7 @@ impl Store {
             let new = assemble(schema, id, &attrs, bumped_meta(&old, ResourceKind::Group, now));
             GROUPS.write(tx, acct, id, Some(&old), Some(&new))?;
             if attrs != old_attrs {
-                let changed: Vec<&String> = old_attrs
-                    .keys()
-                    .chain(attrs.keys())
-                    .filter(|k| old_attrs.get(*k) != attrs.get(*k))
-                    .collect();
+                let changed = changed_attributes(&old_attrs, &attrs);
                 let detail = json!({"displayName": new["displayName"], "changed": changed});
                 record(tx, acct, now, actor, "group.updated", Some(id), detail)?;
             }
@@ -143,10 +139,7 @@ impl Store {
         let _serialised = self.group_lock(acct, id);
         let now = self.now();
         self.transact(|tx| {
-            let old = GROUPS.load(tx, acct, id)?;
-            if let Err(e) = check_if_match(&old, if_match) {
-                return abort(e);
-            }
+            let old = GROUPS.load_for_write(tx, acct, id, if_match)?;
             GROUPS.write(tx, acct, id, Some(&old), None)?;
             tx.insert(cleanup_key(acct, b'g', id), &[])?;
             record(

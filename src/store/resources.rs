@@ -4,10 +4,13 @@
 use serde_json::Value;
 use sled::transaction::TransactionalTree;
 
-use super::codec::{decode, encode, tx_get};
+use super::codec::{check_if_match, decode, encode, tx_get};
 use super::keys::{AccountId, SEP, fold, key, kind, prefix, trailing_id};
-use super::{Store, StoreError, StoreResult, TxResult, abort, not_found};
+use super::{Actor, Store, StoreError, StoreResult, TxResult, abort, not_found};
+use crate::scim::patch::Operation;
+use crate::scim::resource::Normalized;
 use crate::scim::schema::ResourceKind;
+use crate::scim::schema::ResourceSchema;
 
 /// The storage layout of one resource type.
 pub(crate) struct Family {
@@ -68,6 +71,21 @@ impl Family {
         match tx_get(tx, &self.record_key(acct, id))? {
             Some(doc) => Ok(doc),
             None => abort(not_found(self.kind, id)),
+        }
+    }
+
+    /// The stored document if `If-Match` allows a write to it; aborts with a 404 or a 412 otherwise.
+    pub fn load_for_write(
+        &self,
+        tx: &TransactionalTree,
+        acct: AccountId,
+        id: &str,
+        if_match: Option<&str>,
+    ) -> TxResult<Value> {
+        let doc = self.load(tx, acct, id)?;
+        match check_if_match(&doc, if_match) {
+            Ok(()) => Ok(doc),
+            Err(e) => abort(e),
         }
     }
 
@@ -201,5 +219,72 @@ impl Family {
             ));
         }
         Ok(records)
+    }
+}
+
+/// The operations every resource type has, for callers that serve both alike.
+impl Store {
+    pub fn create(
+        &self,
+        acct: AccountId,
+        schema: &ResourceSchema,
+        input: &Normalized,
+        actor: &Actor,
+    ) -> StoreResult<Value> {
+        match schema.kind {
+            ResourceKind::User => self.create_user(acct, schema, input, actor),
+            ResourceKind::Group => Ok(self.create_group(acct, schema, input, actor)?.0),
+        }
+    }
+
+    pub fn resource(&self, acct: AccountId, kind: ResourceKind, id: &str) -> StoreResult<Option<Value>> {
+        match kind {
+            ResourceKind::User => self.user(acct, id),
+            ResourceKind::Group => self.group(acct, id),
+        }
+    }
+
+    pub fn replace(
+        &self,
+        acct: AccountId,
+        schema: &ResourceSchema,
+        id: &str,
+        input: &Normalized,
+        if_match: Option<&str>,
+        actor: &Actor,
+    ) -> StoreResult<Value> {
+        match schema.kind {
+            ResourceKind::User => self.replace_user(acct, schema, id, input, if_match, actor),
+            ResourceKind::Group => Ok(self.replace_group(acct, schema, id, input, if_match, actor)?.0),
+        }
+    }
+
+    pub fn patch(
+        &self,
+        acct: AccountId,
+        schema: &ResourceSchema,
+        id: &str,
+        ops: &[Operation],
+        if_match: Option<&str>,
+        actor: &Actor,
+    ) -> StoreResult<Value> {
+        match schema.kind {
+            ResourceKind::User => self.patch_user(acct, schema, id, ops, if_match, actor),
+            ResourceKind::Group => Ok(self.patch_group(acct, schema, id, ops, if_match, actor)?.0),
+        }
+    }
+
+    pub fn delete(
+        &self,
+        acct: AccountId,
+        kind: ResourceKind,
+        id: &str,
+        if_match: Option<&str>,
+        actor: &Actor,
+    ) -> StoreResult<()> {
+        match kind {
+            ResourceKind::User => self.delete_user(acct, id, if_match, actor),
+            ResourceKind::Group => self.delete_group(acct, id, if_match, actor),
+        }
     }
 }

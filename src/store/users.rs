@@ -7,14 +7,14 @@ use sha2::{Digest, Sha256};
 use sled::transaction::TransactionalTree;
 
 use super::activity::record;
-use super::codec::{bumped_meta, check_if_match, display_of, new_meta};
+use super::codec::{bumped_meta, display_of, new_meta};
 use super::keys::{AccountId, key, kind};
 use super::members::{cleanup_key, remove_all_memberships_of};
 use super::pending::mark_pending;
 use super::resources::{GROUPS, USERS};
 use super::{Actor, Store, StoreResult, TxResult, abort, check_id};
 use crate::scim::patch::{Operation, apply};
-use crate::scim::resource::{Normalized, assemble, attrs_of, check_immutable};
+use crate::scim::resource::{Normalized, assemble, attrs_of, changed_attributes, check_immutable};
 use crate::scim::schema::{ResourceKind, ResourceSchema};
 
 impl Store {
@@ -100,10 +100,7 @@ impl Store {
         check_id(ResourceKind::User, id)?;
         let now = self.now();
         self.transact(|tx| {
-            let old = USERS.load(tx, acct, id)?;
-            if let Err(e) = check_if_match(&old, if_match) {
-                return abort(e);
-            }
+            let old = USERS.load_for_write(tx, acct, id, if_match)?;
             let (attrs, password) = match change(&old) {
                 Ok(next) => next,
                 Err(e) => return abort(e),
@@ -123,8 +120,7 @@ impl Store {
                 password.as_deref().map(hash_password).as_deref(),
             )?;
             mark_pending(tx, acct, id)?;
-            let changed: Vec<&String> =
-                old_attrs.keys().chain(attrs.keys()).filter(|k| old_attrs.get(*k) != attrs.get(*k)).collect();
+            let changed = changed_attributes(&old_attrs, &attrs);
             let event = if is_active(&old) && !is_active(&new) { "user.deactivated" } else { "user.updated" };
             record(
                 tx,
@@ -150,10 +146,7 @@ impl Store {
         check_id(ResourceKind::User, id)?;
         let now = self.now();
         self.transact(|tx| {
-            let old = USERS.load(tx, acct, id)?;
-            if let Err(e) = check_if_match(&old, if_match) {
-                return abort(e);
-            }
+            let old = USERS.load_for_write(tx, acct, id, if_match)?;
             USERS.write(tx, acct, id, Some(&old), None)?;
             tx.remove(key(kind::USER_DISPLAY, acct, &[id.as_bytes()]))?;
             tx.remove(key(kind::USER_SECRET, acct, &[id.as_bytes()]))?;

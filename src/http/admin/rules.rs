@@ -126,6 +126,15 @@ fn catalog_check(store: &Store, acct: AccountId, rules: &[&Rule]) -> AdminResult
     Ok(())
 }
 
+/// Where rule `id` is in the list, or a 404.
+fn position_of(config: &SyncConfig, id: &str) -> AdminResult<usize> {
+    config
+        .rules
+        .iter()
+        .position(|r| r.id == id)
+        .ok_or_else(|| AdminError::not_found(format!("rule {id} not found")))
+}
+
 /// Numbers 1..n in list order.
 fn renumber(rules: &mut [Rule]) {
     for (i, r) in rules.iter_mut().enumerate() {
@@ -179,11 +188,7 @@ pub async fn get(
 ) -> AdminResult<HttpResponse> {
     let acct = caller.0.account();
     let config = state.store.sync_config(acct)?;
-    let rule = config
-        .rules
-        .iter()
-        .find(|r| r.id == *id)
-        .ok_or_else(|| AdminError::not_found(format!("rule {id} not found")))?;
+    let rule = &config.rules[position_of(&config, &id)?];
     Ok(with_etag(HttpResponse::Ok().json(view(&state.store, acct, rule)), config.version))
 }
 
@@ -233,11 +238,7 @@ pub async fn replace(
 ) -> AdminResult<HttpResponse> {
     let acct = caller.0.account();
     let mut config = state.store.sync_config(acct)?;
-    let at = config
-        .rules
-        .iter()
-        .position(|r| r.id == *id)
-        .ok_or_else(|| AdminError::not_found(format!("rule {id} not found")))?;
+    let at = position_of(&config, &id)?;
     if body.0.id.as_deref().is_some_and(|b| b != *id) {
         return Err(AdminError::bad_request("id: the body's id differs from the path's"));
     }
@@ -271,11 +272,7 @@ pub async fn delete(
 ) -> AdminResult<HttpResponse> {
     let acct = caller.0.account();
     let mut config = state.store.sync_config(acct)?;
-    let at = config
-        .rules
-        .iter()
-        .position(|r| r.id == *id)
-        .ok_or_else(|| AdminError::not_found(format!("rule {id} not found")))?;
+    let at = position_of(&config, &id)?;
     let old = config.rules.remove(at);
     renumber(&mut config.rules);
     let detail = json!({"number": old.number, "group": old.group});

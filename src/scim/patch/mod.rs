@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use super::error::{ScimError, ScimResult};
 use super::filter::{CompareOp, Filter, Literal, PatchPath, matches_element, parse_path};
-use super::resource::{MemberEntry, check_required, member_entries};
+use super::resource::{MemberEntry, changed_attributes, check_required, member_entries};
 use super::schema::{AttrDef, Location, Mutability, ResourceKind, ResourceSchema, Schema};
 use super::value::{coerce, coerce_single, keep_one_primary};
 
@@ -119,11 +119,7 @@ pub fn apply(
     work.attrs.retain(|_, v| !v.as_object().is_some_and(Map::is_empty));
     check_required(schema, &work.attrs)?;
     let mut outcome = work.outcome;
-    for key in attrs.keys().chain(work.attrs.keys()) {
-        if attrs.get(key) != work.attrs.get(key) {
-            outcome.changed.insert(key.clone());
-        }
-    }
+    outcome.changed.extend(changed_attributes(attrs, &work.attrs));
     *attrs = work.attrs;
     Ok(outcome)
 }
