@@ -82,9 +82,9 @@ pub(crate) fn authenticate(req: &HttpRequest, kind: TokenKind) -> Result<Caller,
     }
     let label = state
         .store
-        .account_by_id(token.account)
+        .account_name(token.account)
         .map_err(AuthError::Store)?
-        .map(|a| format!("{}/{}", a.name, token.actor().0))
+        .map(|name| format!("{name}/{}", token.actor().0))
         .unwrap_or_else(|| token.actor().0);
     req.extensions_mut().insert(LoggedCaller(label));
     Ok(Caller { token })

@@ -216,8 +216,30 @@ impl Store {
     /// compared in constant time.
     pub fn authenticate(&self, secret: &str) -> StoreResult<Option<TokenInfo>> {
         let presented = hash(secret);
-        let Some(info) = self.token_by_hash(&presented)? else { return Ok(None) };
+        let cached = self.inner.tokens.read().ok().and_then(|c| c.get(&presented).cloned());
+        let info = match cached {
+            Some(info) => info,
+            None => {
+                let Some(info) = self.token_by_hash(&presented)? else { return Ok(None) };
+                if let Ok(mut cache) = self.inner.tokens.write() {
+                    cache.insert(presented.clone(), info.clone());
+                }
+                info
+            }
+        };
         Ok(bool::from(info.hash.ct_eq(&presented)).then_some(info))
+    }
+
+    /// An account's name (names never change, so it is read once).
+    pub fn account_name(&self, acct: AccountId) -> StoreResult<Option<String>> {
+        if let Some(name) = self.inner.account_names.read().ok().and_then(|c| c.get(&acct).cloned()) {
+            return Ok(Some(name));
+        }
+        let name = self.account_by_id(acct)?.map(|a| a.name);
+        if let (Some(name), Ok(mut cache)) = (&name, self.inner.account_names.write()) {
+            cache.insert(acct, name.clone());
+        }
+        Ok(name)
     }
 
     /// Tokens of one account, or of all accounts.
@@ -246,6 +268,9 @@ impl Store {
             };
             tx.remove(global(kind::TOKEN, &hash))?;
             tx.remove(id_key.as_slice())?;
+            if let Ok(mut cache) = self.inner.tokens.write() {
+                cache.remove(hash.as_ref());
+            }
             activity::record(
                 tx,
                 acct,

@@ -111,6 +111,9 @@ struct Inner {
     /// members and writes the difference cannot interleave with another change to the same group.
     group_locks: Vec<Mutex<()>>,
     standard: Arc<Registry>,
+    /// Tokens seen since start, by the hash of their secret (revocation removes them at once).
+    tokens: RwLock<HashMap<Vec<u8>, TokenInfo>>,
+    account_names: RwLock<HashMap<AccountId, String>>,
     /// Each account's schemas: the standard ones plus its custom attributes, built once.
     registries: RwLock<HashMap<AccountId, Arc<Registry>>>,
     data_dir: PathBuf,
@@ -132,6 +135,8 @@ impl Store {
                 counts: RwLock::new(HashMap::new()),
                 group_locks: (0..GROUP_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
                 standard: Arc::new(Registry::standard()),
+                tokens: RwLock::new(HashMap::new()),
+                account_names: RwLock::new(HashMap::new()),
                 registries: RwLock::new(HashMap::new()),
                 data_dir: options.path,
             }),
