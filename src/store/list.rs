@@ -3,6 +3,7 @@
 //! records with the evaluator, holding only the requested page (and, when sorting, one small key per match).
 
 use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
 
 use serde_json::Value;
 
@@ -32,6 +33,9 @@ pub struct ListPage {
     pub resources: Vec<Value>,
 }
 
+/// Page starts remembered per account and resource type.
+const REMEMBERED_PAGES: usize = 64;
+
 /// Most matches a sorted list will order; a wider sort is refused with `tooMany`.
 pub const SORT_LIMIT: usize = 200_000;
 
@@ -51,18 +55,57 @@ impl Store {
         }
         if q.filter.is_none() && q.sort_by.is_none() {
             let total = self.count(acct, kind);
-            let resources = self
-                .tree()
-                .scan_prefix(fam.record_prefix(acct))
-                .values()
-                .skip(skip)
-                .take(q.count)
-                .map(|v| decode(&v?))
-                .collect::<StoreResult<Vec<Value>>>()?;
+            let resources = self.page(acct, fam, skip, q.count)?;
             return Ok(ListPage { total, resources });
         }
         let docs = self.tree().scan_prefix(fam.record_prefix(acct)).values().map(|v| decode(&v?));
         self.window(acct, schema, q, docs, skip)
+    }
+
+    /// `count` resources from position `skip` in id order. Clients page through a list in order
+    /// (`startIndex=1`, `101`, ...), so the key where each page ends is remembered and the next page starts
+    /// there instead of stepping over everything before it; any create or delete forgets the positions.
+    fn page(&self, acct: AccountId, fam: &Family, skip: usize, count: usize) -> StoreResult<Vec<Value>> {
+        let population = self.population(acct, fam.kind);
+        let generation = population.generation.load(Ordering::SeqCst);
+        let prefix = fam.record_prefix(acct);
+        let (from, mut to_skip) = {
+            let pages = population.pages.lock().unwrap_or_else(|p| p.into_inner());
+            match (pages.0 == generation).then(|| pages.1.range(..=skip).next_back()).flatten() {
+                Some((&at, key)) => (key.to_vec(), skip - at),
+                None => (prefix.clone(), skip),
+            }
+        };
+        let mut out = Vec::with_capacity(count.min(1024));
+        let mut next_key = None;
+        for item in self.tree().range(from..) {
+            let (key, value) = item?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            if to_skip > 0 {
+                to_skip -= 1;
+                continue;
+            }
+            if out.len() == count {
+                next_key = Some(key);
+                break;
+            }
+            out.push(decode(&value)?);
+        }
+        if let Some(key) = next_key {
+            let mut pages = population.pages.lock().unwrap_or_else(|p| p.into_inner());
+            if population.generation.load(Ordering::SeqCst) == generation {
+                if pages.0 != generation {
+                    *pages = (generation, Default::default());
+                }
+                pages.1.insert(skip + count, key);
+                while pages.1.len() > REMEMBERED_PAGES {
+                    pages.1.pop_first();
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The ids an index lookup yields for `filter`, a superset of its matches; `None` when no index helps.
@@ -202,6 +245,39 @@ fn collect_named_members(filter: &Filter, ids: &mut Vec<String>, inside_members:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scim::resource::normalize;
+    use crate::store::Actor;
+    use crate::store::testing::temp_store;
+
+    #[test]
+    fn remembered_page_starts_give_the_same_pages_as_stepping() {
+        let (store, _dir) = temp_store();
+        let acct = store.ensure_account("a").unwrap().0.id;
+        let registry = store.registry(acct);
+        let users = registry.resource(ResourceKind::User);
+        let mut ids = Vec::new();
+        for i in 0..30 {
+            let input = normalize(users, &serde_json::json!({"userName": format!("u{i}")})).unwrap();
+            ids.push(store.create_user(acct, users, &input, &Actor::engine()).unwrap()["id"].as_str().unwrap().to_string());
+        }
+        let page = |start: usize, count: usize| -> Vec<String> {
+            let q = ListQuery { start_index: start, count, ..ListQuery::default() };
+            store.list(acct, ResourceKind::User, users, &q).unwrap().resources.iter().map(id_of).collect()
+        };
+        for round in 0..2 {
+            let mut seen = Vec::new();
+            for start in (1..=ids.len()).step_by(7) {
+                seen.extend(page(start, 7));
+            }
+            assert_eq!(seen, ids, "round {round}");
+        }
+        assert_eq!(page(16, 3), ids[15..18].to_vec(), "a position between remembered ones");
+        store.delete_user(acct, &ids[3], None, &Actor::engine()).unwrap();
+        ids.remove(3);
+        assert_eq!(page(8, 7), ids[7..14].to_vec(), "positions are forgotten after a delete");
+        assert_eq!(page(29, 7), ids[28..].to_vec());
+        assert_eq!(page(30, 7), Vec::<String>::new());
+    }
 
     #[test]
     fn member_ids_named_by_equality_are_collected() {

@@ -95,6 +95,16 @@ impl Actor {
     }
 }
 
+/// The resources of one kind in one account: how many there are, and a generation that changes with every
+/// create and delete, so that remembered list positions can tell they are out of date.
+#[derive(Default)]
+pub(crate) struct Population {
+    count: AtomicI64,
+    pub(crate) generation: std::sync::atomic::AtomicU64,
+    /// Where pages of an unfiltered list start: position → key of the resource at that position.
+    pub(crate) pages: Mutex<(u64, std::collections::BTreeMap<usize, sled::IVec>)>,
+}
+
 /// An open store. Cheap to clone; all clones share the same database.
 #[derive(Clone)]
 pub struct Store {
@@ -106,7 +116,7 @@ struct Inner {
     durability: Durability,
     clock: Arc<dyn Clock>,
     /// Resources per account and kind, so unfiltered lists answer `totalResults` without a scan.
-    counts: RwLock<HashMap<(AccountId, ResourceKind), Arc<AtomicI64>>>,
+    counts: RwLock<HashMap<(AccountId, ResourceKind), Arc<Population>>>,
     /// Membership changes of one group are serialised, so a full-list replace that reads the current
     /// members and writes the difference cannot interleave with another change to the same group.
     group_locks: Vec<Mutex<()>>,
@@ -212,21 +222,23 @@ impl Store {
         Ok(self.inner.tree.transaction(f)?)
     }
 
-    fn counter(&self, acct: AccountId, kind: ResourceKind) -> Arc<AtomicI64> {
+    pub(crate) fn population(&self, acct: AccountId, kind: ResourceKind) -> Arc<Population> {
         if let Some(c) = self.inner.counts.read().ok().and_then(|m| m.get(&(acct, kind)).cloned()) {
             return c;
         }
-        let Ok(mut map) = self.inner.counts.write() else { return Arc::new(AtomicI64::new(0)) };
+        let Ok(mut map) = self.inner.counts.write() else { return Arc::new(Population::default()) };
         map.entry((acct, kind)).or_default().clone()
     }
 
     pub(crate) fn adjust_count(&self, acct: AccountId, kind: ResourceKind, delta: i64) {
-        self.counter(acct, kind).fetch_add(delta, Ordering::Relaxed);
+        let population = self.population(acct, kind);
+        population.count.fetch_add(delta, Ordering::Relaxed);
+        population.generation.fetch_add(1, Ordering::SeqCst);
     }
 
     /// How many resources of `kind` the account has.
     pub fn count(&self, acct: AccountId, kind: ResourceKind) -> usize {
-        usize::try_from(self.counter(acct, kind).load(Ordering::Relaxed)).unwrap_or(0)
+        usize::try_from(self.population(acct, kind).count.load(Ordering::Relaxed)).unwrap_or(0)
     }
 
     /// Counts every account's users and groups once at start-up.
