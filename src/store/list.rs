@@ -258,7 +258,12 @@ mod tests {
         let mut ids = Vec::new();
         for i in 0..30 {
             let input = normalize(users, &serde_json::json!({"userName": format!("u{i}")})).unwrap();
-            ids.push(store.create_user(acct, users, &input, &Actor::engine()).unwrap()["id"].as_str().unwrap().to_string());
+            ids.push(
+                store.create_user(acct, users, &input, &Actor::engine()).unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            );
         }
         let page = |start: usize, count: usize| -> Vec<String> {
             let q = ListQuery { start_index: start, count, ..ListQuery::default() };
