@@ -15,6 +15,9 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 command_line="$(env | grep -E '^(BENCH_[A-Z_]+|CARGO_TARGET_DIR)=' | sort | tr '\n' ' ')bench/run.sh"
+# What is measured: the commit built now.
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+git diff --quiet HEAD -- src Cargo.toml Cargo.lock examples 2>/dev/null || commit="$commit (with uncommitted changes)"
 
 home=${BENCH_HOME:-$HOME/.cache/usersync-bench}
 out=${BENCH_OUT:-$repo/docs/benchmarks.md}
@@ -199,8 +202,6 @@ done
 
 # --- report ---------------------------------------------------------------------------------------------------
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-git diff --quiet HEAD 2>/dev/null || commit="$commit (with uncommitted changes)"
 peer_version=$("$venv/bin/pip" show scim2-server 2>/dev/null | sed -n 's/^Version: //p')
 mkdir -p "$(dirname "$out")"
 "$loadgen" report "$results" --out "$out" \
