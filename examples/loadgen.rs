@@ -1095,12 +1095,9 @@ runs' p50 and p99 latencies, errors, and caps.
                     row.clients = Some(format!("{c} clients{by}"));
                 }
                 if v.get("capped").and_then(Value::as_bool) == Some(true) {
-                    row.capped.push(format!(
-                        "{} of {} in {} s",
-                        n("ops").unwrap_or(0.0),
-                        n("planned").map_or("?".into(), |p| p.to_string()),
-                        n("seconds").unwrap_or(0.0)
-                    ));
+                    let done = fmt(n("ops").unwrap_or(0.0));
+                    let of = n("planned").map_or(String::new(), |p| format!(" of {}", fmt(p)));
+                    row.capped.push(format!("{done}{of} in {} s", fmt(n("seconds").unwrap_or(0.0))));
                 }
                 if let (Some(got), Some(want)) = (n("final_members"), n("expected_members")) {
                     row.extra.push(if got == want {
@@ -1194,14 +1191,24 @@ runs' p50 and p99 latencies, errors, and caps.
             verdict(&mut md, "read: usersync / scim2-server", u / p, "≥ 20", u / p >= 20.0);
         }
         // Every import measurement both servers ran.
-        let mut cases: Vec<&str> =
-            rows.iter().filter(|r| r.workload == "import").map(|r| r.case.as_str()).collect();
-        cases.dedup();
+        let mut cases: Vec<&str> = Vec::new();
+        for r in rows.iter().filter(|r| r.workload == "import") {
+            if !cases.contains(&r.case.as_str()) {
+                cases.push(&r.case);
+            }
+        }
         for case in cases {
             for measure in ["creates", "lookups", "pages"] {
                 let get = |t| find(rows, "import", Some(case), measure, t);
                 if let (Some(u), Some(p)) = (get("usersync"), get("scim2-server")) {
-                    let what = format!("import {case}, {measure}: usersync / scim2-server");
+                    let capped = rows.iter().any(|r| {
+                        r.workload == "import"
+                            && r.case == case
+                            && r.target == "scim2-server"
+                            && !r.capped.is_empty()
+                    });
+                    let note = if capped { " (scim2-server capped: see its rows)" } else { "" };
+                    let what = format!("import {case}, {measure}: usersync / scim2-server{note}");
                     verdict(&mut md, &what, u / p, "≥ 20", u / p >= 20.0);
                 }
             }
