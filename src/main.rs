@@ -86,6 +86,11 @@ enum TokenCommand {
     },
 }
 
+/// The server allocates and frees many small buffers per request (sled pages, JSON); mimalloc does that with
+/// less contention and fewer instructions than the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();

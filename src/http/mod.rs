@@ -67,7 +67,9 @@ pub fn server(listener: TcpListener, state: AppState) -> std::io::Result<Server>
         App::new().app_data(data.clone()).configure(routes).wrap_fn(|mut req, srv| {
             canonicalize_path(&mut req);
             let started = Instant::now();
-            let (method, path) = (req.method().clone(), req.path().to_string());
+            let method = req.method().clone();
+            let path =
+                if log::log_enabled!(log::Level::Info) { req.path().to_string() } else { String::new() };
             let plain_json = prefers_plain_json(req.headers());
             let call = srv.call(req);
             async move {
@@ -154,6 +156,9 @@ const ENDPOINTS: [&str; 9] = [
 
 /// The path with trailing slashes removed and SCIM endpoint names in canonical case, if that differs.
 fn canonical_path(path: &str) -> Option<String> {
+    if is_canonical(path) {
+        return None;
+    }
     let trimmed = path.trim_end_matches('/');
     let mut segments: Vec<&str> = trimmed.split('/').collect();
     let is_scim = segments.len() >= 3
@@ -174,6 +179,22 @@ fn canonical_path(path: &str) -> Option<String> {
     }
     let canonical = if segments.len() <= 1 { "/".to_string() } else { segments.join("/") };
     (canonical != path).then_some(canonical)
+}
+
+/// The common case, checked without allocating: `/scim/v2/<Endpoint>[/<id>]` as clients usually write it.
+fn is_canonical(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix("/scim/v2/") else {
+        let scim_in_any_case = path.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("/scim"));
+        return !scim_in_any_case && !path.ends_with('/');
+    };
+    if rest.ends_with('/') {
+        return false;
+    }
+    let mut parts = rest.splitn(3, '/');
+    let endpoint = parts.next().unwrap_or_default();
+    let second = parts.next();
+    ENDPOINTS.contains(&endpoint)
+        && second.is_none_or(|s| !s.eq_ignore_ascii_case(".search") || s == ".search")
 }
 
 fn canonicalize_path(req: &mut ServiceRequest) {
@@ -210,6 +231,9 @@ fn log_request<B: MessageBody>(
     path: &str,
     started: Instant,
 ) {
+    if !log::log_enabled!(log::Level::Info) {
+        return;
+    }
     let caller = res.request().extensions().get::<request::LoggedCaller>().map(|c| c.0.clone());
     log::info!(
         "{method} {path} {} {:.1}ms {}",
@@ -226,6 +250,13 @@ mod tests {
     #[test]
     fn paths_are_canonicalised() {
         assert_eq!(canonical_path("/scim/v2/users").as_deref(), Some("/scim/v2/Users"));
+        assert_eq!(canonical_path("/SCIM/v2/Users").as_deref(), Some("/scim/v2/Users"));
+        assert_eq!(
+            canonical_path("/scim/v2/Users/abc/.Search").as_deref(),
+            None,
+            "only right after an endpoint"
+        );
+        assert_eq!(canonical_path("/scim/v2/Users/abc"), None);
         assert_eq!(canonical_path("/scim/v2/Users/").as_deref(), Some("/scim/v2/Users"));
         assert_eq!(canonical_path("/scim/v2/Users"), None);
         assert_eq!(canonical_path("/SCIM/V2/groups/abc/").as_deref(), Some("/scim/v2/Groups/abc"));

@@ -4,9 +4,13 @@
 use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
+use serde::de::{MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use super::error::{ApiResult, SCIM_JSON};
+use super::error::{ApiError, ApiResult, SCIM_JSON};
 use crate::scim::project::Projection;
 use crate::scim::schema::{LIST_URN, ResourceKind, ResourceSchema};
 use crate::store::{AccountId, Store, version_of};
@@ -15,13 +19,24 @@ use crate::store::{AccountId, Store, version_of};
 pub fn scim_json(status: StatusCode, body: &Value) -> HttpResponse {
     HttpResponse::build(status)
         .insert_header((header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON)))
-        .body(body.to_string())
+        .body(serde_json::to_vec(body).unwrap_or_default())
 }
 
 /// A single resource with its ETag (and `Location` when just created).
 pub fn resource_response(status: StatusCode, doc: &Value) -> HttpResponse {
     let mut res = scim_json(status, doc);
     set_resource_headers(&mut res, doc, status == StatusCode::CREATED);
+    res
+}
+
+/// A single resource already serialised, with its ETag.
+pub fn stored_response(status: StatusCode, body: Vec<u8>, version: &str) -> HttpResponse {
+    let mut res = HttpResponse::build(status)
+        .insert_header((header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON)))
+        .body(body);
+    if let Ok(v) = HeaderValue::from_str(version) {
+        res.headers_mut().insert(header::ETAG, v);
+    }
     res
 }
 
@@ -53,37 +68,75 @@ pub struct Renderer<'a> {
 }
 
 impl Renderer<'_> {
-    pub fn render(&self, doc: &Value) -> ApiResult<Value> {
-        let mut doc = doc.clone();
+    pub fn render(&self, mut doc: Value) -> ApiResult<Value> {
         let id = doc.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
-        let kind = self.schema.kind;
         if let Some(meta) = doc.get_mut("meta").and_then(Value::as_object_mut) {
-            meta.insert("location".into(), Value::String(format!("{}/{}/{id}", self.base, kind.endpoint())));
+            meta.insert("location".into(), Value::String(self.location(&id)));
         }
-        match kind {
-            ResourceKind::User if self.projection.wants(self.schema, "groups") => {
-                let groups: Vec<Value> = self
-                    .store
-                    .user_groups(self.account, &id)?
-                    .into_iter()
-                    .map(|(gid, name)| {
-                        json!({"value": gid, "$ref": format!("{}/Groups/{gid}", self.base), "display": name, "type": "direct"})
-                    })
-                    .collect();
-                if !groups.is_empty() {
-                    doc["groups"] = Value::Array(groups);
-                }
+        if let Some((name, value)) = self.relation(&id)? {
+            doc[name] = value;
+        }
+        Ok(self.projection.apply(self.schema, doc))
+    }
+
+    /// The default representation straight from the stored bytes: only the top level and `meta` are
+    /// parsed, everything else is copied as it is. Returns the body and the resource's version.
+    pub fn render_stored(&self, stored: &[u8]) -> ApiResult<(Vec<u8>, String)> {
+        let corrupt =
+            |e: serde_json::Error| ApiError::Store(crate::store::StoreError::Corrupt(e.to_string()));
+        let TopLevel(mut entries) = serde_json::from_slice(stored).map_err(corrupt)?;
+        let id = entries
+            .iter()
+            .find(|(k, _)| k == "id")
+            .and_then(|(_, v)| serde_json::from_str::<String>(v.get()).ok())
+            .unwrap_or_default();
+        entries.retain(|(key, _)| self.projection.keeps_top_level(self.schema, key));
+        let mut version = String::new();
+        if let Some((_, meta)) = entries.iter_mut().find(|(k, _)| k == "meta") {
+            #[derive(Deserialize)]
+            struct Version {
+                version: Option<String>,
             }
+            version =
+                serde_json::from_str::<Version>(meta.get()).map_err(corrupt)?.version.unwrap_or_default();
+            // `meta` is an object the store wrote without a location: the location goes before its `}`.
+            let text = meta.get().trim_end();
+            let open = text.strip_suffix('}').unwrap_or(text).trim_end();
+            let comma = if open.ends_with('{') { "" } else { "," };
+            let location = serde_json::to_string(&self.location(&id)).map_err(corrupt)?;
+            *meta =
+                RawValue::from_string(format!("{open}{comma}\"location\":{location}}}")).map_err(corrupt)?;
+        }
+        if let Some((name, value)) = self.relation(&id)? {
+            let at = entries.iter().position(|(k, _)| k == "meta").unwrap_or(entries.len());
+            entries.insert(at, (name.to_string(), serde_json::value::to_raw_value(&value).map_err(corrupt)?));
+        }
+        Ok((serde_json::to_vec(&TopLevel(entries)).map_err(corrupt)?, version))
+    }
+
+    fn location(&self, id: &str) -> String {
+        format!("{}/{}/{id}", self.base, self.schema.kind.endpoint())
+    }
+
+    /// What the store keeps apart from the document: a user's groups, a group's members (when the request
+    /// wants them and there are any).
+    fn relation(&self, id: &str) -> ApiResult<Option<(&'static str, Value)>> {
+        let list: Vec<Value> = match self.schema.kind {
+            ResourceKind::User if self.projection.wants(self.schema, "groups") => self
+                .store
+                .user_groups(self.account, id)?
+                .into_iter()
+                .map(|(gid, name)| {
+                    json!({"value": gid, "$ref": format!("{}/Groups/{gid}", self.base), "display": name, "type": "direct"})
+                })
+                .collect(),
             ResourceKind::Group if self.projection.wants(self.schema, "members") => {
-                let members: Vec<Value> =
-                    self.store.members(self.account, &id)?.iter().map(|m| self.member_json(m)).collect();
-                if !members.is_empty() {
-                    doc["members"] = Value::Array(members);
-                }
+                self.store.members(self.account, id)?.iter().map(|m| self.member_json(m)).collect()
             }
-            _ => {}
-        }
-        Ok(self.projection.apply(self.schema, &doc))
+            _ => return Ok(None),
+        };
+        let name = if self.schema.kind == ResourceKind::User { "groups" } else { "members" };
+        Ok((!list.is_empty()).then_some((name, Value::Array(list))))
     }
 
     fn member_json(&self, member: &crate::store::Member) -> Value {
@@ -111,4 +164,37 @@ pub fn list_response(total: usize, start_index: usize, resources: Vec<Value>) ->
         "itemsPerPage": resources.len(),
         "Resources": resources,
     })
+}
+
+/// A JSON object read only at its top level: nested values stay unparsed text, in their order.
+struct TopLevel(Vec<(String, Box<RawValue>)>);
+
+impl<'de> Deserialize<'de> for TopLevel {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Entries;
+        impl<'de> Visitor<'de> for Entries {
+            type Value = TopLevel;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TopLevel, A::Error> {
+                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(16));
+                while let Some(entry) = map.next_entry::<String, Box<RawValue>>()? {
+                    entries.push(entry);
+                }
+                Ok(TopLevel(entries))
+            }
+        }
+        d.deserialize_map(Entries)
+    }
+}
+
+impl Serialize for TopLevel {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
 }

@@ -18,7 +18,7 @@ use crate::store::{AccountId, Actor, StoreError, TokenInfo, TokenKind};
 /// An authenticated caller: its token and the account the token belongs to.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    pub token: TokenInfo,
+    pub token: std::sync::Arc<TokenInfo>,
 }
 
 impl Caller {
@@ -80,13 +80,15 @@ pub(crate) fn authenticate(req: &HttpRequest, kind: TokenKind) -> Result<Caller,
     if token.kind != kind {
         return Err(AuthError::Forbidden(format!("a {} token cannot be used here", token.kind.as_str())));
     }
-    let label = state
-        .store
-        .account_name(token.account)
-        .map_err(AuthError::Store)?
-        .map(|name| format!("{name}/{}", token.actor().0))
-        .unwrap_or_else(|| token.actor().0);
-    req.extensions_mut().insert(LoggedCaller(label));
+    if log::log_enabled!(log::Level::Info) {
+        let label = state
+            .store
+            .account_name(token.account)
+            .map_err(AuthError::Store)?
+            .map(|name| format!("{name}/{}", token.actor().0))
+            .unwrap_or_else(|| token.actor().0);
+        req.extensions_mut().insert(LoggedCaller(label));
+    }
     Ok(Caller { token })
 }
 
@@ -177,6 +179,9 @@ pub struct Params(Vec<(String, String)>);
 
 impl Params {
     pub fn parse(req: &HttpRequest) -> ApiResult<Params> {
+        if req.query_string().is_empty() {
+            return Ok(Params(Vec::new()));
+        }
         web::Query::<Vec<(String, String)>>::from_query(req.query_string())
             .map(|q| Params(q.into_inner()))
             .map_err(|e| ScimError::invalid_syntax(format!("malformed query string: {e}")).into())

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
-use super::render::{Renderer, list_response, no_content, resource_response, scim_json};
+use super::render::{Renderer, list_response, no_content, resource_response, scim_json, stored_response};
 use super::request::{JsonBody, Params, ScimCaller, base_url, if_match};
 use crate::scim::ScimError;
 use crate::scim::filter::{Filter, check, parse_filter};
@@ -178,7 +178,7 @@ fn run_search(
         total += page.total;
         let renderer =
             Renderer { store: &state.store, account: acct, schema, base: &base, projection: &projection };
-        for doc in &page.resources {
+        for doc in page.resources {
             resources.push(renderer.render(doc)?);
         }
     }
@@ -198,7 +198,7 @@ pub async fn create(
     let (acct, actor) = (caller.0.account(), caller.0.actor());
     let doc = state.store.create(acct, schema, &input, &actor)?;
     state.committed().await;
-    respond_with(&req, &state, &caller, **kind, &doc, StatusCode::CREATED)
+    respond_with(&req, &state, &caller, **kind, doc, StatusCode::CREATED)
 }
 
 pub async fn get(
@@ -209,19 +209,33 @@ pub async fn get(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let acct = caller.0.account();
-    let doc = state
-        .store
-        .resource(acct, **kind, &id)?
-        .ok_or_else(|| ApiError::NotFound(format!("{} {id} not found", kind.name())))?;
-    if let Some(tags) = req.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
-        let current = version_of(&doc);
-        if tags.split(',').any(|t| t.trim() == "*" || t.trim() == current) {
-            return Ok(HttpResponse::NotModified()
-                .insert_header((header::ETAG, current.to_string()))
-                .finish());
-        }
+    let not_found = || ApiError::NotFound(format!("{} {id} not found", kind.name()));
+    let params = Params::parse(&req)?;
+    let projection = Projection::parse(params.get("attributes"), params.get("excludedAttributes"))?;
+    let registry = registry(&state, &caller);
+    let base = base_url(&req);
+    let renderer = Renderer {
+        store: &state.store,
+        account: acct,
+        schema: registry.resource(**kind),
+        base: &base,
+        projection: &projection,
+    };
+    // Most reads ask for the default representation, which is served from the stored bytes.
+    let (body, version) = if projection.is_default() {
+        let stored = state.store.resource_bytes(acct, **kind, &id)?.ok_or_else(not_found)?;
+        renderer.render_stored(&stored)?
+    } else {
+        let doc = state.store.resource(acct, **kind, &id)?.ok_or_else(not_found)?;
+        let version = version_of(&doc).to_string();
+        (serde_json::to_vec(&renderer.render(doc)?).unwrap_or_default(), version)
+    };
+    if let Some(tags) = req.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok())
+        && tags.split(',').any(|t| t.trim() == "*" || t.trim() == version)
+    {
+        return Ok(HttpResponse::NotModified().insert_header((header::ETAG, version)).finish());
     }
-    respond_with(&req, &state, &caller, **kind, &doc, StatusCode::OK)
+    Ok(stored_response(StatusCode::OK, body, &version))
 }
 
 fn respond_with(
@@ -229,7 +243,7 @@ fn respond_with(
     state: &AppState,
     caller: &ScimCaller,
     kind: ResourceKind,
-    doc: &Value,
+    doc: Value,
     status: StatusCode,
 ) -> ApiResult<HttpResponse> {
     let params = Params::parse(req)?;
@@ -260,7 +274,7 @@ pub async fn replace(
     let (acct, actor, expected) = (caller.0.account(), caller.0.actor(), if_match(&req));
     let doc = state.store.replace(acct, schema, &id, &input, expected.as_deref(), &actor)?;
     state.committed().await;
-    respond_with(&req, &state, &caller, **kind, &doc, StatusCode::OK)
+    respond_with(&req, &state, &caller, **kind, doc, StatusCode::OK)
 }
 
 pub async fn patch(
@@ -278,7 +292,7 @@ pub async fn patch(
     let doc = state.store.patch(acct, schema, &id, &ops, expected.as_deref(), &actor)?;
     state.committed().await;
     if wants_representation(&req, **kind)? {
-        respond_with(&req, &state, &caller, **kind, &doc, StatusCode::OK)
+        respond_with(&req, &state, &caller, **kind, doc, StatusCode::OK)
     } else {
         Ok(no_content(&doc))
     }

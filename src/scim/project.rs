@@ -55,10 +55,15 @@ impl Projection {
     }
 
     /// The response form of a stored resource.
-    pub fn apply(&self, schema: &ResourceSchema, doc: &Value) -> Value {
-        let Value::Object(map) = doc else { return doc.clone() };
+    pub fn apply(&self, schema: &ResourceSchema, doc: Value) -> Value {
+        let Value::Object(mut map) = doc else { return doc };
+        if self.mode == Mode::Default {
+            // Most requests: keep the document, dropping only what is never or only on request returned.
+            map.retain(|key, value| self.keep_in_place(schema, key, value));
+            return Value::Object(map);
+        }
         let mut out = Map::with_capacity(map.len());
-        for (key, value) in map {
+        for (key, value) in &map {
             if key == "schemas" {
                 out.insert(key.clone(), value.clone());
             } else if let Some(ext) = schema.extension(key) {
@@ -72,6 +77,51 @@ impl Projection {
             }
         }
         Value::Object(out)
+    }
+
+    /// Is this the selection of a request without `attributes` and `excludedAttributes`?
+    pub fn is_default(&self) -> bool {
+        self.mode == Mode::Default
+    }
+
+    /// For the default projection: does a top-level entry of a stored document appear in the response?
+    /// Stored documents use canonical names and hold nothing that is never returned below the top level, so
+    /// only the few top-level attributes returned never or on request need looking at.
+    pub fn keeps_top_level(&self, schema: &ResourceSchema, key: &str) -> bool {
+        !schema
+            .top_level_attrs()
+            .any(|d| matches!(d.returned, Returned::Never | Returned::Request) && d.name == key)
+    }
+
+    /// The default projection of one top-level entry, changing it in place (no copy when it is kept whole).
+    fn keep_in_place(&self, schema: &ResourceSchema, key: &str, value: &mut Value) -> bool {
+        if key == "schemas" {
+            return true;
+        }
+        if let Some(ext) = schema.extension(key) {
+            return match self.keep_extension(schema, &ext.id, value) {
+                Some(v) => {
+                    *value = v;
+                    true
+                }
+                None => false,
+            };
+        }
+        let Some(resolved) = schema.resolve(Some(&schema.core.id), key) else { return false };
+        let def = resolved.def;
+        match def.returned {
+            Returned::Never | Returned::Request => false,
+            _ if def.is_complex() && def.sub_attributes.iter().any(|s| s.returned == Returned::Never) => {
+                match keep_whole(def, value) {
+                    Some(v) => {
+                        *value = v;
+                        true
+                    }
+                    None => false,
+                }
+            }
+            _ => true,
+        }
     }
 
     fn keep_extension(&self, schema: &ResourceSchema, urn: &str, value: &Value) -> Option<Value> {
@@ -352,7 +402,7 @@ mod tests {
     }
 
     fn project(attributes: Option<&str>, excluded: Option<&str>) -> Value {
-        Projection::parse(attributes, excluded).unwrap().apply(&users(), &doc())
+        Projection::parse(attributes, excluded).unwrap().apply(&users(), doc())
     }
 
     #[test]

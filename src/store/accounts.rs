@@ -1,6 +1,8 @@
 //! Accounts (tenants) and their bearer tokens. A token is stored only as its SHA-256 hash; it resolves to
 //! exactly one account and kind.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -214,13 +216,14 @@ impl Store {
 
     /// The token a presented secret belongs to. The secret is only ever hashed; the stored hash is then
     /// compared in constant time.
-    pub fn authenticate(&self, secret: &str) -> StoreResult<Option<TokenInfo>> {
+    pub fn authenticate(&self, secret: &str) -> StoreResult<Option<Arc<TokenInfo>>> {
         let presented = hash(secret);
         let cached = self.inner.tokens.read().ok().and_then(|c| c.get(&presented).cloned());
         let info = match cached {
             Some(info) => info,
             None => {
                 let Some(info) = self.token_by_hash(&presented)? else { return Ok(None) };
+                let info = Arc::new(info);
                 if let Ok(mut cache) = self.inner.tokens.write() {
                     cache.insert(presented.clone(), info.clone());
                 }

@@ -144,11 +144,18 @@ impl Store {
 
     /// The groups `mid` is a direct member of, from the reverse index.
     pub fn groups_of(&self, acct: AccountId, mid: &str) -> StoreResult<Vec<String>> {
+        // Most users are in a handful of groups: stepping with `get_gt` spares setting up an iterator.
         let prefix = member_of_prefix(acct, mid);
-        self.tree()
-            .scan_prefix(&prefix)
-            .map(|item| Ok(String::from_utf8_lossy(&item?.0[prefix.len()..]).into_owned()))
-            .collect()
+        let mut groups = Vec::new();
+        let mut at = sled::IVec::from(prefix.as_slice());
+        while let Some((key, _)) = self.tree().get_gt(&at)? {
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            groups.push(String::from_utf8_lossy(&key[prefix.len()..]).into_owned());
+            at = key;
+        }
+        Ok(groups)
     }
 
     /// A reader of the reverse index for many users in ascending id order: one pass over the index

@@ -122,7 +122,7 @@ struct Inner {
     group_locks: Vec<Mutex<()>>,
     standard: Arc<Registry>,
     /// Tokens seen since start, by the hash of their secret (revocation removes them at once).
-    tokens: RwLock<HashMap<Vec<u8>, TokenInfo>>,
+    tokens: RwLock<HashMap<Vec<u8>, Arc<TokenInfo>>>,
     account_names: RwLock<HashMap<AccountId, String>>,
     /// Each account's schemas: the standard ones plus its custom attributes, built once.
     registries: RwLock<HashMap<AccountId, Arc<Registry>>>,

@@ -237,6 +237,19 @@ impl Store {
         }
     }
 
+    /// A resource's stored JSON, undecoded.
+    pub fn resource_bytes(
+        &self,
+        acct: AccountId,
+        kind: ResourceKind,
+        id: &str,
+    ) -> StoreResult<Option<sled::IVec>> {
+        if super::check_id(kind, id).is_err() {
+            return Ok(None);
+        }
+        Ok(self.tree().get(family(kind).record_key(acct, id))?)
+    }
+
     pub fn resource(&self, acct: AccountId, kind: ResourceKind, id: &str) -> StoreResult<Option<Value>> {
         match kind {
             ResourceKind::User => self.user(acct, id),
