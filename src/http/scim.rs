@@ -15,7 +15,7 @@ use crate::scim::patch::parse_request;
 use crate::scim::project::Projection;
 use crate::scim::resource::normalize;
 use crate::scim::schema::{Registry, ResourceKind};
-use crate::store::{ListQuery, version_of};
+use crate::store::{ListQuery, StoreError, StoreResult, version_of};
 
 /// The list parameters of a GET query or a `.search` body.
 #[derive(Debug, Default)]
@@ -101,6 +101,17 @@ impl Search {
 
 fn bad_number(name: &str) -> ApiError {
     ScimError::invalid_value(format!("'{name}' must be an integer")).into()
+}
+
+/// Runs a store write on the blocking pool: it may wait for a group commit, and the more writers wait
+/// together, the more of them one commit serves.
+async fn blocking<T: Send + 'static>(
+    write: impl FnOnce() -> StoreResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    web::block(write)
+        .await
+        .map_err(|e| ApiError::Store(StoreError::Io(std::io::Error::other(e.to_string()))))?
+        .map_err(ApiError::from)
 }
 
 fn registry(state: &AppState, caller: &ScimCaller) -> std::sync::Arc<Registry> {
@@ -192,13 +203,13 @@ pub async fn create(
     caller: ScimCaller,
     body: JsonBody,
 ) -> ApiResult<HttpResponse> {
+    let answer = Answer::of(&req, **kind)?;
     let registry = registry(&state, &caller);
-    let schema = registry.resource(**kind);
-    let input = normalize(schema, &body.0)?;
-    let (acct, actor) = (caller.0.account(), caller.0.actor());
-    let doc = state.store.create(acct, schema, &input, &actor)?;
+    let input = normalize(registry.resource(**kind), &body.0)?;
+    let (store, acct, actor, kind_) = (state.store.clone(), caller.0.account(), caller.0.actor(), **kind);
+    let doc = blocking(move || store.create(acct, registry.resource(kind_), &input, &actor)).await?;
     state.committed().await;
-    respond_with(&req, &state, &caller, **kind, doc, StatusCode::CREATED)
+    respond_with(&req, &state, &caller, **kind, doc, &answer, StatusCode::CREATED)
 }
 
 pub async fn get(
@@ -231,11 +242,32 @@ pub async fn get(
         (serde_json::to_vec(&renderer.render(doc)?).unwrap_or_default(), version)
     };
     if let Some(tags) = req.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok())
-        && tags.split(',').any(|t| t.trim() == "*" || t.trim() == version)
+        && tags.split(',').any(|t| t.trim() == "*" || weak_eq(t.trim(), &version))
     {
         return Ok(HttpResponse::NotModified().insert_header((header::ETAG, version)).finish());
     }
     Ok(stored_response(StatusCode::OK, body, &version))
+}
+
+/// RFC 9110 §8.8.3.2 weak comparison, which `If-None-Match` uses: the opaque tags match, `W/` aside.
+fn weak_eq(a: &str, b: &str) -> bool {
+    a.trim_start_matches("W/") == b.trim_start_matches("W/")
+}
+
+/// How a write answers, read from the request before anything is written: a bad `attributes` is a 400
+/// with nothing stored, never a 400 after the write went through.
+struct Answer {
+    projection: Projection,
+    /// Whether a PATCH answers with the resource (see [`wants_representation`]).
+    representation: bool,
+}
+
+impl Answer {
+    fn of(req: &HttpRequest, kind: ResourceKind) -> ApiResult<Answer> {
+        let params = Params::parse(req)?;
+        let projection = Projection::parse(params.get("attributes"), params.get("excludedAttributes"))?;
+        Ok(Answer { projection, representation: wants_representation(req, &params, kind) })
+    }
 }
 
 fn respond_with(
@@ -244,10 +276,9 @@ fn respond_with(
     caller: &ScimCaller,
     kind: ResourceKind,
     doc: Value,
+    answer: &Answer,
     status: StatusCode,
 ) -> ApiResult<HttpResponse> {
-    let params = Params::parse(req)?;
-    let projection = Projection::parse(params.get("attributes"), params.get("excludedAttributes"))?;
     let registry = registry(state, caller);
     let base = base_url(req);
     let renderer = Renderer {
@@ -255,7 +286,7 @@ fn respond_with(
         account: caller.0.account(),
         schema: registry.resource(kind),
         base: &base,
-        projection: &projection,
+        projection: &answer.projection,
     };
     Ok(resource_response(status, &renderer.render(doc)?))
 }
@@ -268,13 +299,18 @@ pub async fn replace(
     id: web::Path<String>,
     body: JsonBody,
 ) -> ApiResult<HttpResponse> {
+    let answer = Answer::of(&req, **kind)?;
     let registry = registry(&state, &caller);
-    let schema = registry.resource(**kind);
-    let input = normalize(schema, &body.0)?;
-    let (acct, actor, expected) = (caller.0.account(), caller.0.actor(), if_match(&req));
-    let doc = state.store.replace(acct, schema, &id, &input, expected.as_deref(), &actor)?;
+    let input = normalize(registry.resource(**kind), &body.0)?;
+    let (store, acct, actor, expected, kind_) =
+        (state.store.clone(), caller.0.account(), caller.0.actor(), if_match(&req), **kind);
+    let id_ = id.clone();
+    let doc = blocking(move || {
+        store.replace(acct, registry.resource(kind_), &id_, &input, expected.as_deref(), &actor)
+    })
+    .await?;
     state.committed().await;
-    respond_with(&req, &state, &caller, **kind, doc, StatusCode::OK)
+    respond_with(&req, &state, &caller, **kind, doc, &answer, StatusCode::OK)
 }
 
 pub async fn patch(
@@ -285,14 +321,19 @@ pub async fn patch(
     id: web::Path<String>,
     body: JsonBody,
 ) -> ApiResult<HttpResponse> {
+    let answer = Answer::of(&req, **kind)?;
     let registry = registry(&state, &caller);
-    let schema = registry.resource(**kind);
     let ops = parse_request(&body.0)?;
-    let (acct, actor, expected) = (caller.0.account(), caller.0.actor(), if_match(&req));
-    let doc = state.store.patch(acct, schema, &id, &ops, expected.as_deref(), &actor)?;
+    let (store, acct, actor, expected, kind_) =
+        (state.store.clone(), caller.0.account(), caller.0.actor(), if_match(&req), **kind);
+    let id_ = id.clone();
+    let doc = blocking(move || {
+        store.patch(acct, registry.resource(kind_), &id_, &ops, expected.as_deref(), &actor)
+    })
+    .await?;
     state.committed().await;
-    if wants_representation(&req, **kind)? {
-        respond_with(&req, &state, &caller, **kind, doc, StatusCode::OK)
+    if answer.representation {
+        respond_with(&req, &state, &caller, **kind, doc, &answer, StatusCode::OK)
     } else {
         Ok(no_content(&doc))
     }
@@ -302,14 +343,13 @@ pub async fn patch(
 /// 100,000 members cheap) unless the client asks for the resource: with `attributes` /
 /// `excludedAttributes`, with `Prefer: return=representation`, or, for users, when it is Okta, whose
 /// documentation answers user PATCHes with 200 and the user.
-fn wants_representation(req: &HttpRequest, kind: ResourceKind) -> ApiResult<bool> {
-    let params = Params::parse(req)?;
+fn wants_representation(req: &HttpRequest, params: &Params, kind: ResourceKind) -> bool {
     let header =
         |name: header::HeaderName| req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
-    Ok(params.has("attributes")
+    params.has("attributes")
         || params.has("excludedAttributes")
         || header(header::HeaderName::from_static("prefer")).contains("return=representation")
-        || (kind == ResourceKind::User && header(header::USER_AGENT).to_ascii_lowercase().contains("okta")))
+        || (kind == ResourceKind::User && header(header::USER_AGENT).to_ascii_lowercase().contains("okta"))
 }
 
 pub async fn delete(
@@ -319,8 +359,9 @@ pub async fn delete(
     caller: ScimCaller,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let (acct, actor, expected) = (caller.0.account(), caller.0.actor(), if_match(&req));
-    state.store.delete(acct, **kind, &id, expected.as_deref(), &actor)?;
+    let (store, acct, actor, expected, kind_) =
+        (state.store.clone(), caller.0.account(), caller.0.actor(), if_match(&req), **kind);
+    blocking(move || store.delete(acct, kind_, &id, expected.as_deref(), &actor)).await?;
     state.committed().await;
     Ok(HttpResponse::NoContent().finish())
 }

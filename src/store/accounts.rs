@@ -1,6 +1,7 @@
 //! Accounts (tenants) and their bearer tokens. A token is stored only as its SHA-256 hash; it resolves to
 //! exactly one account and kind.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -61,6 +62,14 @@ pub struct TokenInfo {
     /// SHA-256 of the secret; never shown.
     #[serde(with = "hex_bytes")]
     pub(crate) hash: Vec<u8>,
+}
+
+/// Tokens authenticated since start, by the hash of their secret, and how many revocations there have
+/// been (a lookup that raced a revocation does not fill the cache).
+#[derive(Default)]
+pub(crate) struct TokenCache {
+    tokens: HashMap<Vec<u8>, Arc<TokenInfo>>,
+    revocations: u64,
 }
 
 impl TokenInfo {
@@ -218,14 +227,20 @@ impl Store {
     /// compared in constant time.
     pub fn authenticate(&self, secret: &str) -> StoreResult<Option<Arc<TokenInfo>>> {
         let presented = hash(secret);
-        let cached = self.inner.tokens.read().ok().and_then(|c| c.get(&presented).cloned());
+        let (cached, epoch) = match self.inner.tokens.read() {
+            Ok(c) => (c.tokens.get(&presented).cloned(), c.revocations),
+            Err(_) => (None, u64::MAX),
+        };
         let info = match cached {
             Some(info) => info,
             None => {
                 let Some(info) = self.token_by_hash(&presented)? else { return Ok(None) };
                 let info = Arc::new(info);
                 if let Ok(mut cache) = self.inner.tokens.write() {
-                    cache.insert(presented.clone(), info.clone());
+                    // A revocation since the read above may concern this very token: then it is not cached.
+                    if cache.revocations == epoch {
+                        cache.tokens.insert(presented.clone(), info.clone());
+                    }
                 }
                 info
             }
@@ -271,9 +286,6 @@ impl Store {
             };
             tx.remove(global(kind::TOKEN, &hash))?;
             tx.remove(id_key.as_slice())?;
-            if let Ok(mut cache) = self.inner.tokens.write() {
-                cache.remove(hash.as_ref());
-            }
             activity::record(
                 tx,
                 acct,
@@ -285,6 +297,11 @@ impl Store {
             )?;
             Ok(info)
         })?;
+        // Evicted only once the removal has committed, so no request can cache the token again after this.
+        if let Ok(mut cache) = self.inner.tokens.write() {
+            cache.revocations += 1;
+            cache.tokens.remove(&info.hash);
+        }
         Ok(info)
     }
 }

@@ -1,9 +1,9 @@
 //! The activity history: every change with its time, actor and detail, written in the same transaction as
 //! the change itself and read newest first.
 
+use crate::store::tx::Tx;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
 use super::codec::{decode, encode};
 use super::keys::{AccountId, key, kind, prefix};
@@ -34,7 +34,7 @@ pub struct ActivityQuery {
 
 /// Appends an entry inside the caller's transaction.
 pub(crate) fn record(
-    tx: &TransactionalTree,
+    tx: &Tx<'_>,
     acct: AccountId,
     now: chrono::DateTime<chrono::Utc>,
     actor: &Actor,
@@ -42,7 +42,7 @@ pub(crate) fn record(
     target: Option<&str>,
     detail: Value,
 ) -> TxResult<()> {
-    let seq = tx.generate_id().map_err(ConflictableTransactionError::Storage)?;
+    let seq = tx.generate_id()?;
     let entry = Activity {
         seq,
         time: timestamp(now),

@@ -1,9 +1,9 @@
 //! How records are encoded (JSON) and the `meta` bookkeeping every write does.
 
+use crate::store::tx::Tx;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use sled::transaction::TransactionalTree;
 
 use super::{StoreError, StoreResult, TxResult, abort};
 use crate::clock::timestamp;
@@ -19,7 +19,7 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> StoreResult<T> {
 }
 
 /// Reads and decodes a record inside a transaction.
-pub(crate) fn tx_get<T: DeserializeOwned>(tx: &TransactionalTree, key: &[u8]) -> TxResult<Option<T>> {
+pub(crate) fn tx_get<T: DeserializeOwned>(tx: &Tx<'_>, key: &[u8]) -> TxResult<Option<T>> {
     match tx.get(key)? {
         Some(bytes) => match decode(&bytes) {
             Ok(v) => Ok(Some(v)),

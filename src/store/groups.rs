@@ -1,6 +1,7 @@
 //! Groups: create, read, replace, patch, delete. The group document never holds its members; member changes
 //! are applied as per-member keys (see `members`), under the group's lock.
 
+use crate::store::tx::Tx;
 use serde_json::{Map, Value, json};
 
 use super::activity::record;
@@ -158,7 +159,7 @@ impl Store {
 }
 
 fn record_member_changes(
-    tx: &sled::transaction::TransactionalTree,
+    tx: &Tx<'_>,
     acct: AccountId,
     now: chrono::DateTime<chrono::Utc>,
     actor: &Actor,

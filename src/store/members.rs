@@ -2,10 +2,10 @@
 //! reads or rewrites the rest of the group. Changes to one group's members are serialised by a lock stripe
 //! so that whole-list operations (replace, remove all, remove by filter) see a stable member list.
 
+use crate::store::tx::Tx;
 use std::collections::{HashMap, HashSet};
 
 use serde_json::{Value, json};
-use sled::transaction::TransactionalTree;
 
 use super::codec::{decode, encode};
 use super::keys::{AccountId, SEP, child_prefix, key, kind};
@@ -224,7 +224,7 @@ impl Store {
 /// read before the transaction (needed only for `Clear`). Every user whose membership changed is marked
 /// for re-evaluation.
 pub(crate) fn apply_member_changes(
-    tx: &TransactionalTree,
+    tx: &Tx<'_>,
     acct: AccountId,
     gid: &str,
     changes: &[Resolved],
@@ -234,7 +234,7 @@ pub(crate) fn apply_member_changes(
     let mut before: HashMap<String, bool> = HashMap::new();
     let mut order: Vec<String> = Vec::new();
     let mut added_here: HashSet<String> = HashSet::new();
-    let mut touch = |tx: &TransactionalTree, mid: &str, before: &mut HashMap<String, bool>| -> TxResult<()> {
+    let mut touch = |tx: &Tx<'_>, mid: &str, before: &mut HashMap<String, bool>| -> TxResult<()> {
         if !before.contains_key(mid) {
             let was = tx.get(member_key(acct, gid, mid))?.is_some();
             before.insert(mid.to_string(), was);
@@ -280,7 +280,7 @@ pub(crate) fn apply_member_changes(
     Ok(patch)
 }
 
-fn remove_membership(tx: &TransactionalTree, acct: AccountId, gid: &str, mid: &str) -> TxResult<()> {
+fn remove_membership(tx: &Tx<'_>, acct: AccountId, gid: &str, mid: &str) -> TxResult<()> {
     tx.remove(member_key(acct, gid, mid))?;
     tx.remove(member_of_key(acct, mid, gid))?;
     Ok(())
@@ -305,8 +305,7 @@ pub(crate) fn remove_all_members_of(store: &Store, acct: AccountId, gid: &str) -
             Ok(())
         })?;
     }
-    store.tree().remove(cleanup_key(acct, b'g', gid))?;
-    Ok(())
+    store.transact(|tx| tx.remove(cleanup_key(acct, b'g', gid)))
 }
 
 /// Removes every membership of a deleted user, then the user's cleanup marker.
@@ -323,8 +322,7 @@ pub(crate) fn remove_all_memberships_of(store: &Store, acct: AccountId, uid: &st
             Ok(())
         })?;
     }
-    store.tree().remove(cleanup_key(acct, b'u', uid))?;
-    Ok(())
+    store.transact(|tx| tx.remove(cleanup_key(acct, b'u', uid)))
 }
 
 impl Store {

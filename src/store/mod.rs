@@ -13,6 +13,7 @@ mod members;
 mod pending;
 mod resources;
 pub mod sync;
+mod tx;
 mod users;
 mod verify;
 
@@ -21,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 pub use accounts::{Account, TokenInfo, TokenKind};
 pub use activity::{Activity, ActivityQuery};
@@ -31,6 +32,8 @@ pub use keys::AccountId;
 pub use list::{ListPage, ListQuery};
 pub use members::{GroupPatch, GroupsCursor, Member};
 pub use users::is_active;
+
+use tx::Tx;
 
 use crate::clock::Clock;
 use crate::scim::ScimError;
@@ -112,7 +115,9 @@ pub struct Store {
 }
 
 struct Inner {
+    db: sled::Db,
     tree: sled::Tree,
+    committer: tx::Committer,
     durability: Durability,
     clock: Arc<dyn Clock>,
     /// Resources per account and kind, so unfiltered lists answer `totalResults` without a scan.
@@ -122,7 +127,7 @@ struct Inner {
     group_locks: Vec<Mutex<()>>,
     standard: Arc<Registry>,
     /// Tokens seen since start, by the hash of their secret (revocation removes them at once).
-    tokens: RwLock<HashMap<Vec<u8>, Arc<TokenInfo>>>,
+    tokens: RwLock<accounts::TokenCache>,
     account_names: RwLock<HashMap<AccountId, String>>,
     /// Each account's schemas: the standard ones plus its custom attributes, built once.
     registries: RwLock<HashMap<AccountId, Arc<Registry>>>,
@@ -139,13 +144,15 @@ impl Store {
         let durability = Durability::start(db.clone(), &options.path, options.durability)?;
         let store = Store {
             inner: Arc::new(Inner {
+                db: db.clone(),
                 tree,
+                committer: tx::Committer::default(),
                 durability,
                 clock: options.clock,
                 counts: RwLock::new(HashMap::new()),
                 group_locks: (0..GROUP_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
                 standard: Arc::new(Registry::standard()),
-                tokens: RwLock::new(HashMap::new()),
+                tokens: RwLock::default(),
                 account_names: RwLock::new(HashMap::new()),
                 registries: RwLock::new(HashMap::new()),
                 data_dir: options.path,
@@ -217,9 +224,16 @@ impl Store {
         }
     }
 
-    /// Runs `f` as one serialisable transaction over the whole store.
-    pub(crate) fn transact<T>(&self, f: impl Fn(&TransactionalTree) -> TxResult<T>) -> StoreResult<T> {
-        Ok(self.inner.tree.transaction(f)?)
+    /// Runs `f` as one serialisable transaction over the whole store, committed together with the
+    /// transactions of concurrent writers (see [`tx`]).
+    pub(crate) fn transact<T>(&self, f: impl Fn(&Tx<'_>) -> TxResult<T>) -> StoreResult<T> {
+        self.inner.committer.run(&self.inner.tree, &self.inner.db, f)
+    }
+
+    /// Runs `f` with every other writer held off meanwhile: for work that reads much and should not be
+    /// retried.
+    pub(crate) fn transact_exclusive<T>(&self, f: impl Fn(&Tx<'_>) -> TxResult<T>) -> StoreResult<T> {
+        self.inner.committer.exclusive(&self.inner.tree, &self.inner.db, f)
     }
 
     pub(crate) fn population(&self, acct: AccountId, kind: ResourceKind) -> Arc<Population> {

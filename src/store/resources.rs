@@ -1,8 +1,8 @@
 //! What users and groups share in storage: the record, the case-insensitive unique-name index and the
 //! externalId index, kept in step with every write inside the writer's transaction.
 
+use crate::store::tx::Tx;
 use serde_json::Value;
-use sled::transaction::TransactionalTree;
 
 use super::codec::{check_if_match, decode, encode, tx_get};
 use super::keys::{AccountId, SEP, fold, key, kind, prefix, trailing_id};
@@ -67,7 +67,7 @@ impl Family {
     }
 
     /// The stored document, or a 404 that aborts the transaction.
-    pub fn load(&self, tx: &TransactionalTree, acct: AccountId, id: &str) -> TxResult<Value> {
+    pub fn load(&self, tx: &Tx<'_>, acct: AccountId, id: &str) -> TxResult<Value> {
         match tx_get(tx, &self.record_key(acct, id))? {
             Some(doc) => Ok(doc),
             None => abort(not_found(self.kind, id)),
@@ -77,7 +77,7 @@ impl Family {
     /// The stored document if `If-Match` allows a write to it; aborts with a 404 or a 412 otherwise.
     pub fn load_for_write(
         &self,
-        tx: &TransactionalTree,
+        tx: &Tx<'_>,
         acct: AccountId,
         id: &str,
         if_match: Option<&str>,
@@ -97,7 +97,7 @@ impl Family {
     /// A unique name held by another resource aborts with a conflict.
     pub fn write(
         &self,
-        tx: &TransactionalTree,
+        tx: &Tx<'_>,
         acct: AccountId,
         id: &str,
         old: Option<&Value>,

@@ -2,9 +2,9 @@
 //! the record, a pending re-evaluation recorded for the rule engine in the same transaction as every change,
 //! and the user's groups read from the membership reverse index.
 
+use crate::store::tx::Tx;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
-use sled::transaction::TransactionalTree;
 
 use super::activity::record;
 use super::codec::{bumped_meta, display_of, new_meta};
@@ -187,7 +187,7 @@ pub fn is_active(user: &Value) -> bool {
 
 /// Keeps the display text and the password hash in step with the document.
 fn write_side_records(
-    tx: &TransactionalTree,
+    tx: &Tx<'_>,
     acct: AccountId,
     id: &str,
     old: Option<&Value>,

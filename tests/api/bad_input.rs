@@ -79,6 +79,15 @@ fn bad_filters_and_parameters_are_400_invalid_filter() {
         StatusCode::BAD_REQUEST,
     );
     assert!(err["detail"].as_str().unwrap().contains("emailName357"), "the detail names the parameter");
+    // A write with a bad `attributes` is refused before anything is stored, so a retry is not a 409.
+    let bad = format!("?attributes={}", q("emails[value eq \"x\"]"));
+    let user = json!({"userName": "bad.params@example.com"});
+    expect_error(app.post(&format!("/Users{bad}"), &user), StatusCode::BAD_REQUEST);
+    expect_status(app.post("/Users", &user), StatusCode::CREATED);
+    let gid = id(&app.create_group("Bad params"));
+    let add = json!({"Operations": [{"op": "add", "path": "members", "value": [{"value": "x"}]}]});
+    expect_error(app.patch(&format!("/Groups/{gid}{bad}"), &add), StatusCode::BAD_REQUEST);
+    assert!(app.member_ids(&gid).is_empty(), "the refused PATCH changed nothing");
     // still serving
     assert_eq!(app.get("/Users").status(), StatusCode::OK);
 }

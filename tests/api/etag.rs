@@ -17,6 +17,9 @@ fn etags_guard_writes_and_save_reads() {
     assert_eq!(res.headers()["etag"], "W/\"1\"");
     let res = app.request(Method::GET, &path).header("If-None-Match", "W/\"1\"").send().unwrap();
     assert_eq!(res.status(), StatusCode::NOT_MODIFIED);
+    // If-None-Match compares weakly (RFC 9110 §13.1.2): the tag without `W/` matches too.
+    let res = app.request(Method::GET, &path).header("If-None-Match", "\"0\", \"1\"").send().unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_MODIFIED);
 
     let put = app
         .request(Method::PUT, &path)

@@ -2,9 +2,9 @@
 //! per user, the server-wide login claims behind `existingAccount`, failures, welcome messages and activity
 //! entries — each batch one transaction.
 
+use crate::store::tx::Tx;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
 use super::model::*;
 use super::{product_key, tx_used, used_key};
@@ -82,7 +82,7 @@ impl Store {
     /// Applies a batch of decisions in one transaction.
     pub fn apply_decisions(&self, acct: AccountId, decisions: &[Decision]) -> StoreResult<Vec<Applied>> {
         let now = self.now();
-        self.transact(|tx| {
+        self.transact_exclusive(|tx| {
             let ctx = Ctx { tx, acct, now: timestamp(now), clock: now };
             decisions.iter().map(|d| ctx.apply(d)).collect()
         })
@@ -90,7 +90,7 @@ impl Store {
 }
 
 struct Ctx<'a> {
-    tx: &'a TransactionalTree,
+    tx: &'a Tx<'a>,
     acct: AccountId,
     now: String,
     clock: chrono::DateTime<chrono::Utc>,
@@ -337,7 +337,7 @@ impl Ctx<'_> {
         if bundle.products.is_empty() || self.tx.get(&marker)?.is_some() {
             return Ok(());
         }
-        let seq = self.tx.generate_id().map_err(ConflictableTransactionError::Storage)?;
+        let seq = self.tx.generate_id()?;
         self.tx.insert(key(kind::OUTBOX, self.acct, &[&seq.to_be_bytes()]), encode(message))?;
         self.tx.insert(marker, &[])?;
         Ok(())

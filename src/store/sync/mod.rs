@@ -7,10 +7,10 @@ mod apply;
 pub mod model;
 mod queue;
 
+use crate::store::tx::Tx;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use sled::transaction::TransactionalTree;
 
 pub use apply::{Applied, Decision, Outcome};
 pub use model::*;
@@ -82,7 +82,7 @@ fn custom_attributes_key(acct: AccountId) -> Vec<u8> {
     key(kind::OBJECT, acct, &[b"ca"])
 }
 
-pub(crate) fn tx_used(tx: &TransactionalTree, acct: AccountId, id: &str) -> TxResult<u64> {
+pub(crate) fn tx_used(tx: &Tx<'_>, acct: AccountId, id: &str) -> TxResult<u64> {
     Ok(tx_get(tx, &used_key(acct, id))?.unwrap_or(0))
 }
 
@@ -260,7 +260,8 @@ impl Store {
         let now = self.now();
         let bytes = encode(value);
         self.transact(|tx| {
-            let created = tx.insert(object_key(acct, kind_, id), bytes.clone())?.is_none();
+            let created = tx.get(object_key(acct, kind_, id))?.is_none();
+            tx.insert(object_key(acct, kind_, id), bytes.clone())?;
             let event = format!("{}.updated", kind_.noun());
             record(tx, acct, now, actor, &event, Some(id), json!({"created": created}))?;
             Ok(created)
@@ -285,9 +286,10 @@ impl Store {
                     kind_.noun()
                 )));
             }
-            if tx.remove(object_key(acct, kind_, id))?.is_none() {
+            if tx.get(object_key(acct, kind_, id))?.is_none() {
                 return abort(StoreError::NotFound(format!("{} {id}", kind_.noun())));
             }
+            tx.remove(object_key(acct, kind_, id))?;
             record(tx, acct, now, actor, &format!("{}.deleted", kind_.noun()), Some(id), json!({}))
         })
     }

@@ -1,11 +1,10 @@
 //! The engine's work queue: users marked pending one by one (`P`), and scopes (`Q`) — every user of the
 //! account, or every member of a group — that a rule change or switching sync on puts up for re-evaluation.
 
-use sled::transaction::{ConflictableTransactionError, TransactionalTree};
-
 use crate::store::keys::{AccountId, ID_LEN, child_prefix, key, kind, prefix, suffix};
 use crate::store::pending::mark_pending;
 use crate::store::resources::USERS;
+use crate::store::tx::Tx;
 use crate::store::{Store, StoreResult, TxResult};
 
 /// Who a rule change or sync switch re-evaluates.
@@ -31,8 +30,8 @@ fn scope_key(acct: AccountId, scope: &Scope) -> Vec<u8> {
     }
 }
 
-pub(crate) fn mark_scope(tx: &TransactionalTree, acct: AccountId, scope: &Scope) -> TxResult<()> {
-    let seq = tx.generate_id().map_err(ConflictableTransactionError::Storage)?;
+pub(crate) fn mark_scope(tx: &Tx<'_>, acct: AccountId, scope: &Scope) -> TxResult<()> {
+    let seq = tx.generate_id()?;
     tx.insert(scope_key(acct, scope), &seq.to_be_bytes())?;
     Ok(())
 }

@@ -1,0 +1,342 @@
+//! Transactions, committed in groups. A sled transaction holds sled's global write lock while its closure
+//! runs, which stops every other read and write of the store meanwhile, and it writes its log buffer twice
+//! on commit. So usersync runs its own optimistic transactions: a closure reads the live tree (the reads are
+//! recorded) and buffers its writes; it then joins the committer's queue, and whichever writer finds no
+//! commit under way takes every queued job, checks that what each job read is still what it saw, and writes
+//! the valid ones as one atomic sled batch. A job whose reads were overtaken runs again from the start, so
+//! the whole stays serialisable. All writes pass through the committer, which is what makes checking the
+//! reads with plain gets sound. Work that reads much and must not be retried (the rule engine's batches)
+//! takes the committer for itself instead ([`Committer::exclusive`]).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::{Condvar, Mutex, MutexGuard};
+
+use sled::IVec;
+use sled::transaction::ConflictableTransactionError;
+
+use super::{StoreError, StoreResult, TxResult};
+
+/// Keys with what they held when read, or what they are to hold (`None`: absent, removed).
+type Entries = HashMap<Vec<u8>, Option<IVec>>;
+
+/// The view a transaction closure reads and writes through.
+pub(crate) struct Tx<'a> {
+    tree: &'a sled::Tree,
+    db: &'a sled::Db,
+    /// What each key held when first read, kept only when the reads must be checked at commit.
+    reads: Option<RefCell<Entries>>,
+    writes: RefCell<Entries>,
+}
+
+impl<'a> Tx<'a> {
+    fn new(tree: &'a sled::Tree, db: &'a sled::Db, check_reads: bool) -> Tx<'a> {
+        Tx { tree, db, reads: check_reads.then(RefCell::default), writes: RefCell::default() }
+    }
+
+    pub(crate) fn get<K: AsRef<[u8]>>(&self, key: K) -> TxResult<Option<IVec>> {
+        let key = key.as_ref();
+        if let Some(written) = self.writes.borrow().get(key) {
+            return Ok(written.clone());
+        }
+        if let Some(seen) = self.reads.as_ref().and_then(|r| r.borrow().get(key).cloned()) {
+            return Ok(seen);
+        }
+        let value = self.tree.get(key).map_err(ConflictableTransactionError::Storage)?;
+        if let Some(reads) = &self.reads {
+            reads.borrow_mut().insert(key.to_vec(), value.clone());
+        }
+        Ok(value)
+    }
+
+    pub(crate) fn insert<K: AsRef<[u8]>, V: Into<IVec>>(&self, key: K, value: V) -> TxResult<()> {
+        self.writes.borrow_mut().insert(key.as_ref().to_vec(), Some(value.into()));
+        Ok(())
+    }
+
+    pub(crate) fn remove<K: AsRef<[u8]>>(&self, key: K) -> TxResult<()> {
+        self.writes.borrow_mut().insert(key.as_ref().to_vec(), None);
+        Ok(())
+    }
+
+    /// A number no other call returns, increasing (sled's id generator).
+    pub(crate) fn generate_id(&self) -> TxResult<u64> {
+        self.db.generate_id().map_err(ConflictableTransactionError::Storage)
+    }
+
+    fn into_job(self, id: u64) -> Job {
+        Job {
+            id,
+            reads: self.reads.map(RefCell::into_inner).unwrap_or_default(),
+            writes: self.writes.into_inner(),
+        }
+    }
+}
+
+/// One optimistic transaction waiting to be committed.
+struct Job {
+    id: u64,
+    reads: Entries,
+    writes: Entries,
+}
+
+/// `Ok(true)` committed, `Ok(false)` a read changed (retry), `Err` the storage failed.
+type Outcome = Result<bool, String>;
+
+#[derive(Default)]
+struct Queue {
+    jobs: Vec<Job>,
+    /// Someone is committing (or holds the store exclusively): nobody else writes meanwhile.
+    committing: bool,
+    next_id: u64,
+    done: HashMap<u64, Outcome>,
+}
+
+/// Commits queued optimistic transactions in groups.
+#[derive(Default)]
+pub(crate) struct Committer {
+    queue: Mutex<Queue>,
+    finished: Condvar,
+}
+
+impl Committer {
+    /// Runs `f` as a serialisable transaction, retrying it while its reads are overtaken.
+    ///
+    /// An answer that rests on more than one read (an abort such as a 409 or a 404 included) is only
+    /// given once those reads are confirmed to have held together, so it never comes from a torn view.
+    pub(crate) fn run<T>(
+        &self,
+        tree: &sled::Tree,
+        db: &sled::Db,
+        f: impl Fn(&Tx) -> TxResult<T>,
+    ) -> StoreResult<T> {
+        loop {
+            let tx = Tx::new(tree, db, true);
+            let result = f(&tx);
+            if matches!(result, Err(ConflictableTransactionError::Conflict)) {
+                continue;
+            }
+            let mut job = tx.into_job(0);
+            if result.is_err() {
+                job.writes.clear();
+            }
+            let settled = (job.writes.is_empty() && job.reads.len() <= 1) || self.commit(tree, job)?;
+            if !settled {
+                continue;
+            }
+            return match result {
+                Ok(value) => Ok(value),
+                Err(ConflictableTransactionError::Abort(e)) => Err(e),
+                Err(ConflictableTransactionError::Storage(e)) => Err(StoreError::Storage(e)),
+                Err(ConflictableTransactionError::Conflict) => continue,
+            };
+        }
+    }
+
+    /// Runs `f` with no other write in between, then writes what it wrote atomically.
+    pub(crate) fn exclusive<T>(
+        &self,
+        tree: &sled::Tree,
+        db: &sled::Db,
+        f: impl Fn(&Tx) -> TxResult<T>,
+    ) -> StoreResult<T> {
+        let queue = self.acquire(self.lock());
+        drop(queue);
+        let tx = Tx::new(tree, db, false);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&tx)));
+        let applied = match &result {
+            Ok(Ok(_)) => apply(tree, tx.into_job(0).writes.into_iter()),
+            _ => Ok(()),
+        };
+        self.release(self.lock(), HashMap::new());
+        match result {
+            Ok(Ok(value)) => applied.map(|()| value).map_err(StoreError::Storage),
+            Ok(Err(ConflictableTransactionError::Abort(e))) => Err(e),
+            Ok(Err(ConflictableTransactionError::Storage(e))) => Err(StoreError::Storage(e)),
+            Ok(Err(ConflictableTransactionError::Conflict)) => Err(StoreError::Storage(
+                sled::Error::ReportableBug("an exclusive transaction cannot conflict".into()),
+            )),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits until nobody commits, then takes the committer.
+    fn acquire<'q>(&self, mut queue: MutexGuard<'q, Queue>) -> MutexGuard<'q, Queue> {
+        while queue.committing {
+            queue = self.finished.wait(queue).unwrap_or_else(|p| p.into_inner());
+        }
+        queue.committing = true;
+        queue
+    }
+
+    fn release(&self, mut queue: MutexGuard<'_, Queue>, outcomes: HashMap<u64, Outcome>) {
+        queue.committing = false;
+        queue.done.extend(outcomes);
+        self.finished.notify_all();
+    }
+
+    /// Queues a job and waits for the group commit that includes it: `Ok(false)` if its reads had changed.
+    fn commit(&self, tree: &sled::Tree, mut job: Job) -> StoreResult<bool> {
+        let mut queue = self.lock();
+        let id = queue.next_id;
+        queue.next_id += 1;
+        job.id = id;
+        queue.jobs.push(job);
+        loop {
+            if let Some(outcome) = queue.done.remove(&id) {
+                return outcome.map_err(|e| StoreError::Storage(sled::Error::ReportableBug(e)));
+            }
+            if !queue.committing {
+                // Nobody is committing: this writer commits everything queued, its own job included.
+                queue.committing = true;
+                let jobs = std::mem::take(&mut queue.jobs);
+                drop(queue);
+                let ids: Vec<u64> = jobs.iter().map(|j| j.id).collect();
+                // A panic inside sled must not leave `committing` set, or every writer would wait forever.
+                let outcomes =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| commit_group(tree, jobs)))
+                        .unwrap_or_else(|_| {
+                            ids.into_iter().map(|id| (id, Err("the commit panicked".into()))).collect()
+                        });
+                self.release(self.lock(), outcomes);
+                queue = self.lock();
+                continue;
+            }
+            queue = self.finished.wait(queue).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+/// Checks each job's reads against the tree as the jobs before it in the group leave it, and writes the
+/// jobs that pass as one batch. The caller holds the committer, so nothing else writes meanwhile.
+fn commit_group(tree: &sled::Tree, jobs: Vec<Job>) -> HashMap<u64, Outcome> {
+    let mut pending: Entries = HashMap::new();
+    let mut outcomes = HashMap::with_capacity(jobs.len());
+    let mut accepted = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        match reads_hold(tree, &pending, &job.reads) {
+            Ok(true) => {
+                pending.extend(job.writes);
+                accepted.push(job.id);
+            }
+            Ok(false) => {
+                outcomes.insert(job.id, Ok(false));
+            }
+            Err(e) => {
+                outcomes.insert(job.id, Err(e.to_string()));
+            }
+        }
+    }
+    let result = apply(tree, pending.into_iter()).map_err(|e| e.to_string());
+    outcomes.extend(accepted.into_iter().map(|id| (id, result.clone().map(|()| true))));
+    outcomes
+}
+
+fn reads_hold(tree: &sled::Tree, pending: &Entries, reads: &Entries) -> sled::Result<bool> {
+    for (key, seen) in reads {
+        let now = match pending.get(key) {
+            Some(value) => value.clone(),
+            None => tree.get(key)?,
+        };
+        if now != *seen {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Writes everything at once: sled recovers a batch entirely or not at all.
+fn apply(tree: &sled::Tree, writes: impl Iterator<Item = (Vec<u8>, Option<IVec>)>) -> sled::Result<()> {
+    let mut batch = sled::Batch::default();
+    let mut any = false;
+    for (key, value) in writes {
+        any = true;
+        match value {
+            Some(v) => batch.insert(key, v),
+            None => batch.remove(key),
+        }
+    }
+    if any { tree.apply_batch(batch) } else { Ok(()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn number(tx: &Tx, key: &[u8]) -> TxResult<u64> {
+        Ok(tx.get(key)?.map_or(0, |v| u64::from_be_bytes(v.as_ref().try_into().unwrap())))
+    }
+
+    #[test]
+    fn concurrent_increments_are_serialised() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let tree = (*db).clone();
+        let committer = Arc::new(Committer::default());
+        std::thread::scope(|s| {
+            for t in 0..8 {
+                let (db, tree, committer) = (&db, &tree, committer.clone());
+                s.spawn(move || {
+                    for _ in 0..100 {
+                        let increment = |tx: &Tx| {
+                            let n = number(tx, b"n")?;
+                            tx.insert(b"n", &(n + 1).to_be_bytes())?;
+                            tx.insert(format!("k{n}").as_bytes(), &[])
+                        };
+                        // Half the threads take the committer for themselves: both kinds serialise.
+                        if t % 2 == 0 {
+                            committer.run(tree, db, increment).unwrap();
+                        } else {
+                            committer.exclusive(tree, db, increment).unwrap();
+                        }
+                    }
+                });
+            }
+        });
+        let n = u64::from_be_bytes(tree.get(b"n").unwrap().unwrap().as_ref().try_into().unwrap());
+        assert_eq!(n, 800, "no increment was lost");
+        assert_eq!(tree.scan_prefix(b"k").count(), 800, "every job wrote exactly once");
+    }
+
+    #[test]
+    fn a_job_sees_the_writes_of_the_jobs_before_it_in_its_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let tree = (*db).clone();
+        let read_zero = Entries::from([(b"n".to_vec(), None)]);
+        let jobs = vec![
+            Job {
+                id: 1,
+                reads: read_zero.clone(),
+                writes: Entries::from([(b"n".to_vec(), Some(IVec::from(&[1])))]),
+            },
+            Job { id: 2, reads: read_zero, writes: Entries::from([(b"n".to_vec(), Some(IVec::from(&[2])))]) },
+        ];
+        let outcomes = commit_group(&tree, jobs);
+        assert_eq!(outcomes[&1], Ok(true));
+        assert_eq!(outcomes[&2], Ok(false), "the second job read a value the first one changed");
+        assert_eq!(tree.get(b"n").unwrap().as_deref(), Some(&[1u8][..]));
+    }
+
+    #[test]
+    fn an_aborted_job_writes_nothing_and_others_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let tree = (*db).clone();
+        let committer = Committer::default();
+        let r: StoreResult<()> = committer.run(&tree, &db, |tx| {
+            tx.insert(b"a", &[1])?;
+            Err(ConflictableTransactionError::Abort(StoreError::Conflict("no".into())))
+        });
+        assert!(r.is_err());
+        committer.run(&tree, &db, |tx| tx.insert(b"b", &[2])).unwrap();
+        assert_eq!(tree.get(b"a").unwrap(), None);
+        assert_eq!(tree.get(b"b").unwrap().as_deref(), Some(&[2u8][..]));
+    }
+}
