@@ -52,11 +52,12 @@ pub fn open_store(data: &Path, durability: DurabilityMode, clock: Arc<dyn Clock>
     Store::open(StoreOptions { path: data.to_path_buf(), durability, clock })
 }
 
-/// On an empty store: creates account `default` with one SCIM and one admin token and returns them. Always:
-/// registers the tokens given in the settings for `default`.
+/// On a store without any token (a first start, even after `account create`): creates account `default` if
+/// needed, with one SCIM and one admin token, and returns them, so that the server can always be reached.
+/// Always: registers the tokens given in the settings for `default`.
 pub fn bootstrap(store: &Store, settings: &Settings) -> StoreResult<Vec<NewToken>> {
     let mut created = Vec::new();
-    if store.accounts()?.is_empty() {
+    if store.tokens(None)?.is_empty() {
         let (account, _) = store.ensure_account(DEFAULT_ACCOUNT)?;
         for kind in [TokenKind::Scim, TokenKind::Admin] {
             let (_, secret) = store.create_token(account.id, kind, "initial", &Actor::engine())?;

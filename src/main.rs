@@ -11,7 +11,6 @@ use usersync::store::{DurabilityMode, Store, StoreError, TokenKind};
 
 #[derive(Parser)]
 #[command(name = "usersync", version, about = "SCIM 2.0 provisioning endpoint with a User Sync rule engine")]
-#[command(args_conflicts_with_subcommands = true)]
 struct Cli {
     /// Data directory of the embedded store.
     #[arg(long, env = "USERSYNC_DATA", default_value = "./usersync-data", global = true)]

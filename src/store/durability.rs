@@ -127,11 +127,11 @@ impl Durability {
         ticket
     }
 
-    /// Stops the flusher after a last flush.
+    /// Stops the flusher after a last flush, as durable as the mode's acknowledged writes.
     pub fn shutdown(&self) {
         self.shared.stop.store(true, Ordering::SeqCst);
         self.shared.wake_cv.notify_one();
-        if let Err(e) = self.shared.db.flush() {
+        if let Err(e) = flush_once(&self.shared) {
             log::error!("final flush failed: {e}");
         }
     }

@@ -16,7 +16,7 @@ use usersync::store::DurabilityMode;
 use crate::helpers::*;
 
 /// Starts the built binary and returns it with its address, read from its start-up line.
-fn start_binary(data: &std::path::Path) -> (Child, String) {
+pub fn start_binary(data: &std::path::Path) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_usersync"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)

@@ -16,6 +16,8 @@ fn service_provider_config_states_what_the_server_does() {
         assert_eq!(spc["filter"], json!({"supported": true, "maxResults": 1000}));
         assert_eq!(spc["etag"]["supported"], json!(true));
         assert_eq!(spc["sort"]["supported"], json!(true));
+        // a password given in PUT or PATCH is taken (and kept only as a salted hash)
+        assert_eq!(spc["changePassword"]["supported"], json!(true));
     }
     for method in [Method::POST, Method::PUT, Method::PATCH, Method::DELETE] {
         for path in ["/ServiceProviderConfig", "/Schemas", "/ResourceTypes", "/ResourceTypes/User"] {
@@ -81,4 +83,31 @@ fn root_search_lists_every_resource_type_with_attribute_selection() {
     assert_eq!(found["Resources"][0]["displayName"], json!("Searchers"));
     let body = json!({"filter": "userName sw \"s\""});
     assert_eq!(expect_status(app.post("/Users/.search", &body), StatusCode::OK)["totalResults"], json!(1));
+}
+
+#[test]
+fn pages_are_capped_at_the_advertised_max_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = usersync::app::Settings::new(dir.path());
+    settings.listen = "127.0.0.1:0".into();
+    settings.scim_token = Some(SCIM_TOKEN.into());
+    settings.http.max_results = 2;
+    let app = spawn_with(settings);
+    let spc = expect_status(app.get("/ServiceProviderConfig"), StatusCode::OK);
+    assert_eq!(spc["filter"]["maxResults"], json!(2));
+    for i in 0..3 {
+        app.create_user(&json!({"userName": format!("cap{i}@example.com")}));
+    }
+    for path in ["/Users?count=10", "/Users", "/Users/?startIndex=1&count=3"] {
+        let page = expect_status(app.get(path), StatusCode::OK);
+        assert_eq!(page["totalResults"], json!(3), "{path}");
+        assert_eq!(page["itemsPerPage"], json!(2), "{path}");
+        assert_eq!(page["Resources"].as_array().unwrap().len(), 2, "{path}");
+    }
+    // a trailing slash before the query, as Microsoft's tests send it
+    let found = expect_status(
+        app.get(&format!("/Users/?filter={}", q("userName eq \"CAP1@example.com\""))),
+        StatusCode::OK,
+    );
+    assert_eq!(found["totalResults"], json!(1));
 }
