@@ -226,6 +226,11 @@ struct Phase {
 }
 
 impl Phase {
+    /// Records the latency of an operation that started at `t0` and has just succeeded.
+    fn record(&mut self, t0: Instant) {
+        self.latencies.push(u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX));
+    }
+
     fn ops(&self) -> usize {
         self.latencies.len()
     }
@@ -286,8 +291,7 @@ where
                         let t0 = Instant::now();
                         match op(&mut conn, i) {
                             Ok(value) => {
-                                let us = t0.elapsed().as_micros();
-                                part.latencies.push(u32::try_from(us).unwrap_or(u32::MAX));
+                                part.record(t0);
                                 if let Some(v) = value {
                                     part.values.push((i, v));
                                 }
@@ -345,7 +349,7 @@ fn user_name(prefix: &str, i: usize) -> String {
 }
 
 /// A user as an IdP provisions one: names, an email, an external id.
-fn user_body(prefix: &str, i: usize) -> Vec<u8> {
+fn user_doc(prefix: &str, i: usize) -> Value {
     let name = user_name(prefix, i);
     json!({
         "schemas": [USER_URN],
@@ -356,12 +360,19 @@ fn user_body(prefix: &str, i: usize) -> Vec<u8> {
         "emails": [{"value": name, "type": "work", "primary": true}],
         "active": true,
     })
-    .to_string()
-    .into_bytes()
+}
+
+fn user_body(prefix: &str, i: usize) -> Vec<u8> {
+    user_doc(prefix, i).to_string().into_bytes()
 }
 
 fn group_body(name: &str) -> Vec<u8> {
     json!({"schemas": [GROUP_URN], "displayName": name}).to_string().into_bytes()
+}
+
+/// Creates an empty group; returns its id.
+fn create_group(conn: &mut Conn, name: &str) -> Result<String> {
+    string_field(&expect(conn.send("POST", "/Groups", Some(&group_body(name)))?, 201, "group")?, "id")
 }
 
 fn add_members_body(ids: &[String]) -> Vec<u8> {
@@ -402,10 +413,14 @@ impl XorShift {
     }
 }
 
-/// Creates users `0..n` with `clients` concurrent clients; the phase's values are their ids.
-fn create_users(target: &Target, prefix: &str, n: usize, clients: usize, seconds: f64) -> Result<Phase> {
+/// Creates users `0..n` (user `i` is `body(i)`) with `clients` concurrent clients; the phase's values are
+/// their ids.
+fn create_users<B>(target: &Target, n: usize, clients: usize, seconds: f64, body: B) -> Result<Phase>
+where
+    B: Fn(usize) -> Vec<u8> + Sync,
+{
     run_clients(target, clients, Budget { ops: n, seconds }, |conn, i| {
-        let res = expect(conn.send("POST", "/Users", Some(&user_body(prefix, i)))?, 201, "create user")?;
+        let res = expect(conn.send("POST", "/Users", Some(&body(i)))?, 201, "create user")?;
         Ok(Some(string_field(&res, "id")?))
     })
 }
@@ -422,7 +437,9 @@ fn import(args: &ImportArgs) -> Result<()> {
     };
     let mut created = args.users;
     if phases.contains(&"create") {
-        let mut phase = create_users(&target, IMPORT_PREFIX, args.users, args.clients, args.max_seconds)?;
+        let mut phase = create_users(&target, args.users, args.clients, args.max_seconds, |i| {
+            user_body(IMPORT_PREFIX, i)
+        })?;
         created = phase.ops();
         let mut details = phase.details();
         details["clients"] = json!(args.clients);
@@ -482,7 +499,7 @@ fn lookups_and_scan(
             let res = conn.get(&format!("/Users?startIndex={start}&count={}", args.page))?;
             let res = expect(res, 200, "page")?;
             let doc: Value = serde_json::from_slice(&res.body)?;
-            phase.latencies.push(u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX));
+            phase.record(t0);
             total = doc.get("totalResults").and_then(Value::as_u64).unwrap_or(0) as usize;
             let got = doc.get("Resources").and_then(Value::as_array).map_or(0, Vec::len);
             if got == 0 {
@@ -522,7 +539,8 @@ fn groups(args: &GroupsArgs) -> Result<()> {
     };
 
     // The users: `largest` to be members, and a few more for the single-member PATCHes.
-    let mut phase = create_users(&target, "member", largest + probes, args.clients, f64::INFINITY)?;
+    let mut phase =
+        create_users(&target, largest + probes, args.clients, f64::INFINITY, |i| user_body("member", i))?;
     if phase.errors > 0 {
         return Err(format!("{} users could not be created", phase.errors).into());
     }
@@ -534,10 +552,7 @@ fn groups(args: &GroupsArgs) -> Result<()> {
 
     // One group grown in batches, sequentially as one client; single-member PATCHes timed at each size.
     let mut conn = Conn::new(&target);
-    let gid = string_field(
-        &expect(conn.send("POST", "/Groups", Some(&group_body("bench-a")))?, 201, "group")?,
-        "id",
-    )?;
+    let gid = create_group(&mut conn, "bench-a")?;
     let path = format!("/Groups/{gid}");
     let mut sizes = args.sizes.clone();
     sizes.sort_unstable();
@@ -550,7 +565,7 @@ fn groups(args: &GroupsArgs) -> Result<()> {
             let t0 = Instant::now();
             let res = conn.send("PATCH", &path, Some(&add_members_body(&members[size..end])))?;
             expect(res, 204, "batch add")?;
-            build.latencies.push(u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX));
+            build.record(t0);
             size = end;
         }
         build.seconds += started.elapsed().as_secs_f64();
@@ -563,10 +578,10 @@ fn groups(args: &GroupsArgs) -> Result<()> {
                 204,
                 "add",
             )?;
-            add.latencies.push(u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX));
+            add.record(t0);
             let t0 = Instant::now();
             expect(conn.send("PATCH", &path, Some(&remove_member_body(id)))?, 204, "remove")?;
-            remove.latencies.push(u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX));
+            remove.record(t0);
         }
         let case = format!("size={checkpoint}");
         emit(&case, "single add p50", "ms", add.percentile(50.0), add.details());
@@ -601,10 +616,7 @@ fn groups(args: &GroupsArgs) -> Result<()> {
     }
 
     // Concurrent batch writers on a second group, each adding its own share of the users.
-    let gid = string_field(
-        &expect(conn.send("POST", "/Groups", Some(&group_body("bench-b")))?, 201, "group")?,
-        "id",
-    )?;
+    let gid = create_group(&mut conn, "bench-b")?;
     let path = format!("/Groups/{gid}");
     let batches: Vec<&[String]> = members.chunks(args.batch).collect();
     let mut phase =
