@@ -65,7 +65,8 @@ results=$home/results/$stamp.jsonl
 work=$(mktemp -d "$home/data/$stamp.XXXX")
 : >"$results"
 token=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
-export BENCH_TOKEN=$token
+admin_token=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+export BENCH_TOKEN=$token BENCH_ADMIN_TOKEN=$admin_token
 
 # --- servers ------------------------------------------------------------------------------------------------
 pids=()
@@ -93,8 +94,8 @@ wait_addr() {
 # start_usersync DURABILITY: sets pid, base, data.
 start_usersync() {
   data=$(mktemp -d "$work/usersync.XXXX")
-  USERSYNC_SCIM_TOKEN=$token RUST_LOG=warn "$usersync_bin" serve --listen 127.0.0.1:0 \
-    --data "$data/store" --durability "$1" >"$data/log" 2>&1 &
+  USERSYNC_SCIM_TOKEN=$token USERSYNC_ADMIN_TOKEN=$admin_token RUST_LOG=warn "$usersync_bin" serve \
+    --listen 127.0.0.1:0 --data "$data/store" --durability "$1" >"$data/log" 2>&1 &
   pid=$!
   pids+=("$pid")
   base="http://$(wait_addr "$data/log" "$pid")/scim/v2"
@@ -184,10 +185,15 @@ for run in $(seq 1 "$runs"); do
 done
 for p in "${pids[@]}"; do stop "$p"; done
 
-# --- workload 4: rules ------------------------------------------------------------------------------------------
-# HOOK: added with the rule engine. Start usersync with USERSYNC_ADMIN_TOKEN, load rules and a directory
-# through the admin and SCIM APIs, then `measure rules ...` (a loadgen subcommand written with the engine:
-# re-evaluation after membership changes and /admin/v1/rules/preview latency).
+# --- workload 4: rules ---------------------------------------------------------------------------------------
+# usersync only (scim2-server has no rule engine): users in 50 groups with 50 rules built over SCIM and the
+# admin API, the re-evaluation after reversing the rules' order, previews, and the in-memory loop.
+for run in $(seq 1 "$runs_large"); do
+  start_usersync sync
+  measure rules --base "$base" --target usersync --run "$run" --users "$n_large" --clients $clients
+  stop "$pid"
+  rm -rf "$data"
+done
 
 # --- workload 5: durability cost ------------------------------------------------------------------------------
 for run in $(seq 1 "$runs"); do

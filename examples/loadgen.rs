@@ -8,10 +8,13 @@
 //!
 //! Workloads: `import` (1: Okta-style creates, `userName eq` lookups, a paged scan; with `--phases create`
 //! alone it is workload 5, the durability cost), `groups` (2: Entra-style group sync; given the server's
-//! pid and data directory it also measures workload 6, the footprint), `read` (3: `GET /Users/{id}`).
-//! Workload 4 (rule re-evaluation and `/admin/v1/rules/preview`) is added with the rule engine, as one
-//! more subcommand built from the same pieces (`Conn`, `run_clients`, `Labels::emit`); see `HOOK`.
+//! pid and data directory it also measures workload 6, the footprint), `read` (3: `GET /Users/{id}`),
+//! `rules` (4, usersync only: the directory and rules of `common/rules_layout.rs` built over SCIM and the
+//! admin API `http://ADDR/admin/v1`, then the re-evaluation after reversing the rules' order, timed until
+//! `GET /admin/v1/sync` reports nothing pending, `POST /admin/v1/rules/preview`, and the same resolutions
+//! in a plain in-memory loop).
 
+use std::collections::HashSet;
 use std::error::Error;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -21,6 +24,10 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
 
 use http::{Conn, Response, Target};
+use rules_layout::{GROUPS, PRODUCTS};
+
+#[path = "common/rules_layout.rs"]
+mod rules_layout;
 
 type Result<T> = std::result::Result<T, Box<dyn Error + Send + Sync>>;
 
@@ -46,9 +53,9 @@ enum Command {
     Groups(GroupsArgs),
     /// Workload 3: `GET /Users/{id}` with keep-alive connections for a fixed time.
     Read(ReadArgs),
-    // HOOK workload 4: `Rules(RulesArgs)` goes here with the rule engine (rules re-evaluated after
-    // membership changes, `/admin/v1/rules/preview` latency), measured with `run_clients` and reported
-    // with `Labels::emit` under workload "rules"; `report` then needs its rows in WORKLOADS and TARGETS.
+    /// Workload 4 (usersync only): users in 50 groups with 50 rules; the re-evaluation after reversing the
+    /// rules' order, `POST /admin/v1/rules/preview`, and the same resolutions in a plain in-memory loop.
+    Rules(RulesArgs),
     /// Writes the markdown report from the JSON lines the other subcommands printed.
     Report(ReportArgs),
 }
@@ -171,6 +178,37 @@ struct ReadArgs {
 }
 
 #[derive(Args)]
+struct RulesArgs {
+    #[command(flatten)]
+    labels: Labels,
+    /// Admin token of the account (the server's USERSYNC_ADMIN_TOKEN); the admin API is the SCIM base's
+    /// sibling, http://ADDR/admin/v1.
+    #[arg(long, env = "BENCH_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: String,
+    /// Users in the directory (a fresh server: the users, groups and rules are created).
+    #[arg(long, default_value_t = 100_000)]
+    users: usize,
+    /// Concurrent clients creating the users and adding them to the groups.
+    #[arg(long, default_value_t = 32)]
+    clients: usize,
+    /// Members per batch PATCH.
+    #[arg(long, default_value_t = 100)]
+    batch: usize,
+    /// Previews timed.
+    #[arg(long, default_value_t = 5)]
+    previews: usize,
+    /// Passes of the in-memory loop timed (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    passes: usize,
+    /// Milliseconds between `GET /admin/v1/sync` polls while waiting for `pending` to reach 0.
+    #[arg(long, default_value_t = 5)]
+    poll_ms: u64,
+    /// Give up waiting for the engine after this many seconds.
+    #[arg(long, default_value_t = 1800.0)]
+    max_seconds: f64,
+}
+
+#[derive(Args)]
 struct ReportArgs {
     /// Files of result lines (lines that are not measurements are skipped).
     #[arg(required = true)]
@@ -188,6 +226,7 @@ fn main() -> std::process::ExitCode {
         Command::Import(args) => import(&args),
         Command::Groups(args) => groups(&args),
         Command::Read(args) => read(&args),
+        Command::Rules(args) => rules(&args),
         Command::Report(args) => report::write(&args),
     };
     match result {
@@ -226,6 +265,11 @@ struct Phase {
 }
 
 impl Phase {
+    /// Records the latency of an operation that started at `t0` and has just succeeded.
+    fn record(&mut self, t0: Instant) {
+        self.latencies.push(u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX));
+    }
+
     fn ops(&self) -> usize {
         self.latencies.len()
     }
@@ -286,8 +330,7 @@ where
                         let t0 = Instant::now();
                         match op(&mut conn, i) {
                             Ok(value) => {
-                                let us = t0.elapsed().as_micros();
-                                part.latencies.push(u32::try_from(us).unwrap_or(u32::MAX));
+                                part.record(t0);
                                 if let Some(v) = value {
                                     part.values.push((i, v));
                                 }
@@ -345,7 +388,7 @@ fn user_name(prefix: &str, i: usize) -> String {
 }
 
 /// A user as an IdP provisions one: names, an email, an external id.
-fn user_body(prefix: &str, i: usize) -> Vec<u8> {
+fn user_doc(prefix: &str, i: usize) -> Value {
     let name = user_name(prefix, i);
     json!({
         "schemas": [USER_URN],
@@ -356,12 +399,19 @@ fn user_body(prefix: &str, i: usize) -> Vec<u8> {
         "emails": [{"value": name, "type": "work", "primary": true}],
         "active": true,
     })
-    .to_string()
-    .into_bytes()
+}
+
+fn user_body(prefix: &str, i: usize) -> Vec<u8> {
+    user_doc(prefix, i).to_string().into_bytes()
 }
 
 fn group_body(name: &str) -> Vec<u8> {
     json!({"schemas": [GROUP_URN], "displayName": name}).to_string().into_bytes()
+}
+
+/// Creates an empty group; returns its id.
+fn create_group(conn: &mut Conn, name: &str) -> Result<String> {
+    string_field(&expect(conn.send("POST", "/Groups", Some(&group_body(name)))?, 201, "group")?, "id")
 }
 
 fn add_members_body(ids: &[String]) -> Vec<u8> {
@@ -402,10 +452,14 @@ impl XorShift {
     }
 }
 
-/// Creates users `0..n` with `clients` concurrent clients; the phase's values are their ids.
-fn create_users(target: &Target, prefix: &str, n: usize, clients: usize, seconds: f64) -> Result<Phase> {
+/// Creates users `0..n` (user `i` is `body(i)`) with `clients` concurrent clients; the phase's values are
+/// their ids.
+fn create_users<B>(target: &Target, n: usize, clients: usize, seconds: f64, body: B) -> Result<Phase>
+where
+    B: Fn(usize) -> Vec<u8> + Sync,
+{
     run_clients(target, clients, Budget { ops: n, seconds }, |conn, i| {
-        let res = expect(conn.send("POST", "/Users", Some(&user_body(prefix, i)))?, 201, "create user")?;
+        let res = expect(conn.send("POST", "/Users", Some(&body(i)))?, 201, "create user")?;
         Ok(Some(string_field(&res, "id")?))
     })
 }
@@ -422,7 +476,9 @@ fn import(args: &ImportArgs) -> Result<()> {
     };
     let mut created = args.users;
     if phases.contains(&"create") {
-        let mut phase = create_users(&target, IMPORT_PREFIX, args.users, args.clients, args.max_seconds)?;
+        let mut phase = create_users(&target, args.users, args.clients, args.max_seconds, |i| {
+            user_body(IMPORT_PREFIX, i)
+        })?;
         created = phase.ops();
         let mut details = phase.details();
         details["clients"] = json!(args.clients);
@@ -482,7 +538,7 @@ fn lookups_and_scan(
             let res = conn.get(&format!("/Users?startIndex={start}&count={}", args.page))?;
             let res = expect(res, 200, "page")?;
             let doc: Value = serde_json::from_slice(&res.body)?;
-            phase.latencies.push(u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX));
+            phase.record(t0);
             total = doc.get("totalResults").and_then(Value::as_u64).unwrap_or(0) as usize;
             let got = doc.get("Resources").and_then(Value::as_array).map_or(0, Vec::len);
             if got == 0 {
@@ -522,7 +578,8 @@ fn groups(args: &GroupsArgs) -> Result<()> {
     };
 
     // The users: `largest` to be members, and a few more for the single-member PATCHes.
-    let mut phase = create_users(&target, "member", largest + probes, args.clients, f64::INFINITY)?;
+    let mut phase =
+        create_users(&target, largest + probes, args.clients, f64::INFINITY, |i| user_body("member", i))?;
     if phase.errors > 0 {
         return Err(format!("{} users could not be created", phase.errors).into());
     }
@@ -534,10 +591,7 @@ fn groups(args: &GroupsArgs) -> Result<()> {
 
     // One group grown in batches, sequentially as one client; single-member PATCHes timed at each size.
     let mut conn = Conn::new(&target);
-    let gid = string_field(
-        &expect(conn.send("POST", "/Groups", Some(&group_body("bench-a")))?, 201, "group")?,
-        "id",
-    )?;
+    let gid = create_group(&mut conn, "bench-a")?;
     let path = format!("/Groups/{gid}");
     let mut sizes = args.sizes.clone();
     sizes.sort_unstable();
@@ -550,7 +604,7 @@ fn groups(args: &GroupsArgs) -> Result<()> {
             let t0 = Instant::now();
             let res = conn.send("PATCH", &path, Some(&add_members_body(&members[size..end])))?;
             expect(res, 204, "batch add")?;
-            build.latencies.push(u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX));
+            build.record(t0);
             size = end;
         }
         build.seconds += started.elapsed().as_secs_f64();
@@ -563,10 +617,10 @@ fn groups(args: &GroupsArgs) -> Result<()> {
                 204,
                 "add",
             )?;
-            add.latencies.push(u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX));
+            add.record(t0);
             let t0 = Instant::now();
             expect(conn.send("PATCH", &path, Some(&remove_member_body(id)))?, 204, "remove")?;
-            remove.latencies.push(u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX));
+            remove.record(t0);
         }
         let case = format!("size={checkpoint}");
         emit(&case, "single add p50", "ms", add.percentile(50.0), add.details());
@@ -601,10 +655,7 @@ fn groups(args: &GroupsArgs) -> Result<()> {
     }
 
     // Concurrent batch writers on a second group, each adding its own share of the users.
-    let gid = string_field(
-        &expect(conn.send("POST", "/Groups", Some(&group_body("bench-b")))?, 201, "group")?,
-        "id",
-    )?;
+    let gid = create_group(&mut conn, "bench-b")?;
     let path = format!("/Groups/{gid}");
     let batches: Vec<&[String]> = members.chunks(args.batch).collect();
     let mut phase =
@@ -748,6 +799,276 @@ fn wrk_ms(text: &str) -> f64 {
             "h" => 3_600_000.0,
             _ => 0.0,
         }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Workload 4: rules.
+
+/// userName prefix of the users workload 4 creates.
+const RULES_PREFIX: &str = "rules";
+/// What the report's targets compare: the reorder's time and the in-memory loop's (the loop's "server").
+const REORDER_TIME: &str = "reorder, time until pending 0";
+const LOOP_TIME: &str = "every user resolved, time";
+const IN_MEMORY: &str = "in-memory loop";
+
+fn rules(args: &RulesArgs) -> Result<()> {
+    let scim = args.labels.target()?;
+    let admin_base = args
+        .labels
+        .base
+        .strip_suffix("/scim/v2")
+        .map(|root| format!("{root}/admin/v1"))
+        .ok_or("rules: --base must be usersync's http://ADDR/scim/v2")?;
+    let admin = Target::parse(&admin_base, &args.admin_token)?;
+    let n = args.users;
+    let case = format!("users={n}");
+    let emit = |measure: &str, unit: &str, value: f64, details: Value| {
+        args.labels.emit("rules", &case, measure, unit, value, details);
+    };
+    let poll = Duration::from_millis(args.poll_ms);
+    let mut conn = Conn::new(&admin);
+
+    // The directory and the rules, with sync off: products, groups, users, memberships in batches, one
+    // rule per group (`rules_layout`).
+    expect(conn.send("PUT", "/sync", Some(br#"{"enabled": false}"#))?, 200, "sync off")?;
+    for p in PRODUCTS {
+        let body = json!({"name": p, "seats": null}).to_string().into_bytes();
+        expect(conn.send("PUT", &format!("/products/{p}"), Some(&body))?, 201, "product")?;
+    }
+    let budget = |ops| Budget { ops, seconds: f64::INFINITY };
+    let phase = run_clients(&scim, args.clients, budget(GROUPS), |c, g| {
+        create_group(c, &format!("rules-{g:02}")).map(Some)
+    })?;
+    let gids = all_values(phase, "group creates")?;
+    let phase = create_users(&scim, n, args.clients, f64::INFINITY, |i| {
+        let mut doc = user_doc(RULES_PREFIX, i);
+        doc["title"] = json!(rules_layout::title(i));
+        doc.to_string().into_bytes()
+    })?;
+    let uids = all_values(phase, "user creates")?;
+    let mut members: Vec<Vec<String>> = vec![Vec::new(); GROUPS];
+    for (i, uid) in uids.iter().enumerate() {
+        for g in rules_layout::groups_of(i) {
+            members[g].push(uid.clone());
+        }
+    }
+    let batches: Vec<(usize, &[String])> =
+        members.iter().enumerate().flat_map(|(g, m)| m.chunks(args.batch).map(move |c| (g, c))).collect();
+    let phase = run_clients(&scim, args.clients, budget(batches.len()), |c, k| {
+        let (g, chunk) = batches[k];
+        let res = c.send("PATCH", &format!("/Groups/{}", gids[g]), Some(&add_members_body(chunk)))?;
+        expect(res, 204, "batch add")?;
+        Ok(None)
+    })?;
+    if phase.errors > 0 {
+        return Err(format!("{} batch PATCHes failed", phase.errors).into());
+    }
+    let mut rule_ids = Vec::with_capacity(GROUPS);
+    for (g, gid) in gids.iter().enumerate() {
+        let body = rule_doc(None, g, gid).to_string().into_bytes();
+        rule_ids.push(string_field(&expect(conn.send("POST", "/rules", Some(&body))?, 201, "rule")?, "id")?);
+    }
+
+    // Sync on: everyone evaluated.
+    let started = Instant::now();
+    expect(conn.send("PUT", "/sync", Some(br#"{"enabled": true}"#))?, 200, "sync on")?;
+    let (seconds, polls) = wait_drained(&mut conn, started, poll, args.max_seconds)?;
+    let details = json!({"seconds": round(seconds), "users": n, "polls": polls});
+    emit("sync on, everyone evaluated", "users/s", n as f64 / seconds, details);
+
+    // The same users and rules on plain data structures: who the reversal moves, and the loop's time.
+    let plain = PlainDirectory::new(&uids, &gids, &rule_ids);
+    let reversed = plain.rules((0..GROUPS).rev());
+    let (moved, changed) = plain.moved_and_changed(&plain.rules(0..GROUPS), &reversed);
+
+    // Previews of the reversed order (before it is applied): they evaluate everyone and predict the change.
+    let proposed: Vec<Value> = (0..GROUPS).rev().map(|g| rule_doc(Some(&rule_ids[g]), g, &gids[g])).collect();
+    let preview_body = json!({"rules": proposed}).to_string().into_bytes();
+    let mut previews = Phase::default();
+    for _ in 0..args.previews.max(1) {
+        let t0 = Instant::now();
+        let res = expect(conn.send("POST", "/rules/preview", Some(&preview_body))?, 200, "preview")?;
+        previews.record(t0);
+        previews.seconds += t0.elapsed().as_secs_f64();
+        let (considered, changes) = preview_counts(&res)?;
+        if (considered, changes) != (n, changed) {
+            return Err(format!(
+                "the preview considered {considered} users and changes {changes}; expected {n} and {changed}"
+            )
+            .into());
+        }
+    }
+
+    // The reorder: from the request until `pending` is 0 again.
+    let order = json!({"order": rule_ids.iter().rev().collect::<Vec<_>>()}).to_string().into_bytes();
+    let started = Instant::now();
+    expect(conn.send("PUT", "/rules/order", Some(&order))?, 200, "reorder")?;
+    let acked = started.elapsed().as_secs_f64();
+    let (seconds, polls) = wait_drained(&mut conn, started, poll, args.max_seconds)?;
+    // Applied in full: a preview of the order now in force changes nobody.
+    let (_, left) =
+        preview_counts(&expect(conn.send("POST", "/rules/preview", Some(&preview_body))?, 200, "preview")?)?;
+    let verified = if left == 0 {
+        "verified: a preview of the applied order changes nobody".to_string()
+    } else {
+        format!("a preview of the applied order still changes {left} users: MISMATCH")
+    };
+    let timing =
+        format!("acknowledged in {:.0} ms, polled every {} ms; {verified}", acked * 1000.0, args.poll_ms);
+    let details = |note: String| {
+        json!({"seconds": round(seconds), "ack_ms": round(acked * 1000.0), "polls": polls,
+            "poll_ms": args.poll_ms, "users": n, "users_reevaluated": moved, "note": note})
+    };
+    let reevaluated = format!(
+        "{moved} of {n} users: those whose deciding rule moved (counted in loadgen; the previews agree)"
+    );
+    emit(REORDER_TIME, "s", seconds, details(timing));
+    emit("reorder, users re-evaluated", "users/s", moved as f64 / seconds, details(reevaluated));
+    emit("reorder, all users", "users/s", n as f64 / seconds, details(format!("all {n} users, same time")));
+
+    let preview_ms = previews.percentile(50.0);
+    let mut details = previews.details();
+    details["note"] = json!(format!("{n} users considered, {changed} would change"));
+    emit("preview, latency", "ms", preview_ms, details.clone());
+    emit("preview, users considered", "users/s", n as f64 / (preview_ms / 1000.0), details);
+
+    // Reported as its own target: nothing here is a server.
+    let in_memory = Labels { target: IN_MEMORY.into(), ..args.labels.clone() };
+    let loop_ms = plain.time(&reversed, args.passes) * 1000.0;
+    let note = format!("{n} users, {GROUPS} rules; plain sets of group ids, no store, no server");
+    let details = json!({"passes": args.passes, "note": note});
+    in_memory.emit("rules", &case, LOOP_TIME, "ms", loop_ms, details.clone());
+    in_memory.emit("rules", &case, "every user resolved", "users/s", n as f64 / (loop_ms / 1000.0), details);
+    if left != 0 {
+        return Err(format!("after the reorder a preview still changes {left} users").into());
+    }
+    Ok(())
+}
+
+/// The ids a phase returned, in operation order; an error if any operation failed.
+fn all_values(phase: Phase, what: &str) -> Result<Vec<String>> {
+    if phase.errors > 0 {
+        return Err(format!("{what}: {} failed", phase.errors).into());
+    }
+    Ok(phase.values.into_iter().map(|(_, v)| v).collect())
+}
+
+/// Group `g`'s rule as the admin API takes it (`POST /rules` without an id, a preview's list with one).
+fn rule_doc(id: Option<&str>, g: usize, gid: &str) -> Value {
+    json!({
+        "id": id,
+        "group": gid,
+        "filter": rules_layout::filter(g),
+        "products": rules_layout::bundle(g),
+        "description": format!("benchmark rule of group {g}"),
+    })
+}
+
+/// A preview's users considered and users whose bundle would change.
+fn preview_counts(res: &Response) -> Result<(usize, usize)> {
+    let doc: Value = serde_json::from_slice(&res.body)?;
+    let evaluated = doc.get("evaluated").and_then(Value::as_u64).ok_or("preview: no 'evaluated'")?;
+    let users = doc.get("users").and_then(Value::as_array).ok_or("preview: no 'users'")?;
+    Ok((usize::try_from(evaluated)?, users.len()))
+}
+
+/// Polls `GET /sync` (admin API) every `poll` until no evaluation is pending; returns the seconds since
+/// `started` and the polls made.
+fn wait_drained(
+    admin: &mut Conn,
+    started: Instant,
+    poll: Duration,
+    max_seconds: f64,
+) -> Result<(f64, usize)> {
+    let mut polls = 0;
+    loop {
+        let res = expect(admin.get("/sync")?, 200, "sync status")?;
+        polls += 1;
+        let doc: Value = serde_json::from_slice(&res.body)?;
+        match doc.get("pending").and_then(Value::as_u64) {
+            Some(0) => return Ok((started.elapsed().as_secs_f64(), polls)),
+            Some(_) if started.elapsed().as_secs_f64() < max_seconds => std::thread::sleep(poll),
+            Some(pending) => {
+                return Err(format!("{pending} evaluations still pending after {max_seconds} s").into());
+            }
+            None => return Err("GET /sync: no 'pending'".into()),
+        }
+    }
+}
+
+/// Workload 4's users and rules on plain data structures: the floor the reorder is compared with.
+struct PlainDirectory {
+    users: Vec<PlainUser>,
+    gids: Vec<String>,
+    rule_ids: Vec<String>,
+}
+
+struct PlainUser {
+    title: &'static str,
+    groups: HashSet<String>,
+}
+
+struct PlainRule {
+    id: String,
+    group: String,
+    title: Option<&'static str>,
+    products: &'static [&'static str],
+}
+
+impl PlainDirectory {
+    fn new(uids: &[String], gids: &[String], rule_ids: &[String]) -> PlainDirectory {
+        let users = (0..uids.len())
+            .map(|i| PlainUser {
+                title: rules_layout::title(i),
+                groups: rules_layout::groups_of(i).map(|g| gids[g].clone()).collect(),
+            })
+            .collect();
+        PlainDirectory { users, gids: gids.to_vec(), rule_ids: rule_ids.to_vec() }
+    }
+
+    /// The rules of the groups in `order`, highest priority first.
+    fn rules(&self, order: impl Iterator<Item = usize>) -> Vec<PlainRule> {
+        order
+            .map(|g| PlainRule {
+                id: self.rule_ids[g].clone(),
+                group: self.gids[g].clone(),
+                title: rules_layout::filter_title(g),
+                products: rules_layout::bundle(g),
+            })
+            .collect()
+    }
+
+    /// The deciding rule: the first (lowest-numbered) whose group contains the user and whose filter matches.
+    fn resolve<'r>(user: &PlainUser, rules: &'r [PlainRule]) -> Option<&'r PlainRule> {
+        rules.iter().find(|r| {
+            user.groups.contains(&r.group) && r.title.is_none_or(|t| user.title.eq_ignore_ascii_case(t))
+        })
+    }
+
+    /// Users whose deciding rule differs between two rule lists, and users whose products differ.
+    fn moved_and_changed(&self, before: &[PlainRule], after: &[PlainRule]) -> (usize, usize) {
+        let (mut moved, mut changed) = (0, 0);
+        for user in &self.users {
+            let (a, b) = (Self::resolve(user, before), Self::resolve(user, after));
+            moved += usize::from(a.map(|r| &r.id) != b.map(|r| &r.id));
+            changed += usize::from(a.map(|r| &r.products) != b.map(|r| &r.products));
+        }
+        (moved, changed)
+    }
+
+    /// Median seconds of `passes` passes deciding every user's products under `rules`.
+    fn time(&self, rules: &[PlainRule], passes: usize) -> f64 {
+        let times: Vec<f64> = (0..passes.max(1))
+            .map(|_| {
+                let t0 = Instant::now();
+                let decisions: Vec<Option<&[&str]>> =
+                    self.users.iter().map(|u| Self::resolve(u, rules).map(|r| r.products)).collect();
+                std::hint::black_box(decisions);
+                t0.elapsed().as_secs_f64()
+            })
+            .collect();
+        report::median(&times)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -951,7 +1272,7 @@ mod report {
 
     use serde_json::Value;
 
-    use super::{ReportArgs, Result};
+    use super::{IN_MEMORY, LOOP_TIME, REORDER_TIME, ReportArgs, Result};
 
     /// Workloads in report order, with their headings.
     const WORKLOADS: [(&str, &str); 6] = [
@@ -997,13 +1318,22 @@ much was done) when it is too slow for N. The ceiling (`examples/ceiling.rs`) is
 every GET with a fixed JSON body as large as usersync's answer to the benchmark user's
 `GET /Users/{id}`, with as many workers as usersync.
 
+Workload 4 runs on usersync alone (scim2-server has no rule engine), started with an admin token, at the
+large N: the layout of `examples/common/rules_layout.rs` (as `examples/reevaluate.rs` builds it in
+process), 50 groups, every user in one and every fifth user in a second one, 50 rules (one per group,
+every seventh with a `title` filter, unlimited seats), sync on and drained. Then `PUT /admin/v1/rules/order`
+reverses the order and the time runs until `GET /admin/v1/sync` reports `pending` 0 (polled every 5 ms).
+The engine re-evaluates only the users whose deciding rule moves (in two groups whose rules both match
+them); everyone else keeps their bundle without being read. So the rows give both rates over the same
+time: users re-evaluated per second (their count from a model of the same users, and the previews agree
+with it) and all users per second. The previews (`POST /admin/v1/rules/preview` of the reversed list,
+before it is applied) evaluate every user; a last preview after the reorder must change nobody. The
+in-memory loop resolves the same users against the same rules in loadgen, on plain sets of group ids, no
+store, no server: the floor the reorder's time is compared with.
+
 Each row is the median over the runs, with min and max; the notes give the clients, the medians of the
 runs' p50 and p99 latencies, errors, and caps.
 ";
-
-    /// What workload 4's section says until the rule engine brings its measurements.
-    const RULES_PENDING: &str = "Workload 4 (rule re-evaluation after membership changes, \
-        `/admin/v1/rules/preview`): added with the rule engine.\n";
 
     struct Row {
         workload: String,
@@ -1021,7 +1351,7 @@ runs' p50 and p99 latencies, errors, and caps.
         extra: Vec<String>,
     }
 
-    fn median(values: &[f64]) -> f64 {
+    pub fn median(values: &[f64]) -> f64 {
         let mut v = values.to_vec();
         v.sort_by(f64::total_cmp);
         match v.len() {
@@ -1106,6 +1436,9 @@ runs' p50 and p99 latencies, errors, and caps.
                         format!("final count {got}, expected {want}: MISMATCH")
                     });
                 }
+                if !s("note").is_empty() {
+                    row.extra.push(s("note"));
+                }
             }
         }
         let mut md = String::from(HOW_TO);
@@ -1118,7 +1451,7 @@ runs' p50 and p99 latencies, errors, and caps.
         for (workload, heading) in WORKLOADS {
             let _ = writeln!(md, "\n## {heading}\n");
             if !rows.iter().any(|r| r.workload == workload) {
-                md.push_str(if workload == "rules" { RULES_PENDING } else { "Not run.\n" });
+                md.push_str("Not run.\n");
                 continue;
             }
             md.push_str("| case | measure | server | median | min | max | runs | notes |\n");
@@ -1170,6 +1503,11 @@ runs' p50 and p99 latencies, errors, and caps.
                     && r.target == target
             })
             .map(|r| median(&r.values))
+    }
+
+    /// A line of the targets table for a figure reported without a target.
+    fn reported(md: &mut String, what: &str, value: f64) {
+        let _ = writeln!(md, "| {what} | {} | none (reported) | – |", fmt(value));
     }
 
     /// One line of the targets table.
@@ -1236,6 +1574,23 @@ runs' p50 and p99 latencies, errors, and caps.
         let dur = |c| find(rows, "durability", Some(c), "creates", "usersync");
         if let (Some(s), Some(r)) = (dur("sync"), dur("relaxed")) {
             verdict(&mut md, "creates, 32 clients: sync / relaxed", s / r, "≥ 0.5", s / r >= 0.5);
+        }
+        // The reorder's re-evaluation (an absolute target, in seconds, at 100,000 users), and its ratio to
+        // the plain in-memory loop over the same users.
+        // Below 100,000 users (a smoke run) the time is only reported.
+        for r in rows.iter().filter(|r| r.workload == "rules" && r.measure == REORDER_TIME) {
+            let seconds = median(&r.values);
+            let what = format!("reorder re-evaluation (s) at {}", r.case);
+            let users: usize = r.case.strip_prefix("users=").and_then(|n| n.parse().ok()).unwrap_or(0);
+            if users >= 100_000 {
+                verdict(&mut md, &what, seconds, "< 2 s at 100,000 users", seconds < 2.0);
+            } else {
+                reported(&mut md, &format!("{what} (the < 2 s target is at 100,000)"), seconds);
+            }
+            if let Some(ms) = find(rows, "rules", Some(&r.case), LOOP_TIME, IN_MEMORY) {
+                let what = format!("reorder time / in-memory loop time at {}", r.case);
+                reported(&mut md, &what, seconds / (ms / 1000.0));
+            }
         }
         // Peak RSS (an absolute target, in MB).
         if let Some(r) = rows.iter().find(|r| r.workload == "footprint" && r.measure == "peak RSS") {

@@ -1,7 +1,8 @@
 //! Measures the rule engine at scale, in process: N users (default 100,000) in 50 directory groups with 50
-//! rules; the first evaluation of everyone, a preview of the reversed order, the re-evaluation after
-//! reversing the order, a full re-evaluation of everyone, and, for scale, a plain in-memory loop that
-//! resolves the same users against the same rules without touching the store.
+//! rules (the layout of `common/rules_layout.rs`, which workload 4 of `loadgen` builds over HTTP); the first
+//! evaluation of everyone, a preview of the reversed order, the re-evaluation after reversing the order, a
+//! full re-evaluation of everyone, and, for scale, a plain in-memory loop that resolves the same users
+//! against the same rules without touching the store.
 //!
 //! `cargo run --release --example reevaluate -- [USERS]` prints one JSON line per measurement.
 
@@ -21,7 +22,10 @@ use usersync::scim::schema::ResourceKind;
 use usersync::store::sync::{Bundle, ConfigChange, Product, Rule, Scope, SyncConfig};
 use usersync::store::{Actor, DurabilityMode, Store, StoreOptions};
 
-const GROUPS: usize = 50;
+#[path = "common/rules_layout.rs"]
+mod rules_layout;
+
+use rules_layout::{GROUPS, PRODUCTS};
 
 fn main() {
     let users: usize = std::env::args().nth(1).map_or(100_000, |n| n.parse().expect("a number of users"));
@@ -39,7 +43,7 @@ fn main() {
     let (user_schema, group_schema) =
         (registry.resource(ResourceKind::User), registry.resource(ResourceKind::Group));
 
-    for p in ["meeting", "webinar", "training"] {
+    for p in PRODUCTS {
         store
             .put_product(
                 acct,
@@ -60,19 +64,17 @@ fn main() {
         .collect();
     let mut ids = Vec::with_capacity(users);
     for i in 0..users {
-        let body = json!({"userName": format!("user{i}@example.com"), "title": if i % 2 == 0 { "Engineer" } else { "Sales" },
+        let body = json!({"userName": format!("user{i}@example.com"), "title": rules_layout::title(i),
             "name": {"givenName": "User", "familyName": format!("{i}")}, "emails": [{"value": format!("user{i}@example.com"), "primary": true}]});
         let input = normalize(user_schema, &body).unwrap();
         ids.push(
             store.create_user(acct, user_schema, &input, &actor).unwrap()["id"].as_str().unwrap().to_string(),
         );
     }
-    // every user in one group; every fifth user in a second one, where rule order decides
     let mut members: HashMap<usize, Vec<&String>> = HashMap::new();
     for (i, uid) in ids.iter().enumerate() {
-        members.entry(i % GROUPS).or_default().push(uid);
-        if i % 5 == 0 {
-            members.entry((i + 1) % GROUPS).or_default().push(uid);
+        for g in rules_layout::groups_of(i) {
+            members.entry(g).or_default().push(uid);
         }
     }
     for (g, list) in &members {
@@ -86,16 +88,15 @@ fn main() {
     }
     report("setup", users, started.elapsed().as_secs_f64());
 
-    let bundles = [vec!["meeting"], vec!["meeting", "webinar"], vec!["training"]];
     let rules: Vec<Rule> = (0..GROUPS)
         .map(|g| Rule {
             id: format!("rule-{g}"),
             number: g as u32 + 1,
             group: groups[g].clone(),
-            filter: (g % 7 == 0).then(|| "title eq \"engineer\"".to_string()),
+            filter: rules_layout::filter(g),
             description: String::new(),
             bundle: Bundle {
-                products: bundles[g % 3].iter().map(|p| p.to_string()).collect(),
+                products: rules_layout::bundle(g).iter().map(|p| p.to_string()).collect(),
                 ..Bundle::default()
             },
         })
