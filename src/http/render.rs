@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::error::{ApiError, ApiResult, SCIM_JSON};
 use crate::scim::project::Projection;
-use crate::scim::schema::{LIST_URN, ResourceKind, ResourceSchema};
+use crate::scim::schema::{LIST_URN, ResourceKind, ResourceSchema, Returned};
 use crate::store::{AccountId, Store, version_of};
 
 /// A SCIM JSON response.
@@ -79,11 +79,45 @@ impl Renderer<'_> {
         Ok(self.projection.apply(self.schema, doc))
     }
 
-    /// The default representation straight from the stored bytes: only the top level and `meta` are
+    /// The default representation straight from the stored bytes of resource `id`: nothing but `meta` is
     /// parsed, everything else is copied as it is. Returns the body and the resource's version.
-    pub fn render_stored(&self, stored: &[u8]) -> ApiResult<(Vec<u8>, String)> {
-        let corrupt =
-            |e: serde_json::Error| ApiError::Store(crate::store::StoreError::Corrupt(e.to_string()));
+    pub fn render_stored(&self, id: &str, stored: &[u8]) -> ApiResult<(Vec<u8>, String)> {
+        if let Some(spliced) = self.splice(id, stored)? {
+            return Ok(spliced);
+        }
+        self.render_top_level(stored)
+    }
+
+    /// The common case: the store writes `meta` last and compact (see `assemble`), and the default
+    /// projection keeps every stored top-level attribute, so the answer is the stored bytes up to `"meta":`,
+    /// then the relation (a user's groups), then `meta` with its location. `None` when the stored bytes
+    /// are not of that shape, or the schema has attributes returned only on request.
+    fn splice(&self, id: &str, stored: &[u8]) -> ApiResult<Option<(Vec<u8>, String)>> {
+        if !self.projection.is_default()
+            || self.schema.top_level_attrs().any(|d| d.returned == Returned::Request)
+        {
+            return Ok(None);
+        }
+        let Some(StoredTail { head, meta, version }) = StoredTail::of(stored) else { return Ok(None) };
+        let mut out = Vec::with_capacity(stored.len() + 160);
+        out.extend_from_slice(head);
+        if let Some((name, value)) = self.relation(id)? {
+            out.push(b'"');
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b"\":");
+            serde_json::to_writer(&mut out, &value).map_err(corrupt)?;
+            out.push(b',');
+        }
+        out.extend_from_slice(StoredTail::META);
+        out.extend_from_slice(meta);
+        out.extend_from_slice(b",\"location\":");
+        serde_json::to_writer(&mut out, &self.location(id)).map_err(corrupt)?;
+        out.extend_from_slice(b"}}");
+        Ok(Some((out, version)))
+    }
+
+    /// Any stored document: its top level parsed, nested values copied as they are.
+    fn render_top_level(&self, stored: &[u8]) -> ApiResult<(Vec<u8>, String)> {
         let TopLevel(mut entries) = serde_json::from_slice(stored).map_err(corrupt)?;
         let id = entries
             .iter()
@@ -155,6 +189,44 @@ impl Renderer<'_> {
     }
 }
 
+fn corrupt(e: serde_json::Error) -> ApiError {
+    ApiError::Store(crate::store::StoreError::Corrupt(e.to_string()))
+}
+
+/// A stored document cut before its `meta`, which the store writes last as
+/// `"meta":{"resourceType":...,"version":"..."}`. Only the end of the document is looked at: `meta` is
+/// short, and bytes of any other shape are simply not cut.
+struct StoredTail<'a> {
+    /// Everything before `"meta":`, ending with its comma.
+    head: &'a [u8],
+    /// `meta` without its closing brace.
+    meta: &'a [u8],
+    version: String,
+}
+
+impl<'a> StoredTail<'a> {
+    const META: &'static [u8] = b"\"meta\":";
+    const META_OPEN: &'static [u8] = b"\"meta\":{\"resourceType\":\"";
+    const VERSION: &'static [u8] = b",\"version\":";
+    /// Longer than any `meta` the store writes.
+    const WINDOW: usize = 256;
+
+    fn of(stored: &'a [u8]) -> Option<StoredTail<'a>> {
+        let from = stored.len().saturating_sub(Self::WINDOW);
+        let at = from + rfind(&stored[from..], Self::META_OPEN)?;
+        let (head, tail) = stored.split_at(at);
+        let meta = tail[Self::META.len()..].strip_suffix(b"}}")?;
+        let version_at = rfind(meta, Self::VERSION)?;
+        // The version is the last entry: what follows its key must be one JSON string and nothing else.
+        let version = serde_json::from_slice::<String>(&meta[version_at + Self::VERSION.len()..]).ok()?;
+        head.ends_with(b",").then_some(StoredTail { head, meta, version })
+    }
+}
+
+fn rfind(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).rposition(|w| w == needle)
+}
+
 /// A ListResponse (RFC 7644 §3.4.2).
 pub fn list_response(total: usize, start_index: usize, resources: Vec<Value>) -> Value {
     json!({
@@ -196,5 +268,87 @@ impl Serialize for TopLevel {
             map.serialize_entry(k, v)?;
         }
         map.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scim::patch::parse_request;
+    use crate::scim::resource::normalize;
+    use crate::scim::schema::Registry;
+    use crate::store::Actor;
+    use crate::store::testing::temp_store;
+
+    /// Splicing the stored bytes must give exactly what parsing the top level gives.
+    #[test]
+    fn spliced_answers_equal_parsed_ones() {
+        let (store, _dir) = temp_store();
+        let (acct, _) = store.ensure_account("default").unwrap();
+        let acct = acct.id;
+        let registry = Registry::standard();
+        let actor = Actor("test".into());
+        let (users, groups) = (registry.resource(ResourceKind::User), registry.resource(ResourceKind::Group));
+        let body = json!({
+            "userName": "splice@example.com",
+            "name": {"givenName": "Spl\"ice", "familyName": "}}"},
+            "emails": [{"value": "splice@example.com", "type": "work", "primary": true}],
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": "\"meta\":{"},
+        });
+        let user = store.create(acct, users, &normalize(users, &body).unwrap(), &actor).unwrap();
+        let uid = user["id"].as_str().unwrap().to_string();
+        let lonely = store.create(acct, users, &normalize(users, &json!({"userName": "x"})).unwrap(), &actor);
+        let lonely = lonely.unwrap()["id"].as_str().unwrap().to_string();
+        let group =
+            store.create(acct, groups, &normalize(groups, &json!({"displayName": "G"})).unwrap(), &actor);
+        let gid = group.unwrap()["id"].as_str().unwrap().to_string();
+        let add = parse_request(
+            &json!({"Operations": [{"op": "add", "path": "members", "value": [{"value": uid}]}]}),
+        );
+        store.patch(acct, groups, &gid, &add.unwrap(), None, &actor).unwrap();
+
+        let projection = Projection::parse(None, None).unwrap();
+        for (schema, id) in [(users, &uid), (users, &lonely), (groups, &gid)] {
+            let renderer = Renderer {
+                store: &store,
+                account: acct,
+                schema,
+                base: "http://h/scim/v2",
+                projection: &projection,
+            };
+            let stored = store.resource_bytes(acct, schema.kind, id).unwrap().unwrap();
+            let (spliced, version) =
+                renderer.splice(id, &stored).unwrap().expect("a stored document splices");
+            let (parsed, parsed_version) = renderer.render_top_level(&stored).unwrap();
+            let (spliced, parsed): (Value, Value) =
+                (serde_json::from_slice(&spliced).unwrap(), serde_json::from_slice(&parsed).unwrap());
+            assert_eq!(spliced, parsed);
+            assert_eq!(version, parsed_version);
+            assert_eq!(
+                spliced["meta"]["location"],
+                json!(format!("http://h/scim/v2/{}/{id}", schema.kind.endpoint()))
+            );
+        }
+        let renderer = Renderer {
+            store: &store,
+            account: acct,
+            schema: users,
+            base: "http://h/scim/v2",
+            projection: &projection,
+        };
+        let spliced: Value = serde_json::from_slice(
+            &renderer
+                .splice(&uid, &store.resource_bytes(acct, ResourceKind::User, &uid).unwrap().unwrap())
+                .unwrap()
+                .unwrap()
+                .0,
+        )
+        .unwrap();
+        assert_eq!(spliced["groups"][0]["value"], json!(gid), "a user's groups are spliced in");
+        // Bytes of another shape are not spliced, whatever they contain.
+        for odd in [&br#"{"id":"1","meta":{"version":"W/\"1\""},"x":1}"#[..], br#"{"a":{"meta":{}}}"#, b"{}"]
+        {
+            assert!(renderer.splice("1", odd).unwrap().is_none());
+        }
     }
 }

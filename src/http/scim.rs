@@ -235,7 +235,7 @@ pub async fn get(
     // Most reads ask for the default representation, which is served from the stored bytes.
     let (body, version) = if projection.is_default() {
         let stored = state.store.resource_bytes(acct, **kind, &id)?.ok_or_else(not_found)?;
-        renderer.render_stored(&stored)?
+        renderer.render_stored(&id, &stored)?
     } else {
         let doc = state.store.resource(acct, **kind, &id)?.ok_or_else(not_found)?;
         let version = version_of(&doc).to_string();
