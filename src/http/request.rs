@@ -198,6 +198,14 @@ impl Params {
 
 /// The SCIM base URL as the client addressed this server, e.g. `https://idp.example/scim/v2`.
 pub fn base_url(req: &HttpRequest) -> String {
+    const PROXY_HEADERS: [&str; 3] = ["forwarded", "x-forwarded-host", "x-forwarded-proto"];
+    let headers = req.headers();
+    let forwarded = PROXY_HEADERS.iter().any(|h| headers.contains_key(*h));
+    // Without a proxy's headers the answer is the Host header over plain HTTP (the server speaks no TLS);
+    // actix's connection info, which weighs every forwarding header, is only needed behind a proxy.
+    if !forwarded && let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
+        return format!("http://{host}/scim/v2");
+    }
     let info = req.connection_info();
     format!("{}://{}/scim/v2", info.scheme(), info.host())
 }

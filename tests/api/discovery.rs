@@ -111,3 +111,23 @@ fn pages_are_capped_at_the_advertised_max_results() {
     );
     assert_eq!(found["totalResults"], json!(1));
 }
+
+#[test]
+fn locations_follow_the_host_and_a_proxy_s_forwarding_headers() {
+    let app = spawn_app();
+    let uid = id(&app.create_user(&json!({"userName": "where@example.com"})));
+    let path = format!("/Users/{uid}");
+    let direct = expect_status(app.get(&path), StatusCode::OK);
+    assert_eq!(direct["meta"]["location"], json!(format!("{}{path}", app.base)));
+    for headers in [
+        vec![("X-Forwarded-Proto", "https"), ("X-Forwarded-Host", "idp.example")],
+        vec![("Forwarded", "proto=https;host=idp.example")],
+    ] {
+        let mut req = app.request(Method::GET, &path);
+        for (name, value) in headers {
+            req = req.header(name, value);
+        }
+        let proxied = expect_status(req.send().unwrap(), StatusCode::OK);
+        assert_eq!(proxied["meta"]["location"], json!(format!("https://idp.example/scim/v2{path}")));
+    }
+}
