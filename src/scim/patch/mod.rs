@@ -10,7 +10,7 @@ use super::error::{ScimError, ScimResult};
 use super::filter::{CompareOp, Filter, Literal, PatchPath, matches_element, parse_path};
 use super::resource::{MemberEntry, changed_attributes, check_required, member_entries};
 use super::schema::{AttrDef, Location, Mutability, ResourceKind, ResourceSchema, Schema};
-use super::value::{coerce, coerce_single, keep_one_primary};
+use super::value::{coerce, coerce_single, is_primary, keep_one_primary};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpKind {
@@ -368,9 +368,12 @@ impl<'s> Patcher<'s> {
             if items.is_empty() {
                 items.push(Value::Object(Map::new()));
             }
+            // `emails.primary` set to true on every element: the element that was primary stays so.
+            let was_primary = items.iter().position(is_primary);
             for item in &mut items {
                 set_key(item, &sub.name, v.clone());
             }
+            keep_one_primary(&mut items, was_primary);
             items.retain(|i| i.as_object().is_some_and(|m| !m.is_empty()));
             self.set(t, (!items.is_empty()).then_some(Value::Array(items)));
         } else {

@@ -381,6 +381,35 @@ fn add_to_a_multi_valued_attribute_appends_and_keeps_one_primary() {
     assert_eq!(u["emails"].as_array().unwrap().len(), 3);
 }
 
+fn primaries(value: &Value) -> usize {
+    value.as_array().map_or(0, |items| items.iter().filter(|i| i["primary"] == json!(true)).count())
+}
+
+#[test]
+fn no_patch_shape_leaves_two_primary_values() {
+    for body in [
+        json!([{"op": "replace", "path": "emails.primary", "value": true}]),
+        json!([{"op": "add", "path": "emails.primary", "value": "True"}]),
+        json!([{"op": "replace", "value": {"emails.primary": true}}]),
+        json!([{"op": "replace", "path": "emails[type eq \"work\" or type eq \"home\"].primary", "value": true}]),
+    ] {
+        let mut u = bjensen();
+        patch_user(&mut u, ops(body.clone())).unwrap();
+        assert_eq!(primaries(&u["emails"]), 1, "{body}: {}", u["emails"]);
+    }
+    // the element that was primary before stays the primary one, wherever it stands
+    let mut u = bjensen();
+    u["emails"].as_array_mut().unwrap().reverse();
+    patch_user(&mut u, ops(json!([{"op": "replace", "path": "emails.primary", "value": true}]))).unwrap();
+    assert_eq!(
+        u["emails"],
+        json!([
+            {"value": "babs@jensen.org", "type": "home", "primary": false},
+            {"value": "bjensen@example.com", "type": "work", "primary": true}
+        ])
+    );
+}
+
 #[test]
 fn replace_of_a_multi_valued_attribute_replaces_all_values() {
     let mut u = bjensen();
