@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use super::error::{ScimError, ScimResult};
 use super::filter::{CompareOp, Filter, Literal, PatchPath, matches_element, parse_path};
-use super::resource::{MemberEntry, changed_attributes, check_required, member_entries};
+use super::resource::{MemberEntry, changed_attributes, check_immutable, check_required, member_entries};
 use super::schema::{AttrDef, Location, Mutability, ResourceKind, ResourceSchema, Schema};
 use super::value::{coerce, coerce_single, is_primary, keep_one_primary};
 
@@ -117,6 +117,9 @@ pub fn apply(
         work.apply_op(op)?;
     }
     work.attrs.retain(|_, v| !v.as_object().is_some_and(Map::is_empty));
+    // Judged on the result, not per operation: a sub-attribute or a merged complex value can change an
+    // immutable value as surely as a path naming it, and a value given again unchanged is no change.
+    check_immutable(schema, attrs, &work.attrs)?;
     check_required(schema, &work.attrs)?;
     let mut outcome = work.outcome;
     outcome.changed.extend(changed_attributes(attrs, &work.attrs));
@@ -203,7 +206,7 @@ impl<'s> Patcher<'s> {
                 Ok(())
             }
             Target::Attr(t) => {
-                self.check_mutability(kind, &t)?;
+                check_writable(&t)?;
                 match kind {
                     OpKind::Add => self.add(&t, value.unwrap_or(&Value::Null)),
                     OpKind::Replace => self.replace(&t, value.unwrap_or(&Value::Null)),
@@ -238,18 +241,6 @@ impl<'s> Patcher<'s> {
 
     fn is_members(&self, t: &AttrTarget<'_, '_>) -> bool {
         self.schema.kind == ResourceKind::Group && t.location == Location::TopLevel && t.def.name == "members"
-    }
-
-    fn check_mutability(&self, kind: OpKind, t: &AttrTarget<'_, '_>) -> ScimResult<()> {
-        let read_only = |d: &AttrDef| d.mutability == Mutability::ReadOnly;
-        if read_only(t.def) || t.sub.is_some_and(read_only) {
-            return Err(ScimError::mutability(format!("attribute '{}' is read-only", t.def.name)));
-        }
-        let has_value = self.current(t).is_some();
-        if t.def.mutability == Mutability::Immutable && (kind != OpKind::Add || has_value) {
-            return Err(ScimError::mutability(format!("attribute '{}' is immutable once set", t.def.name)));
-        }
-        Ok(())
     }
 
     fn apply_members(
@@ -486,6 +477,16 @@ impl<'s> Patcher<'s> {
             None => Vec::new(),
         }
     }
+}
+
+/// Read-only attributes are refused whatever the operation; immutable ones are judged on the result, in
+/// [`apply`].
+fn check_writable(t: &AttrTarget<'_, '_>) -> ScimResult<()> {
+    let read_only = |d: &AttrDef| d.mutability == Mutability::ReadOnly;
+    if read_only(t.def) || t.sub.is_some_and(read_only) {
+        return Err(ScimError::mutability(format!("attribute '{}' is read-only", t.def.name)));
+    }
+    Ok(())
 }
 
 fn container<'a>(attrs: &'a Map<String, Value>, location: Location<'_>) -> Option<&'a Map<String, Value>> {
