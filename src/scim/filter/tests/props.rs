@@ -11,7 +11,7 @@ use super::*;
 
 pub(super) fn attr_name() -> impl Strategy<Value = String> {
     // `not` followed by whitespace is always the keyword, so it cannot name an attribute; `scim_v2` (see
-    // the differential tests) reads `true`, `false` and `null` as literals wherever they stand
+    // the differential tests) reads `true`, `false` and `null` as literals where a name stands alone
     "[a-zA-Z][a-zA-Z0-9_-]{0,7}".prop_filter("a keyword", |n| {
         !n.eq_ignore_ascii_case("not") && !["true", "false", "null"].contains(&n.as_str())
     })
