@@ -365,6 +365,20 @@ mod tests {
     }
 
     #[test]
+    fn onelogin_manager_with_display_name_keeps_the_id_only() {
+        // a template-made PUT: the manager's displayName is readOnly (the server would compute it)
+        let body = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", ENTERPRISE_URN],
+            "userName": "jdoe@x.com", "name": {"givenName": "John", "familyName": "Doe"}, "title": "",
+            ENTERPRISE_URN: {"department": "Sales", "manager": {"value": "26118915-6090", "displayName": "Jane Boss"}}});
+        let n = normalize(&users(), &body).unwrap();
+        assert_eq!(
+            Value::Object(n.attrs),
+            json!({"userName": "jdoe@x.com", "name": {"givenName": "John", "familyName": "Doe"},
+                ENTERPRISE_URN: {"department": "Sales", "manager": {"value": "26118915-6090"}}})
+        );
+    }
+
+    #[test]
     fn required_attributes_are_checked() {
         let err = normalize(&users(), &json!({"displayName": "x"})).unwrap_err();
         assert_eq!(err.scim_type, Some(ScimType::InvalidValue));

@@ -210,6 +210,26 @@ fn entra_filtered_replace_that_matches_nothing_creates_the_element() {
 }
 
 #[test]
+fn filtered_add_that_matches_nothing_creates_the_element() {
+    let mut u = bjensen();
+    u.insert("phoneNumbers".into(), json!([{"type": "home", "value": "555-0100"}]));
+    let body =
+        ops(json!([{"op": "add", "path": "phoneNumbers[type eq \"work\"].value", "value": "555-0199"}]));
+    let out = patch_user(&mut u, body).unwrap();
+    assert_eq!(
+        u["phoneNumbers"],
+        json!([{"type": "home", "value": "555-0100"}, {"type": "work", "value": "555-0199"}])
+    );
+    assert_eq!(changed(&out), ["phoneNumbers"]);
+    // and with no phone numbers at all
+    let mut u = bjensen();
+    let body =
+        ops(json!([{"op": "add", "path": "phoneNumbers[type eq \"work\"].value", "value": "555-0199"}]));
+    patch_user(&mut u, body).unwrap();
+    assert_eq!(u["phoneNumbers"], json!([{"type": "work", "value": "555-0199"}]));
+}
+
+#[test]
 fn entra_disables_with_a_string_boolean() {
     let mut u = bjensen();
     patch_user(&mut u, ops(json!([{"op": "Replace", "path": "active", "value": "False"}]))).unwrap();
