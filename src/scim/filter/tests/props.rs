@@ -27,7 +27,7 @@ fn schema_urn() -> impl Strategy<Value = String> {
 
 pub(super) fn attr_path() -> impl Strategy<Value = AttrPath> {
     (prop::option::weighted(0.2, schema_urn()), attr_name(), prop::option::weighted(0.3, attr_name()))
-        .prop_map(|(urn, name, sub)| AttrPath { urn, name, sub })
+        .prop_map(|(urn, name, sub)| AttrPath { urn, name, sub, at: None })
 }
 
 fn compare_op() -> impl Strategy<Value = CompareOp> {
