@@ -27,7 +27,17 @@ pub struct Operation {
     pub value: Option<Value>,
 }
 
-/// A change to a group's member list, in request order.
+/// A change to a group's member list, in request order. PATCH never sees who the members are, so a
+/// change says what the request said, and only two kinds carry ids:
+/// - `Add` and `Remove` hold the exact ids the request named: `add` with a `members` value; `remove` with
+///   a `value` list, or with a filter that is a `value eq "<id>"` term or an `or` chain of them. They are
+///   the ids to write, not yet the net change: an added id may already be a member, a removed one may
+///   not be.
+/// - `RemoveAll`, `ReplaceAll` and `RemoveWhere` depend on the current members, so the ids they remove
+///   (and, for `ReplaceAll`, which of its entries are new) are computed by the store from the member
+///   list it reads, or from the members the `RemoveWhere` filter selects.
+///
+/// The store applies a request's changes in order and reports the net ids added and removed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MemberChange {
     Add(Vec<MemberEntry>),
