@@ -117,3 +117,69 @@ impl ScimError {
 }
 
 pub type ScimResult<T> = Result<T, ScimError>;
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::scim::schema::ERROR_URN;
+
+    /// RFC 7644 §3.12, Table 9: each `scimType`, its spelling and the status it goes with.
+    const TABLE_9: [(ScimType, &str, u16); 10] = [
+        (ScimType::InvalidFilter, "invalidFilter", 400),
+        (ScimType::TooMany, "tooMany", 400),
+        (ScimType::Uniqueness, "uniqueness", 409),
+        (ScimType::Mutability, "mutability", 400),
+        (ScimType::InvalidSyntax, "invalidSyntax", 400),
+        (ScimType::InvalidPath, "invalidPath", 400),
+        (ScimType::NoTarget, "noTarget", 400),
+        (ScimType::InvalidValue, "invalidValue", 400),
+        (ScimType::InvalidVers, "invalidVers", 400),
+        (ScimType::Sensitive, "sensitive", 403),
+    ];
+
+    #[test]
+    fn every_scim_type_has_the_rfc_spelling_and_status() {
+        for (scim_type, spelling, status) in TABLE_9 {
+            assert_eq!(scim_type.as_str(), spelling);
+            let err = ScimError::new(scim_type, "x");
+            assert_eq!((err.status, err.scim_type), (status, Some(scim_type)), "{spelling}");
+        }
+    }
+
+    #[test]
+    fn constructors_pick_their_scim_type() {
+        for (err, want) in [
+            (ScimError::invalid_filter("d"), ScimType::InvalidFilter),
+            (ScimError::invalid_path("d"), ScimType::InvalidPath),
+            (ScimError::invalid_value("d"), ScimType::InvalidValue),
+            (ScimError::invalid_syntax("d"), ScimType::InvalidSyntax),
+            (ScimError::mutability("d"), ScimType::Mutability),
+            (ScimError::no_target("d"), ScimType::NoTarget),
+            (ScimError::uniqueness("d"), ScimType::Uniqueness),
+        ] {
+            assert_eq!(err, ScimError::new(want, "d"));
+        }
+        assert_eq!(ScimError::not_found("d"), ScimError { status: 404, scim_type: None, detail: "d".into() });
+    }
+
+    #[test]
+    fn body_is_the_rfc_error_message_with_the_status_as_a_string() {
+        let body = ScimError::uniqueness("userName 'bjensen' is taken").to_body();
+        assert_eq!(
+            body,
+            json!({"schemas": [ERROR_URN], "status": "409", "scimType": "uniqueness",
+                "detail": "userName 'bjensen' is taken"})
+        );
+        // Okta's SPEC test compares `status` with a string ("401", "404"); without a scimType, no key
+        let body = ScimError::not_found("no such user").to_body();
+        assert_eq!(body, json!({"schemas": [ERROR_URN], "status": "404", "detail": "no such user"}));
+    }
+
+    #[test]
+    fn display_names_status_type_and_detail() {
+        assert_eq!(ScimError::invalid_filter("at byte 3").to_string(), "400 (invalidFilter): at byte 3");
+        assert_eq!(ScimError::status(501, "bulk").to_string(), "501: bulk");
+    }
+}

@@ -9,4 +9,6 @@ pub use error::{ScimError, ScimResult, ScimType};
 pub mod patch;
 pub mod project;
 pub mod resource;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod value;

@@ -111,15 +111,13 @@ impl Projection {
         let def = resolved.def;
         match def.returned {
             Returned::Never | Returned::Request => false,
-            _ if def.is_complex() && def.sub_attributes.iter().any(|s| s.returned == Returned::Never) => {
-                match keep_whole(def, value) {
-                    Some(v) => {
-                        *value = v;
-                        true
-                    }
-                    None => false,
+            _ if hides_subs(def) => match keep_whole(def, value) {
+                Some(v) => {
+                    *value = v;
+                    true
                 }
-            }
+                None => false,
+            },
             _ => true,
         }
     }
@@ -134,11 +132,7 @@ impl Projection {
         let mut out = Map::new();
         for (key, v) in map {
             let Some(def) = ext.attr(key) else { continue };
-            let kept = match &self.mode {
-                Mode::Only(_) if whole => keep_whole(def, v),
-                _ => self.keep(schema, urn, def, v),
-            };
-            if let Some(kept) = kept {
+            if let Some(kept) = self.keep(schema, urn, def, v) {
                 out.insert(key.clone(), kept);
             }
         }
@@ -154,39 +148,50 @@ impl Projection {
 
     /// The part of `value` (of attribute `def` in schema `urn`) that the response carries.
     fn keep(&self, schema: &ResourceSchema, urn: &str, def: &AttrDef, value: &Value) -> Option<Value> {
-        match def.returned {
-            Returned::Never => return None,
-            Returned::Always => return keep_whole(def, value),
-            _ => {}
-        }
-        let matching = |sel: &&Selector| selects(schema, sel, urn, def);
-        match &self.mode {
-            Mode::Default => (def.returned != Returned::Request).then(|| keep_whole(def, value)).flatten(),
-            Mode::Only(list) => {
-                let hits: Vec<&Selector> = list.iter().filter(matching).collect();
-                if hits.is_empty() {
-                    None
-                } else if hits.iter().any(|s| s.sub.is_none()) {
-                    keep_whole(def, value)
-                } else {
-                    let subs: Vec<&str> = hits.iter().filter_map(|s| s.sub.as_deref()).collect();
-                    keep_subs(def, value, |name| subs.iter().any(|s| s.eq_ignore_ascii_case(name)))
-                }
-            }
-            Mode::Except(list) => {
-                if def.returned == Returned::Request {
-                    return None;
-                }
-                let hits: Vec<&Selector> = list.iter().filter(matching).collect();
-                if hits.iter().any(|s| s.sub.is_none()) {
-                    None
-                } else {
-                    let subs: Vec<&str> = hits.iter().filter_map(|s| s.sub.as_deref()).collect();
-                    keep_subs(def, value, |name| !subs.iter().any(|s| s.eq_ignore_ascii_case(name)))
-                }
-            }
+        match (def.returned, &self.mode) {
+            (Returned::Never, _) => None,
+            (Returned::Always, _) => keep_whole(def, value),
+            (Returned::Request, Mode::Default) => None,
+            (_, Mode::Default) => keep_whole(def, value),
+            (_, Mode::Only(list)) => keep_named(def, value, &hits(schema, list, urn, def)),
+            (_, Mode::Except(list)) => keep_unexcluded(def, value, &hits(schema, list, urn, def)),
         }
     }
+}
+
+/// The selectors in `list` that name `def` (of schema `urn`). Naming an extension's schema names none of
+/// its attributes, so it does not ask for those returned only on request.
+fn hits<'l>(schema: &ResourceSchema, list: &'l [Selector], urn: &str, def: &AttrDef) -> Vec<&'l Selector> {
+    let on_request = def.returned == Returned::Request;
+    list.iter()
+        .filter(|sel| selects(schema, sel, urn, def) && !(on_request && is_schema_selector(sel, urn)))
+        .collect()
+}
+
+/// For `attributes`: what the selectors that name the attribute ask for.
+fn keep_named(def: &AttrDef, value: &Value, hits: &[&Selector]) -> Option<Value> {
+    let whole = hits.iter().any(|s| s.sub.is_none());
+    let subs: Vec<&str> = hits.iter().filter_map(|s| s.sub.as_deref()).collect();
+    match (whole, subs.is_empty()) {
+        (false, true) => None,
+        (true, true) => keep_whole(def, value),
+        _ => keep_subs(def, value, |name, returned| {
+            (whole && returned != Returned::Request) || names_sub(&subs, name)
+        }),
+    }
+}
+
+/// For `excludedAttributes`: what is returned by default and not excluded.
+fn keep_unexcluded(def: &AttrDef, value: &Value, hits: &[&Selector]) -> Option<Value> {
+    if def.returned == Returned::Request || hits.iter().any(|s| s.sub.is_none()) {
+        return None;
+    }
+    let subs: Vec<&str> = hits.iter().filter_map(|s| s.sub.as_deref()).collect();
+    keep_subs(def, value, |name, returned| returned != Returned::Request && !names_sub(&subs, name))
+}
+
+fn names_sub(subs: &[&str], name: &str) -> bool {
+    subs.iter().any(|s| s.eq_ignore_ascii_case(name))
 }
 
 fn parse_list(list: &str) -> ScimResult<Vec<Selector>> {
@@ -228,25 +233,36 @@ fn selects(schema: &ResourceSchema, sel: &Selector, urn: &str, def: &AttrDef) ->
     }
 }
 
-/// The whole value, minus sub-attributes that are never returned.
+/// Does a complex attribute have sub-attributes that its whole value leaves out (returned never, or only
+/// when named)?
+fn hides_subs(def: &AttrDef) -> bool {
+    def.is_complex()
+        && def.sub_attributes.iter().any(|s| matches!(s.returned, Returned::Never | Returned::Request))
+}
+
+/// The whole value, minus sub-attributes returned never or only on request.
 fn keep_whole(def: &AttrDef, value: &Value) -> Option<Value> {
-    if def.is_complex() && def.sub_attributes.iter().any(|s| s.returned == Returned::Never) {
-        return keep_subs(def, value, |_| true);
+    if hides_subs(def) {
+        return keep_subs(def, value, |_, returned| returned != Returned::Request);
     }
     Some(value.clone())
 }
 
-/// Only the sub-attributes `wanted` (plus those always returned) of a complex value or of each element.
-fn keep_subs(def: &AttrDef, value: &Value, wanted: impl Fn(&str) -> bool) -> Option<Value> {
+/// The sub-attributes of a complex value (or of each element) that are always returned, or that `wanted`
+/// picks by canonical name and `returned`; never those never returned.
+fn keep_subs(def: &AttrDef, value: &Value, wanted: impl Fn(&str, Returned) -> bool) -> Option<Value> {
     let pick = |element: &Value| -> Option<Value> {
         let Value::Object(map) = element else { return Some(element.clone()) };
         let kept: Map<String, Value> = map
             .iter()
-            .filter(|(k, _)| match def.sub(k) {
-                Some(sub) => {
-                    sub.returned == Returned::Always || (sub.returned != Returned::Never && wanted(&sub.name))
+            .filter(|(k, _)| {
+                let (name, returned) =
+                    def.sub(k).map_or((k.as_str(), Returned::Default), |s| (&s.name, s.returned));
+                match returned {
+                    Returned::Always => true,
+                    Returned::Never => false,
+                    other => wanted(name, other),
                 }
-                None => wanted(k),
             })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
@@ -384,6 +400,7 @@ mod tests {
 
     use super::*;
     use crate::scim::schema::{ENTERPRISE_URN, Registry, ResourceKind};
+    use crate::scim::testing::{BEHAVIOUR_URN, behaviour_users};
 
     fn users() -> ResourceSchema {
         Registry::standard().resource(ResourceKind::User).clone()
@@ -441,6 +458,33 @@ mod tests {
         assert!(got.get("password").is_none());
         let got = project(None, Some(ENTERPRISE_URN));
         assert!(got.get(ENTERPRISE_URN).is_none());
+    }
+
+    #[test]
+    fn returned_on_request_only_when_named_in_attributes() {
+        let doc = json!({"schemas": [BEHAVIOUR_URN], "id": "u1", "userName": "bjensen",
+            BEHAVIOUR_URN: {"badgeId": "B-1", "clearance": "secret", "locker": {"number": "L-7", "code": "1234"}}});
+        let ext = |attributes: Option<&str>, excluded: Option<&str>| {
+            let projected =
+                Projection::parse(attributes, excluded).unwrap().apply(&behaviour_users(), doc.clone());
+            projected.get(BEHAVIOUR_URN).cloned().unwrap_or(Value::Null)
+        };
+        let by_default = json!({"badgeId": "B-1", "locker": {"number": "L-7"}});
+        assert_eq!(ext(None, None), by_default);
+        assert_eq!(ext(None, Some("userName")), by_default);
+        assert_eq!(ext(Some(BEHAVIOUR_URN), None), by_default, "naming the schema names no attribute");
+        assert_eq!(ext(Some("badgeId"), None), json!({"badgeId": "B-1"}));
+        assert_eq!(ext(Some("locker"), None), json!({"locker": {"number": "L-7"}}));
+        assert_eq!(ext(Some("clearance"), None), json!({"clearance": "secret"}));
+        let qualified = format!("{BEHAVIOUR_URN}:clearance,locker.code");
+        assert_eq!(ext(Some(&qualified), None), json!({"clearance": "secret", "locker": {"code": "1234"}}));
+        let whole_and_code = format!("{BEHAVIOUR_URN},locker.code");
+        assert_eq!(
+            ext(Some(&whole_and_code), None),
+            json!({"badgeId": "B-1", "locker": {"number": "L-7", "code": "1234"}})
+        );
+        // excluding never brings back what is returned only on request
+        assert_eq!(ext(None, Some("locker.number")), json!({"badgeId": "B-1"}));
     }
 
     #[test]

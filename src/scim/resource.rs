@@ -5,7 +5,7 @@
 use serde_json::{Map, Value};
 
 use super::error::{ScimError, ScimResult};
-use super::schema::{Location, Mutability, Resolved, ResourceKind, ResourceSchema};
+use super::schema::{AttrDef, Location, Mutability, Resolved, ResourceKind, ResourceSchema};
 use super::value::coerce;
 
 /// A create or replace body reduced to what is stored.
@@ -241,20 +241,65 @@ pub fn changed_attributes(
     old.keys().chain(new.keys()).filter(|k| old.get(*k) != new.get(*k)).cloned().collect()
 }
 
-/// Checks a replacement against the current resource: immutable attributes that have a value keep it.
+/// Refuses a change to an immutable attribute that has a value: RFC 7643 §7 lets it be given a value
+/// once, when it has none, and never changed or removed after. Covers core, common and extension
+/// attributes and the sub-attributes of single-valued complex ones. The elements of a multi-valued
+/// attribute have no identity to pair old and new by, so their immutable sub-attributes are not checked
+/// (group `members`, the only standard case, never reach this: membership is applied by the store).
 pub fn check_immutable(
     schema: &ResourceSchema,
     current: &Map<String, Value>,
     next: &Map<String, Value>,
 ) -> ScimResult<()> {
-    for def in schema.top_level_attrs().filter(|d| d.mutability == Mutability::Immutable) {
-        if let (Some(old), Some(new)) = (current.get(&def.name), next.get(&def.name))
-            && old != new
-        {
-            return Err(ScimError::mutability(format!("attribute '{}' is immutable", def.name)));
-        }
+    let core = schema.top_level_attrs().map(|def| (None, def));
+    let extensions = schema
+        .extensions
+        .iter()
+        .flat_map(|ext| ext.attributes.iter().map(move |def| (Some(ext.id.as_str()), def)));
+    core.chain(extensions).try_for_each(|(urn, def)| {
+        let label = || match urn {
+            Some(urn) => format!("{urn}:{}", def.name),
+            None => def.name.clone(),
+        };
+        keeps_immutable(def, attr_value(current, urn, &def.name), attr_value(next, urn, &def.name), label)
+    })
+}
+
+/// The immutable parts of one attribute's value: all of it, or its immutable sub-attributes.
+fn keeps_immutable(
+    def: &AttrDef,
+    old: Option<&Value>,
+    new: Option<&Value>,
+    label: impl Fn() -> String,
+) -> ScimResult<()> {
+    if def.mutability == Mutability::Immutable {
+        unchanged(old, new, &label)?;
+    }
+    if !def.is_complex() || def.multi_valued {
+        return Ok(());
+    }
+    for sub in def.sub_attributes.iter().filter(|s| s.mutability == Mutability::Immutable) {
+        let (old, new) = (old.and_then(|v| v.get(&sub.name)), new.and_then(|v| v.get(&sub.name)));
+        unchanged(old, new, || format!("{}.{}", label(), sub.name))?;
     }
     Ok(())
+}
+
+fn attr_value<'a>(attrs: &'a Map<String, Value>, urn: Option<&str>, name: &str) -> Option<&'a Value> {
+    match urn {
+        None => attrs.get(name),
+        Some(urn) => attrs.get(urn)?.get(name),
+    }
+}
+
+fn unchanged(old: Option<&Value>, new: Option<&Value>, label: impl Fn() -> String) -> ScimResult<()> {
+    match old {
+        Some(old) if new != Some(old) => Err(ScimError::mutability(format!(
+            "attribute '{}' is immutable: it has a value, which cannot be changed or removed",
+            label()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -264,6 +309,7 @@ mod tests {
     use super::*;
     use crate::scim::ScimType;
     use crate::scim::schema::{ENTERPRISE_URN, Registry};
+    use crate::scim::testing::{BEHAVIOUR_URN, behaviour_users};
 
     fn users() -> ResourceSchema {
         Registry::standard().resource(ResourceKind::User).clone()
@@ -319,6 +365,20 @@ mod tests {
     }
 
     #[test]
+    fn onelogin_manager_with_display_name_keeps_the_id_only() {
+        // a template-made PUT: the manager's displayName is readOnly (the server would compute it)
+        let body = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", ENTERPRISE_URN],
+            "userName": "jdoe@x.com", "name": {"givenName": "John", "familyName": "Doe"}, "title": "",
+            ENTERPRISE_URN: {"department": "Sales", "manager": {"value": "26118915-6090", "displayName": "Jane Boss"}}});
+        let n = normalize(&users(), &body).unwrap();
+        assert_eq!(
+            Value::Object(n.attrs),
+            json!({"userName": "jdoe@x.com", "name": {"givenName": "John", "familyName": "Doe"},
+                ENTERPRISE_URN: {"department": "Sales", "manager": {"value": "26118915-6090"}}})
+        );
+    }
+
+    #[test]
     fn required_attributes_are_checked() {
         let err = normalize(&users(), &json!({"displayName": "x"})).unwrap_err();
         assert_eq!(err.scim_type, Some(ScimType::InvalidValue));
@@ -364,6 +424,30 @@ mod tests {
         assert_eq!(keys, ["schemas", "id", "externalId", "userName", "title", ENTERPRISE_URN, "meta"]);
         assert_eq!(doc["schemas"], json!(["urn:ietf:params:scim:schemas:core:2.0:User", ENTERPRISE_URN]));
         assert_eq!(attrs_of(&doc), n.attrs);
+    }
+
+    #[test]
+    fn replacement_keeps_immutable_extension_values_and_sub_attributes() {
+        let schema = behaviour_users();
+        let with = |ext: Value| attrs_of(&json!({"userName": "u", BEHAVIOUR_URN: ext}));
+        let current = with(json!({"badgeId": "B-1", "locker": {"number": "L-7", "site": "North"}}));
+        let check = |next: Value| check_immutable(&schema, &current, &with(next));
+        assert_eq!(check(json!({"badgeId": "B-1", "locker": {"number": "L-7", "site": "South"}})), Ok(()));
+        for changed in [
+            json!({"badgeId": "B-2", "locker": {"number": "L-7"}}),
+            json!({"locker": {"number": "L-7"}}),
+            json!({"badgeId": "B-1", "locker": {"number": "L-8"}}),
+            json!({"badgeId": "B-1", "locker": {"site": "North"}}),
+            json!({"badgeId": "B-1"}),
+        ] {
+            let err = check(changed.clone()).unwrap_err();
+            assert_eq!(err.scim_type, Some(ScimType::Mutability), "{changed}");
+        }
+        // values that were not set yet may be given, once
+        let empty = with(json!({"locker": {"site": "North"}}));
+        let first = with(json!({"badgeId": "B-1", "locker": {"number": "L-7"}}));
+        assert_eq!(check_immutable(&schema, &empty, &first), Ok(()));
+        assert_eq!(check_immutable(&schema, &attrs_of(&json!({"userName": "u"})), &first), Ok(()));
     }
 
     #[test]

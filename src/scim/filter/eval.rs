@@ -17,6 +17,7 @@
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
+use std::fmt::Display;
 
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime};
 use serde_json::{Number, Value};
@@ -436,9 +437,8 @@ fn check_in(filter: &Filter, scope: CheckScope<'_>) -> ScimResult<()> {
                 return Ok(());
             };
             if path.sub.is_some() || !def.is_complex() || !def.multi_valued {
-                return Err(ScimError::invalid_filter(format!(
-                    "{path}[...]: a value filter applies only to a multi-valued complex attribute"
-                )));
+                let why = "a value filter applies only to a multi-valued complex attribute";
+                return Err(check_error(path, format_args!("{path}[...]"), why));
             }
             check_in(inner, CheckScope::Element(def))
         }
@@ -455,14 +455,21 @@ fn check_filterable<'s>(path: &AttrPath, scope: CheckScope<'s>) -> ScimResult<Op
     };
     match def {
         Some(def) if def.returned == Returned::Never => {
-            Err(ScimError::invalid_filter(format!("{path}: the attribute cannot be used in a filter")))
+            Err(check_error(path, path, "the attribute is never returned, so it cannot be used in a filter"))
         }
         other => Ok(other),
     }
 }
 
+/// A filter that parses but cannot apply: where its offending expression starts (when the filter was
+/// parsed from text), the expression in standard form, and why.
+fn check_error(path: &AttrPath, expression: impl Display, why: &str) -> ScimError {
+    let at = path.at.map(|at| format!(" at byte {at}")).unwrap_or_default();
+    ScimError::invalid_filter(format!("invalid filter{at}: `{expression}`: {why}"))
+}
+
 fn check_compare(path: &AttrPath, op: CompareOp, literal: &Literal, scope: CheckScope<'_>) -> ScimResult<()> {
-    let reject = |why: &str| Err(ScimError::invalid_filter(format!("{path} {op} {literal}: {why}")));
+    let reject = |why: &str| Err(check_error(path, format_args!("{path} {op} {literal}"), why));
     if *literal == Literal::Null && !matches!(op, CompareOp::Eq | CompareOp::Ne) {
         return reject("null can only be compared with eq or ne");
     }

@@ -19,20 +19,32 @@ pub use parse::{
 pub use plan::IndexTerm;
 
 /// `[urn ":"] name ["." sub]`. Names keep the case the client wrote; lookups are case-insensitive.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct AttrPath {
     pub urn: Option<String>,
     pub name: String,
     pub sub: Option<String>,
+    /// The byte offset the path starts at in the text it was parsed from, so that [`check`] can point
+    /// at it; `None` for a path built in code. Where a path was written is no part of what it means, so
+    /// equality ignores it.
+    pub at: Option<usize>,
 }
+
+impl PartialEq for AttrPath {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.urn, &self.name, &self.sub) == (&other.urn, &other.name, &other.sub)
+    }
+}
+
+impl Eq for AttrPath {}
 
 impl AttrPath {
     pub fn new(name: impl Into<String>) -> Self {
-        AttrPath { urn: None, name: name.into(), sub: None }
+        AttrPath { urn: None, name: name.into(), sub: None, at: None }
     }
 
     pub fn with_sub(name: impl Into<String>, sub: impl Into<String>) -> Self {
-        AttrPath { urn: None, name: name.into(), sub: Some(sub.into()) }
+        AttrPath { urn: None, name: name.into(), sub: Some(sub.into()), at: None }
     }
 }
 

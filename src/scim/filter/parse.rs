@@ -334,8 +334,9 @@ impl<'a> Parser<'a> {
     /// Entra's `emails[type eq "work"].value eq "x"`: the trailing comparison joins the bracketed filter.
     fn entra_value_path(&mut self, attr: AttrPath, inner: Filter) -> PResult<Filter> {
         self.pos += 1;
+        let at = self.pos;
         let sub = self.plain_name("a sub-attribute name after `].`")?;
-        let tail = self.comparison(AttrPath::new(sub))?;
+        let tail = self.comparison(AttrPath { at: Some(at), ..AttrPath::new(sub) })?;
         let operands = match inner {
             Filter::And(mut operands) => {
                 operands.push(tail);
@@ -408,8 +409,12 @@ impl<'a> Parser<'a> {
             }
             self.check_name(sub, sub_at)?;
         }
-        let path =
-            AttrPath { urn: urn.map(str::to_owned), name: name.to_owned(), sub: sub.map(str::to_owned) };
+        let path = AttrPath {
+            urn: urn.map(str::to_owned),
+            name: name.to_owned(),
+            sub: sub.map(str::to_owned),
+            at: Some(at),
+        };
         Ok(ScannedPath { path, at })
     }
 

@@ -8,9 +8,9 @@ use serde_json::{Map, Value};
 
 use super::error::{ScimError, ScimResult};
 use super::filter::{CompareOp, Filter, Literal, PatchPath, matches_element, parse_path};
-use super::resource::{MemberEntry, changed_attributes, check_required, member_entries};
+use super::resource::{MemberEntry, changed_attributes, check_immutable, check_required, member_entries};
 use super::schema::{AttrDef, Location, Mutability, ResourceKind, ResourceSchema, Schema};
-use super::value::{coerce, coerce_single, keep_one_primary};
+use super::value::{coerce, coerce_single, is_primary, keep_one_primary};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpKind {
@@ -27,7 +27,17 @@ pub struct Operation {
     pub value: Option<Value>,
 }
 
-/// A change to a group's member list, in request order.
+/// A change to a group's member list, in request order. PATCH never sees who the members are, so a
+/// change says what the request said, and only two kinds carry ids:
+/// - `Add` and `Remove` hold the exact ids the request named: `add` with a `members` value; `remove` with
+///   a `value` list, or with a filter that is a `value eq "<id>"` term or an `or` chain of them. They are
+///   the ids to write, not yet the net change: an added id may already be a member, a removed one may
+///   not be.
+/// - `RemoveAll`, `ReplaceAll` and `RemoveWhere` depend on the current members, so the ids they remove
+///   (and, for `ReplaceAll`, which of its entries are new) are computed by the store from the member
+///   list it reads, or from the members the `RemoveWhere` filter selects.
+///
+/// The store applies a request's changes in order and reports the net ids added and removed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MemberChange {
     Add(Vec<MemberEntry>),
@@ -117,6 +127,9 @@ pub fn apply(
         work.apply_op(op)?;
     }
     work.attrs.retain(|_, v| !v.as_object().is_some_and(Map::is_empty));
+    // Judged on the result, not per operation: a sub-attribute or a merged complex value can change an
+    // immutable value as surely as a path naming it, and a value given again unchanged is no change.
+    check_immutable(schema, attrs, &work.attrs)?;
     check_required(schema, &work.attrs)?;
     let mut outcome = work.outcome;
     outcome.changed.extend(changed_attributes(attrs, &work.attrs));
@@ -203,7 +216,7 @@ impl<'s> Patcher<'s> {
                 Ok(())
             }
             Target::Attr(t) => {
-                self.check_mutability(kind, &t)?;
+                check_writable(&t)?;
                 match kind {
                     OpKind::Add => self.add(&t, value.unwrap_or(&Value::Null)),
                     OpKind::Replace => self.replace(&t, value.unwrap_or(&Value::Null)),
@@ -238,18 +251,6 @@ impl<'s> Patcher<'s> {
 
     fn is_members(&self, t: &AttrTarget<'_, '_>) -> bool {
         self.schema.kind == ResourceKind::Group && t.location == Location::TopLevel && t.def.name == "members"
-    }
-
-    fn check_mutability(&self, kind: OpKind, t: &AttrTarget<'_, '_>) -> ScimResult<()> {
-        let read_only = |d: &AttrDef| d.mutability == Mutability::ReadOnly;
-        if read_only(t.def) || t.sub.is_some_and(read_only) {
-            return Err(ScimError::mutability(format!("attribute '{}' is read-only", t.def.name)));
-        }
-        let has_value = self.current(t).is_some();
-        if t.def.mutability == Mutability::Immutable && (kind != OpKind::Add || has_value) {
-            return Err(ScimError::mutability(format!("attribute '{}' is immutable once set", t.def.name)));
-        }
-        Ok(())
     }
 
     fn apply_members(
@@ -368,9 +369,12 @@ impl<'s> Patcher<'s> {
             if items.is_empty() {
                 items.push(Value::Object(Map::new()));
             }
+            // `emails.primary` set to true on every element: the element that was primary stays so.
+            let was_primary = items.iter().position(is_primary);
             for item in &mut items {
                 set_key(item, &sub.name, v.clone());
             }
+            keep_one_primary(&mut items, was_primary);
             items.retain(|i| i.as_object().is_some_and(|m| !m.is_empty()));
             self.set(t, (!items.is_empty()).then_some(Value::Array(items)));
         } else {
@@ -483,6 +487,16 @@ impl<'s> Patcher<'s> {
             None => Vec::new(),
         }
     }
+}
+
+/// Read-only attributes are refused whatever the operation; immutable ones are judged on the result, in
+/// [`apply`].
+fn check_writable(t: &AttrTarget<'_, '_>) -> ScimResult<()> {
+    let read_only = |d: &AttrDef| d.mutability == Mutability::ReadOnly;
+    if read_only(t.def) || t.sub.is_some_and(read_only) {
+        return Err(ScimError::mutability(format!("attribute '{}' is read-only", t.def.name)));
+    }
+    Ok(())
 }
 
 fn container<'a>(attrs: &'a Map<String, Value>, location: Location<'_>) -> Option<&'a Map<String, Value>> {

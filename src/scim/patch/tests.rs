@@ -6,6 +6,7 @@ use super::*;
 use crate::scim::ScimType;
 use crate::scim::resource::attrs_of;
 use crate::scim::schema::{ENTERPRISE_URN, Registry};
+use crate::scim::testing::{BEHAVIOUR_URN, behaviour_users};
 
 const USER_ID: &str = "2819c223-7f76-453a-919d-413861904646";
 const GROUP_ID: &str = "e9e30dba-f08f-4109-8486-d5c6a331660a";
@@ -209,6 +210,26 @@ fn entra_filtered_replace_that_matches_nothing_creates_the_element() {
 }
 
 #[test]
+fn filtered_add_that_matches_nothing_creates_the_element() {
+    let mut u = bjensen();
+    u.insert("phoneNumbers".into(), json!([{"type": "home", "value": "555-0100"}]));
+    let body =
+        ops(json!([{"op": "add", "path": "phoneNumbers[type eq \"work\"].value", "value": "555-0199"}]));
+    let out = patch_user(&mut u, body).unwrap();
+    assert_eq!(
+        u["phoneNumbers"],
+        json!([{"type": "home", "value": "555-0100"}, {"type": "work", "value": "555-0199"}])
+    );
+    assert_eq!(changed(&out), ["phoneNumbers"]);
+    // and with no phone numbers at all
+    let mut u = bjensen();
+    let body =
+        ops(json!([{"op": "add", "path": "phoneNumbers[type eq \"work\"].value", "value": "555-0199"}]));
+    patch_user(&mut u, body).unwrap();
+    assert_eq!(u["phoneNumbers"], json!([{"type": "work", "value": "555-0199"}]));
+}
+
+#[test]
 fn entra_disables_with_a_string_boolean() {
     let mut u = bjensen();
     patch_user(&mut u, ops(json!([{"op": "Replace", "path": "active", "value": "False"}]))).unwrap();
@@ -381,6 +402,35 @@ fn add_to_a_multi_valued_attribute_appends_and_keeps_one_primary() {
     assert_eq!(u["emails"].as_array().unwrap().len(), 3);
 }
 
+fn primaries(value: &Value) -> usize {
+    value.as_array().map_or(0, |items| items.iter().filter(|i| i["primary"] == json!(true)).count())
+}
+
+#[test]
+fn no_patch_shape_leaves_two_primary_values() {
+    for body in [
+        json!([{"op": "replace", "path": "emails.primary", "value": true}]),
+        json!([{"op": "add", "path": "emails.primary", "value": "True"}]),
+        json!([{"op": "replace", "value": {"emails.primary": true}}]),
+        json!([{"op": "replace", "path": "emails[type eq \"work\" or type eq \"home\"].primary", "value": true}]),
+    ] {
+        let mut u = bjensen();
+        patch_user(&mut u, ops(body.clone())).unwrap();
+        assert_eq!(primaries(&u["emails"]), 1, "{body}: {}", u["emails"]);
+    }
+    // the element that was primary before stays the primary one, wherever it stands
+    let mut u = bjensen();
+    u["emails"].as_array_mut().unwrap().reverse();
+    patch_user(&mut u, ops(json!([{"op": "replace", "path": "emails.primary", "value": true}]))).unwrap();
+    assert_eq!(
+        u["emails"],
+        json!([
+            {"value": "babs@jensen.org", "type": "home", "primary": false},
+            {"value": "bjensen@example.com", "type": "work", "primary": true}
+        ])
+    );
+}
+
 #[test]
 fn replace_of_a_multi_valued_attribute_replaces_all_values() {
     let mut u = bjensen();
@@ -443,6 +493,69 @@ fn mutability_and_required_attributes_are_enforced() {
         assert_eq!(err.scim_type, Some(want), "{body}: {err}");
     }
     assert_eq!(u, bjensen());
+}
+
+// ---- immutable attributes (RFC 7643 §7: a first value may be given, then it never changes) ----
+
+fn patch_behaviour(attrs: &mut Map<String, Value>, body: Value) -> ScimResult<PatchOutcome> {
+    apply(&behaviour_users(), USER_ID, attrs, &parse_request(&body)?)
+}
+
+fn assert_refused(attrs: &mut Map<String, Value>, bodies: &[Value]) {
+    let before = attrs.clone();
+    for body in bodies {
+        let err = patch_behaviour(attrs, ops(body.clone())).unwrap_err();
+        assert_eq!(err.scim_type, Some(ScimType::Mutability), "{body}: {err}");
+        assert_eq!(*attrs, before, "{body}: a refused PATCH changes nothing");
+    }
+}
+
+#[test]
+fn an_immutable_attribute_takes_a_first_value_and_then_keeps_it() {
+    let badge = format!("{BEHAVIOUR_URN}:badgeId");
+    let mut u = bjensen();
+    patch_behaviour(&mut u, ops(json!([{"op": "add", "path": badge, "value": "B-1"}]))).unwrap();
+    assert_eq!(u[BEHAVIOUR_URN], json!({"badgeId": "B-1"}));
+    // the same value again is no change, so no error (a retried request)
+    let again = ops(json!([{"op": "add", "path": "badgeId", "value": "B-1"}]));
+    assert!(patch_behaviour(&mut u, again).unwrap().is_empty());
+    assert_refused(
+        &mut u,
+        &[
+            json!([{"op": "add", "path": badge, "value": "B-2"}]),
+            json!([{"op": "replace", "path": "badgeId", "value": "B-2"}]),
+            json!([{"op": "remove", "path": badge}]),
+            json!([{"op": "replace", "value": {"badgeId": "B-2"}}]),
+            json!([{"op": "replace", "value": {BEHAVIOUR_URN: {"badgeId": "B-2"}}}]),
+            json!([{"op": "remove", "path": BEHAVIOUR_URN}]),
+        ],
+    );
+    // a replace that finds no value is an add (RFC 7644 §3.5.2.3), so it may give the first value
+    let mut fresh = bjensen();
+    patch_behaviour(&mut fresh, ops(json!([{"op": "replace", "path": badge, "value": "B-3"}]))).unwrap();
+    assert_eq!(fresh[BEHAVIOUR_URN]["badgeId"], json!("B-3"));
+}
+
+#[test]
+fn an_immutable_sub_attribute_takes_a_first_value_and_then_keeps_it() {
+    let mut u = bjensen();
+    patch_behaviour(&mut u, ops(json!([{"op": "add", "path": "locker.number", "value": "L-7"}]))).unwrap();
+    // its mutable siblings still change, and a merge that leaves it alone is fine
+    let body = ops(json!([{"op": "replace", "path": "locker", "value": {"site": "North", "number": "L-7"}}]));
+    patch_behaviour(&mut u, body).unwrap();
+    patch_behaviour(&mut u, ops(json!([{"op": "replace", "path": "locker.site", "value": "South"}])))
+        .unwrap();
+    assert_eq!(u[BEHAVIOUR_URN], json!({"locker": {"number": "L-7", "site": "South"}}));
+    assert_refused(
+        &mut u,
+        &[
+            json!([{"op": "replace", "path": "locker.number", "value": "L-8"}]),
+            json!([{"op": "add", "path": "locker", "value": {"number": "L-8"}}]),
+            json!([{"op": "replace", "value": {"locker.number": "L-8"}}]),
+            json!([{"op": "remove", "path": "locker.number"}]),
+            json!([{"op": "remove", "path": "locker"}]),
+        ],
+    );
 }
 
 #[test]

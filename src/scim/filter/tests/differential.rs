@@ -7,7 +7,8 @@
 //! - `not(` without a space: RFC 7644's ABNF (`"not" "(" valFilter ")"`) allows it, `scim_v2` does not.
 //! - Whitespace between tokens the RFC writes adjacent (`emails [type eq "x"]`, `emails[type pr] .value`):
 //!   `scim_v2`'s lexer skips whitespace everywhere, we follow the grammar.
-//! - An attribute named `true`, `false` or `null`: `scim_v2` lexes those words as literals.
+//! - An attribute or sub-attribute named `true`, `false` or `null` (lower case) standing as a token of its
+//!   own: see [`names_a_literal_word`].
 //! - A PATCH path with a filter after a sub-attribute (`name.givenName[x pr]`): the ABNF's `attrPath`
 //!   allows a sub-attribute there, but a filter over a single-valued sub-attribute has no meaning in
 //!   PATCH, so we reject it; `scim_v2` accepts it.
@@ -84,14 +85,32 @@ fn has_space_at_brackets(input: &str) -> bool {
         || input.contains(".\t")
 }
 
+fn is_literal_word(name: &str) -> bool {
+    ["true", "false", "null"].contains(&name)
+}
+
+/// `scim_v2`'s lexer reserves `true`, `false` and `null` (lower case, as the JSON literals) as tokens, so
+/// it rejects an attribute named exactly that where the name is a token of its own: `true pr`,
+/// `emails[null pr]`, `false[type pr]`. RFC 7644's ATTRNAME reserves no word. Inside a dotted or
+/// URN-qualified path (`true.value pr`, `urn:x:null pr`) its longest-match rule reads one longer name
+/// token, which it accepts like we do, so those are not excused.
 fn names_a_literal_word(filter: &Filter) -> bool {
-    let literal = |p: &AttrPath| ["true", "false", "null"].contains(&p.name.as_str());
+    let literal = |p: &AttrPath| p.urn.is_none() && p.sub.is_none() && is_literal_word(&p.name);
     match filter {
         Filter::And(fs) | Filter::Or(fs) => fs.iter().any(names_a_literal_word),
         Filter::Not(f) => names_a_literal_word(f),
         Filter::Present(p) | Filter::Compare(p, _, _) => literal(p),
         Filter::ValuePath(p, f) => literal(p) || names_a_literal_word(f),
     }
+}
+
+/// [`names_a_literal_word`] for a PATCH path, whose sub-attribute after `].` is a token of its own too
+/// (`emails[type pr].null`), while the one in `name.givenName` is part of the path token.
+fn path_names_a_literal_word(path: &PatchPath) -> bool {
+    let filtered = path.filter.is_some();
+    let lone_name = path.urn.is_none() && (filtered || path.sub.is_none()) && is_literal_word(&path.name);
+    let lone_sub = filtered && path.sub.as_deref().is_some_and(is_literal_word);
+    lone_name || lone_sub || path.filter.as_ref().is_some_and(names_a_literal_word)
 }
 
 /// `Some(verdict)` when both parsers must agree on `input`, `None` for a documented difference.
@@ -101,19 +120,14 @@ fn filter_verdicts(input: &str) -> Option<(bool, bool)> {
     if has_not_paren(input) || has_space_at_brackets(input) {
         return None;
     }
-    if ours.as_ref().is_ok_and(names_a_literal_word) {
-        return None;
-    }
-    // `true pr`: they reject before we could see a tree, so look at the words too
-    if !theirs && ours.is_ok() && input.split([' ', '(', '[']).any(|w| ["true", "false", "null"].contains(&w))
-    {
+    if !theirs && ours.as_ref().is_ok_and(names_a_literal_word) {
         return None;
     }
     Some((ours.is_ok(), theirs))
 }
 
 fn path_verdicts(input: &str) -> Option<(bool, bool)> {
-    let ours = parse_path_strict(input).is_ok();
+    let ours = parse_path_strict(input);
     let theirs = scim_v2::filter::PatchPath::from_str(input);
     if has_not_paren(input) || has_space_at_brackets(input) {
         return None;
@@ -123,11 +137,10 @@ fn path_verdicts(input: &str) -> Option<(bool, bool)> {
     {
         return None;
     }
-    if !ours && theirs.is_ok() && input.split([' ', '(', '[']).any(|w| ["true", "false", "null"].contains(&w))
-    {
+    if theirs.is_err() && ours.as_ref().is_ok_and(path_names_a_literal_word) {
         return None;
     }
-    Some((ours, theirs.is_ok()))
+    Some((ours.is_ok(), theirs.is_ok()))
 }
 
 fn assert_agree(input: &str, verdicts: Option<(bool, bool)>) -> Result<(), TestCaseError> {
@@ -135,6 +148,79 @@ fn assert_agree(input: &str, verdicts: Option<(bool, bool)>) -> Result<(), TestC
         prop_assert_eq!(ours, theirs, "we {} {:?}", if ours { "accept" } else { "reject" }, input);
     }
     Ok(())
+}
+
+/// Every filter in RFC 7644 §3.4.2.2's examples, and the two it gives for case-insensitive names and
+/// operators.
+const RFC_EXAMPLES: &[&str] = &[
+    r#"userName Eq "john""#,
+    r#"Username eq "john""#,
+    r#"userName eq "bjensen""#,
+    r#"name.familyName co "O'Malley""#,
+    r#"userName sw "J""#,
+    r#"urn:ietf:params:scim:schemas:core:2.0:User:userName sw "J""#,
+    "title pr",
+    r#"meta.lastModified gt "2011-05-13T04:42:34Z""#,
+    r#"meta.lastModified ge "2011-05-13T04:42:34Z""#,
+    r#"meta.lastModified lt "2011-05-13T04:42:34Z""#,
+    r#"meta.lastModified le "2011-05-13T04:42:34Z""#,
+    r#"title pr and userType eq "Employee""#,
+    r#"title pr or userType eq "Intern""#,
+    r#"schemas eq "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User""#,
+    r#"userType eq "Employee" and (emails co "example.com" or emails.value co "example.org")"#,
+    r#"userType ne "Employee" and not (emails co "example.com" or emails.value co "example.org")"#,
+    r#"userType eq "Employee" and (emails.type eq "work")"#,
+    r#"userType eq "Employee" and emails[type eq "work" and value co "@example.com"]"#,
+    r#"emails[type eq "work" and value co "@example.com"] or ims[type eq "xmpp" and value co "@foo.com"]"#,
+];
+
+/// Filters that break one rule of RFC 7644's ABNF each.
+const MALFORMED: &[&str] = &[
+    "",
+    "   ",
+    r#"userName eq"#,
+    r#"userName "bjensen""#,
+    r#"userName xx "bjensen""#,
+    r#"userName eq "bjensen"#,
+    r#"userName eq 'bjensen'"#,
+    r#"userName eq bjensen"#,
+    r#"userName eq "\x""#,
+    r#"userName eq 01"#,
+    r#"userName eq 1."#,
+    r#"userName eq tru"#,
+    r#"1userName eq "x""#,
+    r#"user@Name eq "x""#,
+    "title pr pr",
+    r#"(userName eq "x""#,
+    r#"userName eq "x")"#,
+    r#"userName eq "x" and"#,
+    r#"and userName eq "x""#,
+    r#"userName eq "x" or or title pr"#,
+    r#"userName eq "x" title pr"#,
+    r#"not userName eq "x""#,
+    r#"not ()"#,
+    "()",
+    r#"emails[type eq "work""#,
+    r#"emails[type eq "work"]]"#,
+    "emails[]",
+    r#"emails[type[value pr]]"#,
+    r#"emails[type eq "work"].value eq "x""#,
+    r#"emails[type eq "work"][value pr]"#,
+    r#"name.familyName.x eq "x""#,
+];
+
+#[test]
+fn rfc_examples_are_accepted_by_both() {
+    for example in RFC_EXAMPLES {
+        assert_eq!(filter_verdicts(example), Some((true, true)), "{example}");
+    }
+}
+
+#[test]
+fn malformed_filters_are_rejected_by_both() {
+    for malformed in MALFORMED {
+        assert_eq!(filter_verdicts(malformed), Some((false, false)), "{malformed}");
+    }
 }
 
 proptest! {
@@ -178,7 +264,19 @@ fn known_differences_are_what_the_module_doc_says() {
     let theirs = |s: &str| scim_v2::filter::Filter::from_str(s).is_ok();
     assert!(parse_filter_strict("not(a pr)").is_ok() && !theirs("not(a pr)"));
     assert!(parse_filter_strict(r#"emails [type eq "x"]"#).is_err() && theirs(r#"emails [type eq "x"]"#));
-    assert!(parse_filter_strict("true pr").is_ok() && !theirs("true pr"));
+    for excused in ["true pr", "emails[null pr]", r#"false[type eq "x"]"#, r#"a eq 1 and (null eq "x")"#] {
+        assert!(parse_filter_strict(excused).is_ok() && !theirs(excused), "{excused}");
+        assert_eq!(filter_verdicts(excused), None, "{excused}");
+    }
+    // the same words inside a longer path token are names to both parsers
+    for agreed in ["true.value pr", "urn:x:y:null pr", "nullable pr", "a.false eq true", "True pr"] {
+        assert_eq!(filter_verdicts(agreed), Some((true, true)), "{agreed}");
+    }
+    for excused in ["true", "null[type pr]", "emails[type pr].false", "emails[true pr].value"] {
+        assert!(scim_v2::filter::PatchPath::from_str(excused).is_err(), "{excused}");
+        assert_eq!(path_verdicts(excused).map(|(ours, _)| ours), None, "{excused}");
+    }
+    assert_eq!(path_verdicts("true.value"), Some((true, true)));
     assert!(parse_path_strict("name.givenName[x pr]").is_err());
     assert!(scim_v2::filter::PatchPath::from_str("name.givenName[x pr]").is_ok());
     // and the tolerances the lenient parser adds on top

@@ -434,6 +434,45 @@ fn binary_and_value_path_checks() {
 }
 
 #[test]
+fn check_errors_name_the_byte_the_offending_expression_starts_at() {
+    for (filter, want) in [
+        (
+            r#"userName eq "x" and active gt true"#,
+            "invalid filter at byte 20: `active gt true`: a boolean can only be compared with eq or ne",
+        ),
+        (
+            r#"userName pr or emails[type eq "work" and primary co "t"]"#,
+            "invalid filter at byte 41: `primary co \"t\"`: a boolean can only be compared with eq or ne",
+        ),
+        (
+            r#"emails[type eq "work"].primary gt true"#,
+            "invalid filter at byte 23: `primary gt true`: a boolean can only be compared with eq or ne",
+        ),
+        (
+            r#"not (PASSWORD sw "t")"#,
+            "invalid filter at byte 5: `PASSWORD`: the attribute is never returned, so it cannot be used in a filter",
+        ),
+        (
+            r#"title pr and name[givenName eq "x"]"#,
+            "invalid filter at byte 13: `name[...]`: a value filter applies only to a multi-valued complex attribute",
+        ),
+        (
+            "urn:example:params:scim:schemas:extension:test:2.0:User:loginCount lt 2020-01-01",
+            "invalid filter at byte 0: `urn:example:params:scim:schemas:extension:test:2.0:User:loginCount lt \
+             \"2020-01-01\"`: the attribute is a number",
+        ),
+    ] {
+        assert_eq!(check_error(filter), want, "{filter}");
+    }
+    // a filter built in code has no text to point into
+    let built = Filter::Compare(AttrPath::new("active"), CompareOp::Gt, Literal::Bool(true));
+    assert_eq!(
+        check(&built, &user_schema()).unwrap_err().detail,
+        "invalid filter: `active gt true`: a boolean can only be compared with eq or ne"
+    );
+}
+
+#[test]
 fn stored_member_names_in_another_case_still_match() {
     let u = json!({
         "UserName": "legacy@example.com",

@@ -45,7 +45,7 @@ pub(super) fn attr(spec: &str) -> AttrPath {
         Some((name, sub)) => (name, Some(sub.to_owned())),
         None => (rest, None),
     };
-    AttrPath { urn, name: name.to_owned(), sub }
+    AttrPath { urn, name: name.to_owned(), sub, at: None }
 }
 
 pub(super) fn s(text: &str) -> Literal {

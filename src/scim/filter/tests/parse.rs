@@ -151,6 +151,31 @@ fn json_literals() {
 }
 
 #[test]
+fn upper_and_mixed_case_logical_keywords_keep_their_precedence() {
+    let expected = Filter::Or(vec![pr("a"), Filter::And(vec![pr("b"), not(pr("c"))])]);
+    for input in ["a pr OR b pr AND NOT (c pr)", "a pr Or b pr aNd nOt(c pr)", "a pr or b pr and not (c pr)"]
+    {
+        assert_eq!(f(input), expected, "{input}");
+        assert_eq!(parse_filter_strict(input).ok(), Some(expected.clone()), "{input}");
+    }
+    assert_eq!(
+        f(r#"emails[type eq "work" AND value co "@x" OR NOT (primary pr)]"#),
+        vp(
+            "emails",
+            Filter::Or(vec![
+                Filter::And(vec![eq("type", "work"), cmp("value", Co, s("@x"))]),
+                not(pr("primary"))
+            ])
+        )
+    );
+    // the keywords still need whitespace after them to be keywords
+    assert_eq!(
+        f("ANDy pr AND ORder pr OR NOTes pr"),
+        Filter::Or(vec![Filter::And(vec![pr("ANDy"), pr("ORder")]), pr("NOTes")])
+    );
+}
+
+#[test]
 fn attribute_names_that_start_with_a_keyword() {
     assert_eq!(f("notes pr"), pr("notes"));
     assert_eq!(f("orders eq 1"), cmp("orders", Eq, n(1)));

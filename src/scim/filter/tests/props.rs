@@ -11,7 +11,7 @@ use super::*;
 
 pub(super) fn attr_name() -> impl Strategy<Value = String> {
     // `not` followed by whitespace is always the keyword, so it cannot name an attribute; `scim_v2` (see
-    // the differential tests) reads `true`, `false` and `null` as literals wherever they stand
+    // the differential tests) reads `true`, `false` and `null` as literals where a name stands alone
     "[a-zA-Z][a-zA-Z0-9_-]{0,7}".prop_filter("a keyword", |n| {
         !n.eq_ignore_ascii_case("not") && !["true", "false", "null"].contains(&n.as_str())
     })
@@ -27,7 +27,7 @@ fn schema_urn() -> impl Strategy<Value = String> {
 
 pub(super) fn attr_path() -> impl Strategy<Value = AttrPath> {
     (prop::option::weighted(0.2, schema_urn()), attr_name(), prop::option::weighted(0.3, attr_name()))
-        .prop_map(|(urn, name, sub)| AttrPath { urn, name, sub })
+        .prop_map(|(urn, name, sub)| AttrPath { urn, name, sub, at: None })
 }
 
 fn compare_op() -> impl Strategy<Value = CompareOp> {
