@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::error::{ApiError, ApiResult, SCIM_JSON};
 use crate::scim::project::Projection;
-use crate::scim::schema::{LIST_URN, ResourceKind, ResourceSchema, Returned};
+use crate::scim::schema::{LIST_URN, ResourceKind, ResourceSchema};
 use crate::store::{AccountId, Store, version_of};
 
 /// A SCIM JSON response.
@@ -79,8 +79,9 @@ impl Renderer<'_> {
         Ok(self.projection.apply(self.schema, doc))
     }
 
-    /// The default representation straight from the stored bytes of resource `id`: nothing but `meta` is
-    /// parsed, everything else is copied as it is. Returns the body and the resource's version.
+    /// The default representation straight from the stored bytes of resource `id`, for a schema whose
+    /// default projection keeps everything stored: nothing but `meta` is parsed, everything else is copied
+    /// as it is. Returns the body and the resource's version.
     pub fn render_stored(&self, id: &str, stored: &[u8]) -> ApiResult<(Vec<u8>, String)> {
         if let Some(spliced) = self.splice(id, stored)? {
             return Ok(spliced);
@@ -88,16 +89,10 @@ impl Renderer<'_> {
         self.render_top_level(stored)
     }
 
-    /// The common case: the store writes `meta` last and compact (see `assemble`), and the default
-    /// projection keeps every stored top-level attribute, so the answer is the stored bytes up to `"meta":`,
-    /// then the relation (a user's groups), then `meta` with its location. `None` when the stored bytes
-    /// are not of that shape, or the schema has attributes returned only on request.
+    /// The common case: the store writes `meta` last and compact (see `assemble`), so the answer is the
+    /// stored bytes up to `"meta":`, then the relation (a user's groups), then `meta` with its location.
+    /// `None` when the stored bytes are not of that shape.
     fn splice(&self, id: &str, stored: &[u8]) -> ApiResult<Option<(Vec<u8>, String)>> {
-        if !self.projection.is_default()
-            || self.schema.top_level_attrs().any(|d| d.returned == Returned::Request)
-        {
-            return Ok(None);
-        }
         let Some(StoredTail { head, meta, version }) = StoredTail::of(stored) else { return Ok(None) };
         let mut out = Vec::with_capacity(stored.len() + 160);
         out.extend_from_slice(head);
@@ -124,7 +119,6 @@ impl Renderer<'_> {
             .find(|(k, _)| k == "id")
             .and_then(|(_, v)| serde_json::from_str::<String>(v.get()).ok())
             .unwrap_or_default();
-        entries.retain(|(key, _)| self.projection.keeps_top_level(self.schema, key));
         let mut version = String::new();
         if let Some((_, meta)) = entries.iter_mut().find(|(k, _)| k == "meta") {
             #[derive(Deserialize)]

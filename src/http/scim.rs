@@ -233,7 +233,7 @@ pub async fn get(
         projection: &projection,
     };
     // Most reads ask for the default representation, which is served from the stored bytes.
-    let (body, version) = if projection.is_default() {
+    let (body, version) = if projection.is_default() && renderer.schema.default_returns_stored() {
         let stored = state.store.resource_bytes(acct, **kind, &id)?.ok_or_else(not_found)?;
         renderer.render_stored(&id, &stored)?
     } else {

@@ -84,15 +84,6 @@ impl Projection {
         self.mode == Mode::Default
     }
 
-    /// For the default projection: does a top-level entry of a stored document appear in the response?
-    /// Stored documents use canonical names and hold nothing that is never returned below the top level, so
-    /// only the few top-level attributes returned never or on request need looking at.
-    pub fn keeps_top_level(&self, schema: &ResourceSchema, key: &str) -> bool {
-        !schema
-            .top_level_attrs()
-            .any(|d| matches!(d.returned, Returned::Never | Returned::Request) && d.name == key)
-    }
-
     /// The default projection of one top-level entry, changing it in place (no copy when it is kept whole).
     fn keep_in_place(&self, schema: &ResourceSchema, key: &str, value: &mut Value) -> bool {
         if key == "schemas" {

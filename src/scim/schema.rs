@@ -257,6 +257,20 @@ impl ResourceSchema {
     }
 
     /// Common attributes followed by the core schema's, in definition order.
+    /// Whether the default projection answers a stored document as it is: no attribute, sub-attribute or
+    /// extension attribute is returned only on request or never, the password aside, which normalisation
+    /// sets apart and the store never keeps in the document.
+    pub fn default_returns_stored(&self) -> bool {
+        fn plain(defs: &[AttrDef]) -> bool {
+            defs.iter().all(|d| {
+                let shown =
+                    matches!(d.returned, Returned::Default | Returned::Always) || d.name == "password";
+                shown && plain(&d.sub_attributes)
+            })
+        }
+        [&self.common, &self.core].into_iter().chain(&self.extensions).all(|s| plain(&s.attributes))
+    }
+
     pub fn top_level_attrs(&self) -> impl Iterator<Item = &AttrDef> {
         self.common.attributes.iter().chain(self.core.attributes.iter())
     }
@@ -347,6 +361,15 @@ mod tests {
         let ids: Vec<_> = reg.schemas().map(|s| s.id.as_str()).collect();
         assert_eq!(ids, [USER_URN, GROUP_URN, ENTERPRISE_URN]);
         assert_eq!(reg.resource_types().len(), 2);
+    }
+
+    #[test]
+    fn stored_documents_are_answered_as_they_are_only_without_request_or_never_attributes() {
+        let reg = Registry::standard();
+        assert!(reg.resource(ResourceKind::User).default_returns_stored(), "the password is never stored");
+        assert!(reg.resource(ResourceKind::Group).default_returns_stored());
+        // `clearance` and `locker.code` are returned only on request
+        assert!(!crate::scim::testing::behaviour_users().default_returns_stored());
     }
 
     #[test]
