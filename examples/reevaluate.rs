@@ -18,7 +18,7 @@ use usersync::rules::{Engine, compile, preview, resolve};
 use usersync::scim::patch::parse_request;
 use usersync::scim::resource::normalize;
 use usersync::scim::schema::ResourceKind;
-use usersync::store::sync::{Bundle, ConfigChange, Product, Rule, Scope, SyncConfig};
+use usersync::store::sync::{Bundle, Product, References, Rule, RuleEdit};
 use usersync::store::{Actor, DurabilityMode, Store, StoreOptions};
 
 const GROUPS: usize = 50;
@@ -101,20 +101,12 @@ fn main() {
         })
         .collect();
     let engine = Engine::new(store.clone());
-    let save = |rules: Vec<Rule>, scopes: Vec<Scope>, event: &str| {
-        let change = ConfigChange {
-            config: SyncConfig { enabled: true, rules, version: 0 },
-            expected_version: None,
-            scopes,
-            actor: &actor,
-            event,
-            target: None,
-            detail: json!({}),
-        };
-        store.save_sync_config(acct, change).unwrap();
-    };
-
-    save(rules.clone(), vec![Scope::All], "sync.enabled");
+    let accept = |_: &Rule, _: &References| Ok(());
+    let edit = |edit: RuleEdit| store.edit_rules(acct, &edit, None, &actor, &accept).unwrap();
+    for rule in &rules {
+        edit(RuleEdit::Create { rule: rule.clone(), number: None });
+    }
+    store.set_sync(acct, true, &actor).unwrap();
     let t = Instant::now();
     let evaluated = engine.run_pending().unwrap();
     report("first evaluation (sync on)", evaluated, t.elapsed().as_secs_f64());
@@ -134,7 +126,7 @@ fn main() {
     );
 
     // what `PUT /admin/v1/rules/order` does: only users whose deciding rule moved are evaluated
-    save(reversed.clone(), vec![Scope::Reorder], "rules.reordered");
+    edit(RuleEdit::Reorder { order: reversed.iter().map(|r| r.id.clone()).collect() });
     let t = Instant::now();
     let evaluated = engine.run_pending().unwrap();
     let reorder_secs = t.elapsed().as_secs_f64();
@@ -146,7 +138,8 @@ fn main() {
     );
 
     // everyone evaluated again from their records (what switching sync on does), for comparison
-    save(rules.clone(), vec![Scope::All], "sync.enabled");
+    store.set_sync(acct, false, &actor).unwrap();
+    store.set_sync(acct, true, &actor).unwrap();
     let t = Instant::now();
     let evaluated = engine.run_pending().unwrap();
     report("full re-evaluation of everyone", evaluated, t.elapsed().as_secs_f64());

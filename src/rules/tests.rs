@@ -10,9 +10,7 @@ use super::Engine;
 use crate::scim::patch::parse_request;
 use crate::scim::resource::normalize;
 use crate::scim::schema::ResourceKind;
-use crate::store::sync::{
-    Bundle, ConfigChange, EntitlementState, FailureReason, Product, Rule, Scope, SyncConfig,
-};
+use crate::store::sync::{Bundle, EntitlementState, FailureReason, Product, References, Rule, RuleEdit};
 use crate::store::testing::temp_store;
 use crate::store::{AccountId, Actor, Store};
 
@@ -95,6 +93,11 @@ fn scenario(limited: bool) -> impl Strategy<Value = Scenario> {
         proptest::collection::vec(step, 1..40),
     )
         .prop_map(|(rules, seats, titles, steps)| Scenario { rules, seats, titles, steps })
+}
+
+/// The scenarios' rules refer only to what exists.
+fn accept(_: &Rule, _: &References) -> Result<(), String> {
+    Ok(())
 }
 
 /// The directory and the rule order as the test models them.
@@ -183,17 +186,10 @@ impl World {
                 },
             })
             .collect();
-        let config = SyncConfig { enabled: true, rules, version: 0 };
-        let change = ConfigChange {
-            config,
-            expected_version: None,
-            scopes: vec![Scope::All],
-            actor: &actor,
-            event: "sync.enabled",
-            target: None,
-            detail: json!({}),
-        };
-        store.save_sync_config(acct, change).unwrap();
+        for rule in rules {
+            store.edit_rules(acct, &RuleEdit::Create { rule, number: None }, None, &actor, &accept).unwrap();
+        }
+        store.set_sync(acct, true, &actor).unwrap();
         let engine = Engine::new(store.clone());
         World { store, engine, acct, users, groups, _dir: dir }
     }
@@ -253,23 +249,12 @@ impl World {
                 model.titles[u] = t;
             }
             Step::Rotate(k) => {
-                let mut config = self.store.sync_config(self.acct).unwrap();
-                let n = config.rules.len();
-                config.rules.rotate_left(k % n);
-                for (i, r) in config.rules.iter_mut().enumerate() {
-                    r.number = i as u32 + 1;
-                }
-                let actor = Actor::engine();
-                let change = ConfigChange {
-                    config,
-                    expected_version: None,
-                    scopes: vec![Scope::Reorder],
-                    actor: &actor,
-                    event: "rules.reordered",
-                    target: None,
-                    detail: json!({}),
-                };
-                self.store.save_sync_config(self.acct, change).unwrap();
+                let config = self.store.sync_config(self.acct).unwrap();
+                let mut order: Vec<String> = config.rules.iter().map(|r| r.id.clone()).collect();
+                let n = order.len();
+                order.rotate_left(k % n);
+                let edit = RuleEdit::Reorder { order };
+                self.store.edit_rules(self.acct, &edit, None, &Actor::engine(), &accept).unwrap();
                 model.order.rotate_left(k % n);
             }
         }

@@ -731,3 +731,52 @@ fn concurrent_joins_never_oversubscribe_a_product() {
     assert_eq!(entitled, 7);
     assert_eq!(app.admin_ok(Method::GET, "/failures", None, StatusCode::OK)["total"], json!(23));
 }
+
+#[test]
+fn concurrent_rule_and_sync_writes_lose_nothing() {
+    let app = spawn_app();
+    product(&app, "meeting", None, &[]);
+    let g = id(&app.create_group("G"));
+    let descriptions = |app: &TestApp| -> Vec<(u64, String)> {
+        let rules = app.admin_ok(Method::GET, "/rules", None, StatusCode::OK);
+        let rules = rules.as_array().unwrap();
+        rules
+            .iter()
+            .map(|r| (r["number"].as_u64().unwrap(), r["description"].as_str().unwrap().to_string()))
+            .collect()
+    };
+    std::thread::scope(|s| {
+        for i in 0..8 {
+            let (app, g) = (&app, &g);
+            s.spawn(move || {
+                rule(app, json!({"group": g, "products": ["meeting"], "description": format!("r{i}")}))
+            });
+        }
+    });
+    let rules = descriptions(&app);
+    assert_eq!(rules.iter().map(|(n, _)| *n).collect::<Vec<_>>(), (1..=8).collect::<Vec<_>>());
+    let mut names: Vec<&str> = rules.iter().map(|(_, d)| d.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["r0", "r1", "r2", "r3", "r4", "r5", "r6", "r7"], "no create was lost");
+
+    // the switch, edits of one rule and more creates, all at once: none of them undoes another
+    let first =
+        app.admin_ok(Method::GET, "/rules", None, StatusCode::OK)[0]["id"].as_str().unwrap().to_string();
+    std::thread::scope(|s| {
+        s.spawn(|| (0..=20).for_each(|k| drop(sync(&app, k % 2 == 0))));
+        s.spawn(|| {
+            for k in 0..20 {
+                let body = json!({"group": g, "products": ["meeting"], "description": format!("edit {k}")});
+                app.admin_ok(Method::PUT, &format!("/rules/{first}"), Some(&body), StatusCode::OK);
+            }
+        });
+        s.spawn(|| {
+            (0..10).for_each(|k| drop(rule(&app, json!({"group": g, "description": format!("late {k}")}))))
+        });
+    });
+    assert_eq!(app.admin_ok(Method::GET, "/sync", None, StatusCode::OK)["enabled"], json!(true));
+    let rules = descriptions(&app);
+    assert_eq!(rules.iter().map(|(n, _)| *n).collect::<Vec<_>>(), (1..=18).collect::<Vec<_>>());
+    assert_eq!(rules[0].1, "edit 19", "the last edit of rule 1 stands");
+    assert_eq!(rules.iter().filter(|(_, d)| d.starts_with("late ")).count(), 10);
+}

@@ -12,9 +12,7 @@ use crate::http::AppState;
 use crate::http::request::AdminCaller;
 use crate::rules::{LANGUAGES, PRIVILEGES, validate_custom_attributes};
 use crate::scim::schema::{Registry, ResourceKind};
-use crate::store::sync::{
-    ConfigChange, CustomAttribute, EmailTemplate, ObjectKind, Product, Scope, SettingsTemplate, UserGroup,
-};
+use crate::store::sync::{CustomAttribute, EmailTemplate, ObjectKind, Product, SettingsTemplate, UserGroup};
 use crate::store::{AccountId, Store, TokenKind};
 
 /// `GET /sync`: `{"enabled", "pending", "failures"}`.
@@ -41,24 +39,8 @@ pub async fn put_sync(
     body: Body<SyncSwitch>,
 ) -> AdminResult<HttpResponse> {
     let acct = caller.0.account();
-    let mut config = state.store.sync_config(acct)?;
-    if config.enabled != body.0.enabled {
-        config.enabled = body.0.enabled;
-        let (event, scopes) =
-            if config.enabled { ("sync.enabled", vec![Scope::All]) } else { ("sync.disabled", vec![]) };
-        let actor = caller.0.actor();
-        let change = ConfigChange {
-            config,
-            expected_version: None,
-            scopes,
-            actor: &actor,
-            event,
-            target: None,
-            detail: json!({}),
-        };
-        state.store.save_sync_config(acct, change)?;
-        state.committed().await;
-    }
+    state.store.set_sync(acct, body.0.enabled, &caller.0.actor())?;
+    state.committed().await;
     Ok(ok(&sync_status(&state.store, acct)?))
 }
 

@@ -77,6 +77,7 @@ impl From<StoreError> for AdminError {
             StoreError::Invalid(e) => AdminError::bad_request(e.detail),
             StoreError::NotFound(what) => AdminError::not_found(format!("{what} not found")),
             StoreError::Conflict(m) => AdminError::conflict(m),
+            StoreError::Rejected(m) => AdminError::unprocessable(m),
             StoreError::PreconditionFailed(v) => AdminError::new(
                 StatusCode::PRECONDITION_FAILED,
                 "precondition_failed",

@@ -4,6 +4,7 @@
 //! scope of users) must be re-evaluated.
 
 mod apply;
+mod edit;
 pub mod model;
 mod queue;
 
@@ -13,6 +14,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 pub use apply::{Applied, Decision, Outcome};
+pub use edit::{References, RuleCheck, RuleEdit, renumber};
 pub use model::*;
 pub use queue::Scope;
 
@@ -86,17 +88,6 @@ pub(crate) fn tx_used(tx: &Tx<'_>, acct: AccountId, id: &str) -> TxResult<u64> {
     Ok(tx_get(tx, &used_key(acct, id))?.unwrap_or(0))
 }
 
-/// A rule-list change: the new configuration, who gets re-evaluated, and the activity entry.
-pub struct ConfigChange<'a> {
-    pub config: SyncConfig,
-    pub expected_version: Option<u64>,
-    pub scopes: Vec<Scope>,
-    pub actor: &'a Actor,
-    pub event: &'a str,
-    pub target: Option<&'a str>,
-    pub detail: Value,
-}
-
 /// The account's User extension schema from its custom attributes (`None` without any).
 pub fn custom_schema(attrs: &[CustomAttribute]) -> Option<crate::scim::schema::Schema> {
     if attrs.is_empty() {
@@ -117,28 +108,6 @@ pub fn custom_schema(attrs: &[CustomAttribute]) -> Option<crate::scim::schema::S
 impl Store {
     pub fn sync_config(&self, acct: AccountId) -> StoreResult<SyncConfig> {
         Ok(get(self.tree(), &config_key(acct))?.unwrap_or_default())
-    }
-
-    /// Replaces the configuration if its version is still `expected_version` (412 otherwise), marking the
-    /// given scopes for re-evaluation.
-    pub fn save_sync_config(&self, acct: AccountId, change: ConfigChange<'_>) -> StoreResult<SyncConfig> {
-        let now = self.now();
-        self.transact(|tx| {
-            let current: SyncConfig = tx_get(tx, &config_key(acct))?.unwrap_or_default();
-            if let Some(v) = change.expected_version
-                && v != current.version
-            {
-                return abort(StoreError::PreconditionFailed(current.version.to_string()));
-            }
-            let mut next = change.config.clone();
-            next.version = current.version + 1;
-            tx.insert(config_key(acct), encode(&next))?;
-            for scope in &change.scopes {
-                queue::mark_scope(tx, acct, scope)?;
-            }
-            record(tx, acct, now, change.actor, change.event, change.target, change.detail.clone())?;
-            Ok(next)
-        })
     }
 
     pub fn products(&self, acct: AccountId) -> StoreResult<Vec<(Product, u64)>> {
