@@ -780,3 +780,42 @@ fn concurrent_rule_and_sync_writes_lose_nothing() {
     assert_eq!(rules[0].1, "edit 19", "the last edit of rule 1 stands");
     assert_eq!(rules.iter().filter(|(_, d)| d.starts_with("late ")).count(), 10);
 }
+
+#[test]
+fn a_retry_with_a_malformed_body_is_refused_and_retries_nothing() {
+    let app = spawn_app();
+    product(&app, "meeting", Some(0), &[]);
+    let g = id(&app.create_group("G"));
+    rule(&app, json!({"group": g, "products": ["meeting"]}));
+    sync(&app, true);
+    let a = user(&app, "a@example.com", json!({}));
+    app.add_members(&g, &[&a]);
+    app.settle();
+    assert_eq!(app.entitlements(&a)["state"], json!("failed"));
+    let retry = |body: &str| {
+        app.client
+            .post(format!("http://{}/admin/v1/failures/retry", app.addr))
+            .bearer_auth(ADMIN_TOKEN)
+            .body(body.to_string())
+            .send()
+            .unwrap()
+    };
+    for (body, says) in [
+        (r#"{"reason": "typo"}"#, "unknown variant `typo`, expected `outOfLicenses` or `existingAccount`"),
+        ("retry everything", "the request body is not valid JSON"),
+        (r#"{"reasons": "outOfLicenses"}"#, "unknown field `reasons`"),
+        (r#"{"users": "a"}"#, "invalid type: string \"a\", expected a sequence"),
+        (r#"{"reason": "outOfLicenses", "users": []}"#, "give either \"reason\" or \"users\", not both"),
+    ] {
+        let answer = expect_status(retry(body), StatusCode::BAD_REQUEST);
+        assert_eq!(answer["error"], json!("invalid_request"), "{body}");
+        assert!(answer["message"].as_str().unwrap().contains(says), "{body}: {answer}");
+    }
+    let retried = app.admin_ok(Method::GET, "/activity?type=failures.retried", None, StatusCode::OK);
+    assert_eq!(retried["entries"], json!([]), "a refused retry retries nothing");
+    // no body at all, like an empty object, retries every failure
+    let answer = expect_status(retry(""), StatusCode::OK);
+    assert_eq!(answer, json!({"retried": 1, "resolved": 0, "stillFailing": 1}));
+    let answer = expect_status(retry(r#"{"reason": "outOfLicenses"}"#), StatusCode::OK);
+    assert_eq!(answer["retried"], json!(1));
+}
