@@ -265,10 +265,13 @@ impl World {
         self.store.products(self.acct).unwrap().into_iter().map(|(p, used)| (p.id, (used, p.seats))).collect()
     }
 
+    /// `used <= seats`, and `used` is the number of users actually holding the product.
     fn assert_no_oversubscription(&self) {
         for (id, (used, seats)) in self.seats() {
             assert!(seats.is_none_or(|s| used <= s), "{id}: {used} used of {seats:?}");
         }
+        let problems = self.store.verify().unwrap();
+        assert!(problems.is_empty(), "{problems:#?}");
     }
 
     fn held(&self, u: usize) -> Option<BTreeSet<usize>> {

@@ -726,6 +726,8 @@ fn concurrent_joins_never_oversubscribe_a_product() {
     });
     assert!(!samples.is_empty());
     assert!(samples.iter().all(|u| *u <= 7), "oversubscribed at some moment: {samples:?}");
+    let problems = app.store.verify().unwrap();
+    assert!(problems.is_empty(), "seat counters agree with the holders: {problems:#?}");
     assert_eq!(used(&app, "meeting"), 7, "used == min(seats, eligible)");
     let entitled = users.iter().filter(|u| app.entitlements(u)["state"] == json!("entitled")).count();
     assert_eq!(entitled, 7);
