@@ -366,3 +366,30 @@ proptest! {
         }
     }
 }
+
+/// A failure recorded while the seats are being raised is retried: the seat raise reads the failures to
+/// retry in its own transaction, so the engine cannot slip a failure in between.
+#[test]
+fn a_seat_raise_retries_a_failure_recorded_while_it_is_saved() {
+    let only_p0 = RuleSpec { group: 0, cond: Cond::Any, products: BTreeSet::from([0]) };
+    let s =
+        Scenario { rules: vec![only_p0], seats: [Some(0), None, None], titles: [0; USERS], steps: vec![] };
+    for round in 0..150 {
+        let world = World::new(&s);
+        let mut model =
+            Model { active: [true; USERS], titles: s.titles, members: BTreeSet::new(), order: vec![0] };
+        world.apply(Step::Join(0, 0), &mut model);
+        let more = Product { id: "p0".into(), name: "p0".into(), seats: Some(1), requires: vec![] };
+        let start = std::sync::Barrier::new(2);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                start.wait();
+                world.engine.run_pending().unwrap();
+            });
+            start.wait();
+            world.store.put_product(world.acct, &more, &Actor::engine()).unwrap();
+        });
+        world.engine.run_pending().unwrap();
+        assert_eq!(world.held(0), Some(BTreeSet::from([0])), "round {round}: the free seat went to the user");
+    }
+}

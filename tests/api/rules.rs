@@ -821,3 +821,26 @@ fn a_retry_with_a_malformed_body_is_refused_and_retries_nothing() {
     let answer = expect_status(retry(r#"{"reason": "outOfLicenses"}"#), StatusCode::OK);
     assert_eq!(answer["retried"], json!(1));
 }
+
+#[test]
+fn a_product_cannot_come_to_require_what_a_rule_granting_it_leaves_out() {
+    let app = spawn_app();
+    product(&app, "meeting", None, &[]);
+    product(&app, "webinar", None, &[]);
+    let g = id(&app.create_group("G"));
+    rule(&app, json!({"group": g, "products": ["meeting"]}));
+    let r2 = rule(&app, json!({"group": g, "products": ["webinar"], "description": "webinar only"}));
+    let res = app.admin(Method::PUT, "/products/webinar", Some(&json!({"requires": ["meeting"]})));
+    assert_eq!(
+        expect_status(res, StatusCode::CONFLICT)["message"],
+        json!("requires: rule 2 grants 'webinar' without 'meeting'; change the rule first")
+    );
+    let webinar = app.admin_ok(Method::GET, "/products/webinar", None, StatusCode::OK);
+    assert_eq!(webinar["requires"], json!([]), "nothing was saved");
+    // once the rule grants both, the product may require it
+    let both = json!({"group": g, "products": ["meeting", "webinar"]});
+    let path = format!("/rules/{}", r2["id"].as_str().unwrap());
+    app.admin_ok(Method::PUT, &path, Some(&both), StatusCode::OK);
+    let res = app.admin(Method::PUT, "/products/webinar", Some(&json!({"requires": ["meeting"]})));
+    assert_eq!(expect_status(res, StatusCode::OK)["requires"], json!(["meeting"]));
+}

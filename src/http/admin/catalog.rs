@@ -84,7 +84,8 @@ pub struct ProductInput {
     requires: Vec<String>,
 }
 
-/// `PUT /products/{id}`: creates or updates; raising the seats retries the users who ran out of them.
+/// `PUT /products/{id}`: creates or updates; raising the seats retries the users who ran out of them. The
+/// store checks `requires` against the products and rules.
 pub async fn put_product(
     state: web::Data<AppState>,
     caller: AdminCaller,
@@ -99,9 +100,6 @@ pub async fn put_product(
     requires.dedup();
     if requires.contains(&id) {
         return Err(AdminError::unprocessable(format!("requires: product '{id}' cannot require itself")));
-    }
-    if let Some(missing) = requires.iter().find(|r| state.store.product(acct, r).ok().flatten().is_none()) {
-        return Err(AdminError::unprocessable(format!("requires: unknown product '{missing}'")));
     }
     let product = Product {
         id: id.to_string(),
