@@ -187,9 +187,10 @@ impl Engine {
                 if done.contains(uid) {
                     continue;
                 }
-                let first =
-                    evaluator.config.references(&entitlement.matched_rules).into_iter().next().map(|r| r.id);
-                if first != entitlement.rule || pending.contains(uid) || failing.contains(uid) {
+                if evaluator.config.deciding_rule_moved(entitlement)
+                    || pending.contains(uid)
+                    || failing.contains(uid)
+                {
                     stale.push(uid);
                 }
             }

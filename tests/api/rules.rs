@@ -303,7 +303,8 @@ fn sync_off_freezes_and_sync_on_evaluates_everyone() {
     app.add_members(&g, &[&a]);
     assert_eq!(
         app.admin_ok(Method::GET, "/sync", None, StatusCode::OK),
-        json!({"enabled": false, "pending": 2, "failures": 0})
+        json!({"enabled": false, "pending": 1, "failures": 0}),
+        "one user owed an evaluation, marked by the create, the join and the rule's group"
     );
     assert_eq!(app.entitlements(&a)["state"], json!("none"), "nothing happens while sync is off");
     sync(&app, true);
@@ -843,4 +844,36 @@ fn a_product_cannot_come_to_require_what_a_rule_granting_it_leaves_out() {
     app.admin_ok(Method::PUT, &path, Some(&both), StatusCode::OK);
     let res = app.admin(Method::PUT, "/products/webinar", Some(&json!({"requires": ["meeting"]})));
     assert_eq!(expect_status(res, StatusCode::OK)["requires"], json!(["meeting"]));
+}
+
+#[test]
+fn pending_counts_each_user_owed_an_evaluation_once() {
+    let app = spawn_app();
+    product(&app, "meeting", None, &[]);
+    product(&app, "webinar", None, &[]);
+    let a = id(&app.create_group("A"));
+    let b = id(&app.create_group("B"));
+    let r1 = rule(&app, json!({"group": a, "products": ["meeting"]}));
+    let r2 = rule(&app, json!({"group": b, "products": ["webinar"]}));
+    let [x, y, z, _w] = ["x", "y", "z", "w"].map(|n| user(&app, &format!("{n}@example.com"), json!({})));
+    app.add_members(&a, &[&x, &y]);
+    app.add_members(&b, &[&x, &z]);
+    sync(&app, true);
+    app.settle();
+    let pending = |app: &TestApp| app.admin_ok(Method::GET, "/sync", None, StatusCode::OK)["pending"].clone();
+    // with sync off nothing drains, so what is owed stays visible
+    sync(&app, false);
+    let order = json!({"order": [r2["id"], r1["id"]]});
+    app.admin_ok(Method::PUT, "/rules/order", Some(&order), StatusCode::OK);
+    assert_eq!(pending(&app), json!(1), "only x's deciding rule moved");
+    app.add_members(&b, &[&y]);
+    assert_eq!(pending(&app), json!(2), "and y joined B");
+    let edit = json!({"group": a, "products": ["meeting"], "description": "x and y"});
+    app.admin_ok(Method::PUT, &format!("/rules/{}", r1["id"].as_str().unwrap()), Some(&edit), StatusCode::OK);
+    assert_eq!(pending(&app), json!(2), "A's members are x and y, already counted");
+    sync(&app, true);
+    app.settle();
+    assert_eq!(products_of(&app, &x), ["webinar"]);
+    assert_eq!(products_of(&app, &y), ["webinar"]);
+    assert_eq!(products_of(&app, &z), ["webinar"]);
 }

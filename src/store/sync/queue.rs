@@ -1,6 +1,9 @@
 //! The engine's work queue: users marked pending one by one (`P`), and scopes (`Q`) — every user of the
 //! account, or every member of a group — that a rule change or switching sync on puts up for re-evaluation.
 
+use std::collections::HashSet;
+
+use crate::scim::schema::ResourceKind;
 use crate::store::keys::{AccountId, ID_LEN, child_prefix, key, kind, prefix, suffix};
 use crate::store::pending::mark_pending;
 use crate::store::resources::USERS;
@@ -18,6 +21,9 @@ pub enum Scope {
     /// rules that match each user is unchanged, so only users whose lowest-numbered match moved need work.
     Reorder,
 }
+
+/// The most room a page of ids reserves up front: callers may ask for "all of them".
+const BATCH_HINT: usize = 1024;
 
 const ALL: &[u8] = b"*";
 const REORDER: &[u8] = b"#";
@@ -112,7 +118,7 @@ impl Store {
             Some(id) => [start.as_slice(), id.as_bytes(), &[0]].concat(),
             None => start.clone(),
         };
-        let mut out = Vec::with_capacity(limit);
+        let mut out = Vec::with_capacity(limit.min(BATCH_HINT));
         for item in self.tree().range(from..) {
             let (k, _) = item?;
             if !k.starts_with(&start) || out.len() == limit {
@@ -123,16 +129,43 @@ impl Store {
         Ok(out)
     }
 
-    /// How many evaluations are owed: pending users plus the users of pending scopes.
+    /// How many users are owed an evaluation, each counted once: the users marked pending, the members of
+    /// pending groups, every user when the whole account is pending, and after a reorder the users whose
+    /// deciding rule moved or who are failing — exactly whom the engine's passes evaluate. Counting a
+    /// pending reorder reads every user's entitlements, as the reorder pass does.
     pub fn pending_count(&self, acct: AccountId) -> StoreResult<usize> {
-        let mut n = self.tree().scan_prefix(prefix(kind::PENDING, acct)).count();
-        for (scope, _) in self.pending_scopes(acct)? {
-            n += match scope {
-                Scope::All | Scope::Reorder => self.count(acct, crate::scim::schema::ResourceKind::User),
-                Scope::Group(gid) => self.tree().scan_prefix(child_prefix(kind::MEMBER, acct, &gid)).count(),
-            };
+        let mut owed: HashSet<String> =
+            self.pending_users(acct, usize::MAX)?.into_iter().map(|(u, _)| u).collect();
+        let scopes = self.pending_scopes(acct)?;
+        if scopes.iter().any(|(s, _)| *s == Scope::All) {
+            // Everyone, plus marked ids that are no longer users: their deletion is still to be applied.
+            let mut gone = 0;
+            for uid in &owed {
+                gone += usize::from(!self.tree().contains_key(USERS.record_key(acct, uid))?);
+            }
+            return Ok(self.count(acct, ResourceKind::User) + gone);
         }
-        Ok(n)
+        for (scope, _) in &scopes {
+            match scope {
+                Scope::Group(_) => owed.extend(self.scope_users(acct, scope, None, usize::MAX)?),
+                Scope::Reorder => owed.extend(self.moved_by_reorder(acct)?),
+                Scope::All => {}
+            }
+        }
+        Ok(owed.len())
+    }
+
+    /// The users the reorder pass evaluates (besides those marked pending): those with entitlements whose
+    /// deciding rule moved, or who are failing.
+    fn moved_by_reorder(&self, acct: AccountId) -> StoreResult<Vec<String>> {
+        let config = self.sync_config(acct)?;
+        let failing: HashSet<String> = self.failures(acct)?.into_iter().map(|(u, _)| u).collect();
+        Ok(self
+            .entitlements(acct)?
+            .into_iter()
+            .filter(|(uid, e)| config.deciding_rule_moved(e) || failing.contains(uid))
+            .map(|(uid, _)| uid)
+            .collect())
     }
 
     /// Marks users for re-evaluation (an explicit retry).
