@@ -133,17 +133,17 @@ impl Engine {
             false => scopes.iter().map(|(s, _)| s).filter(|s| **s != Scope::Reorder).collect(),
         };
         let mut evaluated = 0;
-        // A user in several of the groups is evaluated once.
+        // One ascending id order across the scopes, each user once, so that seats go in the order a preview
+        // of the change assumed.
+        let mut users = store.scopes_users(acct, &walk);
         let mut done: HashSet<String> = HashSet::new();
-        for scope in walk {
-            let mut after: Option<String> = None;
-            loop {
-                let uids = store.scope_users(acct, scope, after.as_deref(), BATCH)?;
-                let Some(last) = uids.last().cloned() else { break };
-                let fresh: Vec<&String> = uids.iter().filter(|u| done.insert((*u).clone())).collect();
-                evaluated += self.evaluate_batch(evaluator, &fresh)?;
-                after = Some(last);
+        loop {
+            let uids = users.next_page(BATCH)?;
+            if uids.is_empty() {
+                break;
             }
+            evaluated += self.evaluate_batch(evaluator, &uids.iter().collect::<Vec<_>>())?;
+            done.extend(uids);
         }
         if has(&Scope::Reorder) && !has(&Scope::All) {
             evaluated += self.reorder_pass(evaluator, &done)?;

@@ -10,7 +10,9 @@ use super::Engine;
 use crate::scim::patch::parse_request;
 use crate::scim::resource::normalize;
 use crate::scim::schema::ResourceKind;
-use crate::store::sync::{Bundle, EntitlementState, FailureReason, Product, References, Rule, RuleEdit};
+use crate::store::sync::{
+    Bundle, EntitlementState, FailureReason, Product, References, Rule, RuleEdit, Scope,
+};
 use crate::store::testing::temp_store;
 use crate::store::{AccountId, Actor, Store};
 
@@ -392,4 +394,32 @@ fn a_seat_raise_retries_a_failure_recorded_while_it_is_saved() {
         world.engine.run_pending().unwrap();
         assert_eq!(world.held(0), Some(BTreeSet::from([0])), "round {round}: the free seat went to the user");
     }
+}
+
+/// A change touching several groups walks their members as one ascending id order, each user once: the
+/// order a preview assumes when it hands out seats.
+#[test]
+fn the_users_of_several_scopes_come_in_one_id_order_each_once() {
+    let s = Scenario { rules: vec![], seats: [None; 3], titles: [0; USERS], steps: vec![] };
+    let world = World::new(&s);
+    let mut model =
+        Model { active: [true; USERS], titles: s.titles, members: BTreeSet::new(), order: vec![] };
+    for (u, g) in [(4, 0), (0, 0), (2, 0), (3, 1), (2, 1), (1, 1), (6, 2)] {
+        world.apply(Step::Join(u, g), &mut model);
+    }
+    let mut sorted = world.users.clone();
+    sorted.sort();
+    let in_groups: Vec<String> = sorted.into_iter().filter(|u| world.users[..5].contains(u)).collect();
+    let scopes = [Scope::Group(world.groups[1].clone()), Scope::Group(world.groups[0].clone())];
+    let mut walk = world.store.scopes_users(world.acct, &scopes.iter().collect::<Vec<_>>());
+    let mut seen = Vec::new();
+    loop {
+        let page = walk.next_page(2).unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 2);
+        seen.extend(page);
+    }
+    assert_eq!(seen, in_groups);
 }

@@ -480,11 +480,41 @@ fn activity_records_every_event_type_with_its_actor() {
     );
 }
 
+/// What a preview says a user ends up with, checked against what the engine applied.
+#[track_caller]
+fn assert_applied_as_previewed(app: &TestApp, change: &Value) {
+    let uid = change["id"].as_str().unwrap();
+    let e = app.entitlements(uid);
+    let fields = ["products", "admin", "language", "welcomeEmail", "userGroup", "settingsTemplate"];
+    let (side, state) = match &change["wouldFail"] {
+        Value::Null => (&change["to"], "entitled"),
+        fail => {
+            assert_eq!(e["failure"]["reason"], fail["reason"], "{uid}");
+            assert_eq!(e["failure"]["products"], fail["products"], "{uid}");
+            (&change["from"], "failed")
+        }
+    };
+    assert_eq!(e["state"], json!(state), "{uid}: {e}");
+    for field in fields {
+        assert_eq!(e[field], side[field], "{uid}: {field}");
+    }
+}
+
 #[test]
 fn preview_predicts_what_applying_the_rules_does() {
     let app = spawn_app();
     product(&app, "meeting", Some(3), &[]);
     product(&app, "webinar", Some(1), &["meeting"]);
+    app.admin_ok(Method::PUT, "/user-groups/emea", Some(&json!({"name": "EMEA"})), StatusCode::CREATED);
+    app.admin_ok(
+        Method::PUT,
+        "/settings-templates/quiet",
+        Some(&json!({"name": "Quiet"})),
+        StatusCode::CREATED,
+    );
+    let template =
+        json!({"name": "Bienvenue", "subject": {"fr_FR": "Bienvenue"}, "body": {"fr_FR": "Salut"}});
+    app.admin_ok(Method::PUT, "/email-templates/fr", Some(&template), StatusCode::CREATED);
     let sales = id(&app.create_group("Sales"));
     let eng = id(&app.create_group("Engineering"));
     let r_sales = rule(&app, json!({"group": sales, "products": ["meeting"]}));
@@ -493,11 +523,15 @@ fn preview_predicts_what_applying_the_rules_does() {
     app.add_members(&sales, &[&users[0], &users[1]]);
     app.add_members(&eng, &[&users[1], &users[2]]);
     app.settle();
+    let before: Vec<Value> = users.iter().map(|u| app.entitlements(u)).collect();
 
-    let proposed = json!({"rules": [
-        {"group": eng, "products": ["meeting", "webinar"]},
-        {"id": r_sales["id"], "group": sales, "products": ["meeting"]}
-    ]});
+    // the Engineering rule comes first; the Sales rule keeps its products and changes everything else
+    let eng_rule = json!({"group": eng, "products": ["meeting", "webinar"]});
+    let sales_rule = json!({"group": sales, "products": ["meeting"], "language": "fr_FR", "userGroup": "emea",
+        "settingsTemplate": "quiet", "welcomeEmail": "fr"});
+    let mut proposed_sales = sales_rule.clone();
+    proposed_sales["id"] = r_sales["id"].clone();
+    let proposed = json!({"rules": [eng_rule, proposed_sales]});
     let preview = app.admin_ok(Method::POST, "/rules/preview", Some(&proposed), StatusCode::OK);
     assert_eq!(preview["evaluated"], json!(4));
     let changes: std::collections::BTreeMap<String, Value> = preview["users"]
@@ -506,38 +540,53 @@ fn preview_predicts_what_applying_the_rules_does() {
         .iter()
         .map(|u| (u["id"].as_str().unwrap().to_string(), u.clone()))
         .collect();
-    assert_eq!(changes.len(), 2, "{preview}");
+    assert_eq!(changes.len(), 3, "{preview}");
+    assert_eq!(
+        changes[&users[0]]["changes"],
+        json!(["language", "welcomeEmail", "userGroup", "settingsTemplate"]),
+        "same products, the rest of the bundle changes"
+    );
     assert_eq!(changes[&users[1]]["gains"], json!(["webinar"]));
     assert_eq!(changes[&users[2]]["gains"], json!(["meeting", "webinar"]));
+    // one webinar seat: the first of the two in id order gets it, the other keeps what they have
+    let (first, second) = if users[1] < users[2] { (1, 2) } else { (2, 1) };
+    assert_eq!(changes[&users[first]]["wouldFail"], Value::Null);
+    assert_eq!(
+        changes[&users[second]]["wouldFail"],
+        json!({"reason": "outOfLicenses", "products": ["webinar"]})
+    );
+    assert_eq!(preview["wouldFail"], json!(1));
     let webinar =
         preview["products"].as_array().unwrap().iter().find(|p| p["id"] == json!("webinar")).unwrap().clone();
     assert_eq!(
-        (webinar["gaining"].clone(), webinar["seatsNeeded"].clone(), webinar["shortfall"].clone()),
-        (json!(2), json!(2), json!(1))
+        [&webinar["gaining"], &webinar["seatsNeeded"], &webinar["usedAfter"], &webinar["shortfall"]],
+        [&json!(2), &json!(2), &json!(1), &json!(1)]
     );
     assert_eq!(preview["runOut"], json!(["webinar"]));
     // nothing was written
     assert_eq!(app.admin_ok(Method::GET, "/rules", None, StatusCode::OK).as_array().unwrap().len(), 1);
 
-    // with enough seats, applying the same rules gives exactly the previewed bundles
-    product(&app, "webinar", Some(5), &["meeting"]);
-    let preview = app.admin_ok(Method::POST, "/rules/preview", Some(&proposed), StatusCode::OK);
-    assert_eq!(preview["runOut"], json!([]));
-    let r_eng = rule(&app, json!({"group": eng, "products": ["meeting", "webinar"], "number": 1}));
-    assert_eq!(r_eng["number"], json!(1));
+    // applying the same rules does exactly what the preview said, out-of-seats failure included
+    let mut eng_first = json!({"group": eng, "products": ["meeting", "webinar"]});
+    eng_first["number"] = json!(1);
+    rule(&app, eng_first);
     app.settle();
-    for change in preview["users"].as_array().unwrap() {
-        let uid = change["id"].as_str().unwrap();
-        assert_eq!(json!(products_of(&app, uid)), change["to"]["products"], "{uid}");
+    let path = format!("/rules/{}", r_sales["id"].as_str().unwrap());
+    app.admin_ok(Method::PUT, &path, Some(&sales_rule), StatusCode::OK);
+    app.settle();
+    changes.values().for_each(|change| assert_applied_as_previewed(&app, change));
+    let unchanged = users.iter().zip(&before).filter(|(u, _)| !changes.contains_key(*u));
+    for (uid, was) in unchanged {
+        assert_eq!(app.entitlements(uid)["products"], was["products"], "{uid}");
     }
-    for uid in
-        users.iter().filter(|u| !preview["users"].as_array().unwrap().iter().any(|c| c["id"] == json!(u)))
-    {
-        assert_eq!(
-            json!(products_of(&app, uid)),
-            json!(if *uid == users[0] { vec!["meeting"] } else { vec![] })
-        );
-    }
+    assert_eq!(used(&app, "webinar"), 1);
+
+    // more seats resolve the failure, after which the rules in force preview as no change at all
+    product(&app, "webinar", Some(5), &["meeting"]);
+    app.settle();
+    assert_eq!(app.entitlements(&users[second])["state"], json!("entitled"));
+    let preview = app.admin_ok(Method::POST, "/rules/preview", Some(&proposed), StatusCode::OK);
+    assert_eq!((preview["users"].clone(), preview["runOut"].clone()), (json!([]), json!([])));
 }
 
 #[test]

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 pub use apply::{Applied, Decision, Outcome};
 pub use edit::{References, RuleCheck, RuleEdit, renumber};
 pub use model::*;
-pub use queue::Scope;
+pub use queue::{Scope, ScopesUsers};
 
 use super::activity::record;
 use super::codec::{decode, encode, get, tx_get};

@@ -1,7 +1,7 @@
 //! The engine's work queue: users marked pending one by one (`P`), and scopes (`Q`) — every user of the
 //! account, or every member of a group — that a rule change or switching sync on puts up for re-evaluation.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 
 use crate::scim::schema::ResourceKind;
 use crate::store::keys::{AccountId, ID_LEN, child_prefix, key, kind, prefix, suffix};
@@ -44,6 +44,60 @@ pub(crate) fn mark_scope(tx: &Tx<'_>, acct: AccountId, scope: &Scope) -> TxResul
 
 fn seq_of(bytes: &[u8]) -> u64 {
     bytes.try_into().map(u64::from_be_bytes).unwrap_or(0)
+}
+
+/// The users of several scopes in one ascending id order, each once, read a page at a time: the order the
+/// engine evaluates a rule change in (and a preview assumes), whichever groups it touches.
+pub struct ScopesUsers<'s> {
+    store: &'s Store,
+    acct: AccountId,
+    cursors: Vec<ScopeCursor<'s>>,
+}
+
+struct ScopeCursor<'s> {
+    scope: &'s Scope,
+    page: VecDeque<String>,
+    after: Option<String>,
+    exhausted: bool,
+}
+
+impl ScopeCursor<'_> {
+    /// The scope's next user, reading the next page when this one is used up.
+    fn head(&mut self, store: &Store, acct: AccountId) -> StoreResult<Option<&String>> {
+        if self.page.is_empty() && !self.exhausted {
+            let page = store.scope_users(acct, self.scope, self.after.as_deref(), BATCH_HINT)?;
+            self.exhausted = page.len() < BATCH_HINT;
+            self.after = page.last().cloned();
+            self.page = page.into();
+        }
+        Ok(self.page.front())
+    }
+}
+
+impl ScopesUsers<'_> {
+    /// Up to `limit` more users; empty at the end.
+    pub fn next_page(&mut self, limit: usize) -> StoreResult<Vec<String>> {
+        let (store, acct) = (self.store, self.acct);
+        let mut out = Vec::with_capacity(limit.min(BATCH_HINT));
+        while out.len() < limit {
+            let mut least: Option<String> = None;
+            for cursor in &mut self.cursors {
+                if let Some(head) = cursor.head(store, acct)?
+                    && least.as_ref().is_none_or(|l| head < l)
+                {
+                    least = Some(head.clone());
+                }
+            }
+            let Some(uid) = least else { break };
+            for cursor in &mut self.cursors {
+                if cursor.page.front() == Some(&uid) {
+                    cursor.page.pop_front();
+                }
+            }
+            out.push(uid);
+        }
+        Ok(out)
+    }
 }
 
 impl Store {
@@ -127,6 +181,15 @@ impl Store {
             out.push(String::from_utf8_lossy(&k[skip_len..]).into_owned());
         }
         Ok(out)
+    }
+
+    /// The users of `scopes` merged into one ascending id order, each once.
+    pub fn scopes_users<'s>(&'s self, acct: AccountId, scopes: &[&'s Scope]) -> ScopesUsers<'s> {
+        let cursors = scopes
+            .iter()
+            .map(|scope| ScopeCursor { scope, page: VecDeque::new(), after: None, exhausted: false })
+            .collect();
+        ScopesUsers { store: self, acct, cursors }
     }
 
     /// How many users are owed an evaluation, each counted once: the users marked pending, the members of
