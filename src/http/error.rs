@@ -53,6 +53,7 @@ fn store_error(e: &StoreError) -> ScimError {
         StoreError::Invalid(e) => e.clone(),
         StoreError::NotFound(what) => ScimError::not_found(format!("{what} not found")),
         StoreError::Conflict(m) => ScimError::new(ScimType::Uniqueness, m.clone()),
+        StoreError::Rejected(m) => ScimError::invalid_value(m.clone()),
         StoreError::PreconditionFailed(current) => {
             ScimError::status(412, format!("the resource has changed; its current version is {current}"))
         }

@@ -171,7 +171,10 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<
     if std::str::from_utf8(body).is_err() {
         return Err("the request body is not valid UTF-8".into());
     }
-    serde_json::from_slice(body).map_err(|e| format!("the request body is not valid JSON: {e}"))
+    serde_json::from_slice(body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => format!("invalid request body: {e}"),
+        _ => format!("the request body is not valid JSON: {e}"),
+    })
 }
 
 /// Query parameters by case-insensitive name (`startIndex`, `startindex`, ...), `+` decoded as a space.

@@ -133,17 +133,17 @@ impl Engine {
             false => scopes.iter().map(|(s, _)| s).filter(|s| **s != Scope::Reorder).collect(),
         };
         let mut evaluated = 0;
-        // A user in several of the groups is evaluated once.
+        // One ascending id order across the scopes, each user once, so that seats go in the order a preview
+        // of the change assumed.
+        let mut users = store.scopes_users(acct, &walk);
         let mut done: HashSet<String> = HashSet::new();
-        for scope in walk {
-            let mut after: Option<String> = None;
-            loop {
-                let uids = store.scope_users(acct, scope, after.as_deref(), BATCH)?;
-                let Some(last) = uids.last().cloned() else { break };
-                let fresh: Vec<&String> = uids.iter().filter(|u| done.insert((*u).clone())).collect();
-                evaluated += self.evaluate_batch(evaluator, &fresh)?;
-                after = Some(last);
+        loop {
+            let uids = users.next_page(BATCH)?;
+            if uids.is_empty() {
+                break;
             }
+            evaluated += self.evaluate_batch(evaluator, &uids.iter().collect::<Vec<_>>())?;
+            done.extend(uids);
         }
         if has(&Scope::Reorder) && !has(&Scope::All) {
             evaluated += self.reorder_pass(evaluator, &done)?;
@@ -187,9 +187,10 @@ impl Engine {
                 if done.contains(uid) {
                     continue;
                 }
-                let first =
-                    evaluator.config.references(&entitlement.matched_rules).into_iter().next().map(|r| r.id);
-                if first != entitlement.rule || pending.contains(uid) || failing.contains(uid) {
+                if evaluator.config.deciding_rule_moved(entitlement)
+                    || pending.contains(uid)
+                    || failing.contains(uid)
+                {
                     stale.push(uid);
                 }
             }

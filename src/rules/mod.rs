@@ -10,7 +10,7 @@ mod welcome;
 pub use engine::Engine;
 pub use preview::preview;
 pub use resolve::{CompiledRule, Resolution, compile, decide, resolve};
-pub use validate::{Catalog, RuleError, validate_custom_attributes, validate_rule};
+pub use validate::{RuleError, validate_custom_attributes, validate_rule};
 pub use welcome::render_welcome;
 
 /// The languages a rule can set.

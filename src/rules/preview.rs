@@ -1,36 +1,87 @@
 //! What a proposed rule list would do, computed without writing anything: per user the bundle they have now
-//! and the one they would get, per product how many users would gain and lose it, and which products would
-//! run out of seats.
+//! and the one they would get, which parts of it change, and whether applying it would fail; per product
+//! how many users would gain and lose it and who would find no free seat.
+//!
+//! Seats are simulated the way the engine applies decisions: users in ascending id order (the order in
+//! which it walks the users of a rule change), each bundle all or nothing, so a user whose bundle does not
+//! fit in the seats left by the users before them keeps what they have and would fail `outOfLicenses`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::scim::ScimError;
-use crate::scim::schema::ResourceKind;
-use crate::store::sync::{AdminRole, Bundle, Rule, RuleRef, Scope};
+use crate::scim::schema::{ResourceKind, ResourceSchema};
+use crate::store::keys::fold;
+use crate::store::sync::{AdminRole, Bundle, FailureReason, Rule, RuleRef, Scope, SyncConfig};
 use crate::store::{AccountId, Store, StoreError, StoreResult};
 
-use super::resolve::{compile, resolve};
+use super::resolve::{CompiledRule, compile, resolve};
 
-/// One side of a user's change.
+/// One side of a user's change: the bundle's parts, all empty when nothing is granted.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Side {
     pub rule: Option<RuleRef>,
     pub products: Vec<String>,
     pub admin: Option<AdminRole>,
+    pub language: Option<String>,
+    pub welcome_email: Option<String>,
+    pub user_group: Option<String>,
+    pub settings_template: Option<String>,
+}
+
+impl Side {
+    fn new(rule: Option<RuleRef>, bundle: Option<&Bundle>) -> Side {
+        Side {
+            rule,
+            products: bundle.map(|b| b.products.clone()).unwrap_or_default(),
+            admin: bundle.and_then(|b| b.admin.clone()),
+            language: bundle.map(|b| b.language.clone()),
+            welcome_email: bundle.map(|b| b.welcome_email.clone()),
+            user_group: bundle.and_then(|b| b.user_group.clone()),
+            settings_template: bundle.map(|b| b.settings_template.clone()),
+        }
+    }
+
+    /// The parts of the bundle that differ, by their names in the API.
+    fn changes(&self, to: &Side) -> Vec<&'static str> {
+        [
+            ("products", self.products != to.products),
+            ("admin", self.admin != to.admin),
+            ("language", self.language != to.language),
+            ("welcomeEmail", self.welcome_email != to.welcome_email),
+            ("userGroup", self.user_group != to.user_group),
+            ("settingsTemplate", self.settings_template != to.settings_template),
+        ]
+        .into_iter()
+        .filter_map(|(name, differs)| differs.then_some(name))
+        .collect()
+    }
+}
+
+/// Why applying would fail for a user, who would then keep `from`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WouldFail {
+    pub reason: FailureReason,
+    /// For `outOfLicenses`: the products without a free seat.
+    pub products: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct UserChange {
     pub id: String,
-    #[serde(rename = "userName")]
     pub user_name: String,
     pub from: Side,
+    /// What the proposed rules decide.
     pub to: Side,
+    /// The parts of the bundle that change (`products`, `admin`, `language`, ...).
+    pub changes: Vec<&'static str>,
     pub gains: Vec<String>,
     pub loses: Vec<String>,
+    pub would_fail: Option<WouldFail>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -40,11 +91,14 @@ pub struct ProductImpact {
     pub name: String,
     pub seats: Option<u64>,
     pub used: u64,
+    /// Users whose proposed bundle gains / loses the product.
     pub gaining: u64,
     pub losing: u64,
-    /// Seats the proposed rules need: used + gaining - losing.
+    /// Seats the proposed bundles need: used + gaining - losing.
     pub seats_needed: u64,
-    /// Users who would fail with `outOfLicenses` for this product (0 when it fits).
+    /// Seats in use once the proposed rules are applied (users who would fail keep what they have).
+    pub used_after: u64,
+    /// Users who would fail with `outOfLicenses` naming this product (0 when everyone fits).
     pub shortfall: u64,
 }
 
@@ -54,70 +108,132 @@ pub struct Preview {
     pub evaluated: usize,
     pub users: Vec<UserChange>,
     pub products: Vec<ProductImpact>,
-    /// Products whose seats would not suffice.
+    /// Products some user would find no free seat of.
     pub run_out: Vec<String>,
+    /// Users for whom applying would fail.
+    pub would_fail: usize,
+}
+
+/// Seats of each product as the simulated application takes and frees them.
+struct Pools(HashMap<String, (Option<u64>, u64)>);
+
+impl Pools {
+    fn full(&self, product: &str) -> bool {
+        self.0.get(product).is_none_or(|(seats, used)| seats.is_some_and(|s| *used >= s))
+    }
+
+    /// Moves a user from `held` to `wanted` if every product they do not hold yet has a free seat;
+    /// otherwise changes nothing and returns the products without one.
+    fn take(&mut self, held: &[String], wanted: &[String]) -> Vec<String> {
+        let lacking: Vec<String> =
+            wanted.iter().filter(|p| !held.contains(p) && self.full(p)).cloned().collect();
+        if lacking.is_empty() {
+            self.adjust(held.iter().filter(|p| !wanted.contains(p)), |u| u.saturating_sub(1));
+            self.adjust(wanted.iter().filter(|p| !held.contains(p)), |u| u + 1);
+        }
+        lacking
+    }
+
+    fn adjust<'a>(&mut self, products: impl Iterator<Item = &'a String>, f: impl Fn(u64) -> u64) {
+        for p in products {
+            if let Some((_, used)) = self.0.get_mut(p) {
+                *used = f(*used);
+            }
+        }
+    }
+}
+
+/// What every user is evaluated with.
+struct Context<'a> {
+    store: &'a Store,
+    acct: AccountId,
+    current: SyncConfig,
+    rules: Vec<CompiledRule>,
+    schema: &'a ResourceSchema,
 }
 
 /// Evaluates every user of the account under `proposed` (a whole, ordered rule list).
 pub fn preview(store: &Store, acct: AccountId, proposed: &[Rule]) -> StoreResult<Preview> {
-    let rules = compile(proposed).map_err(StoreError::Invalid)?;
-    let current_rules = store.sync_config(acct)?;
     let registry = store.registry(acct);
-    let schema = registry.resource(ResourceKind::User);
-    let mut users = Vec::new();
-    let mut evaluated = 0;
-    let mut after: Option<String> = None;
+    let ctx = Context {
+        store,
+        acct,
+        current: store.sync_config(acct)?,
+        rules: compile(proposed).map_err(StoreError::Invalid)?,
+        schema: registry.resource(ResourceKind::User),
+    };
+    let mut pools =
+        Pools(store.products(acct)?.into_iter().map(|(p, used)| (p.id, (p.seats, used))).collect());
+    let (mut users, mut evaluated) = (Vec::new(), 0);
+    let all = [&Scope::All];
+    let mut walk = store.scopes_users(acct, &all);
     loop {
-        let batch = store.scope_users(acct, &Scope::All, after.as_deref(), 1024)?;
-        let Some(last) = batch.last().cloned() else { break };
-        for uid in &batch {
+        let page = walk.next_page(1024)?;
+        if page.is_empty() {
+            break;
+        }
+        for uid in &page {
             let Some(user) = store.user(acct, uid)? else { continue };
             evaluated += 1;
-            let groups: HashSet<String> = store.groups_of(acct, uid)?.into_iter().collect();
-            let resolution = resolve(&user, &groups, &rules, schema);
-            let to = match resolution.deciding() {
-                Some(r) => side(Some(r.reference()), Some(&r.rule.bundle)),
-                None => side(None, None),
-            };
-            let current = store.entitlement(acct, uid)?;
-            let from = side(
-                current.as_ref().and_then(|e| e.rule.as_deref()).and_then(|id| current_rules.reference(id)),
-                current.as_ref().and_then(|e| e.bundle.as_ref()),
-            );
-            if from.products == to.products && from.admin == to.admin {
-                continue;
-            }
-            let gains = to.products.iter().filter(|p| !from.products.contains(p)).cloned().collect();
-            let loses = from.products.iter().filter(|p| !to.products.contains(p)).cloned().collect();
-            let user_name = user.get("userName").and_then(Value::as_str).unwrap_or_default().to_string();
-            users.push(UserChange { id: uid.clone(), user_name, from, to, gains, loses });
+            users.extend(ctx.change(uid, &user, &mut pools)?);
         }
-        after = Some(last);
     }
-    let products = impacts(store, acct, &users)?;
+    let products = impacts(store, acct, &users, &pools)?;
     let run_out = products.iter().filter(|p| p.shortfall > 0).map(|p| p.id.clone()).collect();
-    Ok(Preview { evaluated, users, products, run_out })
+    let would_fail = users.iter().filter(|u| u.would_fail.is_some()).count();
+    Ok(Preview { evaluated, users, products, run_out, would_fail })
 }
 
-fn side(rule: Option<RuleRef>, bundle: Option<&Bundle>) -> Side {
-    Side {
-        rule,
-        products: bundle.map(|b| b.products.clone()).unwrap_or_default(),
-        admin: bundle.and_then(|b| b.admin.clone()),
+impl Context<'_> {
+    /// The user's change under the proposed rules, if their bundle would change, applied to `pools`.
+    fn change(&self, uid: &str, user: &Value, pools: &mut Pools) -> StoreResult<Option<UserChange>> {
+        let groups: HashSet<String> = self.store.groups_of(self.acct, uid)?.into_iter().collect();
+        let deciding = resolve(user, &groups, &self.rules, self.schema).deciding();
+        let current = self.store.entitlement(self.acct, uid)?;
+        let held = current.as_ref().and_then(|e| e.bundle.as_ref());
+        let rule = current.as_ref().and_then(|e| e.rule.as_deref()).and_then(|id| self.current.reference(id));
+        let from = Side::new(rule, held);
+        let to = Side::new(deciding.map(|r| r.reference()), deciding.map(|r| &r.rule.bundle));
+        let changes = from.changes(&to);
+        if changes.is_empty() {
+            return Ok(None);
+        }
+        let user_name = user.get("userName").and_then(Value::as_str).unwrap_or_default().to_string();
+        let would_fail = match deciding {
+            Some(_) if self.store.login_held_elsewhere(self.acct, &fold(&user_name))? => {
+                Some(WouldFail { reason: FailureReason::ExistingAccount, products: Vec::new() })
+            }
+            _ => {
+                let lacking = pools.take(&from.products, &to.products);
+                (!lacking.is_empty())
+                    .then_some(WouldFail { reason: FailureReason::OutOfLicenses, products: lacking })
+            }
+        };
+        let gains = to.products.iter().filter(|p| !from.products.contains(p)).cloned().collect();
+        let loses = from.products.iter().filter(|p| !to.products.contains(p)).cloned().collect();
+        Ok(Some(UserChange { id: uid.to_string(), user_name, from, to, changes, gains, loses, would_fail }))
     }
 }
 
-fn impacts(store: &Store, acct: AccountId, users: &[UserChange]) -> StoreResult<Vec<ProductImpact>> {
-    let mut counts: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+fn impacts(
+    store: &Store,
+    acct: AccountId,
+    users: &[UserChange],
+    pools: &Pools,
+) -> StoreResult<Vec<ProductImpact>> {
+    // (gaining, losing, failing for lack of it)
+    let mut counts: BTreeMap<&str, (u64, u64, u64)> = BTreeMap::new();
     for u in users {
         u.gains.iter().for_each(|p| counts.entry(p).or_default().0 += 1);
         u.loses.iter().for_each(|p| counts.entry(p).or_default().1 += 1);
+        for p in u.would_fail.iter().flat_map(|f| &f.products) {
+            counts.entry(p).or_default().2 += 1;
+        }
     }
     let mut out = Vec::new();
     for (product, used) in store.products(acct)? {
-        let (gaining, losing) = counts.get(product.id.as_str()).copied().unwrap_or((0, 0));
-        let seats_needed = (used + gaining).saturating_sub(losing);
-        let shortfall = product.seats.map_or(0, |s| seats_needed.saturating_sub(s));
+        let (gaining, losing, shortfall) = counts.get(product.id.as_str()).copied().unwrap_or_default();
+        let used_after = pools.0.get(&product.id).map_or(used, |(_, after)| *after);
         out.push(ProductImpact {
             id: product.id,
             name: product.name,
@@ -125,7 +241,8 @@ fn impacts(store: &Store, acct: AccountId, users: &[UserChange]) -> StoreResult<
             used,
             gaining,
             losing,
-            seats_needed,
+            seats_needed: (used + gaining).saturating_sub(losing),
+            used_after,
             shortfall,
         });
     }

@@ -1,5 +1,6 @@
 //! The engine against a brute-force reference: random groups, memberships, rules and seat limits, a random
-//! sequence of directory changes, and after it the entitlements the final state alone implies.
+//! sequence of directory changes, rule creates, edits, deletes and reorders and seat raises, and after it
+//! the entitlements the final state alone implies.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -9,9 +10,9 @@ use serde_json::{Value, json};
 use super::Engine;
 use crate::scim::patch::parse_request;
 use crate::scim::resource::normalize;
-use crate::scim::schema::ResourceKind;
+use crate::scim::schema::{ResourceKind, USERSYNC_URN};
 use crate::store::sync::{
-    Bundle, ConfigChange, EntitlementState, FailureReason, Product, Rule, Scope, SyncConfig,
+    Bundle, CustomAttribute, EntitlementState, FailureReason, Product, References, Rule, RuleEdit, Scope,
 };
 use crate::store::testing::temp_store;
 use crate::store::{AccountId, Actor, Store};
@@ -20,6 +21,11 @@ const USERS: usize = 7;
 const GROUPS: usize = 4;
 const PRODUCTS: [&str; 3] = ["p0", "p1", "p2"];
 const TITLES: [&str; 3] = ["A", "B", "C"];
+/// Rules are created only while there are fewer (a reorder draws one key per possible rule).
+const MAX_RULES: usize = 6;
+
+/// A user's title: one of [`TITLES`], or none.
+type Title = Option<usize>;
 
 /// A rule condition the reference evaluates by hand.
 #[derive(Debug, Clone, Copy)]
@@ -27,22 +33,38 @@ enum Cond {
     Any,
     TitleIs(usize),
     TitleIsNot(usize),
+    /// `title pr`
+    HasTitle,
+    /// The custom boolean attribute `vip`.
+    Vip(bool),
+    TitleAndVip(usize, bool),
+    EitherTitle(usize, usize),
 }
 
 impl Cond {
     fn filter(self) -> Option<String> {
+        // Mixed case on purpose: string comparison is case-insensitive.
+        let title = |t: usize| format!("title eq \"{}\"", TITLES[t].to_lowercase());
         match self {
             Cond::Any => None,
-            Cond::TitleIs(t) => Some(format!("title eq \"{}\"", TITLES[t].to_lowercase())),
+            Cond::TitleIs(t) => Some(title(t)),
             Cond::TitleIsNot(t) => Some(format!("not (title eq \"{}\")", TITLES[t])),
+            Cond::HasTitle => Some("title pr".into()),
+            Cond::Vip(v) => Some(format!("vip eq {v}")),
+            Cond::TitleAndVip(t, v) => Some(format!("{} and {USERSYNC_URN}:vip eq {v}", title(t))),
+            Cond::EitherTitle(a, b) => Some(format!("({}) or title eq \"{}\"", title(a), TITLES[b])),
         }
     }
 
-    fn holds(self, title: usize) -> bool {
+    fn holds(self, title: Title, vip: bool) -> bool {
         match self {
             Cond::Any => true,
-            Cond::TitleIs(t) => title == t,
-            Cond::TitleIsNot(t) => title != t,
+            Cond::TitleIs(t) => title == Some(t),
+            Cond::TitleIsNot(t) => title != Some(t),
+            Cond::HasTitle => title.is_some(),
+            Cond::Vip(v) => vip == v,
+            Cond::TitleAndVip(t, v) => title == Some(t) && vip == v,
+            Cond::EitherTitle(a, b) => title == Some(a) || title == Some(b),
         }
     }
 }
@@ -54,70 +76,120 @@ struct RuleSpec {
     products: BTreeSet<usize>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Step {
     Join(usize, usize),
     Leave(usize, usize),
     Active(usize, bool),
-    Title(usize, usize),
-    /// Put the rules in another order (rotated by this much): the engine's reorder path.
-    Rotate(usize),
+    Title(usize, Title),
+    Vip(usize, bool),
+    /// Put the rules in the order of these keys (one per position): the engine's reorder path.
+    Reorder(Vec<u8>),
+    /// A new rule at this number (or last).
+    Create(RuleSpec, Option<u32>),
+    /// Replace the rule at this position (modulo the count), moving it to a number if one is given.
+    Edit(usize, RuleSpec, Option<u32>),
+    Delete(usize),
+    /// Raise a product's seats by this much (unlimited stays unlimited).
+    Raise(usize, u64),
 }
 
 #[derive(Debug, Clone)]
 struct Scenario {
     rules: Vec<RuleSpec>,
     seats: [Option<u64>; 3],
-    titles: [usize; USERS],
+    titles: [Title; USERS],
+    vips: [bool; USERS],
     steps: Vec<Step>,
 }
 
-fn scenario(limited: bool) -> impl Strategy<Value = Scenario> {
+fn rule_spec() -> impl Strategy<Value = RuleSpec> {
+    let t = || 0..3usize;
     let cond = prop_oneof![
-        Just(Cond::Any),
-        (0..3usize).prop_map(Cond::TitleIs),
-        (0..3usize).prop_map(Cond::TitleIsNot)
+        3 => Just(Cond::Any),
+        2 => t().prop_map(Cond::TitleIs),
+        1 => t().prop_map(Cond::TitleIsNot),
+        1 => Just(Cond::HasTitle),
+        1 => any::<bool>().prop_map(Cond::Vip),
+        1 => (t(), any::<bool>()).prop_map(|(t, v)| Cond::TitleAndVip(t, v)),
+        1 => (t(), t()).prop_map(|(a, b)| Cond::EitherTitle(a, b)),
     ];
-    let rule = (0..GROUPS, cond, proptest::collection::btree_set(0..3usize, 0..=3))
-        .prop_map(|(group, cond, products)| RuleSpec { group, cond, products });
-    let seat = if limited { proptest::option::weighted(0.8, 0..4u64).boxed() } else { Just(None).boxed() };
-    let step = prop_oneof![
-        4 => (0..USERS, 0..GROUPS).prop_map(|(u, g)| Step::Join(u, g)),
-        2 => (0..USERS, 0..GROUPS).prop_map(|(u, g)| Step::Leave(u, g)),
-        1 => (0..USERS, any::<bool>()).prop_map(|(u, a)| Step::Active(u, a)),
-        1 => (0..USERS, 0..3usize).prop_map(|(u, t)| Step::Title(u, t)),
-        1 => (1..4usize).prop_map(Step::Rotate),
-    ];
-    (
-        proptest::collection::vec(rule, 1..5),
-        [seat.clone(), seat.clone(), seat],
-        proptest::array::uniform7(0..3usize),
-        proptest::collection::vec(step, 1..40),
-    )
-        .prop_map(|(rules, seats, titles, steps)| Scenario { rules, seats, titles, steps })
+    (0..GROUPS, cond, proptest::collection::btree_set(0..3usize, 0..=3))
+        .prop_map(|(group, cond, products)| RuleSpec { group, cond, products })
 }
 
-/// The directory and the rule order as the test models them.
+fn step() -> impl Strategy<Value = Step> {
+    let title = proptest::option::weighted(0.8, 0..3usize);
+    let number = proptest::option::of(1..=(MAX_RULES as u32 + 1));
+    prop_oneof![
+        6 => (0..USERS, 0..GROUPS).prop_map(|(u, g)| Step::Join(u, g)),
+        3 => (0..USERS, 0..GROUPS).prop_map(|(u, g)| Step::Leave(u, g)),
+        1 => (0..USERS, any::<bool>()).prop_map(|(u, a)| Step::Active(u, a)),
+        1 => (0..USERS, title).prop_map(|(u, t)| Step::Title(u, t)),
+        1 => (0..USERS, any::<bool>()).prop_map(|(u, v)| Step::Vip(u, v)),
+        1 => proptest::collection::vec(any::<u8>(), MAX_RULES).prop_map(Step::Reorder),
+        1 => (rule_spec(), number.clone()).prop_map(|(r, n)| Step::Create(r, n)),
+        1 => (0..MAX_RULES, rule_spec(), number).prop_map(|(i, r, n)| Step::Edit(i, r, n)),
+        1 => (0..MAX_RULES).prop_map(Step::Delete),
+        1 => (0..3usize, 1..3u64).prop_map(|(p, k)| Step::Raise(p, k)),
+    ]
+}
+
+fn scenario(limited: bool) -> impl Strategy<Value = Scenario> {
+    let seat = if limited { proptest::option::weighted(0.8, 0..4u64).boxed() } else { Just(None).boxed() };
+    (
+        proptest::collection::vec(rule_spec(), 1..5),
+        [seat.clone(), seat.clone(), seat],
+        proptest::array::uniform7(proptest::option::weighted(0.8, 0..3usize)),
+        proptest::array::uniform7(any::<bool>()),
+        proptest::collection::vec(step(), 1..40),
+    )
+        .prop_map(|(rules, seats, titles, vips, steps)| Scenario { rules, seats, titles, vips, steps })
+}
+
+/// The directory and the rule list as the test models them.
 struct Model {
     active: [bool; USERS],
-    titles: [usize; USERS],
+    titles: [Title; USERS],
+    vips: [bool; USERS],
     members: BTreeSet<(usize, usize)>,
-    /// Indexes into the scenario's rules, highest priority first.
-    order: Vec<usize>,
+    /// The rules by id, highest priority first.
+    rules: Vec<(String, RuleSpec)>,
+    next_id: usize,
 }
 
 impl Model {
-    /// The products the rules give user `u` in this state, or `None` when no rule applies.
-    fn reference(&self, rules: &[RuleSpec], u: usize) -> Option<BTreeSet<usize>> {
+    fn new(s: &Scenario) -> Model {
+        let rules = s.rules.iter().enumerate().map(|(i, r)| (format!("r{i}"), r.clone())).collect();
+        Model {
+            active: [true; USERS],
+            titles: s.titles,
+            vips: s.vips,
+            members: BTreeSet::new(),
+            rules,
+            next_id: s.rules.len(),
+        }
+    }
+
+    /// The rule that decides for user `u` in this state, if any applies.
+    fn deciding(&self, u: usize) -> Option<&(String, RuleSpec)> {
         if !self.active[u] {
             return None;
         }
-        self.order
+        self.rules
             .iter()
-            .map(|&i| &rules[i])
-            .find(|r| self.members.contains(&(r.group, u)) && r.cond.holds(self.titles[u]))
-            .map(|r| r.products.clone())
+            .find(|(_, r)| self.members.contains(&(r.group, u)) && r.cond.holds(self.titles[u], self.vips[u]))
     }
+
+    /// The products the rules give user `u`, or `None` when no rule applies.
+    fn reference(&self, u: usize) -> Option<BTreeSet<usize>> {
+        self.deciding(u).map(|(_, r)| r.products.clone())
+    }
+}
+
+/// Where a rule given `number` lands in a list of `len` rules (the store's rule).
+fn slot(number: Option<u32>, len: usize) -> usize {
+    number.map_or(len, |n| (n.max(1) as usize - 1).min(len))
 }
 
 struct World {
@@ -129,12 +201,25 @@ struct World {
     _dir: tempfile::TempDir,
 }
 
+/// Checks rules as the admin API does.
+fn validate(rule: &Rule, refs: &References, store: &Store, acct: AccountId) -> Result<(), String> {
+    let registry = store.registry(acct);
+    super::validate_rule(rule, refs, registry.resource(ResourceKind::User)).map_err(|e| e.to_string())
+}
+
 impl World {
     fn new(s: &Scenario) -> World {
         let (store, dir) = temp_store();
         let (account, _) = store.ensure_account("default").unwrap();
         let acct = account.id;
         let actor = Actor::engine();
+        let vip = CustomAttribute {
+            name: "vip".into(),
+            kind: "boolean".into(),
+            multi_valued: false,
+            description: String::new(),
+        };
+        store.put_custom_attributes(acct, &[vip], &actor).unwrap();
         let registry = store.registry(acct);
         for (i, p) in PRODUCTS.iter().enumerate() {
             let product =
@@ -143,23 +228,19 @@ impl World {
         }
         let groups: Vec<String> = (0..GROUPS)
             .map(|g| {
-                let input = normalize(
-                    registry.resource(ResourceKind::Group),
-                    &json!({"displayName": format!("g{g}")}),
-                )
-                .unwrap();
-                store
-                        .create_group(acct, registry.resource(ResourceKind::Group), &input, &actor)
-                        .unwrap()
-                        .0["id"]
-                        .as_str()
-                        .unwrap()
-                        .to_string()
+                let body = json!({"displayName": format!("g{g}")});
+                let input = normalize(registry.resource(ResourceKind::Group), &body).unwrap();
+                let group = store.create_group(acct, registry.resource(ResourceKind::Group), &input, &actor);
+                group.unwrap().0["id"].as_str().unwrap().to_string()
             })
             .collect();
         let users: Vec<String> = (0..USERS)
             .map(|u| {
-                let body = json!({"userName": format!("u{u}@example.com"), "title": TITLES[s.titles[u]]});
+                let mut body =
+                    json!({"userName": format!("u{u}@example.com"), USERSYNC_URN: {"vip": s.vips[u]}});
+                if let Some(t) = s.titles[u] {
+                    body["title"] = json!(TITLES[t]);
+                }
                 let input = normalize(registry.resource(ResourceKind::User), &body).unwrap();
                 store.create_user(acct, registry.resource(ResourceKind::User), &input, &actor).unwrap()["id"]
                     .as_str()
@@ -167,112 +248,121 @@ impl World {
                     .to_string()
             })
             .collect();
-        let rules: Vec<Rule> = s
-            .rules
-            .iter()
-            .enumerate()
-            .map(|(i, r)| Rule {
-                id: format!("r{i}"),
-                number: i as u32 + 1,
-                group: groups[r.group].clone(),
-                filter: r.cond.filter(),
-                description: String::new(),
-                bundle: Bundle {
-                    products: r.products.iter().map(|p| PRODUCTS[*p].to_string()).collect(),
-                    ..Bundle::default()
-                },
-            })
-            .collect();
-        let config = SyncConfig { enabled: true, rules, version: 0 };
-        let change = ConfigChange {
-            config,
-            expected_version: None,
-            scopes: vec![Scope::All],
-            actor: &actor,
-            event: "sync.enabled",
-            target: None,
-            detail: json!({}),
-        };
-        store.save_sync_config(acct, change).unwrap();
         let engine = Engine::new(store.clone());
-        World { store, engine, acct, users, groups, _dir: dir }
+        let world = World { store, engine, acct, users, groups, _dir: dir };
+        for (id, spec) in &Model::new(s).rules {
+            world.edit(RuleEdit::Create { rule: world.rule(id, spec), number: None });
+        }
+        world.store.set_sync(acct, true, &actor).unwrap();
+        world
     }
 
-    fn patch_group(&self, g: usize, op: Value) {
+    fn rule(&self, id: &str, spec: &RuleSpec) -> Rule {
+        Rule {
+            id: id.to_string(),
+            number: 0,
+            group: self.groups[spec.group].clone(),
+            filter: spec.cond.filter(),
+            description: String::new(),
+            bundle: Bundle {
+                products: spec.products.iter().map(|p| PRODUCTS[*p].to_string()).collect(),
+                ..Bundle::default()
+            },
+        }
+    }
+
+    /// Edits the rules the way the admin API does.
+    fn edit(&self, edit: RuleEdit) {
+        let check = |rule: &Rule, refs: &References| validate(rule, refs, &self.store, self.acct);
+        self.store.edit_rules(self.acct, &edit, None, &Actor::engine(), &check).unwrap();
+    }
+
+    fn patch(&self, kind: ResourceKind, id: &str, op: Value) {
         let registry = self.store.registry(self.acct);
         let ops = parse_request(&json!({"Operations": [op]})).unwrap();
-        self.store
-            .patch_group(
-                self.acct,
-                registry.resource(ResourceKind::Group),
-                &self.groups[g],
-                &ops,
-                None,
-                &Actor::engine(),
-            )
-            .unwrap();
+        let (schema, actor) = (registry.resource(kind), Actor::engine());
+        match kind {
+            ResourceKind::Group => {
+                self.store.patch_group(self.acct, schema, id, &ops, None, &actor).map(drop)
+            }
+            ResourceKind::User => self.store.patch_user(self.acct, schema, id, &ops, None, &actor).map(drop),
+        }
+        .unwrap();
     }
 
     fn patch_user(&self, u: usize, op: Value) {
-        let registry = self.store.registry(self.acct);
-        let ops = parse_request(&json!({"Operations": [op]})).unwrap();
-        self.store
-            .patch_user(
-                self.acct,
-                registry.resource(ResourceKind::User),
-                &self.users[u],
-                &ops,
-                None,
-                &Actor::engine(),
-            )
-            .unwrap();
+        self.patch(ResourceKind::User, &self.users[u], op);
     }
 
-    fn apply(&self, step: Step, model: &mut Model) {
+    fn apply(&self, step: &Step, model: &mut Model) {
         match step {
             Step::Join(u, g) => {
-                self.patch_group(
-                    g,
-                    json!({"op": "add", "path": "members", "value": [{"value": self.users[u]}]}),
-                );
-                model.members.insert((g, u));
+                let op = json!({"op": "add", "path": "members", "value": [{"value": self.users[*u]}]});
+                self.patch(ResourceKind::Group, &self.groups[*g], op);
+                model.members.insert((*g, *u));
             }
             Step::Leave(u, g) => {
-                self.patch_group(
-                    g,
-                    json!({"op": "remove", "path": format!("members[value eq \"{}\"]", self.users[u])}),
-                );
-                model.members.remove(&(g, u));
+                let op = json!({"op": "remove", "path": format!("members[value eq \"{}\"]", self.users[*u])});
+                self.patch(ResourceKind::Group, &self.groups[*g], op);
+                model.members.remove(&(*g, *u));
             }
             Step::Active(u, a) => {
-                self.patch_user(u, json!({"op": "replace", "path": "active", "value": a}));
-                model.active[u] = a;
+                self.patch_user(*u, json!({"op": "replace", "path": "active", "value": a}));
+                model.active[*u] = *a;
             }
             Step::Title(u, t) => {
-                self.patch_user(u, json!({"op": "replace", "path": "title", "value": TITLES[t]}));
-                model.titles[u] = t;
-            }
-            Step::Rotate(k) => {
-                let mut config = self.store.sync_config(self.acct).unwrap();
-                let n = config.rules.len();
-                config.rules.rotate_left(k % n);
-                for (i, r) in config.rules.iter_mut().enumerate() {
-                    r.number = i as u32 + 1;
-                }
-                let actor = Actor::engine();
-                let change = ConfigChange {
-                    config,
-                    expected_version: None,
-                    scopes: vec![Scope::Reorder],
-                    actor: &actor,
-                    event: "rules.reordered",
-                    target: None,
-                    detail: json!({}),
+                let op = match t {
+                    Some(t) => json!({"op": "replace", "path": "title", "value": TITLES[*t]}),
+                    None => json!({"op": "remove", "path": "title"}),
                 };
-                self.store.save_sync_config(self.acct, change).unwrap();
-                model.order.rotate_left(k % n);
+                self.patch_user(*u, op);
+                model.titles[*u] = *t;
             }
+            Step::Vip(u, v) => {
+                let path = format!("{USERSYNC_URN}:vip");
+                self.patch_user(*u, json!({"op": "replace", "path": path, "value": v}));
+                model.vips[*u] = *v;
+            }
+            Step::Raise(p, k) => self.raise(*p, *k),
+            rule_step => self.apply_to_rules(rule_step, model),
         }
+    }
+
+    fn apply_to_rules(&self, step: &Step, model: &mut Model) {
+        let n = model.rules.len();
+        match step {
+            Step::Reorder(keys) => {
+                let mut order: Vec<usize> = (0..n).collect();
+                order.sort_by_key(|i| (keys[*i], *i));
+                model.rules = order.iter().map(|i| model.rules[*i].clone()).collect();
+                self.edit(RuleEdit::Reorder {
+                    order: model.rules.iter().map(|(id, _)| id.clone()).collect(),
+                });
+            }
+            Step::Create(spec, number) if n < MAX_RULES => {
+                let id = format!("r{}", model.next_id);
+                model.next_id += 1;
+                self.edit(RuleEdit::Create { rule: self.rule(&id, spec), number: *number });
+                model.rules.insert(slot(*number, n), (id, spec.clone()));
+            }
+            Step::Edit(i, spec, number) if n > 0 => {
+                let (id, _) = model.rules.remove(i % n);
+                self.edit(RuleEdit::Replace { rule: self.rule(&id, spec), number: *number });
+                let to = number.map_or(i % n, |_| slot(*number, n - 1));
+                model.rules.insert(to, (id, spec.clone()));
+            }
+            Step::Delete(i) if n > 0 => {
+                let (id, _) = model.rules.remove(i % n);
+                self.edit(RuleEdit::Delete { id });
+            }
+            _ => {}
+        }
+    }
+
+    fn raise(&self, p: usize, k: u64) {
+        let (mut product, _) = self.store.product(self.acct, PRODUCTS[p]).unwrap().unwrap();
+        product.seats = product.seats.map(|s| s + k);
+        self.store.put_product(self.acct, &product, &Actor::engine()).unwrap();
     }
 
     /// Seats used and seats of each product.
@@ -280,16 +370,24 @@ impl World {
         self.store.products(self.acct).unwrap().into_iter().map(|(p, used)| (p.id, (used, p.seats))).collect()
     }
 
+    /// `used <= seats`, and `used` is the number of users actually holding the product.
     fn assert_no_oversubscription(&self) {
         for (id, (used, seats)) in self.seats() {
             assert!(seats.is_none_or(|s| used <= s), "{id}: {used} used of {seats:?}");
         }
+        let problems = self.store.verify().unwrap();
+        assert!(problems.is_empty(), "{problems:#?}");
     }
 
     fn held(&self, u: usize) -> Option<BTreeSet<usize>> {
         let e = self.store.entitlement(self.acct, &self.users[u]).unwrap()?;
         let bundle = e.bundle?;
-        Some(bundle.products.iter().map(|p| PRODUCTS.iter().position(|x| x == p).unwrap()).collect())
+        Some(bundle.products.iter().map(|p| product_index(p)).collect())
+    }
+
+    /// The id of the rule behind the user's applied bundle.
+    fn deciding_rule(&self, u: usize) -> Option<String> {
+        self.store.entitlement(self.acct, &self.users[u]).unwrap()?.rule
     }
 
     fn state(&self, u: usize) -> Option<EntitlementState> {
@@ -297,21 +395,24 @@ impl World {
     }
 }
 
+fn product_index(p: &str) -> usize {
+    PRODUCTS.iter().position(|x| *x == p).unwrap()
+}
+
 fn run(s: &Scenario) -> (World, Model) {
     let world = World::new(s);
-    let mut model = Model {
-        active: [true; USERS],
-        titles: s.titles,
-        members: BTreeSet::new(),
-        order: (0..s.rules.len()).collect(),
-    };
+    let mut model = Model::new(s);
     world.engine.run_pending().unwrap();
     world.assert_no_oversubscription();
     for step in &s.steps {
-        world.apply(*step, &mut model);
+        world.apply(step, &mut model);
         world.engine.run_pending().unwrap();
         world.assert_no_oversubscription();
     }
+    let ids: Vec<String> =
+        world.store.sync_config(world.acct).unwrap().rules.into_iter().map(|r| r.id).collect();
+    let modelled: Vec<String> = model.rules.iter().map(|(id, _)| id.clone()).collect();
+    assert_eq!(ids, modelled, "the store's rule order is the model's");
     (world, model)
 }
 
@@ -322,8 +423,9 @@ proptest! {
     fn with_unlimited_seats_entitlements_equal_the_reference(s in scenario(false)) {
         let (world, model) = run(&s);
         for u in 0..USERS {
-            let want = model.reference(&s.rules, u);
+            let want = model.reference(u);
             prop_assert_eq!(world.held(u), want.clone(), "user {}", u);
+            prop_assert_eq!(world.deciding_rule(u), model.deciding(u).map(|(id, _)| id.clone()), "user {}", u);
             let state = world.state(u).unwrap_or(EntitlementState::None);
             let expected = match (&want, model.active[u]) {
                 (Some(_), _) => EntitlementState::Entitled,
@@ -335,7 +437,7 @@ proptest! {
         }
         let total: BTreeMap<String, u64> = world.seats().into_iter().map(|(p, (used, _))| (p, used)).collect();
         for (i, p) in PRODUCTS.iter().enumerate() {
-            let holders = (0..USERS).filter(|u| model.reference(&s.rules, *u).is_some_and(|b| b.contains(&i))).count() as u64;
+            let holders = (0..USERS).filter(|u| model.reference(*u).is_some_and(|b| b.contains(&i))).count() as u64;
             prop_assert_eq!(total[*p], holders, "{}", p);
         }
     }
@@ -353,7 +455,7 @@ proptest! {
             limit.is_none_or(|l| used < l)
         };
         for u in 0..USERS {
-            let want = model.reference(&s.rules, u);
+            let want = model.reference(u);
             let state = world.state(u);
             let failure = world.store.failure(world.acct, &world.users[u]).unwrap();
             if state == Some(EntitlementState::Entitled) && failure.is_none() {
@@ -368,13 +470,77 @@ proptest! {
                 Some(bundle) => {
                     let f = failure.unwrap_or_else(|| panic!("eligible user {u} neither entitled nor failed"));
                     prop_assert_eq!(f.reason, FailureReason::OutOfLicenses);
-                    let intended: BTreeSet<usize> = f.intended.products.iter().map(|p| PRODUCTS.iter().position(|x| x == p).unwrap()).collect();
+                    let intended: BTreeSet<usize> = f.intended.products.iter().map(|p| product_index(p)).collect();
                     prop_assert_eq!(&intended, &bundle, "the failure records the reference bundle");
-                    prop_assert!(f.products.iter().all(|p| !free(PRODUCTS.iter().position(|x| x == p).unwrap())), "named products have no free seat");
+                    prop_assert!(f.products.iter().all(|p| !free(product_index(p))), "named products have no free seat");
                     let held = world.held(u).unwrap_or_default();
                     prop_assert!(bundle.iter().any(|p| !held.contains(p) && !free(*p)), "after a retry the whole bundle of user {} would not fit", u);
                 }
             }
         }
     }
+}
+
+/// A failure recorded while the seats are being raised is retried: the seat raise reads the failures to
+/// retry in its own transaction, so the engine cannot slip a failure in between.
+#[test]
+fn a_seat_raise_retries_a_failure_recorded_while_it_is_saved() {
+    let only_p0 = RuleSpec { group: 0, cond: Cond::Any, products: BTreeSet::from([0]) };
+    let s = Scenario {
+        rules: vec![only_p0],
+        seats: [Some(0), None, None],
+        titles: [None; USERS],
+        vips: [false; USERS],
+        steps: vec![],
+    };
+    for round in 0..150 {
+        let world = World::new(&s);
+        let mut model = Model::new(&s);
+        world.apply(&Step::Join(0, 0), &mut model);
+        let more = Product { id: "p0".into(), name: "p0".into(), seats: Some(1), requires: vec![] };
+        let start = std::sync::Barrier::new(2);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                start.wait();
+                world.engine.run_pending().unwrap();
+            });
+            start.wait();
+            world.store.put_product(world.acct, &more, &Actor::engine()).unwrap();
+        });
+        world.engine.run_pending().unwrap();
+        assert_eq!(world.held(0), Some(BTreeSet::from([0])), "round {round}: the free seat went to the user");
+    }
+}
+
+/// A change touching several groups walks their members as one ascending id order, each user once: the
+/// order a preview assumes when it hands out seats.
+#[test]
+fn the_users_of_several_scopes_come_in_one_id_order_each_once() {
+    let s = Scenario {
+        rules: vec![],
+        seats: [None; 3],
+        titles: [None; USERS],
+        vips: [false; USERS],
+        steps: vec![],
+    };
+    let world = World::new(&s);
+    let mut model = Model::new(&s);
+    for (u, g) in [(4, 0), (0, 0), (2, 0), (3, 1), (2, 1), (1, 1), (6, 2)] {
+        world.apply(&Step::Join(u, g), &mut model);
+    }
+    let mut sorted = world.users.clone();
+    sorted.sort();
+    let in_groups: Vec<String> = sorted.into_iter().filter(|u| world.users[..5].contains(u)).collect();
+    let scopes = [Scope::Group(world.groups[1].clone()), Scope::Group(world.groups[0].clone())];
+    let mut walk = world.store.scopes_users(world.acct, &scopes.iter().collect::<Vec<_>>());
+    let mut seen = Vec::new();
+    loop {
+        let page = walk.next_page(2).unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 2);
+        seen.extend(page);
+    }
+    assert_eq!(seen, in_groups);
 }

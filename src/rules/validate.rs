@@ -1,11 +1,11 @@
 //! Checking a rule (and the account's custom attributes) before it is saved, with messages that say which
 //! field is wrong and why.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use crate::scim::filter::{check, parse_filter};
 use crate::scim::schema::ResourceSchema;
-use crate::store::sync::{AdminRole, CustomAttribute, Product, Rule};
+use crate::store::sync::{AdminRole, CustomAttribute, References, Rule};
 
 use super::{LANGUAGES, PRIVILEGES};
 
@@ -21,30 +21,20 @@ fn err<T>(field: impl Into<String>, message: impl Into<String>) -> Result<T, Rul
     Err(RuleError { field: field.into(), message: message.into() })
 }
 
-/// What a rule may refer to in its account.
-pub struct Catalog<'a> {
-    pub products: HashMap<String, Product>,
-    pub user_groups: HashSet<String>,
-    pub settings_templates: HashSet<String>,
-    pub email_templates: HashSet<String>,
-    /// Does the account have this SCIM group?
-    pub group_exists: &'a dyn Fn(&str) -> bool,
-    /// The account's User schema, for the rule's filter.
-    pub users: &'a ResourceSchema,
-}
-
-pub fn validate_rule(rule: &Rule, catalog: &Catalog<'_>) -> Result<(), RuleError> {
-    if rule.group.is_empty() || !(catalog.group_exists)(&rule.group) {
+/// Checks `rule` against what it refers to (`refs`: those of its references that exist) and the account's
+/// User schema (for its filter).
+pub fn validate_rule(rule: &Rule, refs: &References, users: &ResourceSchema) -> Result<(), RuleError> {
+    if rule.group.is_empty() || !refs.groups.contains(&rule.group) {
         return err("group", format!("no directory group '{}' in this account", rule.group));
     }
     if let Some(text) = rule.filter.as_deref().filter(|f| !f.trim().is_empty()) {
         let filter = parse_filter(text)
             .map_err(|e| RuleError { field: "filter".into(), message: e.detail.clone() })?;
-        check(&filter, catalog.users).map_err(|e| RuleError { field: "filter".into(), message: e.detail })?;
+        check(&filter, users).map_err(|e| RuleError { field: "filter".into(), message: e.detail })?;
     }
     let b = &rule.bundle;
     for (i, p) in b.products.iter().enumerate() {
-        let Some(product) = catalog.products.get(p) else {
+        let Some(product) = refs.products.get(p) else {
             return err(format!("products[{i}]"), format!("unknown product '{p}'"));
         };
         if let Some(missing) = product.requires.iter().find(|r| !b.products.contains(r)) {
@@ -63,22 +53,21 @@ pub fn validate_rule(rule: &Rule, catalog: &Catalog<'_>) -> Result<(), RuleError
         if managed_groups.is_empty() {
             return err("admin.managedGroups", "a manager manages at least one user group");
         }
-        if let Some((i, g)) =
-            managed_groups.iter().enumerate().find(|(_, g)| !catalog.user_groups.contains(*g))
+        if let Some((i, g)) = managed_groups.iter().enumerate().find(|(_, g)| !refs.user_groups.contains(*g))
         {
             return err(format!("admin.managedGroups[{i}]"), format!("unknown user group '{g}'"));
         }
     }
-    if b.welcome_email != "default" && !catalog.email_templates.contains(&b.welcome_email) {
+    if b.welcome_email != "default" && !refs.email_templates.contains(&b.welcome_email) {
         return err("welcomeEmail", format!("unknown email template '{}'", b.welcome_email));
     }
     if !LANGUAGES.contains(&b.language.as_str()) {
         return err("language", format!("'{}' is not one of {}", b.language, LANGUAGES.join(", ")));
     }
-    if let Some(g) = b.user_group.as_ref().filter(|g| !catalog.user_groups.contains(*g)) {
+    if let Some(g) = b.user_group.as_ref().filter(|g| !refs.user_groups.contains(*g)) {
         return err("userGroup", format!("unknown user group '{g}'"));
     }
-    if b.settings_template != "default" && !catalog.settings_templates.contains(&b.settings_template) {
+    if b.settings_template != "default" && !refs.settings_templates.contains(&b.settings_template) {
         return err("settingsTemplate", format!("unknown settings template '{}'", b.settings_template));
     }
     Ok(())
@@ -125,9 +114,9 @@ pub fn validate_custom_attributes(
 mod tests {
     use super::*;
     use crate::scim::schema::{Registry, ResourceKind};
-    use crate::store::sync::Bundle;
+    use crate::store::sync::{Bundle, Product};
 
-    fn catalog_with<'a>(users: &'a ResourceSchema, exists: &'a dyn Fn(&str) -> bool) -> Catalog<'a> {
+    fn references() -> References {
         let product = |id: &str, requires: &[&str]| {
             (
                 id.to_string(),
@@ -139,13 +128,12 @@ mod tests {
                 },
             )
         };
-        Catalog {
+        References {
             products: [product("meeting", &[]), product("webinar", &["meeting"])].into(),
             user_groups: ["sales-team".to_string()].into(),
             settings_templates: ["no-recording".to_string()].into(),
             email_templates: ["welcome-fr".to_string()].into(),
-            group_exists: exists,
-            users,
+            groups: ["g1".to_string()].into(),
         }
     }
 
@@ -164,12 +152,11 @@ mod tests {
     fn every_reference_is_checked_with_a_precise_message() {
         let registry = Registry::standard();
         let users = registry.resource(ResourceKind::User);
-        let exists = |g: &str| g == "g1";
-        let catalog = catalog_with(users, &exists);
+        let refs = references();
         let ok = Bundle { products: vec!["meeting".into(), "webinar".into()], ..Bundle::default() };
-        assert_eq!(validate_rule(&rule(ok.clone()), &catalog), Ok(()));
+        assert_eq!(validate_rule(&rule(ok.clone()), &refs, users), Ok(()));
 
-        let field = |r: Rule| validate_rule(&r, &catalog).unwrap_err().to_string();
+        let field = |r: Rule| validate_rule(&r, &refs, users).unwrap_err().to_string();
         assert_eq!(
             field(Rule { group: "nope".into(), ..rule(ok.clone()) }),
             "group: no directory group 'nope' in this account"
@@ -222,11 +209,12 @@ mod tests {
         assert_eq!(
             validate_rule(
                 &rule(Bundle { admin: manager(&["users.add"], &["sales-team"]), ..ok.clone() }),
-                &catalog
+                &refs,
+                users
             ),
             Ok(())
         );
-        assert_eq!(validate_rule(&rule(Bundle { admin: Some(AdminRole::Full), ..ok }), &catalog), Ok(()));
+        assert_eq!(validate_rule(&rule(Bundle { admin: Some(AdminRole::Full), ..ok }), &refs, users), Ok(()));
     }
 
     #[test]

@@ -47,9 +47,13 @@ pub enum StoreError {
     Invalid(#[from] ScimError),
     #[error("{0} not found")]
     NotFound(String),
-    /// A unique attribute is taken.
+    /// A unique attribute is taken, or the change contradicts what other records say.
     #[error("{0}")]
     Conflict(String),
+    /// The change refers to something that does not exist or does not fit (a rule naming an unknown
+    /// product, ...).
+    #[error("{0}")]
+    Rejected(String),
     /// `If-Match` named a version that is no longer current.
     #[error("the resource has changed since version {0}")]
     PreconditionFailed(String),

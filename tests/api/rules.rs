@@ -303,7 +303,8 @@ fn sync_off_freezes_and_sync_on_evaluates_everyone() {
     app.add_members(&g, &[&a]);
     assert_eq!(
         app.admin_ok(Method::GET, "/sync", None, StatusCode::OK),
-        json!({"enabled": false, "pending": 2, "failures": 0})
+        json!({"enabled": false, "pending": 1, "failures": 0}),
+        "one user owed an evaluation, marked by the create, the join and the rule's group"
     );
     assert_eq!(app.entitlements(&a)["state"], json!("none"), "nothing happens while sync is off");
     sync(&app, true);
@@ -479,11 +480,41 @@ fn activity_records_every_event_type_with_its_actor() {
     );
 }
 
+/// What a preview says a user ends up with, checked against what the engine applied.
+#[track_caller]
+fn assert_applied_as_previewed(app: &TestApp, change: &Value) {
+    let uid = change["id"].as_str().unwrap();
+    let e = app.entitlements(uid);
+    let fields = ["products", "admin", "language", "welcomeEmail", "userGroup", "settingsTemplate"];
+    let (side, state) = match &change["wouldFail"] {
+        Value::Null => (&change["to"], "entitled"),
+        fail => {
+            assert_eq!(e["failure"]["reason"], fail["reason"], "{uid}");
+            assert_eq!(e["failure"]["products"], fail["products"], "{uid}");
+            (&change["from"], "failed")
+        }
+    };
+    assert_eq!(e["state"], json!(state), "{uid}: {e}");
+    for field in fields {
+        assert_eq!(e[field], side[field], "{uid}: {field}");
+    }
+}
+
 #[test]
 fn preview_predicts_what_applying_the_rules_does() {
     let app = spawn_app();
     product(&app, "meeting", Some(3), &[]);
     product(&app, "webinar", Some(1), &["meeting"]);
+    app.admin_ok(Method::PUT, "/user-groups/emea", Some(&json!({"name": "EMEA"})), StatusCode::CREATED);
+    app.admin_ok(
+        Method::PUT,
+        "/settings-templates/quiet",
+        Some(&json!({"name": "Quiet"})),
+        StatusCode::CREATED,
+    );
+    let template =
+        json!({"name": "Bienvenue", "subject": {"fr_FR": "Bienvenue"}, "body": {"fr_FR": "Salut"}});
+    app.admin_ok(Method::PUT, "/email-templates/fr", Some(&template), StatusCode::CREATED);
     let sales = id(&app.create_group("Sales"));
     let eng = id(&app.create_group("Engineering"));
     let r_sales = rule(&app, json!({"group": sales, "products": ["meeting"]}));
@@ -492,11 +523,15 @@ fn preview_predicts_what_applying_the_rules_does() {
     app.add_members(&sales, &[&users[0], &users[1]]);
     app.add_members(&eng, &[&users[1], &users[2]]);
     app.settle();
+    let before: Vec<Value> = users.iter().map(|u| app.entitlements(u)).collect();
 
-    let proposed = json!({"rules": [
-        {"group": eng, "products": ["meeting", "webinar"]},
-        {"id": r_sales["id"], "group": sales, "products": ["meeting"]}
-    ]});
+    // the Engineering rule comes first; the Sales rule keeps its products and changes everything else
+    let eng_rule = json!({"group": eng, "products": ["meeting", "webinar"]});
+    let sales_rule = json!({"group": sales, "products": ["meeting"], "language": "fr_FR", "userGroup": "emea",
+        "settingsTemplate": "quiet", "welcomeEmail": "fr"});
+    let mut proposed_sales = sales_rule.clone();
+    proposed_sales["id"] = r_sales["id"].clone();
+    let proposed = json!({"rules": [eng_rule, proposed_sales]});
     let preview = app.admin_ok(Method::POST, "/rules/preview", Some(&proposed), StatusCode::OK);
     assert_eq!(preview["evaluated"], json!(4));
     let changes: std::collections::BTreeMap<String, Value> = preview["users"]
@@ -505,38 +540,53 @@ fn preview_predicts_what_applying_the_rules_does() {
         .iter()
         .map(|u| (u["id"].as_str().unwrap().to_string(), u.clone()))
         .collect();
-    assert_eq!(changes.len(), 2, "{preview}");
+    assert_eq!(changes.len(), 3, "{preview}");
+    assert_eq!(
+        changes[&users[0]]["changes"],
+        json!(["language", "welcomeEmail", "userGroup", "settingsTemplate"]),
+        "same products, the rest of the bundle changes"
+    );
     assert_eq!(changes[&users[1]]["gains"], json!(["webinar"]));
     assert_eq!(changes[&users[2]]["gains"], json!(["meeting", "webinar"]));
+    // one webinar seat: the first of the two in id order gets it, the other keeps what they have
+    let (first, second) = if users[1] < users[2] { (1, 2) } else { (2, 1) };
+    assert_eq!(changes[&users[first]]["wouldFail"], Value::Null);
+    assert_eq!(
+        changes[&users[second]]["wouldFail"],
+        json!({"reason": "outOfLicenses", "products": ["webinar"]})
+    );
+    assert_eq!(preview["wouldFail"], json!(1));
     let webinar =
         preview["products"].as_array().unwrap().iter().find(|p| p["id"] == json!("webinar")).unwrap().clone();
     assert_eq!(
-        (webinar["gaining"].clone(), webinar["seatsNeeded"].clone(), webinar["shortfall"].clone()),
-        (json!(2), json!(2), json!(1))
+        [&webinar["gaining"], &webinar["seatsNeeded"], &webinar["usedAfter"], &webinar["shortfall"]],
+        [&json!(2), &json!(2), &json!(1), &json!(1)]
     );
     assert_eq!(preview["runOut"], json!(["webinar"]));
     // nothing was written
     assert_eq!(app.admin_ok(Method::GET, "/rules", None, StatusCode::OK).as_array().unwrap().len(), 1);
 
-    // with enough seats, applying the same rules gives exactly the previewed bundles
-    product(&app, "webinar", Some(5), &["meeting"]);
-    let preview = app.admin_ok(Method::POST, "/rules/preview", Some(&proposed), StatusCode::OK);
-    assert_eq!(preview["runOut"], json!([]));
-    let r_eng = rule(&app, json!({"group": eng, "products": ["meeting", "webinar"], "number": 1}));
-    assert_eq!(r_eng["number"], json!(1));
+    // applying the same rules does exactly what the preview said, out-of-seats failure included
+    let mut eng_first = json!({"group": eng, "products": ["meeting", "webinar"]});
+    eng_first["number"] = json!(1);
+    rule(&app, eng_first);
     app.settle();
-    for change in preview["users"].as_array().unwrap() {
-        let uid = change["id"].as_str().unwrap();
-        assert_eq!(json!(products_of(&app, uid)), change["to"]["products"], "{uid}");
+    let path = format!("/rules/{}", r_sales["id"].as_str().unwrap());
+    app.admin_ok(Method::PUT, &path, Some(&sales_rule), StatusCode::OK);
+    app.settle();
+    changes.values().for_each(|change| assert_applied_as_previewed(&app, change));
+    let unchanged = users.iter().zip(&before).filter(|(u, _)| !changes.contains_key(*u));
+    for (uid, was) in unchanged {
+        assert_eq!(app.entitlements(uid)["products"], was["products"], "{uid}");
     }
-    for uid in
-        users.iter().filter(|u| !preview["users"].as_array().unwrap().iter().any(|c| c["id"] == json!(u)))
-    {
-        assert_eq!(
-            json!(products_of(&app, uid)),
-            json!(if *uid == users[0] { vec!["meeting"] } else { vec![] })
-        );
-    }
+    assert_eq!(used(&app, "webinar"), 1);
+
+    // more seats resolve the failure, after which the rules in force preview as no change at all
+    product(&app, "webinar", Some(5), &["meeting"]);
+    app.settle();
+    assert_eq!(app.entitlements(&users[second])["state"], json!("entitled"));
+    let preview = app.admin_ok(Method::POST, "/rules/preview", Some(&proposed), StatusCode::OK);
+    assert_eq!((preview["users"].clone(), preview["runOut"].clone()), (json!([]), json!([])));
 }
 
 #[test]
@@ -726,8 +776,153 @@ fn concurrent_joins_never_oversubscribe_a_product() {
     });
     assert!(!samples.is_empty());
     assert!(samples.iter().all(|u| *u <= 7), "oversubscribed at some moment: {samples:?}");
+    let problems = app.store.verify().unwrap();
+    assert!(problems.is_empty(), "seat counters agree with the holders: {problems:#?}");
     assert_eq!(used(&app, "meeting"), 7, "used == min(seats, eligible)");
     let entitled = users.iter().filter(|u| app.entitlements(u)["state"] == json!("entitled")).count();
     assert_eq!(entitled, 7);
     assert_eq!(app.admin_ok(Method::GET, "/failures", None, StatusCode::OK)["total"], json!(23));
+}
+
+#[test]
+fn concurrent_rule_and_sync_writes_lose_nothing() {
+    let app = spawn_app();
+    product(&app, "meeting", None, &[]);
+    let g = id(&app.create_group("G"));
+    let descriptions = |app: &TestApp| -> Vec<(u64, String)> {
+        let rules = app.admin_ok(Method::GET, "/rules", None, StatusCode::OK);
+        let rules = rules.as_array().unwrap();
+        rules
+            .iter()
+            .map(|r| (r["number"].as_u64().unwrap(), r["description"].as_str().unwrap().to_string()))
+            .collect()
+    };
+    std::thread::scope(|s| {
+        for i in 0..8 {
+            let (app, g) = (&app, &g);
+            s.spawn(move || {
+                rule(app, json!({"group": g, "products": ["meeting"], "description": format!("r{i}")}))
+            });
+        }
+    });
+    let rules = descriptions(&app);
+    assert_eq!(rules.iter().map(|(n, _)| *n).collect::<Vec<_>>(), (1..=8).collect::<Vec<_>>());
+    let mut names: Vec<&str> = rules.iter().map(|(_, d)| d.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["r0", "r1", "r2", "r3", "r4", "r5", "r6", "r7"], "no create was lost");
+
+    // the switch, edits of one rule and more creates, all at once: none of them undoes another
+    let first =
+        app.admin_ok(Method::GET, "/rules", None, StatusCode::OK)[0]["id"].as_str().unwrap().to_string();
+    std::thread::scope(|s| {
+        s.spawn(|| (0..=20).for_each(|k| drop(sync(&app, k % 2 == 0))));
+        s.spawn(|| {
+            for k in 0..20 {
+                let body = json!({"group": g, "products": ["meeting"], "description": format!("edit {k}")});
+                app.admin_ok(Method::PUT, &format!("/rules/{first}"), Some(&body), StatusCode::OK);
+            }
+        });
+        s.spawn(|| {
+            (0..10).for_each(|k| drop(rule(&app, json!({"group": g, "description": format!("late {k}")}))))
+        });
+    });
+    assert_eq!(app.admin_ok(Method::GET, "/sync", None, StatusCode::OK)["enabled"], json!(true));
+    let rules = descriptions(&app);
+    assert_eq!(rules.iter().map(|(n, _)| *n).collect::<Vec<_>>(), (1..=18).collect::<Vec<_>>());
+    assert_eq!(rules[0].1, "edit 19", "the last edit of rule 1 stands");
+    assert_eq!(rules.iter().filter(|(_, d)| d.starts_with("late ")).count(), 10);
+}
+
+#[test]
+fn a_retry_with_a_malformed_body_is_refused_and_retries_nothing() {
+    let app = spawn_app();
+    product(&app, "meeting", Some(0), &[]);
+    let g = id(&app.create_group("G"));
+    rule(&app, json!({"group": g, "products": ["meeting"]}));
+    sync(&app, true);
+    let a = user(&app, "a@example.com", json!({}));
+    app.add_members(&g, &[&a]);
+    app.settle();
+    assert_eq!(app.entitlements(&a)["state"], json!("failed"));
+    let retry = |body: &str| {
+        app.client
+            .post(format!("http://{}/admin/v1/failures/retry", app.addr))
+            .bearer_auth(ADMIN_TOKEN)
+            .body(body.to_string())
+            .send()
+            .unwrap()
+    };
+    for (body, says) in [
+        (r#"{"reason": "typo"}"#, "unknown variant `typo`, expected `outOfLicenses` or `existingAccount`"),
+        ("retry everything", "the request body is not valid JSON"),
+        (r#"{"reasons": "outOfLicenses"}"#, "unknown field `reasons`"),
+        (r#"{"users": "a"}"#, "invalid type: string \"a\", expected a sequence"),
+        (r#"{"reason": "outOfLicenses", "users": []}"#, "give either \"reason\" or \"users\", not both"),
+    ] {
+        let answer = expect_status(retry(body), StatusCode::BAD_REQUEST);
+        assert_eq!(answer["error"], json!("invalid_request"), "{body}");
+        assert!(answer["message"].as_str().unwrap().contains(says), "{body}: {answer}");
+    }
+    let retried = app.admin_ok(Method::GET, "/activity?type=failures.retried", None, StatusCode::OK);
+    assert_eq!(retried["entries"], json!([]), "a refused retry retries nothing");
+    // no body at all, like an empty object, retries every failure
+    let answer = expect_status(retry(""), StatusCode::OK);
+    assert_eq!(answer, json!({"retried": 1, "resolved": 0, "stillFailing": 1}));
+    let answer = expect_status(retry(r#"{"reason": "outOfLicenses"}"#), StatusCode::OK);
+    assert_eq!(answer["retried"], json!(1));
+}
+
+#[test]
+fn a_product_cannot_come_to_require_what_a_rule_granting_it_leaves_out() {
+    let app = spawn_app();
+    product(&app, "meeting", None, &[]);
+    product(&app, "webinar", None, &[]);
+    let g = id(&app.create_group("G"));
+    rule(&app, json!({"group": g, "products": ["meeting"]}));
+    let r2 = rule(&app, json!({"group": g, "products": ["webinar"], "description": "webinar only"}));
+    let res = app.admin(Method::PUT, "/products/webinar", Some(&json!({"requires": ["meeting"]})));
+    assert_eq!(
+        expect_status(res, StatusCode::CONFLICT)["message"],
+        json!("requires: rule 2 grants 'webinar' without 'meeting'; change the rule first")
+    );
+    let webinar = app.admin_ok(Method::GET, "/products/webinar", None, StatusCode::OK);
+    assert_eq!(webinar["requires"], json!([]), "nothing was saved");
+    // once the rule grants both, the product may require it
+    let both = json!({"group": g, "products": ["meeting", "webinar"]});
+    let path = format!("/rules/{}", r2["id"].as_str().unwrap());
+    app.admin_ok(Method::PUT, &path, Some(&both), StatusCode::OK);
+    let res = app.admin(Method::PUT, "/products/webinar", Some(&json!({"requires": ["meeting"]})));
+    assert_eq!(expect_status(res, StatusCode::OK)["requires"], json!(["meeting"]));
+}
+
+#[test]
+fn pending_counts_each_user_owed_an_evaluation_once() {
+    let app = spawn_app();
+    product(&app, "meeting", None, &[]);
+    product(&app, "webinar", None, &[]);
+    let a = id(&app.create_group("A"));
+    let b = id(&app.create_group("B"));
+    let r1 = rule(&app, json!({"group": a, "products": ["meeting"]}));
+    let r2 = rule(&app, json!({"group": b, "products": ["webinar"]}));
+    let [x, y, z, _w] = ["x", "y", "z", "w"].map(|n| user(&app, &format!("{n}@example.com"), json!({})));
+    app.add_members(&a, &[&x, &y]);
+    app.add_members(&b, &[&x, &z]);
+    sync(&app, true);
+    app.settle();
+    let pending = |app: &TestApp| app.admin_ok(Method::GET, "/sync", None, StatusCode::OK)["pending"].clone();
+    // with sync off nothing drains, so what is owed stays visible
+    sync(&app, false);
+    let order = json!({"order": [r2["id"], r1["id"]]});
+    app.admin_ok(Method::PUT, "/rules/order", Some(&order), StatusCode::OK);
+    assert_eq!(pending(&app), json!(1), "only x's deciding rule moved");
+    app.add_members(&b, &[&y]);
+    assert_eq!(pending(&app), json!(2), "and y joined B");
+    let edit = json!({"group": a, "products": ["meeting"], "description": "x and y"});
+    app.admin_ok(Method::PUT, &format!("/rules/{}", r1["id"].as_str().unwrap()), Some(&edit), StatusCode::OK);
+    assert_eq!(pending(&app), json!(2), "A's members are x and y, already counted");
+    sync(&app, true);
+    app.settle();
+    assert_eq!(products_of(&app, &x), ["webinar"]);
+    assert_eq!(products_of(&app, &y), ["webinar"]);
+    assert_eq!(products_of(&app, &z), ["webinar"]);
 }

@@ -12,9 +12,7 @@ use crate::http::AppState;
 use crate::http::request::AdminCaller;
 use crate::rules::{LANGUAGES, PRIVILEGES, validate_custom_attributes};
 use crate::scim::schema::{Registry, ResourceKind};
-use crate::store::sync::{
-    ConfigChange, CustomAttribute, EmailTemplate, ObjectKind, Product, Scope, SettingsTemplate, UserGroup,
-};
+use crate::store::sync::{CustomAttribute, EmailTemplate, ObjectKind, Product, SettingsTemplate, UserGroup};
 use crate::store::{AccountId, Store, TokenKind};
 
 /// `GET /sync`: `{"enabled", "pending", "failures"}`.
@@ -41,24 +39,8 @@ pub async fn put_sync(
     body: Body<SyncSwitch>,
 ) -> AdminResult<HttpResponse> {
     let acct = caller.0.account();
-    let mut config = state.store.sync_config(acct)?;
-    if config.enabled != body.0.enabled {
-        config.enabled = body.0.enabled;
-        let (event, scopes) =
-            if config.enabled { ("sync.enabled", vec![Scope::All]) } else { ("sync.disabled", vec![]) };
-        let actor = caller.0.actor();
-        let change = ConfigChange {
-            config,
-            expected_version: None,
-            scopes,
-            actor: &actor,
-            event,
-            target: None,
-            detail: json!({}),
-        };
-        state.store.save_sync_config(acct, change)?;
-        state.committed().await;
-    }
+    state.store.set_sync(acct, body.0.enabled, &caller.0.actor())?;
+    state.committed().await;
     Ok(ok(&sync_status(&state.store, acct)?))
 }
 
@@ -102,7 +84,8 @@ pub struct ProductInput {
     requires: Vec<String>,
 }
 
-/// `PUT /products/{id}`: creates or updates; raising the seats retries the users who ran out of them.
+/// `PUT /products/{id}`: creates or updates; raising the seats retries the users who ran out of them. The
+/// store checks `requires` against the products and rules.
 pub async fn put_product(
     state: web::Data<AppState>,
     caller: AdminCaller,
@@ -117,9 +100,6 @@ pub async fn put_product(
     requires.dedup();
     if requires.contains(&id) {
         return Err(AdminError::unprocessable(format!("requires: product '{id}' cannot require itself")));
-    }
-    if let Some(missing) = requires.iter().find(|r| state.store.product(acct, r).ok().flatten().is_none()) {
-        return Err(AdminError::unprocessable(format!("requires: unknown product '{missing}'")));
     }
     let product = Product {
         id: id.to_string(),

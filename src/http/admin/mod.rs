@@ -77,6 +77,7 @@ impl From<StoreError> for AdminError {
             StoreError::Invalid(e) => AdminError::bad_request(e.detail),
             StoreError::NotFound(what) => AdminError::not_found(format!("{what} not found")),
             StoreError::Conflict(m) => AdminError::conflict(m),
+            StoreError::Rejected(m) => AdminError::unprocessable(m),
             StoreError::PreconditionFailed(v) => AdminError::new(
                 StatusCode::PRECONDITION_FAILED,
                 "precondition_failed",
@@ -142,6 +143,26 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let body = read_body(req, payload);
         Box::pin(async move { parse_json(&body.await?).map(Body).map_err(AdminError::bad_request) })
+    }
+}
+
+/// A JSON body that may be left out: `None` when the body is empty (or only whitespace). A body that is
+/// there must parse into `T`, or the request fails with a 400 saying why.
+pub struct OptionalBody<T>(pub Option<T>);
+
+impl<T: DeserializeOwned + 'static> FromRequest for OptionalBody<T> {
+    type Error = AdminError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let body = read_body(req, payload);
+        Box::pin(async move {
+            let body = body.await?;
+            if body.iter().all(u8::is_ascii_whitespace) {
+                return Ok(OptionalBody(None));
+            }
+            parse_json(&body).map(|v| OptionalBody(Some(v))).map_err(AdminError::bad_request)
+        })
     }
 }
 

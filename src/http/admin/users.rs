@@ -7,7 +7,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{AdminError, AdminResult, Body, ok};
+use super::{AdminError, AdminResult, OptionalBody, ok};
 use crate::http::AppState;
 use crate::http::request::{AdminCaller, Params};
 use crate::store::sync::{Applied, Entitlement, EntitlementState, Failure, FailureReason, SyncConfig};
@@ -121,7 +121,9 @@ pub async fn failures(state: web::Data<AppState>, caller: AdminCaller) -> AdminR
     Ok(ok(&json!({"total": failures.len(), "byReason": groups})))
 }
 
+/// Which failures to retry: `{"reason": ...}`, `{"users": [...]}`, or all of them (`{}` or no body).
 #[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 pub struct RetryRequest {
     reason: Option<FailureReason>,
     users: Option<Vec<String>>,
@@ -131,10 +133,13 @@ pub struct RetryRequest {
 pub async fn retry(
     state: web::Data<AppState>,
     caller: AdminCaller,
-    body: Option<Body<RetryRequest>>,
+    body: OptionalBody<RetryRequest>,
 ) -> AdminResult<HttpResponse> {
     let acct = caller.0.account();
-    let request = body.map(|b| b.0).unwrap_or_default();
+    let request = body.0.unwrap_or_default();
+    if request.reason.is_some() && request.users.is_some() {
+        return Err(AdminError::bad_request("give either \"reason\" or \"users\", not both"));
+    }
     if !state.store.sync_config(acct)?.enabled {
         return Err(AdminError::conflict("sync is off; switch it on to apply rules"));
     }

@@ -79,6 +79,12 @@ fn seq_of(bytes: &[u8]) -> u64 {
 }
 
 impl Store {
+    /// Is `login` (a folded userName) held by an entitled user of an account other than `acct`?
+    pub fn login_held_elsewhere(&self, acct: AccountId, login: &str) -> StoreResult<bool> {
+        let claim: Option<LoginClaim> = crate::store::codec::get(self.tree(), &login_key(login))?;
+        Ok(claim.is_some_and(|c| c.account != acct))
+    }
+
     /// Applies a batch of decisions in one transaction.
     pub fn apply_decisions(&self, acct: AccountId, decisions: &[Decision]) -> StoreResult<Vec<Applied>> {
         let now = self.now();

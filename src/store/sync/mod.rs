@@ -4,6 +4,7 @@
 //! scope of users) must be re-evaluated.
 
 mod apply;
+mod edit;
 pub mod model;
 mod queue;
 
@@ -13,8 +14,9 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 pub use apply::{Applied, Decision, Outcome};
+pub use edit::{References, RuleCheck, RuleEdit, renumber};
 pub use model::*;
-pub use queue::Scope;
+pub use queue::{Scope, ScopesUsers};
 
 use super::activity::record;
 use super::codec::{decode, encode, get, tx_get};
@@ -86,15 +88,36 @@ pub(crate) fn tx_used(tx: &Tx<'_>, acct: AccountId, id: &str) -> TxResult<u64> {
     Ok(tx_get(tx, &used_key(acct, id))?.unwrap_or(0))
 }
 
-/// A rule-list change: the new configuration, who gets re-evaluated, and the activity entry.
-pub struct ConfigChange<'a> {
-    pub config: SyncConfig,
-    pub expected_version: Option<u64>,
-    pub scopes: Vec<Scope>,
-    pub actor: &'a Actor,
-    pub event: &'a str,
-    pub target: Option<&'a str>,
-    pub detail: Value,
+/// Does the update give the product seats it did not have before?
+fn more_seats(old: Option<&Product>, new: &Product) -> bool {
+    match (old.and_then(|p| p.seats), new.seats) {
+        (Some(before), Some(after)) => after > before,
+        (Some(_), None) => true,
+        _ => false,
+    }
+}
+
+/// What `product` requires exists, and every rule granting it grants that too: a rule granting a product
+/// without what it requires is refused when saved, and must stay refused when the requirement comes later.
+fn check_requires(tx: &Tx<'_>, acct: AccountId, product: &Product) -> TxResult<()> {
+    for required in &product.requires {
+        if tx.get(product_key(acct, required))?.is_none() {
+            return abort(StoreError::Rejected(format!("requires: unknown product '{required}'")));
+        }
+    }
+    let config: SyncConfig = tx_get(tx, &config_key(acct))?.unwrap_or_default();
+    for rule in &config.rules {
+        let grants = &rule.bundle.products;
+        if grants.contains(&product.id)
+            && let Some(missing) = product.requires.iter().find(|r| !grants.contains(r))
+        {
+            return abort(StoreError::Conflict(format!(
+                "requires: rule {} grants '{}' without '{missing}'; change the rule first",
+                rule.number, product.id
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The account's User extension schema from its custom attributes (`None` without any).
@@ -119,28 +142,6 @@ impl Store {
         Ok(get(self.tree(), &config_key(acct))?.unwrap_or_default())
     }
 
-    /// Replaces the configuration if its version is still `expected_version` (412 otherwise), marking the
-    /// given scopes for re-evaluation.
-    pub fn save_sync_config(&self, acct: AccountId, change: ConfigChange<'_>) -> StoreResult<SyncConfig> {
-        let now = self.now();
-        self.transact(|tx| {
-            let current: SyncConfig = tx_get(tx, &config_key(acct))?.unwrap_or_default();
-            if let Some(v) = change.expected_version
-                && v != current.version
-            {
-                return abort(StoreError::PreconditionFailed(current.version.to_string()));
-            }
-            let mut next = change.config.clone();
-            next.version = current.version + 1;
-            tx.insert(config_key(acct), encode(&next))?;
-            for scope in &change.scopes {
-                queue::mark_scope(tx, acct, scope)?;
-            }
-            record(tx, acct, now, change.actor, change.event, change.target, change.detail.clone())?;
-            Ok(next)
-        })
-    }
-
     pub fn products(&self, acct: AccountId) -> StoreResult<Vec<(Product, u64)>> {
         let mut out = Vec::new();
         for item in self.tree().scan_prefix(prefix(kind::PRODUCT, acct)) {
@@ -162,17 +163,21 @@ impl Store {
     }
 
     /// Creates or updates a product. Seats can never drop below the seats in use (nobody is evicted); more
-    /// seats re-evaluate the users who failed for lack of this product. Returns the product, its seats in
-    /// use and whether it was created.
+    /// seats re-evaluate the users who failed for lack of this product. What it requires must exist, and no
+    /// rule may grant it without what it requires. Returns the product, its seats in use and whether it was
+    /// created.
     pub fn put_product(
         &self,
         acct: AccountId,
         product: &Product,
         actor: &Actor,
     ) -> StoreResult<(Product, u64, bool)> {
-        let waiting = self.users_failing_for(acct, &product.id)?;
         let now = self.now();
-        self.transact(|tx| {
+        // Exclusive, because the users to retry come from a scan of the failures, which an optimistic
+        // transaction cannot check when it commits. With every other writer held off, a failure for lack
+        // of this product is either recorded before the scan (and retried) or after the new seats are in
+        // place (and sees them).
+        self.transact_exclusive(|tx| {
             let old: Option<Product> = tx_get(tx, &product_key(acct, &product.id))?;
             let used = tx_used(tx, acct, &product.id)?;
             if let Some(seats) = product.seats
@@ -183,13 +188,13 @@ impl Store {
                     product.id
                 )));
             }
+            check_requires(tx, acct, product)?;
             tx.insert(product_key(acct, &product.id), encode(product))?;
-            let more_seats = match (old.as_ref().and_then(|p| p.seats), product.seats) {
-                (Some(before), Some(after)) => after > before,
-                (Some(_), None) => true,
-                _ => false,
-            };
-            if more_seats {
+            if more_seats(old.as_ref(), product) {
+                let waiting = match self.users_failing_for(acct, &product.id) {
+                    Ok(waiting) => waiting,
+                    Err(e) => return abort(e),
+                };
                 for uid in &waiting {
                     mark_pending(tx, acct, uid)?;
                 }

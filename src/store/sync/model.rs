@@ -117,6 +117,13 @@ impl SyncConfig {
         refs.sort_by_key(|r| r.number);
         refs
     }
+
+    /// Would these rules, in their current order, pick another deciding rule among those that matched when
+    /// `applied` was? After a pure reorder the matching rules stay the same, so only such users change.
+    pub fn deciding_rule_moved(&self, applied: &Entitlement) -> bool {
+        let first = self.references(&applied.matched_rules).into_iter().next().map(|r| r.id);
+        first != applied.rule
+    }
 }
 
 /// The state of one user's entitlements.

@@ -1,6 +1,9 @@
 //! The engine's work queue: users marked pending one by one (`P`), and scopes (`Q`) — every user of the
 //! account, or every member of a group — that a rule change or switching sync on puts up for re-evaluation.
 
+use std::collections::{HashSet, VecDeque};
+
+use crate::scim::schema::ResourceKind;
 use crate::store::keys::{AccountId, ID_LEN, child_prefix, key, kind, prefix, suffix};
 use crate::store::pending::mark_pending;
 use crate::store::resources::USERS;
@@ -18,6 +21,9 @@ pub enum Scope {
     /// rules that match each user is unchanged, so only users whose lowest-numbered match moved need work.
     Reorder,
 }
+
+/// The most room a page of ids reserves up front: callers may ask for "all of them".
+const BATCH_HINT: usize = 1024;
 
 const ALL: &[u8] = b"*";
 const REORDER: &[u8] = b"#";
@@ -38,6 +44,60 @@ pub(crate) fn mark_scope(tx: &Tx<'_>, acct: AccountId, scope: &Scope) -> TxResul
 
 fn seq_of(bytes: &[u8]) -> u64 {
     bytes.try_into().map(u64::from_be_bytes).unwrap_or(0)
+}
+
+/// The users of several scopes in one ascending id order, each once, read a page at a time: the order the
+/// engine evaluates a rule change in (and a preview assumes), whichever groups it touches.
+pub struct ScopesUsers<'s> {
+    store: &'s Store,
+    acct: AccountId,
+    cursors: Vec<ScopeCursor<'s>>,
+}
+
+struct ScopeCursor<'s> {
+    scope: &'s Scope,
+    page: VecDeque<String>,
+    after: Option<String>,
+    exhausted: bool,
+}
+
+impl ScopeCursor<'_> {
+    /// The scope's next user, reading the next page when this one is used up.
+    fn head(&mut self, store: &Store, acct: AccountId) -> StoreResult<Option<&String>> {
+        if self.page.is_empty() && !self.exhausted {
+            let page = store.scope_users(acct, self.scope, self.after.as_deref(), BATCH_HINT)?;
+            self.exhausted = page.len() < BATCH_HINT;
+            self.after = page.last().cloned();
+            self.page = page.into();
+        }
+        Ok(self.page.front())
+    }
+}
+
+impl ScopesUsers<'_> {
+    /// Up to `limit` more users; empty at the end.
+    pub fn next_page(&mut self, limit: usize) -> StoreResult<Vec<String>> {
+        let (store, acct) = (self.store, self.acct);
+        let mut out = Vec::with_capacity(limit.min(BATCH_HINT));
+        while out.len() < limit {
+            let mut least: Option<String> = None;
+            for cursor in &mut self.cursors {
+                if let Some(head) = cursor.head(store, acct)?
+                    && least.as_ref().is_none_or(|l| head < l)
+                {
+                    least = Some(head.clone());
+                }
+            }
+            let Some(uid) = least else { break };
+            for cursor in &mut self.cursors {
+                if cursor.page.front() == Some(&uid) {
+                    cursor.page.pop_front();
+                }
+            }
+            out.push(uid);
+        }
+        Ok(out)
+    }
 }
 
 impl Store {
@@ -112,7 +172,7 @@ impl Store {
             Some(id) => [start.as_slice(), id.as_bytes(), &[0]].concat(),
             None => start.clone(),
         };
-        let mut out = Vec::with_capacity(limit);
+        let mut out = Vec::with_capacity(limit.min(BATCH_HINT));
         for item in self.tree().range(from..) {
             let (k, _) = item?;
             if !k.starts_with(&start) || out.len() == limit {
@@ -123,16 +183,52 @@ impl Store {
         Ok(out)
     }
 
-    /// How many evaluations are owed: pending users plus the users of pending scopes.
+    /// The users of `scopes` merged into one ascending id order, each once.
+    pub fn scopes_users<'s>(&'s self, acct: AccountId, scopes: &[&'s Scope]) -> ScopesUsers<'s> {
+        let cursors = scopes
+            .iter()
+            .map(|scope| ScopeCursor { scope, page: VecDeque::new(), after: None, exhausted: false })
+            .collect();
+        ScopesUsers { store: self, acct, cursors }
+    }
+
+    /// How many users are owed an evaluation, each counted once: the users marked pending, the members of
+    /// pending groups, every user when the whole account is pending, and after a reorder the users whose
+    /// deciding rule moved or who are failing — exactly whom the engine's passes evaluate. Counting a
+    /// pending reorder reads every user's entitlements, as the reorder pass does.
     pub fn pending_count(&self, acct: AccountId) -> StoreResult<usize> {
-        let mut n = self.tree().scan_prefix(prefix(kind::PENDING, acct)).count();
-        for (scope, _) in self.pending_scopes(acct)? {
-            n += match scope {
-                Scope::All | Scope::Reorder => self.count(acct, crate::scim::schema::ResourceKind::User),
-                Scope::Group(gid) => self.tree().scan_prefix(child_prefix(kind::MEMBER, acct, &gid)).count(),
-            };
+        let mut owed: HashSet<String> =
+            self.pending_users(acct, usize::MAX)?.into_iter().map(|(u, _)| u).collect();
+        let scopes = self.pending_scopes(acct)?;
+        if scopes.iter().any(|(s, _)| *s == Scope::All) {
+            // Everyone, plus marked ids that are no longer users: their deletion is still to be applied.
+            let mut gone = 0;
+            for uid in &owed {
+                gone += usize::from(!self.tree().contains_key(USERS.record_key(acct, uid))?);
+            }
+            return Ok(self.count(acct, ResourceKind::User) + gone);
         }
-        Ok(n)
+        for (scope, _) in &scopes {
+            match scope {
+                Scope::Group(_) => owed.extend(self.scope_users(acct, scope, None, usize::MAX)?),
+                Scope::Reorder => owed.extend(self.moved_by_reorder(acct)?),
+                Scope::All => {}
+            }
+        }
+        Ok(owed.len())
+    }
+
+    /// The users the reorder pass evaluates (besides those marked pending): those with entitlements whose
+    /// deciding rule moved, or who are failing.
+    fn moved_by_reorder(&self, acct: AccountId) -> StoreResult<Vec<String>> {
+        let config = self.sync_config(acct)?;
+        let failing: HashSet<String> = self.failures(acct)?.into_iter().map(|(u, _)| u).collect();
+        Ok(self
+            .entitlements(acct)?
+            .into_iter()
+            .filter(|(uid, e)| config.deciding_rule_moved(e) || failing.contains(uid))
+            .map(|(uid, _)| uid)
+            .collect())
     }
 
     /// Marks users for re-evaluation (an explicit retry).
