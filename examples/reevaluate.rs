@@ -27,6 +27,10 @@ use usersync::store::{Actor, DurabilityMode, Store, StoreOptions};
 #[path = "common/rules_layout.rs"]
 mod rules_layout;
 
+/// The server's allocator, so that the figures are the server's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use rules_layout::{GROUPS, PRODUCTS};
 
 fn main() {

@@ -195,6 +195,7 @@ impl Engine {
                 }
             }
             evaluated += self.evaluate_batch(evaluator, &stale)?;
+            store.reorder_evaluated(acct, &stale);
             after = Some(last);
         }
         Ok(evaluated)

@@ -135,6 +135,8 @@ struct Inner {
     account_names: RwLock<HashMap<AccountId, String>>,
     /// Each account's schemas: the standard ones plus its custom attributes, built once.
     registries: RwLock<HashMap<AccountId, Arc<Registry>>>,
+    /// Found once per reorder for `GET /sync` (see `owed_by_reorder`).
+    reorder_owed: Mutex<sync::queue::ReorderOwed>,
     data_dir: PathBuf,
 }
 
@@ -159,6 +161,7 @@ impl Store {
                 tokens: RwLock::default(),
                 account_names: RwLock::new(HashMap::new()),
                 registries: RwLock::new(HashMap::new()),
+                reorder_owed: Mutex::default(),
                 data_dir: options.path,
             }),
         };
@@ -220,6 +223,10 @@ impl Store {
             map.insert(acct, registry.clone());
         }
         registry
+    }
+
+    pub(crate) fn reorder_owed(&self) -> std::sync::MutexGuard<'_, sync::queue::ReorderOwed> {
+        self.inner.reorder_owed.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn forget_registry(&self, acct: AccountId) {

@@ -6,7 +6,7 @@
 mod apply;
 mod edit;
 pub mod model;
-mod queue;
+pub(crate) mod queue;
 
 use crate::store::tx::Tx;
 use serde::Serialize;

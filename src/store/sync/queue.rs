@@ -1,7 +1,7 @@
 //! The engine's work queue: users marked pending one by one (`P`), and scopes (`Q`) — every user of the
 //! account, or every member of a group — that a rule change or switching sync on puts up for re-evaluation.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use crate::scim::schema::ResourceKind;
 use crate::store::keys::{AccountId, ID_LEN, child_prefix, key, kind, prefix, suffix};
@@ -9,6 +9,9 @@ use crate::store::pending::mark_pending;
 use crate::store::resources::USERS;
 use crate::store::tx::Tx;
 use crate::store::{Store, StoreResult, TxResult};
+
+/// Per account, the users a pending reorder (named by its mark's sequence number) still owes an evaluation.
+pub(crate) type ReorderOwed = HashMap<AccountId, (u64, HashSet<String>)>;
 
 /// Who a rule change or sync switch re-evaluates.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -153,7 +156,11 @@ impl Store {
                 tx.remove(k.as_slice())?;
             }
             Ok(())
-        })
+        })?;
+        if *scope == Scope::Reorder {
+            self.reorder_owed().remove(&acct);
+        }
+        Ok(())
     }
 
     /// Users of a scope after `after` (exclusive), in id order, at most `limit`.
@@ -208,14 +215,39 @@ impl Store {
             }
             return Ok(self.count(acct, ResourceKind::User) + gone);
         }
-        for (scope, _) in &scopes {
+        for (scope, seq) in &scopes {
             match scope {
                 Scope::Group(_) => owed.extend(self.scope_users(acct, scope, None, usize::MAX)?),
-                Scope::Reorder => owed.extend(self.moved_by_reorder(acct)?),
+                Scope::Reorder => owed.extend(self.owed_by_reorder(acct, *seq)?),
                 Scope::All => {}
             }
         }
         Ok(owed.len())
+    }
+
+    /// The users a pending reorder still owes an evaluation. Finding them reads every user's entitlements,
+    /// so they are found once per reorder and the engine strikes them off as it evaluates them
+    /// ([`Store::reorder_evaluated`]): a client polling `pending` does not repeat the scan.
+    fn owed_by_reorder(&self, acct: AccountId, seq: u64) -> StoreResult<Vec<String>> {
+        let known = |owed: &ReorderOwed| {
+            owed.get(&acct).filter(|(s, _)| *s == seq).map(|(_, users)| users.iter().cloned().collect())
+        };
+        if let Some(users) = known(&self.reorder_owed()) {
+            return Ok(users);
+        }
+        let moved: HashSet<String> = self.moved_by_reorder(acct)?.into_iter().collect();
+        let users = moved.iter().cloned().collect();
+        self.reorder_owed().insert(acct, (seq, moved));
+        Ok(users)
+    }
+
+    /// The engine has evaluated these users in its reorder pass.
+    pub fn reorder_evaluated(&self, acct: AccountId, uids: &[&String]) {
+        if let Some((_, owed)) = self.reorder_owed().get_mut(&acct) {
+            for uid in uids {
+                owed.remove(*uid);
+            }
+        }
     }
 
     /// The users the reorder pass evaluates (besides those marked pending): those with entitlements whose
