@@ -145,8 +145,10 @@ impl Engine {
             evaluated += self.evaluate_batch(evaluator, &uids.iter().collect::<Vec<_>>())?;
             done.extend(uids);
         }
-        if has(&Scope::Reorder) && !has(&Scope::All) {
-            evaluated += self.reorder_pass(evaluator, &done)?;
+        if let Some((_, seq)) = scopes.iter().find(|(s, _)| *s == Scope::Reorder)
+            && !has(&Scope::All)
+        {
+            evaluated += self.reorder_pass(evaluator, *seq, &done)?;
         }
         for (scope, seq) in &scopes {
             store.finish_scope(acct, scope, *seq)?;
@@ -170,33 +172,28 @@ impl Engine {
 
     /// After a pure reorder, only users whose lowest-numbered matching rule changed (or who are failing or
     /// marked pending) need evaluating; everyone else keeps their bundle without a read of their record.
-    fn reorder_pass(&self, evaluator: &Evaluator<'_>, done: &HashSet<String>) -> StoreResult<usize> {
+    fn reorder_pass(
+        &self,
+        evaluator: &Evaluator<'_>,
+        seq: u64,
+        done: &HashSet<String>,
+    ) -> StoreResult<usize> {
         let (store, acct) = (&self.inner.store, evaluator.acct);
-        // Few users are pending or failing; knowing them up front spares two lookups per user.
-        let pending: HashSet<String> =
-            store.pending_users(acct, usize::MAX)?.into_iter().map(|(u, _)| u).collect();
-        let failing: HashSet<String> = store.failures(acct)?.into_iter().map(|(u, _)| u).collect();
+        let marked = store.pending_users(acct, usize::MAX)?.into_iter().map(|(u, _)| u);
+        let mut owed: Vec<String> = store
+            .find_owed_by_reorder(acct, seq)?
+            .into_iter()
+            .chain(marked)
+            .filter(|u| !done.contains(u))
+            .collect();
+        // One ascending id order, as everywhere else the engine hands out seats.
+        owed.sort_unstable();
+        owed.dedup();
         let mut evaluated = 0;
-        let mut after: Option<String> = None;
-        loop {
-            let page = store.entitlements_after(acct, after.as_deref(), BATCH)?;
-            let Some((last, _)) = page.last() else { break };
-            let last = last.clone();
-            let mut stale = Vec::new();
-            for (uid, entitlement) in &page {
-                if done.contains(uid) {
-                    continue;
-                }
-                if evaluator.config.deciding_rule_moved(entitlement)
-                    || pending.contains(uid)
-                    || failing.contains(uid)
-                {
-                    stale.push(uid);
-                }
-            }
-            evaluated += self.evaluate_batch(evaluator, &stale)?;
-            store.reorder_evaluated(acct, &stale);
-            after = Some(last);
+        for chunk in owed.chunks(BATCH) {
+            let batch: Vec<&String> = chunk.iter().collect();
+            evaluated += self.evaluate_batch(evaluator, &batch)?;
+            store.reorder_evaluated(acct, &batch);
         }
         Ok(evaluated)
     }
@@ -242,7 +239,6 @@ impl Engine {
 struct Evaluator<'s> {
     store: &'s Store,
     acct: AccountId,
-    config: SyncConfig,
     rules: Vec<CompiledRule>,
     registry: Arc<Registry>,
     templates: HashMap<String, EmailTemplate>,
@@ -263,14 +259,7 @@ impl<'s> Evaluator<'s> {
             .into_iter()
             .map(|t| (t.id.clone(), t))
             .collect();
-        Ok(Some(Evaluator {
-            store,
-            acct,
-            config: config.clone(),
-            rules,
-            registry: store.registry(acct),
-            templates,
-        }))
+        Ok(Some(Evaluator { store, acct, rules, registry: store.registry(acct), templates }))
     }
 
     /// Decisions for users in ascending id order, computed on every core: the work is all reads.

@@ -146,7 +146,7 @@ impl Ctx<'_> {
         if let Some(login) = old.as_ref().and_then(|e| e.login.as_deref()) {
             self.release_login(login, uid)?;
         }
-        self.tx.remove(user_key(kind::FAILURE, self.acct, uid))?;
+        self.clear_failure(uid)?;
         let ekey = user_key(kind::ENTITLEMENT, self.acct, uid);
         match keep {
             None => {
@@ -229,7 +229,9 @@ impl Ctx<'_> {
             self.release_login(previous, uid)?;
         }
         self.claim_login(login, uid)?;
-        self.tx.remove(user_key(kind::FAILURE, self.acct, uid))?;
+        if failed {
+            self.tx.remove(user_key(kind::FAILURE, self.acct, uid))?;
+        }
         self.tx.insert(user_key(kind::ENTITLEMENT, self.acct, uid), encode(&next))?;
         if let Some(message) = welcome {
             self.welcome(uid, bundle, message)?;
@@ -296,6 +298,15 @@ impl Ctx<'_> {
         for p in to.iter().filter(|p| !from.contains(p)) {
             let used = tx_used(self.tx, self.acct, p)?;
             self.tx.insert(used_key(self.acct, p), encode(&(used + 1)))?;
+        }
+        Ok(())
+    }
+
+    /// Removing a key costs a write even when it is absent, and most users have no failure to clear.
+    fn clear_failure(&self, uid: &str) -> TxResult<()> {
+        let fkey = user_key(kind::FAILURE, self.acct, uid);
+        if self.tx.get(&fkey)?.is_some() {
+            self.tx.remove(fkey)?;
         }
         Ok(())
     }

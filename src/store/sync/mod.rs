@@ -329,29 +329,6 @@ impl Store {
         self.scan_by_user(acct, kind::ENTITLEMENT)
     }
 
-    /// Up to `limit` users' entitlements after `after` (exclusive), in user-id order.
-    pub fn entitlements_after(
-        &self,
-        acct: AccountId,
-        after: Option<&str>,
-        limit: usize,
-    ) -> StoreResult<Vec<(String, Entitlement)>> {
-        let start = prefix(kind::ENTITLEMENT, acct);
-        let from = match after {
-            Some(id) => [start.as_slice(), id.as_bytes(), &[0]].concat(),
-            None => start.clone(),
-        };
-        let mut out = Vec::with_capacity(limit);
-        for item in self.tree().range(from..) {
-            let (k, v) = item?;
-            if !k.starts_with(&start) || out.len() == limit {
-                break;
-            }
-            out.push((super::keys::suffix(&k, false).to_string(), decode(&v)?));
-        }
-        Ok(out)
-    }
-
     pub fn failure(&self, acct: AccountId, uid: &str) -> StoreResult<Option<Failure>> {
         get(self.tree(), &key(kind::FAILURE, acct, &[uid.as_bytes()]))
     }

@@ -120,7 +120,7 @@ impl SyncConfig {
 
     /// Would these rules, in their current order, pick another deciding rule among those that matched when
     /// `applied` was? After a pure reorder the matching rules stay the same, so only such users change.
-    pub fn deciding_rule_moved(&self, applied: &Entitlement) -> bool {
+    pub fn deciding_rule_moved(&self, applied: &Provenance) -> bool {
         let first = self.references(&applied.matched_rules).into_iter().next().map(|r| r.id);
         first != applied.rule
     }
@@ -153,6 +153,16 @@ pub struct Entitlement {
     #[serde(default)]
     pub login: Option<String>,
     pub updated: String,
+}
+
+/// The rules behind a stored [`Entitlement`], read without the rest of it: what a reorder pass needs of
+/// every user.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Provenance {
+    pub rule: Option<String>,
+    #[serde(default)]
+    pub matched_rules: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

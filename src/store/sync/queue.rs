@@ -4,9 +4,11 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use crate::scim::schema::ResourceKind;
+use crate::store::codec::decode;
 use crate::store::keys::{AccountId, ID_LEN, child_prefix, key, kind, prefix, suffix};
 use crate::store::pending::mark_pending;
 use crate::store::resources::USERS;
+use crate::store::sync::Provenance;
 use crate::store::tx::Tx;
 use crate::store::{Store, StoreResult, TxResult};
 
@@ -225,20 +227,38 @@ impl Store {
         Ok(owed.len())
     }
 
-    /// The users a pending reorder still owes an evaluation. Finding them reads every user's entitlements,
-    /// so they are found once per reorder and the engine strikes them off as it evaluates them
-    /// ([`Store::reorder_evaluated`]): a client polling `pending` does not repeat the scan.
+    /// The users a pending reorder (marked with `seq`) still owes an evaluation, as last found. Finding them
+    /// reads every user's entitlements, so they are found once per reorder and the engine strikes them off
+    /// as it evaluates them ([`Store::reorder_evaluated`]): a client polling `pending` does not repeat the
+    /// scan.
     fn owed_by_reorder(&self, acct: AccountId, seq: u64) -> StoreResult<Vec<String>> {
-        let known = |owed: &ReorderOwed| {
-            owed.get(&acct).filter(|(s, _)| *s == seq).map(|(_, users)| users.iter().cloned().collect())
-        };
-        if let Some(users) = known(&self.reorder_owed()) {
-            return Ok(users);
+        let known = self
+            .reorder_owed()
+            .get(&acct)
+            .filter(|(s, _)| *s == seq)
+            .map(|(_, users)| users.iter().cloned().collect());
+        match known {
+            Some(users) => Ok(users),
+            None => self.find_owed_by_reorder(acct, seq),
         }
-        let moved: HashSet<String> = self.moved_by_reorder(acct)?.into_iter().collect();
-        let users = moved.iter().cloned().collect();
-        self.reorder_owed().insert(acct, (seq, moved));
-        Ok(users)
+    }
+
+    /// The users the reorder marked with `seq` owes an evaluation, found now, in id order: those whose
+    /// deciding rule moved, or who are failing. The engine finds them afresh when its pass starts, so that
+    /// nothing an evaluation applied since an earlier count is missed.
+    pub fn find_owed_by_reorder(&self, acct: AccountId, seq: u64) -> StoreResult<Vec<String>> {
+        let config = self.sync_config(acct)?;
+        let failing: HashSet<String> = self.failures(acct)?.into_iter().map(|(u, _)| u).collect();
+        let mut owed = Vec::new();
+        for item in self.tree().scan_prefix(prefix(kind::ENTITLEMENT, acct)) {
+            let (k, v) = item?;
+            let uid = suffix(&k, false);
+            if failing.contains(uid) || config.deciding_rule_moved(&decode::<Provenance>(&v)?) {
+                owed.push(uid.to_string());
+            }
+        }
+        self.reorder_owed().insert(acct, (seq, owed.iter().cloned().collect()));
+        Ok(owed)
     }
 
     /// The engine has evaluated these users in its reorder pass.
@@ -248,19 +268,6 @@ impl Store {
                 owed.remove(*uid);
             }
         }
-    }
-
-    /// The users the reorder pass evaluates (besides those marked pending): those with entitlements whose
-    /// deciding rule moved, or who are failing.
-    fn moved_by_reorder(&self, acct: AccountId) -> StoreResult<Vec<String>> {
-        let config = self.sync_config(acct)?;
-        let failing: HashSet<String> = self.failures(acct)?.into_iter().map(|(u, _)| u).collect();
-        Ok(self
-            .entitlements(acct)?
-            .into_iter()
-            .filter(|(uid, e)| config.deciding_rule_moved(e) || failing.contains(uid))
-            .map(|(uid, _)| uid)
-            .collect())
     }
 
     /// Marks users for re-evaluation (an explicit retry).
