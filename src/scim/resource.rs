@@ -256,7 +256,14 @@ pub fn check_immutable(
         .extensions
         .iter()
         .flat_map(|ext| ext.attributes.iter().map(move |def| (Some(ext.id.as_str()), def)));
-    core.chain(extensions).try_for_each(|(urn, def)| {
+    // Most attributes have nothing immutable: they are passed over without looking up their values.
+    let guarded = |def: &AttrDef| {
+        def.mutability == Mutability::Immutable
+            || (def.is_complex()
+                && !def.multi_valued
+                && def.sub_attributes.iter().any(|s| s.mutability == Mutability::Immutable))
+    };
+    core.chain(extensions).filter(|(_, def)| guarded(def)).try_for_each(|(urn, def)| {
         let label = || match urn {
             Some(urn) => format!("{urn}:{}", def.name),
             None => def.name.clone(),
