@@ -14,7 +14,8 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
-command_line="$(env | grep -E '^(BENCH_[A-Z_]+|CARGO_TARGET_DIR)=' | sort | tr '\n' ' ')bench/run.sh"
+# (grep finds nothing when no option is set: that is not a failure)
+command_line="$(env | { grep -E '^(BENCH_[A-Z_]+|CARGO_TARGET_DIR)=' || true; } | sort | tr '\n' ' ')bench/run.sh"
 # What is measured: the commit built now.
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 git diff --quiet HEAD -- src Cargo.toml Cargo.lock examples 2>/dev/null || commit="$commit (with uncommitted changes)"
