@@ -203,8 +203,8 @@ impl Store {
 
     /// How many users are owed an evaluation, each counted once: the users marked pending, the members of
     /// pending groups, every user when the whole account is pending, and after a reorder the users whose
-    /// deciding rule moved or who are failing — exactly whom the engine's passes evaluate. Counting a
-    /// pending reorder reads every user's entitlements, as the reorder pass does.
+    /// deciding rule moved or who are failing — exactly whom the engine's passes evaluate (found once per
+    /// reorder, see [`Store::find_owed_by_reorder`]).
     pub fn pending_count(&self, acct: AccountId) -> StoreResult<usize> {
         let mut owed: HashSet<String> =
             self.pending_users(acct, usize::MAX)?.into_iter().map(|(u, _)| u).collect();
