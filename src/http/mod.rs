@@ -59,6 +59,9 @@ impl AppState {
     }
 }
 
+/// Threads per HTTP worker that run store writes.
+const BLOCKING_THREADS: usize = 4;
+
 /// Starts serving on `listener`.
 pub fn server(listener: TcpListener, state: AppState) -> std::io::Result<Server> {
     let workers = state.config.workers.max(1);
@@ -83,6 +86,9 @@ pub fn server(listener: TcpListener, state: AppState) -> std::io::Result<Server>
         })
     })
     .workers(workers)
+    // Store writes wait on the blocking pool for their group commit; a few threads per worker are enough
+    // to fill a commit, and each thread keeps allocator memory of its own.
+    .worker_max_blocking_threads(BLOCKING_THREADS)
     .shutdown_timeout(10)
     .listen(listener)?
     .run();

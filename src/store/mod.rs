@@ -142,10 +142,19 @@ struct Inner {
 
 const GROUP_LOCK_STRIPES: usize = 64;
 
+/// sled's cache of decoded pages. Its default, 1 GiB, lets the process grow with the data; pages it does
+/// not hold are read back from the operating system's page cache, which measured no slower at 100,000
+/// users (lookups, pages and creates alike), at 100 MB less memory.
+const CACHE_BYTES: u64 = 64 << 20;
+
 impl Store {
     pub fn open(options: StoreOptions) -> StoreResult<Store> {
         std::fs::create_dir_all(&options.path)?;
-        let db = sled::Config::new().path(&options.path).open().map_err(|e| locked_or(e, &options.path))?;
+        let db = sled::Config::new()
+            .path(&options.path)
+            .cache_capacity(CACHE_BYTES)
+            .open()
+            .map_err(|e| locked_or(e, &options.path))?;
         let tree = (*db).clone();
         let durability = Durability::start(db.clone(), &options.path, options.durability)?;
         let store = Store {
