@@ -135,7 +135,7 @@ struct Inner {
     account_names: RwLock<HashMap<AccountId, String>>,
     /// Each account's schemas: the standard ones plus its custom attributes, built once.
     registries: RwLock<HashMap<AccountId, Arc<Registry>>>,
-    /// Found once per reorder for `GET /sync` (see `owed_by_reorder`).
+    /// Found once per reorder for `GET /sync` (see `count_owed_by_reorder`).
     reorder_owed: Mutex<sync::queue::ReorderOwed>,
     data_dir: PathBuf,
 }

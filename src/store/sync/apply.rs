@@ -210,7 +210,11 @@ impl Ctx<'_> {
             user_name: user_name.to_string(),
             since: self.now.clone(),
         };
-        if let Some(holder) = self.login_holder(login)?
+        // An entitlement records a login only while its claim is this user's (it is claimed in the same
+        // transaction and released only by this user), so keeping one needs no read of the claim.
+        let holds_login = old.as_ref().and_then(|e| e.login.as_deref()) == Some(login);
+        if !holds_login
+            && let Some(holder) = self.login_holder(login)?
             && holder.account != self.acct
         {
             self.wait_for_login(login, holder, uid)?;
@@ -228,7 +232,9 @@ impl Ctx<'_> {
         if let Some(previous) = old.as_ref().and_then(|e| e.login.as_deref()).filter(|l| *l != login) {
             self.release_login(previous, uid)?;
         }
-        self.claim_login(login, uid)?;
+        if !holds_login {
+            self.claim_login(login, uid)?;
+        }
         if failed {
             self.tx.remove(user_key(kind::FAILURE, self.acct, uid))?;
         }

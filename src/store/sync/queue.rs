@@ -217,30 +217,36 @@ impl Store {
             }
             return Ok(self.count(acct, ResourceKind::User) + gone);
         }
+        let mut reorder = None;
         for (scope, seq) in &scopes {
             match scope {
                 Scope::Group(_) => owed.extend(self.scope_users(acct, scope, None, usize::MAX)?),
-                Scope::Reorder => owed.extend(self.owed_by_reorder(acct, *seq)?),
+                Scope::Reorder => reorder = Some(*seq),
                 Scope::All => {}
             }
         }
-        Ok(owed.len())
+        let owed_by_reorder = match reorder {
+            Some(seq) => self.count_owed_by_reorder(acct, seq, &owed)?,
+            None => 0,
+        };
+        Ok(owed.len() + owed_by_reorder)
     }
 
-    /// The users a pending reorder (marked with `seq`) still owes an evaluation, as last found. Finding them
-    /// reads every user's entitlements, so they are found once per reorder and the engine strikes them off
-    /// as it evaluates them ([`Store::reorder_evaluated`]): a client polling `pending` does not repeat the
-    /// scan.
-    fn owed_by_reorder(&self, acct: AccountId, seq: u64) -> StoreResult<Vec<String>> {
-        let known = self
-            .reorder_owed()
-            .get(&acct)
-            .filter(|(s, _)| *s == seq)
-            .map(|(_, users)| users.iter().cloned().collect());
-        match known {
-            Some(users) => Ok(users),
-            None => self.find_owed_by_reorder(acct, seq),
+    /// How many users a pending reorder (marked with `seq`) still owes an evaluation besides `counted`, as
+    /// last found. Finding them reads every user's entitlements, so they are found once per reorder and the
+    /// engine strikes them off as it evaluates them ([`Store::reorder_evaluated`]): a client polling
+    /// `pending` repeats neither the scan nor a copy of the thousands of ids a reorder can owe.
+    fn count_owed_by_reorder(
+        &self,
+        acct: AccountId,
+        seq: u64,
+        counted: &HashSet<String>,
+    ) -> StoreResult<usize> {
+        let uncounted = |u: &&String| !counted.contains(*u);
+        if let Some((_, users)) = self.reorder_owed().get(&acct).filter(|(s, _)| *s == seq) {
+            return Ok(users.iter().filter(uncounted).count());
         }
+        Ok(self.find_owed_by_reorder(acct, seq)?.iter().filter(uncounted).count())
     }
 
     /// The users the reorder marked with `seq` owes an evaluation, found now, in id order: those whose
