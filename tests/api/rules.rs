@@ -652,6 +652,11 @@ fn admin_api_validates_and_answers_in_its_own_error_format() {
         expect_status(res, StatusCode::UNPROCESSABLE_ENTITY)["message"],
         json!("requires: unknown product 'nope'")
     );
+    // a product another product requires cannot be deleted
+    assert_eq!(
+        expect_status(app.admin(Method::DELETE, "/products/meeting", None), StatusCode::CONFLICT)["message"],
+        json!("product 'webinar' requires product 'meeting'")
+    );
     let g = id(&app.create_group("G"));
     for (body, message) in [
         (json!({"group": "nope", "products": []}), "group: no directory group 'nope' in this account"),

@@ -218,16 +218,28 @@ impl Store {
             .collect())
     }
 
-    /// Deletes a product no rule grants and nobody holds (409 otherwise).
+    /// Deletes a product no rule grants, no other product requires and nobody holds (409 otherwise).
     pub fn delete_product(&self, acct: AccountId, id: &str, actor: &Actor) -> StoreResult<()> {
         let now = self.now();
-        self.transact(|tx| {
+        // Exclusive, because the products that might require this one come from a scan, which an optimistic
+        // transaction cannot check when it commits.
+        self.transact_exclusive(|tx| {
             if tx_get::<Product>(tx, &product_key(acct, id))?.is_none() {
                 return abort(StoreError::NotFound(format!("product {id}")));
             }
             let config: SyncConfig = tx_get(tx, &config_key(acct))?.unwrap_or_default();
             if let Some(rule) = config.rules.iter().find(|r| r.bundle.products.iter().any(|p| p == id)) {
                 return abort(StoreError::Conflict(format!("rule {} grants product '{id}'", rule.number)));
+            }
+            let products = match self.products(acct) {
+                Ok(products) => products,
+                Err(e) => return abort(e),
+            };
+            if let Some((dependent, _)) = products.iter().find(|(p, _)| p.requires.iter().any(|r| r == id)) {
+                return abort(StoreError::Conflict(format!(
+                    "product '{}' requires product '{id}'",
+                    dependent.id
+                )));
             }
             let used = tx_used(tx, acct, id)?;
             if used > 0 {
