@@ -68,12 +68,22 @@ pub struct Renderer<'a> {
 }
 
 impl Renderer<'_> {
-    pub fn render(&self, mut doc: Value) -> ApiResult<Value> {
+    pub fn render(&self, doc: Value) -> ApiResult<Value> {
+        self.render_with_relation(doc, true)
+    }
+
+    /// A resource just created. A new user belongs to no group yet (its id is unknown until this answer),
+    /// so its groups are not looked up; a new group's members are.
+    pub fn render_created(&self, doc: Value) -> ApiResult<Value> {
+        self.render_with_relation(doc, self.schema.kind != ResourceKind::User)
+    }
+
+    fn render_with_relation(&self, mut doc: Value, relation: bool) -> ApiResult<Value> {
         let id = doc.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
         if let Some(meta) = doc.get_mut("meta").and_then(Value::as_object_mut) {
             meta.insert("location".into(), Value::String(self.location(&id)));
         }
-        if let Some((name, value)) = self.relation(&id)? {
+        if relation && let Some((name, value)) = self.relation(&id)? {
             doc[name] = value;
         }
         Ok(self.projection.apply(self.schema, doc))

@@ -288,7 +288,11 @@ fn respond_with(
         base: &base,
         projection: &answer.projection,
     };
-    Ok(resource_response(status, &renderer.render(doc)?))
+    let rendered = match status {
+        StatusCode::CREATED => renderer.render_created(doc)?,
+        _ => renderer.render(doc)?,
+    };
+    Ok(resource_response(status, &rendered))
 }
 
 pub async fn replace(
