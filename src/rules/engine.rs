@@ -20,6 +20,10 @@ use super::welcome::render_welcome;
 /// Users evaluated and applied per transaction.
 const BATCH: usize = 512;
 
+/// How long the worker lets writes gather once woken: a burst of directory writes then costs one pass
+/// instead of one wake-up and one pass per write, for at most this delay in acting on the first.
+const SETTLE: Duration = Duration::from_millis(2);
+
 /// A handle on the engine; cheap to clone.
 #[derive(Clone)]
 pub struct Engine {
@@ -93,6 +97,7 @@ impl Engine {
                 }
                 *wake = false;
             }
+            std::thread::sleep(SETTLE);
             if self.inner.stop.load(Ordering::SeqCst) {
                 return;
             }
