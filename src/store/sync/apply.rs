@@ -212,7 +212,8 @@ impl Ctx<'_> {
         };
         // An entitlement records a login only while its claim is this user's (it is claimed in the same
         // transaction and released only by this user), so keeping one needs no read of the claim.
-        let holds_login = old.as_ref().and_then(|e| e.login.as_deref()) == Some(login);
+        let old_login = old.as_ref().and_then(|e| e.login.as_deref());
+        let holds_login = old_login == Some(login);
         if !holds_login
             && let Some(holder) = self.login_holder(login)?
             && holder.account != self.acct
@@ -229,10 +230,10 @@ impl Ctx<'_> {
             return self.fail(uid, fail(FailureReason::OutOfLicenses, detail, lacking));
         }
         self.move_seats(&old_products, &bundle.products)?;
-        if let Some(previous) = old.as_ref().and_then(|e| e.login.as_deref()).filter(|l| *l != login) {
-            self.release_login(previous, uid)?;
-        }
         if !holds_login {
+            if let Some(previous) = old_login {
+                self.release_login(previous, uid)?;
+            }
             self.claim_login(login, uid)?;
         }
         if failed {
