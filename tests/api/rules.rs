@@ -414,6 +414,8 @@ fn activity_records_every_event_type_with_its_actor() {
         None,
         StatusCode::NO_CONTENT,
     );
+    // Everything above is applied before sync goes off; with sync off, nothing pending would drain.
+    app.settle();
     sync(&app, false);
     app.settle();
 
