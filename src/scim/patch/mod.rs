@@ -8,7 +8,9 @@ use serde_json::{Map, Value};
 
 use super::error::{ScimError, ScimResult};
 use super::filter::{CompareOp, Filter, Literal, PatchPath, matches_element, parse_path};
-use super::resource::{MemberEntry, changed_attributes, check_immutable, check_required, member_entries};
+use super::resource::{
+    MemberEntry, changed_attributes, check_identity_attr, check_immutable, check_required, member_entries,
+};
 use super::schema::{AttrDef, Location, Mutability, ResourceKind, ResourceSchema, Schema};
 use super::value::{coerce, coerce_single, is_primary, keep_one_primary};
 
@@ -130,6 +132,7 @@ pub fn apply(
     // Judged on the result, not per operation: a sub-attribute or a merged complex value can change an
     // immutable value as surely as a path naming it, and a value given again unchanged is no change.
     check_immutable(schema, attrs, &work.attrs)?;
+    check_identity_attr(schema, &mut work.attrs)?;
     check_required(schema, &work.attrs)?;
     let mut outcome = work.outcome;
     outcome.changed.extend(changed_attributes(attrs, &work.attrs));
