@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use super::error::{ScimError, ScimResult};
+use super::error::{ScimError, ScimResult, ScimType};
 use super::identity::check_identity;
 use super::schema::{AttrDef, Location, Mutability, Resolved, ResourceKind, ResourceSchema};
 use super::value::coerce;
@@ -151,6 +151,25 @@ fn json_kind(value: &Value) -> &'static str {
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
     }
+}
+
+/// No multi-valued attribute holds more than `max` values (400 `tooMany`).
+pub fn check_value_counts(schema: &ResourceSchema, attrs: &Map<String, Value>, max: usize) -> ScimResult<()> {
+    let core = schema.top_level_attrs().map(|def| (None, def));
+    let extensions = schema
+        .extensions
+        .iter()
+        .flat_map(|ext| ext.attributes.iter().map(move |def| (Some(ext.id.as_str()), def)));
+    for (urn, def) in core.chain(extensions).filter(|(_, def)| def.multi_valued) {
+        let count = attr_value(attrs, urn, &def.name).and_then(Value::as_array).map_or(0, Vec::len);
+        if count > max {
+            return Err(ScimError::new(
+                ScimType::TooMany,
+                format!("attribute '{}' may have at most {max} values; it would have {count}", def.name),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Every required, writable attribute is present (`userName` for a User, `displayName` for a Group).

@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::codec::{check_if_match, decode, encode, tx_get};
 use super::keys::{AccountId, SEP, fold, key, kind, prefix, trailing_id};
 use super::{Actor, Store, StoreError, StoreResult, TxResult, abort, not_found};
-use crate::scim::patch::Operation;
+use crate::scim::patch::{Operation, PatchLimits};
 use crate::scim::resource::Normalized;
 use crate::scim::schema::ResourceKind;
 use crate::scim::schema::ResourceSchema;
@@ -281,9 +281,26 @@ impl Store {
         if_match: Option<&str>,
         actor: &Actor,
     ) -> StoreResult<Value> {
+        self.patch_within(acct, schema, id, ops, PatchLimits::default(), if_match, actor)
+    }
+
+    /// [`Store::patch`] under `limits`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn patch_within(
+        &self,
+        acct: AccountId,
+        schema: &ResourceSchema,
+        id: &str,
+        ops: &[Operation],
+        limits: PatchLimits,
+        if_match: Option<&str>,
+        actor: &Actor,
+    ) -> StoreResult<Value> {
         match schema.kind {
-            ResourceKind::User => self.patch_user(acct, schema, id, ops, if_match, actor),
-            ResourceKind::Group => Ok(self.patch_group(acct, schema, id, ops, if_match, actor)?.0),
+            ResourceKind::User => self.patch_user_within(acct, schema, id, ops, limits, if_match, actor),
+            ResourceKind::Group => {
+                Ok(self.patch_group_within(acct, schema, id, ops, limits, if_match, actor)?.0)
+            }
         }
     }
 

@@ -5,7 +5,7 @@
 use std::process::Command;
 
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 use usersync::app::Settings;
 use usersync::store::{DurabilityMode, TokenKind};
 
@@ -298,4 +298,66 @@ fn every_answer_has_the_security_headers() {
         assert_eq!(res.headers()["x-content-type-options"], "nosniff", "{url}");
         assert_eq!(res.headers()["cache-control"], "no-store", "{url}");
     }
+}
+
+// --- 1. PATCH cost and caps ------------------------------------------------------------------------------
+
+fn add_emails_one_per_operation(count: usize, tag: &str) -> serde_json::Value {
+    let ops: Vec<_> = (0..count)
+        .map(|i| json!({"op": "add", "path": "emails", "value": [{"value": format!("{tag}{i}@example.com"), "type": "work"}]}))
+        .collect();
+    json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": ops})
+}
+
+#[test]
+fn a_patch_of_many_adds_costs_linear_work() {
+    let app = spawn_app();
+    let uid = id(&app.create_user(&json!({"userName": "many@example.com"})));
+    let path = format!("/Users/{uid}");
+    let mut work = Vec::new();
+    for (count, tag) in [(100, "a"), (400, "b")] {
+        let before = usersync::scim::patch::element_visits();
+        let res = app.patch(&path, &add_emails_one_per_operation(count, tag));
+        assert!(res.status().is_success(), "{}", res.text().unwrap());
+        work.push((count, usersync::scim::patch::element_visits() - before));
+    }
+    let stored = expect_status(app.get(&path), StatusCode::OK);
+    assert_eq!(stored["emails"].as_array().unwrap().len(), 500);
+    // The second PATCH has 4 times the operations on a user holding 100 values: linear work is about
+    // 4 times the first; a scan of the attribute per operation would be about (100 + 400) * 400 / 2 = 100,000.
+    for (count, visits) in &work {
+        assert!(
+            *visits <= 3 * (*count as u64 + 100),
+            "{count} operations visited {visits} elements: {work:?}"
+        );
+    }
+}
+
+#[test]
+fn caps_answer_too_many_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = settings_in(dir.path(), Some(SCIM_TOKEN), Some(ADMIN_TOKEN));
+    settings.http.max_values = 10;
+    let app = spawn_with(settings);
+    let uid = id(&app.create_user(&json!({"userName": "capped@example.com"})));
+    let path = format!("/Users/{uid}");
+
+    let err =
+        expect_error(app.patch(&path, &add_emails_one_per_operation(1001, "x")), StatusCode::BAD_REQUEST);
+    assert_eq!(err["scimType"], json!("tooMany"), "1,001 operations: {err}");
+
+    let err = expect_error(app.patch(&path, &add_emails_one_per_operation(11, "y")), StatusCode::BAD_REQUEST);
+    assert_eq!(err["scimType"], json!("tooMany"), "11 values with a cap of 10: {err}");
+    assert!(err["detail"].as_str().unwrap().contains("emails"), "{err}");
+    let stored = expect_status(app.get(&path), StatusCode::OK);
+    assert!(stored.get("emails").is_none(), "nothing stored: {stored}");
+
+    let emails: Vec<_> = (0..11).map(|i| json!({"value": format!("p{i}@example.com")})).collect();
+    let err = expect_error(
+        app.post("/Users", &json!({"userName": "over@example.com", "emails": emails})),
+        StatusCode::BAD_REQUEST,
+    );
+    assert_eq!(err["scimType"], json!("tooMany"));
+    let res = app.patch(&path, &add_emails_one_per_operation(10, "z"));
+    assert!(res.status().is_success(), "at the cap: {}", res.text().unwrap());
 }
