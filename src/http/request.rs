@@ -219,7 +219,13 @@ pub(crate) fn read_body(
         }
         let started = Instant::now();
         let mut share = BudgetShare { budget, bytes: 0 };
-        let mut body = web::BytesMut::new();
+        // A declared length is reserved whole before anything is read: a body that cannot have its memory
+        // is refused at once, and one that can is never copied into a larger buffer.
+        let reserved = declared.unwrap_or(0);
+        if !share.take(reserved) {
+            return Err(busy());
+        }
+        let mut body = web::BytesMut::with_capacity(reserved);
         loop {
             let deadline = limits.deadline(started, body.len());
             let wait = deadline.saturating_duration_since(Instant::now());
@@ -233,15 +239,18 @@ pub(crate) fn read_body(
             if body.len() + chunk.len() > limits.max {
                 return Err(BodyError::TooLarge(limits.max));
             }
-            if !share.take(chunk.len()) {
-                return Err(BodyError::Busy(
-                    "the server is reading too many request bodies at once; try again shortly".into(),
-                ));
+            let beyond = (body.len() + chunk.len()).saturating_sub(share.bytes);
+            if !share.take(beyond) {
+                return Err(busy());
             }
             body.extend_from_slice(&chunk);
         }
         Ok(body.freeze())
     }
+}
+
+fn busy() -> BodyError {
+    BodyError::Busy("the server is reading too many request bodies at once; try again shortly".into())
 }
 
 fn too_slow(limits: &BodyLimits, received: usize) -> BodyError {

@@ -361,3 +361,129 @@ fn caps_answer_too_many_before_any_work() {
     let res = app.patch(&path, &add_emails_one_per_operation(10, "z"));
     assert!(res.status().is_success(), "at the cap: {}", res.text().unwrap());
 }
+
+// --- 2. bounded memory per connection ----------------------------------------------------------------------
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+/// The real binary with extra flags; returns it and its address.
+fn start_binary_with(data: &std::path::Path, flags: &[&str]) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_usersync"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .args(flags)
+        .env("USERSYNC_SCIM_TOKEN", SCIM_TOKEN)
+        .env("USERSYNC_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|line| {
+            line.strip_prefix("usersync listening on http://")?.split_whitespace().next().map(str::to_string)
+        })
+        .expect("the server starts");
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}
+
+fn resident_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+fn head(addr: &str, method: &str, path: &str, length: usize) -> String {
+    format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {SCIM_TOKEN}\r\n\
+         Content-Type: application/scim+json\r\nContent-Length: {length}\r\n\r\n"
+    )
+}
+
+fn status_line(stream: &mut TcpStream) -> String {
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = stream.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buf[..n]);
+        if answer.windows(4).any(|w| w == b"\r\n\r\n") && answer.ends_with(b"}") {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[test]
+fn slow_bodies_are_bounded_in_memory_and_time() {
+    let dir = tempfile::tempdir().unwrap();
+    // Scaled down for a small CI machine: 300 connections of 512 KiB each (150 MiB offered) against a
+    // 16 MiB budget for unfinished bodies. The bound is the budget plus a few KiB per connection, whatever
+    // the number of connections; a server without it holds every body (150 MiB here, 1.5 GB for the 1,500
+    // connections of 1 MiB the issue describes).
+    let (mut child, addr) =
+        start_binary_with(dir.path().join("store").as_path(), &["--max-body-memory", "16777216"]);
+    let pid = child.id();
+    let before = resident_kib(pid);
+    let chunk = vec![b' '; 512 << 10];
+    let started = Instant::now();
+    let attackers: Vec<TcpStream> = (0..300)
+        .filter_map(|_| {
+            let mut s = TcpStream::connect(&addr).ok()?;
+            s.set_write_timeout(Some(Duration::from_millis(200))).ok()?;
+            s.write_all(head(&addr, "POST", "/scim/v2/Users", 1 << 20).as_bytes()).ok()?;
+            let _ = s.write_all(&chunk);
+            Some(s)
+        })
+        .collect();
+    assert!(attackers.len() > 250, "the attack connected");
+    std::thread::sleep(Duration::from_millis(500));
+
+    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    let asked = Instant::now();
+    let res = client.get(format!("http://{addr}/scim/v2/Users")).bearer_auth(SCIM_TOKEN).send().unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let waited = asked.elapsed();
+    let peak = resident_kib(pid);
+    eprintln!("slow bodies: resident {before} KiB before, {peak} KiB under attack; a GET waited {waited:?}");
+    assert!(waited < Duration::from_secs(1), "a well-behaved client waited {waited:?}");
+    assert!(
+        peak.saturating_sub(before) < 64 << 10,
+        "resident memory grew from {before} KiB to {peak} KiB under {} stalled bodies",
+        attackers.len()
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+
+    drop(attackers);
+    std::thread::sleep(Duration::from_millis(300));
+
+    // a body at one byte a second is cut off after the grace, with a SCIM Error
+    let mut slow = TcpStream::connect(&addr).unwrap();
+    slow.write_all(head(&addr, "POST", "/scim/v2/Users", 100).as_bytes()).unwrap();
+    slow.write_all(b"{").unwrap();
+    let cut = Instant::now();
+    let answer = status_line(&mut slow);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("urn:ietf:params:scim:api:messages:2.0:Error"), "{answer}");
+    assert!(cut.elapsed() < Duration::from_secs(5), "{:?}", cut.elapsed());
+
+    // a head over the limit gets 431 with a SCIM Error body
+    let mut big = TcpStream::connect(&addr).unwrap();
+    let filler = "a".repeat(40 << 10);
+    write!(big, "GET /scim/v2/Users HTTP/1.1\r\nHost: {addr}\r\nX-Filler: {filler}\r\n\r\n").unwrap();
+    let answer = status_line(&mut big);
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    assert!(answer.contains("urn:ietf:params:scim:api:messages:2.0:Error"), "{answer}");
+
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
