@@ -48,8 +48,11 @@ pub struct NewToken {
     pub secret: String,
 }
 
+/// Opens the store; a store whose unique-name indexes predate RFC 8265 comparison has them rebuilt.
 pub fn open_store(data: &Path, durability: DurabilityMode, clock: Arc<dyn Clock>) -> StoreResult<Store> {
-    Store::open(StoreOptions { path: data.to_path_buf(), durability, clock })
+    let store = Store::open(StoreOptions { path: data.to_path_buf(), durability, clock })?;
+    store.migrate_name_indexes()?;
+    Ok(store)
 }
 
 /// Shortest secret accepted from `USERSYNC_SCIM_TOKEN` / `USERSYNC_ADMIN_TOKEN`: 32 characters, the length of
