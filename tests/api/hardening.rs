@@ -487,3 +487,35 @@ fn slow_bodies_are_bounded_in_memory_and_time() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn look_alike_logins_collide_across_accounts() {
+    use reqwest::Method;
+    let app = spawn_app();
+    let (scim_b, admin_b) = app.new_account("b");
+    let other = app.as_account(&scim_b, &admin_b);
+    let mut ids = Vec::new();
+    for (account, login) in [(&app, NFC_JOSE), (&other, NFD_JOSE)] {
+        let res = account.admin(Method::PUT, "/products/meeting", Some(&json!({"name": "meeting"})));
+        assert!(res.status().is_success(), "{}", res.text().unwrap());
+        let g = id(&account.create_group("G"));
+        account.admin_ok(
+            Method::POST,
+            "/rules",
+            Some(&json!({"group": g, "products": ["meeting"]})),
+            StatusCode::CREATED,
+        );
+        account.admin_ok(Method::PUT, "/sync", Some(&json!({"enabled": true})), StatusCode::OK);
+        let u = id(&account.create_user(&json!({"userName": login})));
+        account.add_members(&g, &[&u]);
+        account.settle();
+        ids.push(u);
+    }
+    assert_eq!(app.entitlements(&ids[0])["state"], json!("entitled"));
+    let e = other.entitlements(&ids[1]);
+    assert_eq!(
+        (e["state"].clone(), e["failure"]["reason"].clone()),
+        (json!("failed"), json!("existingAccount")),
+        "NFD josé is the login NFC josé holds: {e}"
+    );
+}
