@@ -112,7 +112,10 @@ enum TokenCommand {
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let logger = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).build();
+    log::set_max_level(logger.filter());
+    // Framing errors are logged at debug: without a token, anyone could otherwise fill the log.
+    let _ = log::set_boxed_logger(Box::new(usersync::http::QuietFraming { inner: logger }));
     let cli = Cli::parse();
     let result = match cli.command {
         None => serve(&cli.data, cli.serve),

@@ -5,6 +5,7 @@
 mod admin;
 mod discovery;
 mod error;
+mod framing;
 mod render;
 mod request;
 mod scim;
@@ -19,6 +20,7 @@ use actix_web::http::header::{self, HeaderMap, HeaderValue};
 use actix_web::{App, Error, HttpMessage, HttpServer, Route, web};
 
 pub use error::{ApiError, ApiResult};
+pub use framing::QuietFraming;
 
 use crate::rules::Engine;
 use crate::scim::schema::ResourceKind;

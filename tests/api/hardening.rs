@@ -370,6 +370,15 @@ use std::time::{Duration, Instant};
 
 /// The real binary with extra flags; returns it and its address.
 fn start_binary_with(data: &std::path::Path, flags: &[&str]) -> (std::process::Child, String) {
+    start_binary_logging(data, flags, std::process::Stdio::null(), "warn")
+}
+
+fn start_binary_logging(
+    data: &std::path::Path,
+    flags: &[&str],
+    stderr: std::process::Stdio,
+    rust_log: &str,
+) -> (std::process::Child, String) {
     use std::io::BufRead;
     let mut child = Command::new(env!("CARGO_BIN_EXE_usersync"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
@@ -377,9 +386,9 @@ fn start_binary_with(data: &std::path::Path, flags: &[&str]) -> (std::process::C
         .args(flags)
         .env("USERSYNC_SCIM_TOKEN", SCIM_TOKEN)
         .env("USERSYNC_ADMIN_TOKEN", ADMIN_TOKEN)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", rust_log)
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
@@ -518,4 +527,34 @@ fn look_alike_logins_collide_across_accounts() {
         (json!("failed"), json!("existingAccount")),
         "NFD josé is the login NFC josé holds: {e}"
     );
+}
+
+// --- 7. framing errors -----------------------------------------------------------------------------------
+
+#[test]
+fn framing_errors_are_answered_and_not_logged_as_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("server.log");
+    let (mut child, addr) = start_binary_logging(
+        &dir.path().join("store"),
+        &[],
+        std::fs::File::create(&log).unwrap().into(),
+        "info",
+    );
+    for _ in 0..3 {
+        let mut garbage = TcpStream::connect(&addr).unwrap();
+        garbage.write_all(b"GARBAGE LINE\r\n\r\n").unwrap();
+        let answer = status_line(&mut garbage);
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        let mut huge = TcpStream::connect(&addr).unwrap();
+        let filler = "a".repeat(200 << 10);
+        let _ = write!(huge, "GET /scim/v2/Users HTTP/1.1\r\nHost: {addr}\r\nX-Filler: {filler}\r\n\r\n");
+        let answer = status_line(&mut huge);
+        assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(!logged.contains("ERROR"), "framing errors logged as errors:\n{logged}");
 }
