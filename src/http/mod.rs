@@ -148,7 +148,8 @@ enum Step<F> {
 /// A request head (request line and headers) larger than `limit` bytes gets 431 with a SCIM Error body.
 /// actix itself closes a connection whose head exceeds its own, larger, buffer.
 fn head_too_large(req: &ServiceRequest, limit: usize) -> Option<ApiError> {
-    let line = req.method().as_str().len() + req.uri().to_string().len() + 12;
+    let target = req.uri().path_and_query().map_or(1, |pq| pq.as_str().len());
+    let line = req.method().as_str().len() + target + 12;
     let headers: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
     (line + headers > limit).then(|| {
         ApiError::Scim(crate::scim::ScimError::status(
