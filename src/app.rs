@@ -48,31 +48,96 @@ pub struct NewToken {
     pub secret: String,
 }
 
+/// Opens the store; a store whose unique-name indexes predate RFC 8265 comparison has them rebuilt.
 pub fn open_store(data: &Path, durability: DurabilityMode, clock: Arc<dyn Clock>) -> StoreResult<Store> {
-    Store::open(StoreOptions { path: data.to_path_buf(), durability, clock })
+    let store = Store::open(StoreOptions { path: data.to_path_buf(), durability, clock })?;
+    store.migrate_name_indexes()?;
+    Ok(store)
+}
+
+/// Shortest secret accepted from `USERSYNC_SCIM_TOKEN` / `USERSYNC_ADMIN_TOKEN`: 32 characters, the length of
+/// 16 random bytes in hex, which nobody guesses.
+pub const MIN_ENV_TOKEN_LEN: usize = 32;
+
+/// The name of the one token of each kind that the environment controls.
+pub const ENV_TOKEN_NAME: &str = "environment";
+
+/// Why the start-up settings are refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error(
+        "{0} is {1} characters long; it needs at least {MIN_ENV_TOKEN_LEN} (16 random bytes in hex, e.g. \
+         `openssl rand -hex 16`)"
+    )]
+    ShortToken(&'static str, usize),
+}
+
+impl Settings {
+    /// The environment tokens, each with its variable's name and kind; an empty value counts as unset.
+    fn env_tokens(&self) -> [(&'static str, TokenKind, Option<&str>); 2] {
+        fn set(s: &Option<String>) -> Option<&str> {
+            s.as_deref().filter(|s| !s.is_empty())
+        }
+        [
+            ("USERSYNC_SCIM_TOKEN", TokenKind::Scim, set(&self.scim_token)),
+            ("USERSYNC_ADMIN_TOKEN", TokenKind::Admin, set(&self.admin_token)),
+        ]
+    }
+
+    /// Refuses settings the server must not start with: an environment token too short to be secret.
+    pub fn check(&self) -> Result<(), SettingsError> {
+        for (var, _, secret) in self.env_tokens() {
+            if let Some(secret) = secret
+                && secret.chars().count() < MIN_ENV_TOKEN_LEN
+            {
+                return Err(SettingsError::ShortToken(var, secret.chars().count()));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// On a store without any token (a first start, even after `account create`): creates account `default` if
-/// needed, with one SCIM and one admin token, and returns them, so that the server can always be reached.
-/// Always: registers the tokens given in the settings for `default`.
+/// needed, with an `initial` token of each kind the environment does not provide, and returns them, so that
+/// the server can always be reached. Always: makes each environment variable's value the one token of its
+/// kind named `environment` in `default` (a new value replaces the old one, an unset variable revokes it).
 pub fn bootstrap(store: &Store, settings: &Settings) -> StoreResult<Vec<NewToken>> {
     let mut created = Vec::new();
     if store.tokens(None)?.is_empty() {
         let (account, _) = store.ensure_account(DEFAULT_ACCOUNT)?;
-        for kind in [TokenKind::Scim, TokenKind::Admin] {
-            let (_, secret) = store.create_token(account.id, kind, "initial", &Actor::engine())?;
-            created.push(NewToken { kind, secret });
+        for (_, kind, secret) in settings.env_tokens() {
+            if secret.is_none() {
+                let (_, secret) = store.create_token(account.id, kind, "initial", &Actor::engine())?;
+                created.push(NewToken { kind, secret });
+            }
         }
     }
-    for (secret, kind) in [(&settings.scim_token, TokenKind::Scim), (&settings.admin_token, TokenKind::Admin)]
-    {
-        if let Some(secret) = secret.as_deref().filter(|s| !s.is_empty()) {
-            let (account, _) = store.ensure_account(DEFAULT_ACCOUNT)?;
-            store.register_token(account.id, kind, "environment", secret, &Actor::engine())?;
-        }
+    for (_, kind, secret) in settings.env_tokens() {
+        sync_env_token(store, kind, secret)?;
     }
     store.durable_blocking();
     Ok(created)
+}
+
+/// Registers `secret` as account `default`'s `environment` token of `kind` and revokes every other one.
+fn sync_env_token(store: &Store, kind: TokenKind, secret: Option<&str>) -> StoreResult<()> {
+    let account = match secret {
+        Some(_) => Some(store.ensure_account(DEFAULT_ACCOUNT)?.0),
+        None => store.account(DEFAULT_ACCOUNT)?,
+    };
+    let Some(account) = account else { return Ok(()) };
+    let kept = secret
+        .map(|s| store.register_token(account.id, kind, ENV_TOKEN_NAME, s, &Actor::engine()))
+        .transpose()?;
+    let stale = store
+        .tokens(Some(account.id))?
+        .into_iter()
+        .filter(|t| t.kind == kind && t.name == ENV_TOKEN_NAME && kept.as_ref().is_none_or(|k| k.id != t.id));
+    for token in stale {
+        store.revoke_token(account.id, &token.id, &Actor::engine())?;
+        log::info!("revoked the previous {} token '{ENV_TOKEN_NAME}' ({})", kind.as_str(), token.id);
+    }
+    Ok(())
 }
 
 /// A server that is listening.
@@ -93,6 +158,7 @@ pub fn start_with_clock(
     settings: &Settings,
     clock: Arc<dyn Clock>,
 ) -> Result<Running, Box<dyn std::error::Error>> {
+    settings.check()?;
     let store = open_store(&settings.data, settings.durability, clock)?;
     let new_tokens = bootstrap(&store, settings)?;
     let listener = TcpListener::bind(&settings.listen)?;

@@ -51,6 +51,27 @@ struct ServeArgs {
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "USERSYNC_WORKERS")]
     workers: Option<usize>,
+    /// Address of a reverse proxy whose Forwarded / X-Forwarded-* headers are believed (repeatable).
+    #[arg(long = "trusted-proxy", env = "USERSYNC_TRUSTED_PROXY", value_delimiter = ',')]
+    trusted_proxies: Vec<std::net::IpAddr>,
+    /// Most operations in one PATCH.
+    #[arg(long, env = "USERSYNC_MAX_OPERATIONS", default_value_t = 1000)]
+    max_operations: usize,
+    /// Most values of one multi-valued attribute of a user (emails, phoneNumbers, ...).
+    #[arg(long, env = "USERSYNC_MAX_VALUES", default_value_t = 1000)]
+    max_values: usize,
+    /// Seconds a request body has to arrive in full.
+    #[arg(long, env = "USERSYNC_BODY_TIMEOUT", default_value_t = 30)]
+    body_timeout: u64,
+    /// Slowest average rate of a request body, in bytes per second.
+    #[arg(long, env = "USERSYNC_MIN_BODY_RATE", default_value_t = 1024)]
+    min_body_rate: usize,
+    /// Memory all unfinished request bodies together may hold, in bytes.
+    #[arg(long, env = "USERSYNC_MAX_BODY_MEMORY", default_value_t = 64 << 20)]
+    max_body_memory: usize,
+    /// Open connections per worker.
+    #[arg(long, env = "USERSYNC_MAX_CONNECTIONS", default_value_t = 4096)]
+    max_connections: usize,
 }
 
 #[derive(Subcommand)]
@@ -91,7 +112,10 @@ enum TokenCommand {
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let logger = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).build();
+    log::set_max_level(logger.filter());
+    // Framing errors are logged at debug: without a token, anyone could otherwise fill the log.
+    let _ = log::set_boxed_logger(Box::new(usersync::http::QuietFraming { inner: logger }));
     let cli = Cli::parse();
     let result = match cli.command {
         None => serve(&cli.data, cli.serve),
@@ -121,6 +145,14 @@ fn serve(data: &std::path::Path, args: ServeArgs) -> Result<()> {
             workers: args
                 .workers
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+            trusted_proxies: args.trusted_proxies,
+            max_operations: args.max_operations.max(1),
+            max_values: args.max_values.max(1),
+            body_timeout: std::time::Duration::from_secs(args.body_timeout.max(1)),
+            min_body_rate: args.min_body_rate,
+            max_body_memory: args.max_body_memory,
+            max_connections: args.max_connections.max(1),
+            ..HttpConfig::default()
         },
         scim_token: std::env::var("USERSYNC_SCIM_TOKEN").ok(),
         admin_token: std::env::var("USERSYNC_ADMIN_TOKEN").ok(),

@@ -28,6 +28,9 @@ pub enum ApiError {
     NotImplemented(String),
     #[error("the request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    /// The server is at a limit that frees up by itself (503 with `Retry-After`).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -44,6 +47,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(m) => ScimError::status(405, m.clone()),
             ApiError::NotImplemented(m) => ScimError::status(501, m.clone()),
             ApiError::PayloadTooLarge(_) => ScimError::status(413, self.to_string()),
+            ApiError::Unavailable(m) => ScimError::status(503, m.clone()),
         }
     }
 }
@@ -81,6 +85,9 @@ pub fn scim_error_response(e: &ScimError) -> HttpResponse {
     res.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON)));
     if status == StatusCode::UNAUTHORIZED {
         res.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"usersync\"")));
+    }
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        res.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
     }
     res.body(e.to_body().to_string())
 }

@@ -5,6 +5,7 @@
 mod admin;
 mod discovery;
 mod error;
+mod framing;
 mod render;
 mod request;
 mod scim;
@@ -19,6 +20,7 @@ use actix_web::http::header::{self, HeaderMap, HeaderValue};
 use actix_web::{App, Error, HttpMessage, HttpServer, Route, web};
 
 pub use error::{ApiError, ApiResult};
+pub use framing::QuietFraming;
 
 use crate::rules::Engine;
 use crate::scim::schema::ResourceKind;
@@ -32,11 +34,40 @@ pub struct HttpConfig {
     /// Largest page a list returns (`filter.maxResults`), and the page size when `count` is absent.
     pub max_results: usize,
     pub workers: usize,
+    /// Peers whose `Forwarded` / `X-Forwarded-*` headers are believed (none by default).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Most operations in one PATCH (400 `tooMany` above).
+    pub max_operations: usize,
+    /// Most values of one multi-valued attribute of a user (400 `tooMany` above).
+    pub max_values: usize,
+    /// Time a request body has to arrive in full (408 after).
+    pub body_timeout: std::time::Duration,
+    /// Slowest average rate, in bytes per second, a request body may arrive at once its first two seconds
+    /// are over (408 below).
+    pub min_body_rate: usize,
+    /// Memory all unfinished request bodies together may hold (503 beyond).
+    pub max_body_memory: usize,
+    /// Open connections per worker; more wait to be accepted.
+    pub max_connections: usize,
+    /// Largest request head (request line and headers) in bytes (431 above).
+    pub max_head: usize,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { max_body: 1 << 20, max_results: 1000, workers: 2 }
+        HttpConfig {
+            max_body: 1 << 20,
+            max_results: 1000,
+            workers: 2,
+            trusted_proxies: Vec::new(),
+            max_operations: 1000,
+            max_values: 1000,
+            body_timeout: std::time::Duration::from_secs(30),
+            min_body_rate: 1024,
+            max_body_memory: 64 << 20,
+            max_connections: 4096,
+            max_head: 32 << 10,
+        }
     }
 }
 
@@ -65,27 +96,40 @@ const BLOCKING_THREADS: usize = 4;
 /// Starts serving on `listener`.
 pub fn server(listener: TcpListener, state: AppState) -> std::io::Result<Server> {
     let workers = state.config.workers.max(1);
+    let max_connections = state.config.max_connections;
+    let max_head = state.config.max_head;
+    let budget = web::Data::new(request::BodyBudget::new(state.config.max_body_memory));
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
-        App::new().app_data(data.clone()).configure(routes).wrap_fn(|mut req, srv| {
-            canonicalize_path(&mut req);
-            let started = Instant::now();
-            let method = req.method().clone();
-            let path =
-                if log::log_enabled!(log::Level::Info) { req.path().to_string() } else { String::new() };
-            let plain_json = prefers_plain_json(req.headers());
-            let call = srv.call(req);
-            async move {
-                let mut res = call.await?;
-                if plain_json {
-                    use_plain_json(&mut res);
+        App::new().app_data(data.clone()).app_data(budget.clone()).configure(routes).wrap_fn(
+            move |mut req, srv| {
+                canonicalize_path(&mut req);
+                let started = Instant::now();
+                let method = req.method().clone();
+                let path =
+                    if log::log_enabled!(log::Level::Info) { req.path().to_string() } else { String::new() };
+                let plain_json = prefers_plain_json(req.headers());
+                let step = match head_too_large(&req, max_head) {
+                    Some(e) => Step::Early(req.error_response(e)),
+                    None => Step::Call(srv.call(req)),
+                };
+                async move {
+                    let mut res = match step {
+                        Step::Early(res) => res.map_into_right_body(),
+                        Step::Call(call) => call.await?.map_into_left_body(),
+                    };
+                    if plain_json {
+                        use_plain_json(&mut res);
+                    }
+                    add_security_headers(res.headers_mut());
+                    log_request(&res, &method, &path, started);
+                    Ok::<ServiceResponse<_>, Error>(res)
                 }
-                log_request(&res, &method, &path, started);
-                Ok::<ServiceResponse<_>, Error>(res)
-            }
-        })
+            },
+        )
     })
     .workers(workers)
+    .max_connections(max_connections)
     // Store writes wait on the blocking pool for their group commit; a few threads per worker are enough
     // to fill a commit, and each thread keeps allocator memory of its own.
     .worker_max_blocking_threads(BLOCKING_THREADS)
@@ -93,6 +137,26 @@ pub fn server(listener: TcpListener, state: AppState) -> std::io::Result<Server>
     .listen(listener)?
     .run();
     Ok(server)
+}
+
+/// A request answered before it reaches a handler, or the handler's answer to come.
+enum Step<F> {
+    Early(ServiceResponse),
+    Call(F),
+}
+
+/// A request head (request line and headers) larger than `limit` bytes gets 431 with a SCIM Error body.
+/// actix itself closes a connection whose head exceeds its own, larger, buffer.
+fn head_too_large(req: &ServiceRequest, limit: usize) -> Option<ApiError> {
+    let target = req.uri().path_and_query().map_or(1, |pq| pq.as_str().len());
+    let line = req.method().as_str().len() + target + 12;
+    let headers: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+    (line + headers > limit).then(|| {
+        ApiError::Scim(crate::scim::ScimError::status(
+            431,
+            format!("the request head is larger than {limit} bytes"),
+        ))
+    })
 }
 
 fn routes(cfg: &mut web::ServiceConfig) {
@@ -228,6 +292,15 @@ fn use_plain_json<B>(res: &mut ServiceResponse<B>) {
     let headers = res.headers_mut();
     if headers.get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/scim+json")) {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    }
+}
+
+/// Every answer: no content sniffing. Answers carry user data or secrets (a new token's secret included), so
+/// none is kept by a cache unless its handler said otherwise.
+fn add_security_headers(headers: &mut HeaderMap) {
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
 }
 

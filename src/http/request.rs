@@ -3,6 +3,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
@@ -106,6 +108,10 @@ impl FromRequest for ScimCaller {
 pub enum BodyError {
     TooLarge(usize),
     Unreadable(String),
+    /// The body did not arrive in time, or arrived too slowly (408).
+    TooSlow(String),
+    /// Unfinished bodies already hold all the memory they may (503).
+    Busy(String),
 }
 
 impl From<BodyError> for ApiError {
@@ -113,17 +119,94 @@ impl From<BodyError> for ApiError {
         match e {
             BodyError::TooLarge(limit) => ApiError::PayloadTooLarge(limit),
             BodyError::Unreadable(m) => ScimError::invalid_syntax(m).into(),
+            BodyError::TooSlow(m) => ScimError::status(408, m).into(),
+            BodyError::Busy(m) => ApiError::Unavailable(m),
         }
     }
 }
 
+/// The memory all unfinished request bodies hold together, capped server-wide: without a cap, many clients
+/// each sending most of a body and then stalling make the server hold all of them.
+#[derive(Debug)]
+pub struct BodyBudget {
+    held: AtomicUsize,
+    limit: usize,
+}
+
+impl BodyBudget {
+    pub fn new(limit: usize) -> BodyBudget {
+        BodyBudget { held: AtomicUsize::new(0), limit }
+    }
+
+    fn try_take(&self, n: usize) -> bool {
+        self.held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                held.checked_add(n).filter(|&total| total <= self.limit)
+            })
+            .is_ok()
+    }
+}
+
+/// What one body holds of the budget; given back when the body is read or abandoned.
+struct BudgetShare {
+    budget: Option<web::Data<BodyBudget>>,
+    bytes: usize,
+}
+
+impl BudgetShare {
+    fn take(&mut self, n: usize) -> bool {
+        let Some(budget) = &self.budget else { return true };
+        let ok = budget.try_take(n);
+        if ok {
+            self.bytes += n;
+        }
+        ok
+    }
+}
+
+impl Drop for BudgetShare {
+    fn drop(&mut self) {
+        if let Some(budget) = &self.budget {
+            budget.held.fetch_sub(self.bytes, Ordering::AcqRel);
+        }
+    }
+}
+
+/// Limits a body is read under.
+#[derive(Debug, Clone, Copy)]
+struct BodyLimits {
+    max: usize,
+    timeout: Duration,
+    min_rate: usize,
+}
+
+impl BodyLimits {
+    /// Grace before the minimum rate applies: a client's first packets may take a round trip or two.
+    const GRACE: Duration = Duration::from_secs(2);
+
+    /// When the body is late if nothing more arrives: at the time limit, or once the bytes received fall
+    /// below the minimum rate (after the grace).
+    fn deadline(&self, started: Instant, received: usize) -> Instant {
+        let by_rate = match self.min_rate {
+            0 => self.timeout,
+            rate => Self::GRACE + Duration::from_secs_f64(received as f64 / rate as f64),
+        };
+        started + by_rate.min(self.timeout)
+    }
+}
+
 /// Reads the whole body, refusing more than the configured limit before reading it when the length is
-/// declared and as soon as it is exceeded otherwise.
+/// declared and as soon as it is exceeded otherwise; a body that does not arrive within the time limit, or
+/// arrives slower than the minimum rate, gets 408; beyond the server-wide memory for unfinished bodies, 503.
 pub(crate) fn read_body(
     req: &HttpRequest,
     payload: &mut Payload,
 ) -> impl Future<Output = Result<web::Bytes, BodyError>> + use<> {
-    let limit = req.app_data::<web::Data<AppState>>().map(|s| s.config.max_body).unwrap_or(1 << 20);
+    let defaults = super::HttpConfig::default();
+    let config = req.app_data::<web::Data<AppState>>().map(|s| &s.config).unwrap_or(&defaults);
+    let limits =
+        BodyLimits { max: config.max_body, timeout: config.body_timeout, min_rate: config.min_body_rate };
+    let budget = req.app_data::<web::Data<BodyBudget>>().cloned();
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -131,20 +214,52 @@ pub(crate) fn read_body(
         .and_then(|v| v.parse::<usize>().ok());
     let mut payload = payload.take();
     async move {
-        if declared.is_some_and(|n| n > limit) {
-            return Err(BodyError::TooLarge(limit));
+        if declared.is_some_and(|n| n > limits.max) {
+            return Err(BodyError::TooLarge(limits.max));
         }
-        let mut body = web::BytesMut::new();
-        while let Some(chunk) = payload.next().await {
-            let chunk =
-                chunk.map_err(|e| BodyError::Unreadable(format!("could not read the request body: {e}")))?;
-            if body.len() + chunk.len() > limit {
-                return Err(BodyError::TooLarge(limit));
+        let started = Instant::now();
+        let mut share = BudgetShare { budget, bytes: 0 };
+        // A declared length is reserved whole before anything is read: a body that cannot have its memory
+        // is refused at once, and one that can is never copied into a larger buffer.
+        let reserved = declared.unwrap_or(0);
+        if !share.take(reserved) {
+            return Err(busy());
+        }
+        let mut body = web::BytesMut::with_capacity(reserved);
+        loop {
+            let deadline = limits.deadline(started, body.len());
+            let wait = deadline.saturating_duration_since(Instant::now());
+            let next = actix_web::rt::time::timeout(wait, payload.next()).await;
+            let chunk = match next {
+                Err(_) => return Err(too_slow(&limits, body.len())),
+                Ok(None) => break,
+                Ok(Some(chunk)) => chunk
+                    .map_err(|e| BodyError::Unreadable(format!("could not read the request body: {e}")))?,
+            };
+            if body.len() + chunk.len() > limits.max {
+                return Err(BodyError::TooLarge(limits.max));
+            }
+            let beyond = (body.len() + chunk.len()).saturating_sub(share.bytes);
+            if !share.take(beyond) {
+                return Err(busy());
             }
             body.extend_from_slice(&chunk);
         }
         Ok(body.freeze())
     }
+}
+
+fn busy() -> BodyError {
+    BodyError::Busy("the server is reading too many request bodies at once; try again shortly".into())
+}
+
+fn too_slow(limits: &BodyLimits, received: usize) -> BodyError {
+    BodyError::TooSlow(format!(
+        "the request body did not arrive in time ({received} bytes received; a body must arrive within {} s \
+         and at {} bytes per second or more)",
+        limits.timeout.as_secs(),
+        limits.min_rate
+    ))
 }
 
 /// A request body read up to the configured limit and parsed as JSON. Any content type is accepted:
@@ -199,18 +314,28 @@ impl Params {
     }
 }
 
-/// The SCIM base URL as the client addressed this server, e.g. `https://idp.example/scim/v2`.
+/// The SCIM base URL as the client addressed this server, e.g. `https://idp.example/scim/v2`. Forwarding
+/// headers (`Forwarded`, `X-Forwarded-Host`, `X-Forwarded-Proto`) are believed only from a trusted proxy
+/// (`--trusted-proxy`); from anyone else they would let a client put any host into `Location`.
 pub fn base_url(req: &HttpRequest) -> String {
     const PROXY_HEADERS: [&str; 3] = ["forwarded", "x-forwarded-host", "x-forwarded-proto"];
     let headers = req.headers();
-    let forwarded = PROXY_HEADERS.iter().any(|h| headers.contains_key(*h));
+    let forwarded = PROXY_HEADERS.iter().any(|h| headers.contains_key(*h)) && from_trusted_proxy(req);
     // Without a proxy's headers the answer is the Host header over plain HTTP (the server speaks no TLS);
-    // actix's connection info, which weighs every forwarding header, is only needed behind a proxy.
-    if !forwarded && let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
+    // actix's connection info, which weighs every forwarding header, is only used behind a trusted proxy.
+    if !forwarded {
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+        let host = host.map_or_else(|| req.app_config().host().to_string(), str::to_string);
         return format!("http://{host}/scim/v2");
     }
     let info = req.connection_info();
     format!("{}://{}/scim/v2", info.scheme(), info.host())
+}
+
+/// Whether the request's peer is one of the configured trusted proxies.
+fn from_trusted_proxy(req: &HttpRequest) -> bool {
+    let Some(state) = req.app_data::<web::Data<AppState>>() else { return false };
+    req.peer_addr().is_some_and(|peer| state.config.trusted_proxies.contains(&peer.ip()))
 }
 
 /// The `If-Match` header, if any.

@@ -11,9 +11,10 @@ use super::render::{Renderer, list_response, no_content, resource_response, scim
 use super::request::{JsonBody, Params, ScimCaller, base_url, if_match};
 use crate::scim::ScimError;
 use crate::scim::filter::{Filter, check, parse_filter};
-use crate::scim::patch::parse_request;
+use crate::scim::patch::{PatchLimits, parse_request_within};
 use crate::scim::project::Projection;
-use crate::scim::resource::normalize;
+use crate::scim::resource::{Normalized, check_value_counts, normalize};
+use crate::scim::schema::ResourceSchema;
 use crate::scim::schema::{Registry, ResourceKind};
 use crate::store::{ListQuery, StoreError, StoreResult, version_of};
 
@@ -114,6 +115,35 @@ async fn blocking<T: Send + 'static>(
         .map_err(ApiError::from)
 }
 
+/// A create or replace body in its stored form, with no multi-valued attribute of a user over the cap.
+/// Run on the blocking pool: a body of many thousand members takes a while to read.
+fn checked_input(schema: &ResourceSchema, body: &Value, max_values: usize) -> StoreResult<Normalized> {
+    let input = normalize(schema, body)?;
+    if schema.kind == ResourceKind::User {
+        check_value_counts(schema, &input.attrs, max_values)?;
+    }
+    Ok(input)
+}
+
+/// Tells a write waiting on the blocking pool that its client has gone: actix drops a handler's future
+/// when the connection closes, which drops the watch, and the write then does not start.
+#[derive(Clone)]
+struct ClientGone(std::sync::Arc<()>);
+
+impl ClientGone {
+    fn watch() -> ClientGone {
+        ClientGone(std::sync::Arc::new(()))
+    }
+
+    /// Fails when only this copy is left, that is when the handler holding the other one was dropped.
+    fn check(&self) -> StoreResult<()> {
+        if std::sync::Arc::strong_count(&self.0) < 2 {
+            return Err(StoreError::Rejected("the client closed the connection".into()));
+        }
+        Ok(())
+    }
+}
+
 fn registry(state: &AppState, caller: &ScimCaller) -> std::sync::Arc<Registry> {
     state.store.registry(caller.0.account())
 }
@@ -205,9 +235,18 @@ pub async fn create(
 ) -> ApiResult<HttpResponse> {
     let answer = Answer::of(&req, **kind)?;
     let registry = registry(&state, &caller);
-    let input = normalize(registry.resource(**kind), &body.0)?;
     let (store, acct, actor, kind_) = (state.store.clone(), caller.0.account(), caller.0.actor(), **kind);
-    let doc = blocking(move || store.create(acct, registry.resource(kind_), &input, &actor)).await?;
+    let max_values = state.config.max_values;
+    let gone = ClientGone::watch();
+    let seen = gone.clone();
+    let doc = blocking(move || {
+        let schema = registry.resource(kind_);
+        let input = checked_input(schema, &body.0, max_values)?;
+        seen.check()?;
+        store.create(acct, schema, &input, &actor)
+    })
+    .await?;
+    drop(gone);
     state.committed().await;
     respond_with(&req, &state, &caller, **kind, doc, &answer, StatusCode::CREATED)
 }
@@ -305,14 +344,20 @@ pub async fn replace(
 ) -> ApiResult<HttpResponse> {
     let answer = Answer::of(&req, **kind)?;
     let registry = registry(&state, &caller);
-    let input = normalize(registry.resource(**kind), &body.0)?;
     let (store, acct, actor, expected, kind_) =
         (state.store.clone(), caller.0.account(), caller.0.actor(), if_match(&req), **kind);
     let id_ = id.clone();
+    let max_values = state.config.max_values;
+    let gone = ClientGone::watch();
+    let seen = gone.clone();
     let doc = blocking(move || {
-        store.replace(acct, registry.resource(kind_), &id_, &input, expected.as_deref(), &actor)
+        let schema = registry.resource(kind_);
+        let input = checked_input(schema, &body.0, max_values)?;
+        seen.check()?;
+        store.replace(acct, schema, &id_, &input, expected.as_deref(), &actor)
     })
     .await?;
+    drop(gone);
     state.committed().await;
     respond_with(&req, &state, &caller, **kind, doc, &answer, StatusCode::OK)
 }
@@ -327,14 +372,19 @@ pub async fn patch(
 ) -> ApiResult<HttpResponse> {
     let answer = Answer::of(&req, **kind)?;
     let registry = registry(&state, &caller);
-    let ops = parse_request(&body.0)?;
+    let ops = parse_request_within(&body.0, state.config.max_operations)?;
     let (store, acct, actor, expected, kind_) =
         (state.store.clone(), caller.0.account(), caller.0.actor(), if_match(&req), **kind);
     let id_ = id.clone();
+    let limits = PatchLimits { max_values: state.config.max_values };
+    let gone = ClientGone::watch();
+    let seen = gone.clone();
     let doc = blocking(move || {
-        store.patch(acct, registry.resource(kind_), &id_, &ops, expected.as_deref(), &actor)
+        seen.check()?;
+        store.patch_within(acct, registry.resource(kind_), &id_, &ops, limits, expected.as_deref(), &actor)
     })
     .await?;
+    drop(gone);
     state.committed().await;
     if answer.representation {
         respond_with(&req, &state, &caller, **kind, doc, &answer, StatusCode::OK)

@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod filter;
+pub mod identity;
 pub mod schema;
 
 pub use error::{ScimError, ScimResult, ScimType};

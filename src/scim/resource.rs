@@ -4,7 +4,8 @@
 
 use serde_json::{Map, Value};
 
-use super::error::{ScimError, ScimResult};
+use super::error::{ScimError, ScimResult, ScimType};
+use super::identity::check_identity;
 use super::schema::{AttrDef, Location, Mutability, Resolved, ResourceKind, ResourceSchema};
 use super::value::coerce;
 
@@ -40,8 +41,29 @@ pub fn normalize(schema: &ResourceSchema, input: &Value) -> ScimResult<Normalize
             None => log::debug!("dropping unknown attribute '{key}'"),
         }
     }
+    check_identity_attr(schema, &mut out.attrs)?;
     check_required(schema, &out.attrs)?;
     Ok(out)
+}
+
+/// The attribute that names a resource uniquely: a user's `userName`, a group's `displayName`.
+pub fn identity_attr(kind: ResourceKind) -> &'static str {
+    match kind {
+        ResourceKind::User => "userName",
+        ResourceKind::Group => "displayName",
+    }
+}
+
+/// Checks the resource's identity string (see [`crate::scim::identity`]) and stores it trimmed.
+pub fn check_identity_attr(schema: &ResourceSchema, attrs: &mut Map<String, Value>) -> ScimResult<()> {
+    let attr = identity_attr(schema.kind);
+    if let Some(Value::String(name)) = attrs.get(attr) {
+        let checked = check_identity(attr, name)?;
+        if checked != *name {
+            attrs.insert(attr.to_string(), Value::String(checked));
+        }
+    }
+    Ok(())
 }
 
 fn normalize_extension(
@@ -50,11 +72,15 @@ fn normalize_extension(
     value: &Value,
     out: &mut Normalized,
 ) -> ScimResult<()> {
-    let Value::Object(map) = value else {
-        if !value.is_null() {
-            log::debug!("dropping non-object extension '{urn}'");
+    let map = match value {
+        Value::Object(map) => map,
+        Value::Null => return Ok(()),
+        other => {
+            return Err(ScimError::invalid_value(format!(
+                "extension '{urn}' must be an object of its attributes, got {}",
+                json_kind(other)
+            )));
         }
-        return Ok(());
     };
     for (key, v) in map {
         match schema.resolve(Some(urn), key) {
@@ -90,7 +116,13 @@ fn put_attr(
     if kind == ResourceKind::User && def.name == "password" {
         out.password = match value {
             Value::String(s) if !s.is_empty() => Some(s.clone()),
-            _ => None,
+            Value::String(_) | Value::Null => None,
+            other => {
+                return Err(ScimError::invalid_value(format!(
+                    "attribute 'password': expected a string, got {}",
+                    json_kind(other)
+                )));
+            }
         };
         return Ok(());
     }
@@ -104,6 +136,37 @@ fn put_attr(
             if let Some(ext) = ext.as_object_mut() {
                 ext.insert(def.name.clone(), v);
             }
+        }
+    }
+    Ok(())
+}
+
+/// The JSON type of a value, for error messages that must not echo a secret.
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// No multi-valued attribute holds more than `max` values (400 `tooMany`).
+pub fn check_value_counts(schema: &ResourceSchema, attrs: &Map<String, Value>, max: usize) -> ScimResult<()> {
+    let core = schema.top_level_attrs().map(|def| (None, def));
+    let extensions = schema
+        .extensions
+        .iter()
+        .flat_map(|ext| ext.attributes.iter().map(move |def| (Some(ext.id.as_str()), def)));
+    for (urn, def) in core.chain(extensions).filter(|(_, def)| def.multi_valued) {
+        let count = attr_value(attrs, urn, &def.name).and_then(Value::as_array).map_or(0, Vec::len);
+        if count > max {
+            return Err(ScimError::new(
+                ScimType::TooMany,
+                format!("attribute '{}' may have at most {max} values; it would have {count}", def.name),
+            ));
         }
     }
     Ok(())
@@ -125,9 +188,8 @@ pub fn check_required(schema: &ResourceSchema, attrs: &Map<String, Value>) -> Sc
     Ok(())
 }
 
-/// One element of a group's `members` as a client sent it. Members are taken as given: the id need not
-/// name an existing resource (Microsoft's reference tests add `"string id 1"`), and the sub-attributes a
-/// client sent are kept and echoed as sent.
+/// One element of a group's `members` as a client sent it. The store checks that the id names a user or a
+/// group of the account; the sub-attributes a client sent are kept and echoed as sent.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MemberEntry {
     #[serde(skip)]

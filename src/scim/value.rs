@@ -1,6 +1,8 @@
-//! Attribute values checked and coerced against their definitions, so that what real clients send becomes
-//! what the schema says: booleans from `"True"`, a lone value wrapped into an array, canonical sub-attribute
-//! names, a manager given as a bare id, empty strings and nulls treated as absent.
+//! Attribute values checked against their definitions: a value of another type is refused with
+//! `invalidValue` naming the attribute. The only coercions are the ones a documented client needs (see the
+//! IdP catalogue): `"True"` / `"False"` as booleans (Entra ID), a manager given as a bare id or a
+//! one-element list (Entra ID), JSON inside an app role's value string (Entra ID), empty strings and nulls
+//! as "not set" (OneLogin's templates); sub-attribute names are made canonical.
 
 use serde_json::{Map, Number, Value};
 
@@ -24,7 +26,9 @@ fn coerce_multi(def: &AttrDef, value: &Value, label: &str) -> ScimResult<Option<
             }
             out
         }
-        other => coerce_single(def, other, label)?.into_iter().collect(),
+        Value::Null => return Ok(None),
+        Value::String(s) if s.is_empty() => return Ok(None),
+        other => return Err(type_error(label, "an array", other)),
     };
     // An element whose `value` is empty (`[{"value": "", "type": "work"}]` from a OneLogin template) is an
     // unset field, not a phone number without a number.
@@ -69,20 +73,17 @@ fn type_error(label: &str, expected: &str, got: &Value) -> ScimError {
 fn coerce_string(value: &Value, label: &str) -> ScimResult<Option<Value>> {
     match value {
         Value::String(_) => Ok(Some(value.clone())),
-        // Templates and spreadsheets turn ids and numbers into JSON numbers; the schema says string.
-        Value::Number(n) => Ok(Some(Value::String(n.to_string()))),
-        Value::Bool(b) => Ok(Some(Value::String(b.to_string()))),
-        Value::Array(items) if items.len() == 1 => coerce_string(&items[0], label),
         other => Err(type_error(label, "a string", other)),
     }
 }
 
-/// `true`, `false`, or the strings Entra ID sends for them (`"True"`, `"False"`, any case).
+/// `true`, `false`, or the strings Entra ID sends for them: `{"op":"Replace","path":"active","value":"False"}`
+/// and the Validator's `"roles":[{"primary":"True",...}]`.
 pub fn coerce_bool(value: &Value, label: &str) -> ScimResult<bool> {
     match value {
         Value::Bool(b) => Ok(*b),
-        Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(true),
-        Value::String(s) if s.eq_ignore_ascii_case("false") => Ok(false),
+        Value::String(s) if s == "True" || s == "true" => Ok(true),
+        Value::String(s) if s == "False" || s == "false" => Ok(false),
         other => Err(type_error(label, "a boolean", other)),
     }
 }
@@ -93,7 +94,6 @@ fn coerce_integer(value: &Value, label: &str) -> ScimResult<Number> {
         Value::Number(n) => {
             n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15).map(|f| Number::from(f as i64))
         }
-        Value::String(s) => s.trim().parse::<i64>().ok().map(Number::from),
         _ => None,
     };
     parsed.ok_or_else(|| type_error(label, "an integer", value))
@@ -102,7 +102,6 @@ fn coerce_integer(value: &Value, label: &str) -> ScimResult<Number> {
 fn coerce_decimal(value: &Value, label: &str) -> ScimResult<Number> {
     let parsed = match value {
         Value::Number(n) => Some(n.clone()),
-        Value::String(s) => s.trim().parse::<f64>().ok().and_then(Number::from_f64),
         _ => None,
     };
     parsed.ok_or_else(|| type_error(label, "a decimal number", value))
@@ -118,17 +117,19 @@ fn coerce_datetime(value: &Value, label: &str) -> ScimResult<Option<Value>> {
 fn coerce_complex(def: &AttrDef, value: &Value, label: &str) -> ScimResult<Option<Value>> {
     match value {
         Value::Object(map) => coerce_object(def, map, label),
-        // A manager given as `"<id>"`, a member as a bare id: the string is the `value` sub-attribute.
-        Value::String(s) => match def.value_sub() {
-            Some(_) if is_app_role_json(def, s) => expand_app_role(s, label),
+        // Entra ID's manager: `"<id>"` on the extension path, `[{"$ref":"...","value":"<id>"}]` on `manager`.
+        Value::String(_) if is_manager(def) => match def.value_sub() {
             Some(sub) => Ok(coerce_single(sub, value, label)?.map(|v| single_entry(&sub.name, v))),
             None => Err(type_error(label, "an object", value)),
         },
-        // A single-valued complex attribute sent as a one-element list (Entra's manager).
-        Value::Array(items) if !def.multi_valued && items.len() == 1 => coerce_complex(def, &items[0], label),
-        Value::Array(items) if !def.multi_valued && items.is_empty() => Ok(None),
+        Value::Array(items) if is_manager(def) && items.len() == 1 => coerce_complex(def, &items[0], label),
         other => Err(type_error(label, "an object", other)),
     }
+}
+
+/// The enterprise extension's `manager`, the one complex attribute clients send in other shapes.
+fn is_manager(def: &AttrDef) -> bool {
+    def.name == "manager" && !def.multi_valued
 }
 
 fn coerce_object(def: &AttrDef, map: &Map<String, Value>, label: &str) -> ScimResult<Option<Value>> {
@@ -234,7 +235,9 @@ mod tests {
     fn string_booleans_from_entra_become_booleans() {
         let active = user_attr(None, "active");
         assert_eq!(coerce(&active, &json!("False"), "active").unwrap(), Some(json!(false)));
-        assert_eq!(coerce(&active, &json!("TRUE"), "active").unwrap(), Some(json!(true)));
+        assert_eq!(coerce(&active, &json!("True"), "active").unwrap(), Some(json!(true)));
+        assert!(coerce(&active, &json!("yes"), "active").is_err());
+        assert!(coerce(&active, &json!(1), "active").is_err());
         assert_eq!(coerce(&active, &json!(true), "active").unwrap(), Some(json!(true)));
         let err = coerce(&active, &json!("maybe"), "active").unwrap_err();
         assert_eq!(err.scim_type, Some(crate::scim::ScimType::InvalidValue));
@@ -270,12 +273,27 @@ mod tests {
     }
 
     #[test]
-    fn a_lone_value_of_a_multi_valued_attribute_is_wrapped() {
+    fn a_multi_valued_attribute_needs_an_array() {
         let emails = user_attr(None, "emails");
-        assert_eq!(
-            coerce(&emails, &json!({"value": "a@x.com"}), "emails").unwrap(),
-            Some(json!([{"value": "a@x.com"}]))
-        );
+        for wrong in [json!("nope"), json!({"value": "a@x.com"}), json!(5), json!(true)] {
+            let err = coerce(&emails, &wrong, "emails").unwrap_err();
+            assert!(err.detail.contains("'emails'") && err.detail.contains("an array"), "{}", err.detail);
+        }
+        let err = coerce(&emails, &json!(["nope"]), "emails").unwrap_err();
+        assert!(err.detail.contains("an object"), "{}", err.detail);
+    }
+
+    #[test]
+    fn strings_are_strings() {
+        let user_name = user_attr(None, "userName");
+        for wrong in [json!(12345), json!(true), json!(["x"]), json!({"value": "x"})] {
+            let err = coerce(&user_name, &wrong, "userName").unwrap_err();
+            assert_eq!(err.scim_type, Some(crate::scim::ScimType::InvalidValue));
+            assert!(err.detail.contains("'userName'"), "{}", err.detail);
+        }
+        let name = user_attr(None, "name");
+        assert!(coerce(&name, &json!("Barbara Jensen"), "name").is_err(), "a string for a complex one");
+        assert!(coerce(&name, &json!([{"givenName": "B"}]), "name").is_err());
     }
 
     #[test]
@@ -329,14 +347,14 @@ mod tests {
     #[test]
     fn numbers_and_dates_are_checked() {
         let def: AttrDef = serde_json::from_value(json!({"name": "n", "type": "integer"})).unwrap();
-        assert_eq!(coerce(&def, &json!("42"), "n").unwrap(), Some(json!(42)));
+        assert!(coerce(&def, &json!("42"), "n").is_err());
         assert_eq!(coerce(&def, &json!(42.0), "n").unwrap(), Some(json!(42)));
         assert!(coerce(&def, &json!(4.5), "n").is_err());
         let def: AttrDef = serde_json::from_value(json!({"name": "d", "type": "dateTime"})).unwrap();
         assert!(coerce(&def, &json!("2015-10-10T14:38:21.8617979-07:00"), "d").unwrap().is_some());
         assert!(coerce(&def, &json!("yesterday"), "d").is_err());
         let s = user_attr(None, "employeeNumber");
-        assert_eq!(coerce(&s, &json!(701984), "employeeNumber").unwrap(), Some(json!("701984")));
+        assert!(coerce(&s, &json!(701984), "employeeNumber").is_err());
         assert!(coerce(&s, &json!({"a": 1}), "employeeNumber").is_err());
     }
 }

@@ -10,7 +10,7 @@ use super::keys::AccountId;
 use super::members::{GroupPatch, Resolved, apply_member_changes, cleanup_key, remove_all_members_of};
 use super::resources::GROUPS;
 use super::{Actor, Store, StoreResult, TxResult, check_id, not_found};
-use crate::scim::patch::{MemberChange, Operation, apply};
+use crate::scim::patch::{MemberChange, Operation, PatchLimits, apply_within};
 use crate::scim::resource::{Normalized, assemble, attrs_of, changed_attributes, check_immutable};
 use crate::scim::schema::{ResourceKind, ResourceSchema};
 
@@ -84,9 +84,24 @@ impl Store {
         if_match: Option<&str>,
         actor: &Actor,
     ) -> StoreResult<(Value, GroupPatch)> {
+        self.patch_group_within(acct, schema, id, ops, PatchLimits::default(), if_match, actor)
+    }
+
+    /// [`Store::patch_group`] under `limits`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn patch_group_within(
+        &self,
+        acct: AccountId,
+        schema: &ResourceSchema,
+        id: &str,
+        ops: &[Operation],
+        limits: PatchLimits,
+        if_match: Option<&str>,
+        actor: &Actor,
+    ) -> StoreResult<(Value, GroupPatch)> {
         self.update_group(acct, schema, id, if_match, actor, |current| {
             let mut attrs = attrs_of(current);
-            let outcome = apply(schema, id, &mut attrs, ops)?;
+            let outcome = apply_within(schema, id, &mut attrs, ops, limits)?;
             Ok((attrs, outcome.members))
         })
     }

@@ -23,7 +23,7 @@ pub mod kind {
     pub const TOKEN_ID: u8 = b'k';
     /// `U acct uid` → user document
     pub const USER: u8 = b'U';
-    /// `u acct lower(userName)` → uid
+    /// `u acct fold(userName)` → uid
     pub const USER_NAME: u8 = b'u';
     /// `x acct externalId 0xFF uid` → ()
     pub const USER_EXTERNAL_ID: u8 = b'x';
@@ -33,7 +33,7 @@ pub mod kind {
     pub const USER_SECRET: u8 = b'S';
     /// `G acct gid` → group document (without members)
     pub const GROUP: u8 = b'G';
-    /// `g acct lower(displayName)` → gid
+    /// `g acct fold(displayName)` → gid
     pub const GROUP_NAME: u8 = b'g';
     /// `y acct externalId 0xFF gid` → ()
     pub const GROUP_EXTERNAL_ID: u8 = b'y';
@@ -69,6 +69,8 @@ pub mod kind {
     pub const LOGIN: u8 = b'X';
     /// `V lower(login) acct uid` → () : a user waiting for a login held by another account
     pub const LOGIN_WAIT: u8 = b'V';
+    /// `v what` → the version of a derived layout (global), for start-up migrations
+    pub const LAYOUT: u8 = b'v';
 }
 
 /// Separates a variable-length part from a fixed-length id; never occurs in UTF-8 text.
@@ -125,9 +127,10 @@ pub fn account_of(key: &[u8]) -> Option<AccountId> {
     Some(AccountId(u32::from_be_bytes(bytes)))
 }
 
-/// Case-insensitive unique names (userName, group displayName) are indexed by their lower-case form.
+/// Unique names (userName, group displayName) are indexed by their comparison form (RFC 8265
+/// UsernameCaseMapped, see [`crate::scim::identity`]).
 pub fn fold(name: &str) -> String {
-    name.to_lowercase()
+    crate::scim::identity::comparison_key(name)
 }
 
 #[cfg(test)]

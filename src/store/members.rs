@@ -1,6 +1,7 @@
 //! Group membership, one key per membership plus a reverse index, so adding or removing one member never
 //! reads or rewrites the rest of the group. Changes to one group's members are serialised by a lock stripe
-//! so that whole-list operations (replace, remove all, remove by filter) see a stable member list.
+//! so that whole-list operations (replace, remove all, remove by filter) see a stable member list. A member
+//! added must be a user or a group of the same account.
 
 use crate::store::tx::Tx;
 use std::collections::{HashMap, HashSet};
@@ -10,11 +11,13 @@ use serde_json::{Value, json};
 use super::codec::{decode, encode};
 use super::keys::{AccountId, SEP, child_prefix, key, kind};
 use super::pending::mark_pending;
-use super::{Store, StoreResult, TxResult};
+use super::resources::GROUPS;
+use super::{Store, StoreResult, TxResult, abort, check_id};
+use crate::scim::ScimError;
 use crate::scim::filter::{Filter, matches_element};
 use crate::scim::patch::MemberChange;
 use crate::scim::resource::MemberEntry;
-use crate::scim::schema::ResourceSchema;
+use crate::scim::schema::{ResourceKind, ResourceSchema};
 
 /// A member as a group lists it: what the client sent, completed from the user record where it sent less.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -245,6 +248,7 @@ pub(crate) fn apply_member_changes(
     for change in changes {
         match change {
             Resolved::Add(entries) => {
+                check_members_exist(tx, acct, entries)?;
                 for entry in entries {
                     touch(tx, &entry.id, &mut before)?;
                     tx.insert(member_key(acct, gid, &entry.id), encode(entry))?;
@@ -278,6 +282,37 @@ pub(crate) fn apply_member_changes(
         }
     }
     Ok(patch)
+}
+
+/// Ids listed in the error about members that do not exist.
+const MISSING_IDS_SHOWN: usize = 10;
+
+/// Every member added must be a user or a group of the account when the write is applied; ids are assigned
+/// by the server, so an unknown one can never become valid. Users are checked by their display record,
+/// which changes only with the display text, so a user edited meanwhile does not make this write retry.
+fn check_members_exist(tx: &Tx<'_>, acct: AccountId, entries: &[MemberEntry]) -> TxResult<()> {
+    let mut missing = Vec::new();
+    for entry in entries {
+        let is_user = check_id(ResourceKind::User, &entry.id).is_ok()
+            && tx.get(key(kind::USER_DISPLAY, acct, &[entry.id.as_bytes()]))?.is_some();
+        if !is_user
+            && (check_id(ResourceKind::Group, &entry.id).is_err()
+                || tx.get(GROUPS.record_key(acct, &entry.id))?.is_none())
+        {
+            missing.push(entry.id.as_str());
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let mut shown: Vec<String> = missing.iter().take(MISSING_IDS_SHOWN).map(|id| format!("'{id}'")).collect();
+    if missing.len() > MISSING_IDS_SHOWN {
+        shown.push(format!("and {} more", missing.len() - MISSING_IDS_SHOWN));
+    }
+    abort(ScimError::invalid_value(format!(
+        "members must be users or groups of this account; no such resource: {}",
+        shown.join(", ")
+    )))
 }
 
 fn remove_membership(tx: &Tx<'_>, acct: AccountId, gid: &str, mid: &str) -> TxResult<()> {

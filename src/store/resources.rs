@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::codec::{check_if_match, decode, encode, tx_get};
 use super::keys::{AccountId, SEP, fold, key, kind, prefix, trailing_id};
 use super::{Actor, Store, StoreError, StoreResult, TxResult, abort, not_found};
-use crate::scim::patch::Operation;
+use crate::scim::patch::{Operation, PatchLimits};
 use crate::scim::resource::Normalized;
 use crate::scim::schema::ResourceKind;
 use crate::scim::schema::ResourceSchema;
@@ -178,13 +178,26 @@ impl Family {
                 problems.push(format!("{} {id}: the document's id differs", self.kind.name()));
             }
             if let Some(name) = self.name_of(&doc)
-                && self.id_by_name(store, acct, name)?.as_deref() != Some(id.as_str())
+                && let holder = self.id_by_name(store, acct, name)?
+                && holder.as_deref() != Some(id.as_str())
             {
-                problems.push(format!(
-                    "{} {id}: {} '{name}' is not indexed to it",
-                    self.kind.name(),
-                    self.name_attr
-                ));
+                let held = match &holder {
+                    Some(other) => self.get(store, acct, other)?,
+                    None => None,
+                };
+                match (holder, held.as_ref().and_then(|d| self.name_of(d))) {
+                    (Some(other), Some(held)) if fold(held) == fold(name) => problems.push(format!(
+                        "{} {id}: {} '{name}' collides with '{held}' of {other} (equal once prepared, \
+                         RFC 8265); rename one of them",
+                        self.kind.name(),
+                        self.name_attr
+                    )),
+                    _ => problems.push(format!(
+                        "{} {id}: {} '{name}' is not indexed to it",
+                        self.kind.name(),
+                        self.name_attr
+                    )),
+                }
             }
             if let Some(ext) = doc.get("externalId").and_then(Value::as_str)
                 && !self.ids_by_external_id(store, acct, ext)?.contains(&id)
@@ -219,6 +232,74 @@ impl Family {
             ));
         }
         Ok(records)
+    }
+}
+
+/// The marker of the unique-name indexes' key form: absent in stores written before names were compared in
+/// their RFC 8265 form (lower-casing only).
+const NAME_INDEX_LAYOUT: &[u8] = b"name-index";
+const NAME_INDEX_FORM: &[u8] = b"rfc8265-username-case-mapped";
+
+impl Store {
+    /// Rebuilds the unique-name indexes of a store written with another comparison form, once. Names that
+    /// compare equal in the new form are never merged: the oldest resource keeps the index entry, and each
+    /// collision is logged (and reported by `usersync verify`) for an admin to rename one of them. Returns
+    /// the collisions.
+    pub fn migrate_name_indexes(&self) -> StoreResult<Vec<String>> {
+        let marker = super::keys::global(kind::LAYOUT, NAME_INDEX_LAYOUT);
+        if self.tree().get(&marker)?.as_deref() == Some(NAME_INDEX_FORM) {
+            return Ok(Vec::new());
+        }
+        let mut collisions = Vec::new();
+        for account in self.accounts()? {
+            for family in [&USERS, &GROUPS] {
+                collisions.extend(family.rebuild_name_index(self, account.id)?);
+            }
+        }
+        for collision in &collisions {
+            log::warn!("{collision}");
+        }
+        self.transact(|tx| tx.insert(marker.as_slice(), NAME_INDEX_FORM))?;
+        self.durable_blocking();
+        Ok(collisions)
+    }
+}
+
+impl Family {
+    /// Replaces the account's name index with one built from the records, in the current key form.
+    fn rebuild_name_index(&self, store: &Store, acct: AccountId) -> StoreResult<Vec<String>> {
+        // Records are in id order, and ids (UUIDv7) in creation order: the first holder is the oldest.
+        let mut holders: std::collections::BTreeMap<String, (String, String)> = Default::default();
+        let mut collisions = Vec::new();
+        for item in store.tree().scan_prefix(self.record_prefix(acct)) {
+            let doc: Value = decode(&item?.1)?;
+            let (Some(id), Some(name)) = (doc.get("id").and_then(Value::as_str), self.name_of(&doc)) else {
+                continue;
+            };
+            match holders.get(&fold(name)) {
+                Some((holder, held)) => collisions.push(format!(
+                    "{} {id}: {} '{name}' equals '{held}' of {holder} once prepared (RFC 8265); it is not \
+                     indexed, rename one of them",
+                    self.kind.name(),
+                    self.name_attr
+                )),
+                None => {
+                    holders.insert(fold(name), (id.to_string(), name.to_string()));
+                }
+            }
+        }
+        let stale: Vec<sled::IVec> =
+            store.tree().scan_prefix(prefix(self.name_index, acct)).keys().collect::<Result<_, _>>()?;
+        store.transact(|tx| {
+            for key in &stale {
+                tx.remove(key)?;
+            }
+            for (name, (id, _)) in &holders {
+                tx.insert(key(self.name_index, acct, &[name.as_bytes()]), id.as_bytes())?;
+            }
+            Ok(())
+        })?;
+        Ok(collisions)
     }
 }
 
@@ -281,9 +362,26 @@ impl Store {
         if_match: Option<&str>,
         actor: &Actor,
     ) -> StoreResult<Value> {
+        self.patch_within(acct, schema, id, ops, PatchLimits::default(), if_match, actor)
+    }
+
+    /// [`Store::patch`] under `limits`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn patch_within(
+        &self,
+        acct: AccountId,
+        schema: &ResourceSchema,
+        id: &str,
+        ops: &[Operation],
+        limits: PatchLimits,
+        if_match: Option<&str>,
+        actor: &Actor,
+    ) -> StoreResult<Value> {
         match schema.kind {
-            ResourceKind::User => self.patch_user(acct, schema, id, ops, if_match, actor),
-            ResourceKind::Group => Ok(self.patch_group(acct, schema, id, ops, if_match, actor)?.0),
+            ResourceKind::User => self.patch_user_within(acct, schema, id, ops, limits, if_match, actor),
+            ResourceKind::Group => {
+                Ok(self.patch_group_within(acct, schema, id, ops, limits, if_match, actor)?.0)
+            }
         }
     }
 
@@ -299,5 +397,58 @@ impl Store {
             ResourceKind::User => self.delete_user(acct, id, if_match, actor),
             ResourceKind::Group => self.delete_group(acct, id, if_match, actor),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::scim::resource::normalize;
+    use crate::scim::schema::Registry;
+    use crate::store::testing::temp_store;
+
+    /// Writes a user as a store of the lower-casing era held it: the record and a lower-cased index key.
+    fn old_style_user(store: &Store, acct: AccountId, id: &str, user_name: &str) {
+        let doc = json!({"schemas": [], "id": id, "userName": user_name, "meta": {}});
+        store
+            .transact(|tx| {
+                tx.insert(USERS.record_key(acct, id), encode(&doc))?;
+                tx.insert(key(kind::USER_NAME, acct, &[user_name.to_lowercase().as_bytes()]), id.as_bytes())
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn an_old_store_s_name_index_is_rebuilt_and_collisions_are_reported_never_merged() {
+        let (store, _dir) = temp_store();
+        let acct = store.ensure_account("default").unwrap().0.id;
+        let schema = Registry::standard().resource(ResourceKind::User).clone();
+        let first = store
+            .create_user(
+                acct,
+                &schema,
+                &normalize(&schema, &json!({"userName": "jos\u{e9}"})).unwrap(),
+                &Actor::engine(),
+            )
+            .unwrap();
+        let twin = "ffffffff-0000-7000-8000-00000000000b";
+        old_style_user(&store, acct, twin, "jose\u{301}");
+        let full_width = "ffffffff-0000-7000-8000-00000000000c";
+        old_style_user(&store, acct, full_width, "ＡＬＩＣＥ");
+        store.tree().remove(super::super::keys::global(kind::LAYOUT, NAME_INDEX_LAYOUT)).unwrap();
+
+        let collisions = store.migrate_name_indexes().unwrap();
+        assert_eq!(collisions.len(), 1, "{collisions:?}");
+        assert!(collisions[0].contains(twin), "{}", collisions[0]);
+        let first_id = first["id"].as_str().unwrap();
+        assert_eq!(USERS.id_by_name(&store, acct, "JOSE\u{301}").unwrap().as_deref(), Some(first_id));
+        assert_eq!(USERS.id_by_name(&store, acct, "alice").unwrap().as_deref(), Some(full_width));
+        assert!(store.user(acct, twin).unwrap().is_some(), "the colliding user is kept as it was");
+        let mut problems = Vec::new();
+        USERS.verify(&store, acct, &mut problems).unwrap();
+        assert!(problems.iter().any(|p| p.contains(twin) && p.contains("collides")), "{problems:?}");
+        assert!(store.migrate_name_indexes().unwrap().is_empty(), "done once");
     }
 }

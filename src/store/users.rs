@@ -13,7 +13,7 @@ use super::members::{cleanup_key, remove_all_memberships_of};
 use super::pending::mark_pending;
 use super::resources::{GROUPS, USERS};
 use super::{Actor, Store, StoreResult, TxResult, abort, check_id};
-use crate::scim::patch::{Operation, apply};
+use crate::scim::patch::{Operation, PatchLimits, apply_within};
 use crate::scim::resource::{Normalized, assemble, attrs_of, changed_attributes, check_immutable};
 use crate::scim::schema::{ResourceKind, ResourceSchema};
 
@@ -79,9 +79,24 @@ impl Store {
         if_match: Option<&str>,
         actor: &Actor,
     ) -> StoreResult<Value> {
+        self.patch_user_within(acct, schema, id, ops, PatchLimits::default(), if_match, actor)
+    }
+
+    /// [`Store::patch_user`] under `limits`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn patch_user_within(
+        &self,
+        acct: AccountId,
+        schema: &ResourceSchema,
+        id: &str,
+        ops: &[Operation],
+        limits: PatchLimits,
+        if_match: Option<&str>,
+        actor: &Actor,
+    ) -> StoreResult<Value> {
         self.update_user(acct, schema, id, if_match, actor, |current| {
             let mut attrs = attrs_of(current);
-            let outcome = apply(schema, id, &mut attrs, ops)?;
+            let outcome = apply_within(schema, id, &mut attrs, ops, limits)?;
             Ok((attrs, outcome.password))
         })
     }

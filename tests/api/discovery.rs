@@ -113,8 +113,13 @@ fn pages_are_capped_at_the_advertised_max_results() {
 }
 
 #[test]
-fn locations_follow_the_host_and_a_proxy_s_forwarding_headers() {
-    let app = spawn_app();
+fn locations_follow_the_host_and_a_trusted_proxy_s_forwarding_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = usersync::app::Settings::new(dir.path());
+    settings.listen = "127.0.0.1:0".into();
+    settings.scim_token = Some(SCIM_TOKEN.into());
+    settings.http.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    let app = spawn_with(settings);
     let uid = id(&app.create_user(&json!({"userName": "where@example.com"})));
     let path = format!("/Users/{uid}");
     let direct = expect_status(app.get(&path), StatusCode::OK);

@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 use usersync::app::{self, Settings};
 use usersync::store::{Actor, DurabilityMode, Store, TokenKind};
 
-pub const SCIM_TOKEN: &str = "scim-test-token";
-pub const ADMIN_TOKEN: &str = "admin-test-token";
+pub const SCIM_TOKEN: &str = "scim-test-token-0123456789abcdef0123";
+pub const ADMIN_TOKEN: &str = "admin-test-token-0123456789abcdef012";
 
 pub struct TestApp {
     pub addr: std::net::SocketAddr,

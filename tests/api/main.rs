@@ -11,6 +11,7 @@ mod crash;
 mod discovery;
 mod entra;
 mod etag;
+mod hardening;
 mod helpers;
 mod isolation;
 mod okta;

@@ -607,7 +607,7 @@ fn custom_attributes_are_published_stored_filterable_and_usable_in_rules() {
     expect_error(theirs.get(&format!("/Schemas/{urn}")), StatusCode::NOT_FOUND);
 
     let u = app.create_user(
-        &json!({"userName": "cc@example.com", urn: {"costCode": "CC-7", "badge": "42", "junk": 1}}),
+        &json!({"userName": "cc@example.com", urn: {"costCode": "CC-7", "badge": 42, "junk": 1}}),
     );
     assert_eq!(u[urn], json!({"costCode": "CC-7", "badge": 42}));
     assert_eq!(u["schemas"], json!(["urn:ietf:params:scim:schemas:core:2.0:User", urn]));

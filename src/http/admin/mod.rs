@@ -120,6 +120,8 @@ impl From<BodyError> for AdminError {
                 format!("the body is larger than {limit} bytes"),
             ),
             BodyError::Unreadable(m) => AdminError::bad_request(m),
+            BodyError::TooSlow(m) => AdminError::new(StatusCode::REQUEST_TIMEOUT, "timeout", m),
+            BodyError::Busy(m) => AdminError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", m),
         }
     }
 }

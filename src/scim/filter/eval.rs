@@ -24,7 +24,8 @@ use serde_json::{Number, Value};
 
 use super::{AttrPath, CompareOp, Filter, Literal};
 use crate::scim::error::{ScimError, ScimResult};
-use crate::scim::schema::{AttrDef, AttrType, Location, ResourceSchema, Returned};
+use crate::scim::identity::comparison_key;
+use crate::scim::schema::{AttrDef, AttrType, Location, ResourceSchema, Returned, Uniqueness};
 
 /// Does `resource` (a stored resource in its JSON representation) satisfy `filter`?
 pub fn matches(filter: &Filter, resource: &Value, schema: &ResourceSchema) -> bool {
@@ -323,7 +324,12 @@ fn compare_text(def: &AttrDef, stored: &Value, op: CompareOp, literal: &Literal)
         return false;
     };
     let text = if def.case_exact { Text::Exact } else { Text::IgnoreCase };
+    // A unique name (userName, group displayName) is the same name in every spelling that prepares alike.
+    let identity = !def.case_exact && def.uniqueness != Uniqueness::None;
     match op {
+        CompareOp::Eq | CompareOp::Ne if identity => {
+            (comparison_key(&stored) == comparison_key(&wanted)) == (op == CompareOp::Eq)
+        }
         CompareOp::Eq => text.eq(&stored, &wanted),
         CompareOp::Ne => !text.eq(&stored, &wanted),
         CompareOp::Co => text.contains(&stored, &wanted),

@@ -2,13 +2,17 @@
 //! with the shapes Okta, Entra ID and OneLogin really send. Group membership is never applied here: it is
 //! reported as [`MemberChange`]s so that storage can apply it as deltas without loading a large group.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{Map, Value};
 
-use super::error::{ScimError, ScimResult};
+use super::error::{ScimError, ScimResult, ScimType};
 use super::filter::{CompareOp, Filter, Literal, PatchPath, matches_element, parse_path};
-use super::resource::{MemberEntry, changed_attributes, check_immutable, check_required, member_entries};
+use super::resource::{
+    MemberEntry, changed_attributes, check_identity_attr, check_immutable, check_required,
+    check_value_counts, member_entries,
+};
 use super::schema::{AttrDef, Location, Mutability, ResourceKind, ResourceSchema, Schema};
 use super::value::{coerce, coerce_single, is_primary, keep_one_primary};
 
@@ -67,6 +71,11 @@ impl PatchOutcome {
 
 /// Reads a PatchOp body: `Operations` (any case) with `op` names in any case.
 pub fn parse_request(body: &Value) -> ScimResult<Vec<Operation>> {
+    parse_request_within(body, usize::MAX)
+}
+
+/// [`parse_request`], refusing more than `max_operations` operations (400 `tooMany`) before reading any.
+pub fn parse_request_within(body: &Value, max_operations: usize) -> ScimResult<Vec<Operation>> {
     let Value::Object(map) = body else {
         return Err(ScimError::invalid_syntax("a PATCH body must be a JSON object"));
     };
@@ -80,6 +89,12 @@ pub fn parse_request(body: &Value) -> ScimResult<Vec<Operation>> {
     };
     if ops.is_empty() {
         return Err(ScimError::invalid_syntax("'Operations' is empty"));
+    }
+    if ops.len() > max_operations {
+        return Err(ScimError::new(
+            ScimType::TooMany,
+            format!("a PATCH may have at most {max_operations} operations; this one has {}", ops.len()),
+        ));
     }
     ops.iter().enumerate().map(|(i, op)| parse_operation(i, op)).collect()
 }
@@ -114,6 +129,32 @@ fn parse_operation(index: usize, op: &Value) -> ScimResult<Operation> {
     Ok(Operation { kind, path, value })
 }
 
+/// Limits a PATCH is applied under.
+#[derive(Debug, Clone, Copy)]
+pub struct PatchLimits {
+    /// Most values of one multi-valued attribute of a user (400 `tooMany` above).
+    pub max_values: usize,
+}
+
+impl Default for PatchLimits {
+    fn default() -> Self {
+        PatchLimits { max_values: 1000 }
+    }
+}
+
+/// Elements of multi-valued attributes visited by PATCHes since start: a measure of their work that tests
+/// read to show it grows linearly with the request and the resource, never with their product.
+static ELEMENT_VISITS: AtomicU64 = AtomicU64::new(0);
+
+/// See [`ELEMENT_VISITS`].
+pub fn element_visits() -> u64 {
+    ELEMENT_VISITS.load(Ordering::Relaxed)
+}
+
+fn visited(n: usize) {
+    ELEMENT_VISITS.fetch_add(n as u64, Ordering::Relaxed);
+}
+
 /// Applies `ops` in order to `attrs` (a stored resource without `schemas`, `id` and `meta`); `id` is the
 /// resource's own id. On error nothing the caller holds has changed.
 pub fn apply(
@@ -122,7 +163,19 @@ pub fn apply(
     attrs: &mut Map<String, Value>,
     ops: &[Operation],
 ) -> ScimResult<PatchOutcome> {
-    let mut work = Patcher { schema, id, attrs: attrs.clone(), outcome: PatchOutcome::default() };
+    apply_within(schema, id, attrs, ops, PatchLimits::default())
+}
+
+/// [`apply`] under `limits`.
+pub fn apply_within(
+    schema: &ResourceSchema,
+    id: &str,
+    attrs: &mut Map<String, Value>,
+    ops: &[Operation],
+    limits: PatchLimits,
+) -> ScimResult<PatchOutcome> {
+    let mut work =
+        Patcher { schema, id, attrs: attrs.clone(), outcome: PatchOutcome::default(), appending: None };
     for op in ops {
         work.apply_op(op)?;
     }
@@ -130,7 +183,11 @@ pub fn apply(
     // Judged on the result, not per operation: a sub-attribute or a merged complex value can change an
     // immutable value as surely as a path naming it, and a value given again unchanged is no change.
     check_immutable(schema, attrs, &work.attrs)?;
+    check_identity_attr(schema, &mut work.attrs)?;
     check_required(schema, &work.attrs)?;
+    if schema.kind == ResourceKind::User {
+        check_value_counts(schema, &work.attrs, limits.max_values)?;
+    }
     let mut outcome = work.outcome;
     outcome.changed.extend(changed_attributes(attrs, &work.attrs));
     *attrs = work.attrs;
@@ -158,6 +215,150 @@ struct Patcher<'s> {
     id: &'s str,
     attrs: Map<String, Value>,
     outcome: PatchOutcome,
+    /// The index of the multi-valued attribute the last operations appended to; any other write to the
+    /// attributes drops it. Consecutive `add`s (what a large PATCH is made of) then cost one step per value,
+    /// not a scan of the attribute per operation.
+    appending: Option<Appending>,
+}
+
+/// Where an attribute's elements are, by what [`same_element`] compares, and which one is primary.
+struct Appending {
+    location: Option<String>,
+    name: String,
+    /// `value` (as JSON text) → positions of elements with that value and no `type`.
+    untyped: HashMap<String, Vec<usize>>,
+    /// (`value`, `type`) → positions.
+    typed: HashMap<(String, String), Vec<usize>>,
+    /// `value` → positions of every element with that value.
+    any: HashMap<String, Vec<usize>>,
+    /// Whole element (as JSON text) → positions, for elements without `value`.
+    whole: HashMap<String, Vec<usize>>,
+    primary: Option<usize>,
+}
+
+impl Appending {
+    fn build(location: Location<'_>, name: &str, items: &mut [Value]) -> Appending {
+        keep_one_primary(items, None);
+        visited(items.len());
+        let mut index = Appending {
+            location: match location {
+                Location::TopLevel => None,
+                Location::Extension(urn) => Some(urn.to_string()),
+            },
+            name: name.to_string(),
+            untyped: HashMap::new(),
+            typed: HashMap::new(),
+            any: HashMap::new(),
+            whole: HashMap::new(),
+            primary: items.iter().position(is_primary),
+        };
+        for (i, item) in items.iter().enumerate() {
+            index.insert(i, item);
+        }
+        index
+    }
+
+    fn is_for(&self, t: &AttrTarget<'_, '_>) -> bool {
+        let location = match t.location {
+            Location::TopLevel => None,
+            Location::Extension(urn) => Some(urn),
+        };
+        self.name == t.def.name && self.location.as_deref() == location
+    }
+
+    fn insert(&mut self, i: usize, item: &Value) {
+        match element_keys(item) {
+            ElementKey::Whole(w) => self.whole.entry(w).or_default().push(i),
+            ElementKey::Value(v, None) => {
+                self.any.entry(v.clone()).or_default().push(i);
+                self.untyped.entry(v).or_default().push(i);
+            }
+            ElementKey::Value(v, Some(t)) => {
+                self.any.entry(v.clone()).or_default().push(i);
+                self.typed.entry((v, t)).or_default().push(i);
+            }
+        }
+    }
+
+    fn remove(&mut self, i: usize, item: &Value) {
+        let drop = |list: Option<&mut Vec<usize>>| {
+            if let Some(list) = list {
+                list.retain(|&p| p != i);
+            }
+        };
+        match element_keys(item) {
+            ElementKey::Whole(w) => drop(self.whole.get_mut(&w)),
+            ElementKey::Value(v, t) => {
+                drop(self.any.get_mut(&v));
+                match t {
+                    None => drop(self.untyped.get_mut(&v)),
+                    Some(t) => drop(self.typed.get_mut(&(v, t))),
+                }
+            }
+        }
+    }
+
+    /// The first element [`same_element`] pairs with `item`, as a scan would find it.
+    fn find(&self, item: &Value) -> Option<usize> {
+        let first = |list: Option<&Vec<usize>>| list.and_then(|l| l.iter().min().copied());
+        match element_keys(item) {
+            ElementKey::Whole(w) => first(self.whole.get(&w)),
+            ElementKey::Value(v, None) => first(self.any.get(&v)),
+            ElementKey::Value(v, Some(t)) => {
+                [first(self.typed.get(&(v.clone(), t))), first(self.untyped.get(&v))]
+                    .into_iter()
+                    .flatten()
+                    .min()
+            }
+        }
+    }
+
+    /// Adds `item` unless the same value is there (then merges it in), keeping one primary: the element
+    /// just written wins when it is primary. Returns the element's index.
+    fn upsert(&mut self, items: &mut Vec<Value>, item: Value) -> usize {
+        visited(1);
+        let at = match self.find(&item) {
+            Some(i) => {
+                self.remove(i, &items[i]);
+                if let Value::Object(extra) = item {
+                    merge_into(&mut items[i], extra);
+                } else {
+                    items[i] = item;
+                }
+                self.insert(i, &items[i]);
+                i
+            }
+            None => {
+                items.push(item);
+                self.insert(items.len() - 1, &items[items.len() - 1]);
+                items.len() - 1
+            }
+        };
+        if is_primary(&items[at]) {
+            if let Some(old) = self.primary.filter(|&p| p != at)
+                && let Some(map) = items[old].as_object_mut()
+            {
+                map.insert("primary".into(), Value::Bool(false));
+            }
+            self.primary = Some(at);
+        } else if self.primary == Some(at) {
+            self.primary = None;
+        }
+        at
+    }
+}
+
+/// What [`same_element`] compares an element by.
+enum ElementKey {
+    Value(String, Option<String>),
+    Whole(String),
+}
+
+fn element_keys(item: &Value) -> ElementKey {
+    match item.get("value") {
+        Some(v) => ElementKey::Value(v.to_string(), item.get("type").map(Value::to_string)),
+        None => ElementKey::Whole(item.to_string()),
+    }
 }
 
 impl<'s> Patcher<'s> {
@@ -228,6 +429,7 @@ impl<'s> Patcher<'s> {
 
     fn apply_extension(&mut self, kind: OpKind, ext: &'s Schema, value: Option<&Value>) -> ScimResult<()> {
         if kind == OpKind::Remove {
+            self.appending = None;
             self.attrs.remove(&ext.id);
             return Ok(());
         }
@@ -291,6 +493,12 @@ impl<'s> Patcher<'s> {
     }
 
     fn set(&mut self, t: &AttrTarget<'_, '_>, value: Option<Value>) {
+        self.appending = None;
+        self.put(t, value);
+    }
+
+    /// Writes the attribute's value, leaving the append index alone.
+    fn put(&mut self, t: &AttrTarget<'_, '_>, value: Option<Value>) {
         let map = match t.location {
             Location::TopLevel => &mut self.attrs,
             Location::Extension(urn) => {
@@ -316,13 +524,7 @@ impl<'s> Patcher<'s> {
         match (t.filter, t.sub) {
             (None, None) if t.def.multi_valued => {
                 let Some(Value::Array(new)) = coerce(t.def, value, &t.def.name)? else { return Ok(()) };
-                let mut items = self.items(t);
-                let mut winner = None;
-                for item in new {
-                    winner = Some(upsert_element(&mut items, item));
-                }
-                keep_one_primary(&mut items, winner);
-                self.set(t, Some(Value::Array(items)));
+                self.append(t, new);
                 Ok(())
             }
             (None, None) => self.merge_or_set(t, value),
@@ -480,12 +682,41 @@ impl<'s> Patcher<'s> {
         Ok(())
     }
 
+    /// `add` of values to a multi-valued attribute, through the append index.
+    fn append(&mut self, t: &AttrTarget<'_, '_>, new: Vec<Value>) {
+        let mut items = self.take_items(t);
+        let mut index = match self.appending.take() {
+            Some(index) if index.is_for(t) => index,
+            _ => Appending::build(t.location, &t.def.name, &mut items),
+        };
+        for item in new {
+            index.upsert(&mut items, item);
+        }
+        self.put(t, (!items.is_empty()).then_some(Value::Array(items)));
+        self.appending = Some(index);
+    }
+
+    /// The attribute's elements, moved out of the resource (the caller puts them back).
+    fn take_items(&mut self, t: &AttrTarget<'_, '_>) -> Vec<Value> {
+        let map = match t.location {
+            Location::TopLevel => Some(&mut self.attrs),
+            Location::Extension(urn) => self.attrs.get_mut(urn).and_then(Value::as_object_mut),
+        };
+        match map.and_then(|m| m.get_mut(&t.def.name)).map(std::mem::take) {
+            Some(Value::Array(items)) => items,
+            Some(Value::Null) | None => Vec::new(),
+            Some(other) => vec![other],
+        }
+    }
+
     fn items(&self, t: &AttrTarget<'_, '_>) -> Vec<Value> {
-        match self.current(t) {
+        let items = match self.current(t) {
             Some(Value::Array(items)) => items.clone(),
             Some(other) => vec![other.clone()],
             None => Vec::new(),
-        }
+        };
+        visited(items.len());
+        items
     }
 }
 
@@ -618,25 +849,6 @@ fn same_element(a: &Value, b: &Value) -> bool {
                 }
         }
         _ => a == b,
-    }
-}
-
-/// Adds `item` unless the same value is there already, in which case the new sub-attributes are merged
-/// into it. Returns the element's index.
-fn upsert_element(items: &mut Vec<Value>, item: Value) -> usize {
-    match items.iter().position(|existing| same_element(existing, &item)) {
-        Some(i) => {
-            if let Value::Object(extra) = item {
-                merge_into(&mut items[i], extra);
-            } else {
-                items[i] = item;
-            }
-            i
-        }
-        None => {
-            items.push(item);
-            items.len() - 1
-        }
     }
 }
 

@@ -397,9 +397,13 @@ fn add_to_a_multi_valued_attribute_appends_and_keeps_one_primary() {
     );
     // adding the same value again does not duplicate it
     let body =
-        ops(json!([{"op": "add", "path": "emails", "value": {"value": "new@x.com", "type": "other"}}]));
+        ops(json!([{"op": "add", "path": "emails", "value": [{"value": "new@x.com", "type": "other"}]}]));
     patch_user(&mut u, body).unwrap();
     assert_eq!(u["emails"].as_array().unwrap().len(), 3);
+    // a lone object is not an array of values
+    let body =
+        ops(json!([{"op": "add", "path": "emails", "value": {"value": "new@x.com", "type": "other"}}]));
+    assert!(patch_user(&mut u, body).is_err());
 }
 
 fn primaries(value: &Value) -> usize {
