@@ -10,7 +10,7 @@ use actix_web::dev::Server;
 use crate::clock::{Clock, SystemClock};
 use crate::http::{AppState, HttpConfig, server};
 use crate::rules::Engine;
-use crate::store::{Actor, DurabilityMode, Store, StoreOptions, StoreResult, TokenKind};
+use crate::store::{Actor, DurabilityMode, OnDamage, Store, StoreOptions, StoreResult, TokenKind};
 
 /// Everything `serve` is configured with.
 #[derive(Debug, Clone)]
@@ -23,6 +23,8 @@ pub struct Settings {
     pub scim_token: Option<String>,
     /// Registered for account `default` at start (`USERSYNC_ADMIN_TOKEN`).
     pub admin_token: Option<String>,
+    /// Open a store that fails its start-up check anyway, taking what it holds as the truth.
+    pub accept_data_loss: bool,
 }
 
 impl Settings {
@@ -34,6 +36,7 @@ impl Settings {
             http: HttpConfig::default(),
             scim_token: None,
             admin_token: None,
+            accept_data_loss: false,
         }
     }
 }
@@ -52,12 +55,23 @@ pub fn open_store(data: &Path, durability: DurabilityMode, clock: Arc<dyn Clock>
     Store::open(StoreOptions { path: data.to_path_buf(), durability, clock })
 }
 
+/// Opens the server's store: refused when it fails its start-up check, unless data loss is accepted.
+fn open_server_store(settings: &Settings, clock: Arc<dyn Clock>) -> StoreResult<Store> {
+    let on_damage = if settings.accept_data_loss { OnDamage::AcceptLoss } else { OnDamage::Refuse };
+    let options = StoreOptions { path: settings.data.clone(), durability: settings.durability, clock };
+    Ok(Store::open_with(options, on_damage)?.0)
+}
+
 /// On a store without any token (a first start, even after `account create`): creates account `default` if
 /// needed, with one SCIM and one admin token, and returns them, so that the server can always be reached.
+/// A store that holds users or groups is never a first start: it gets no new tokens.
 /// Always: registers the tokens given in the settings for `default`.
 pub fn bootstrap(store: &Store, settings: &Settings) -> StoreResult<Vec<NewToken>> {
     let mut created = Vec::new();
-    if store.tokens(None)?.is_empty() {
+    let tokenless = store.tokens(None)?.is_empty();
+    if tokenless && store.holds_resources()? {
+        log::warn!("the store has no tokens; create one with `usersync token create`");
+    } else if tokenless {
         let (account, _) = store.ensure_account(DEFAULT_ACCOUNT)?;
         for kind in [TokenKind::Scim, TokenKind::Admin] {
             let (_, secret) = store.create_token(account.id, kind, "initial", &Actor::engine())?;
@@ -71,7 +85,7 @@ pub fn bootstrap(store: &Store, settings: &Settings) -> StoreResult<Vec<NewToken
             store.register_token(account.id, kind, "environment", secret, &Actor::engine())?;
         }
     }
-    store.durable_blocking();
+    store.durable_blocking()?;
     Ok(created)
 }
 
@@ -93,7 +107,7 @@ pub fn start_with_clock(
     settings: &Settings,
     clock: Arc<dyn Clock>,
 ) -> Result<Running, Box<dyn std::error::Error>> {
-    let store = open_store(&settings.data, settings.durability, clock)?;
+    let store = open_server_store(settings, clock)?;
     let new_tokens = bootstrap(&store, settings)?;
     let listener = TcpListener::bind(&settings.listen)?;
     let addr = listener.local_addr()?;

@@ -10,6 +10,10 @@ use crate::store::StoreError;
 
 pub const SCIM_JSON: &str = "application/scim+json";
 
+/// What a client is told when a write cannot be made durable (507): the store says so once in the log.
+pub const INSUFFICIENT_STORAGE: &str =
+    "the server cannot store the change: its disk is full; the change was not made durably, retry later";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error(transparent)]
@@ -57,7 +61,15 @@ fn store_error(e: &StoreError) -> ScimError {
         StoreError::PreconditionFailed(current) => {
             ScimError::status(412, format!("the resource has changed; its current version is {current}"))
         }
-        StoreError::Locked(_) | StoreError::Storage(_) | StoreError::Corrupt(_) | StoreError::Io(_) => {
+        StoreError::Full(_) => {
+            log::debug!("write refused: {e}");
+            ScimError::status(507, INSUFFICIENT_STORAGE)
+        }
+        StoreError::Locked(_)
+        | StoreError::Storage(_)
+        | StoreError::Corrupt(_)
+        | StoreError::Io(_)
+        | StoreError::Damaged(_) => {
             log::error!("storage failure: {e}");
             ScimError::status(500, "the server could not complete the request; it has been logged")
         }

@@ -208,7 +208,7 @@ pub async fn create(
     let input = normalize(registry.resource(**kind), &body.0)?;
     let (store, acct, actor, kind_) = (state.store.clone(), caller.0.account(), caller.0.actor(), **kind);
     let doc = blocking(move || store.create(acct, registry.resource(kind_), &input, &actor)).await?;
-    state.committed().await;
+    state.committed().await?;
     respond_with(&req, &state, &caller, **kind, doc, &answer, StatusCode::CREATED)
 }
 
@@ -313,7 +313,7 @@ pub async fn replace(
         store.replace(acct, registry.resource(kind_), &id_, &input, expected.as_deref(), &actor)
     })
     .await?;
-    state.committed().await;
+    state.committed().await?;
     respond_with(&req, &state, &caller, **kind, doc, &answer, StatusCode::OK)
 }
 
@@ -335,7 +335,7 @@ pub async fn patch(
         store.patch(acct, registry.resource(kind_), &id_, &ops, expected.as_deref(), &actor)
     })
     .await?;
-    state.committed().await;
+    state.committed().await?;
     if answer.representation {
         respond_with(&req, &state, &caller, **kind, doc, &answer, StatusCode::OK)
     } else {
@@ -366,6 +366,6 @@ pub async fn delete(
     let (store, acct, actor, expected, kind_) =
         (state.store.clone(), caller.0.account(), caller.0.actor(), if_match(&req), **kind);
     blocking(move || store.delete(acct, kind_, &id, expected.as_deref(), &actor)).await?;
-    state.committed().await;
+    state.committed().await?;
     Ok(HttpResponse::NoContent().finish())
 }
