@@ -103,15 +103,27 @@ const CACHE_BYTES: u64 = 64 << 20;
 /// Opens sled at `path` and checks what it recovered; see the module documentation.
 pub(crate) fn open_checked(path: &Path, on_damage: OnDamage) -> StoreResult<(Open, Integrity, Vec<String>)> {
     let watermark = Watermark::read(path);
-    let opened = quietly(|| -> sled::Result<(Open, Scan)> {
-        let db = sled::Config::new().path(path).cache_capacity(CACHE_BYTES).open()?;
-        let tree = (*db).clone();
-        let scan = Scan::of(&tree)?;
-        Ok((Open { db, tree }, scan))
-    });
+    let open_and_scan = || {
+        quietly(|| -> sled::Result<(Open, Scan)> {
+            let db = sled::Config::new().path(path).cache_capacity(CACHE_BYTES).open()?;
+            let tree = (*db).clone();
+            let scan = Scan::of(&tree)?;
+            Ok((Open { db, tree }, scan))
+        })
+    };
+    let mut opened = open_and_scan();
+    if on_damage == OnDamage::AcceptLoss && !matches!(opened, Ok(Ok(_)) | Ok(Err(sled::Error::Io(_)))) {
+        // sled's snapshot only saves reading the whole log; without it sled rebuilds from the log alone.
+        log::warn!("accepting data loss: sled could not open the store; trying again without its snapshot");
+        remove_snapshots(path)?;
+        opened = open_and_scan();
+    }
     let (open, scan) = match opened {
         Ok(Ok(found)) => found,
-        Ok(Err(e)) => return Err(super::locked_or(e, path)),
+        Ok(Err(sled::Error::Io(e))) => return Err(super::locked_or(sled::Error::Io(e), path)),
+        Ok(Err(e)) => {
+            return Err(damaged(path, &[format!("the database could not be read: {}", in_words(&e))]));
+        }
         Err(panic) => {
             return Err(damaged(
                 path,
@@ -154,6 +166,25 @@ pub(crate) fn open_checked(path: &Path, on_damage: OnDamage) -> StoreResult<(Ope
         OnDamage::Refuse => Err(damaged(path, &problems)),
         OnDamage::Inspect => Ok((open, scan.recorded.unwrap_or(scan.found), problems)),
         OnDamage::AcceptLoss => accept_loss(open, scan, watermark, problems),
+    }
+}
+
+fn remove_snapshots(path: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(path)? {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().starts_with("snap.") {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// A sled error without the debugging details its `Display` carries.
+fn in_words(e: &sled::Error) -> String {
+    match e {
+        sled::Error::Corruption { at: Some(at), .. } => format!("sled found corrupted data at {at:?}"),
+        sled::Error::Corruption { at: None, .. } => "sled found corrupted data".into(),
+        other => other.to_string(),
     }
 }
 

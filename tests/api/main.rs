@@ -12,6 +12,7 @@ mod discovery;
 mod entra;
 mod etag;
 mod helpers;
+mod integrity;
 mod isolation;
 mod okta;
 mod onelogin;

@@ -15,7 +15,7 @@ use crate::scim::schema::{Registry, ResourceKind};
 use crate::store::sync::{CustomAttribute, EmailTemplate, ObjectKind, Product, SettingsTemplate, UserGroup};
 use crate::store::{AccountId, Store, TokenKind};
 
-/// `GET /sync`: `{"enabled", "pending", "failures"}`.
+/// `GET /sync`: `{"enabled", "pending", "failures", "store": {"writable", "checksumFailures", "diskBytes"}}`.
 pub async fn get_sync(state: web::Data<AppState>, caller: AdminCaller) -> AdminResult<HttpResponse> {
     Ok(ok(&sync_status(&state.store, caller.0.account())?))
 }
@@ -23,7 +23,7 @@ pub async fn get_sync(state: web::Data<AppState>, caller: AdminCaller) -> AdminR
 fn sync_status(store: &Store, acct: AccountId) -> AdminResult<Value> {
     let config = store.sync_config(acct)?;
     Ok(
-        json!({"enabled": config.enabled, "pending": store.pending_count(acct)?, "failures": store.failures(acct)?.len()}),
+        json!({"enabled": config.enabled, "pending": store.pending_count(acct)?, "failures": store.failures(acct)?.len(), "store": store.health()}),
     )
 }
 

@@ -1,0 +1,346 @@
+//! Store integrity with the real binary: a damaged copy of a stopped store is refused with words (or starts
+//! with every record as written), a full disk is answered 507 and survived without a restart, and deleted
+//! data gives its space back.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use reqwest::blocking::Client;
+use serde_json::{Value, json};
+
+use crate::crash::start_binary;
+use crate::helpers::*;
+
+fn client() -> Client {
+    Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+}
+
+/// What the clients were told is stored: users (id → userName) and groups (id → sorted member ids).
+#[derive(Debug, PartialEq, Default)]
+struct Contents {
+    users: BTreeMap<String, String>,
+    groups: BTreeMap<String, Vec<String>>,
+    /// user id → sorted ids of the groups the user's `groups` attribute names.
+    groups_of: BTreeMap<String, Vec<String>>,
+}
+
+fn post(client: &Client, addr: &str, path: &str, body: &Value) -> Value {
+    let res = client
+        .post(format!("http://{addr}/scim/v2{path}"))
+        .bearer_auth(SCIM_TOKEN)
+        .header("content-type", "application/scim+json")
+        .body(body.to_string())
+        .send()
+        .unwrap();
+    expect_status(res, StatusCode::CREATED)
+}
+
+/// Users, groups with members, a replaced member list and deletions: what a store holds after a while.
+fn populate(client: &Client, addr: &str, users: usize) -> Contents {
+    let mut want = Contents::default();
+    let mut ids = Vec::new();
+    for i in 0..users {
+        let name = format!("user{i}@flip.example");
+        let user =
+            post(client, addr, "/Users", &json!({"userName": name, "displayName": format!("User {i}")}));
+        let id = user["id"].as_str().unwrap().to_string();
+        want.users.insert(id.clone(), name);
+        want.groups_of.insert(id.clone(), Vec::new());
+        ids.push(id);
+    }
+    for g in 0..3 {
+        let members: Vec<String> = ids.iter().skip(g).step_by(g + 2).cloned().collect();
+        let body = json!({"displayName": format!("group {g}"),
+            "members": members.iter().map(|id| json!({"value": id})).collect::<Vec<_>>()});
+        let gid = post(client, addr, "/Groups", &body)["id"].as_str().unwrap().to_string();
+        want.groups.insert(gid, members);
+    }
+    // one group's members replaced, one user deleted
+    let (gid, _) = want.groups.iter().next().map(|(g, m)| (g.clone(), m.clone())).unwrap();
+    let replaced: Vec<String> = ids.iter().rev().take(users / 3).cloned().collect();
+    let body = json!({"displayName": "group replaced",
+        "members": replaced.iter().map(|id| json!({"value": id})).collect::<Vec<_>>()});
+    let res = client
+        .put(format!("http://{addr}/scim/v2/Groups/{gid}"))
+        .bearer_auth(SCIM_TOKEN)
+        .header("content-type", "application/scim+json")
+        .body(body.to_string())
+        .send()
+        .unwrap();
+    expect_status(res, StatusCode::OK);
+    want.groups.insert(gid, replaced);
+    let gone = ids[1].clone();
+    let res =
+        client.delete(format!("http://{addr}/scim/v2/Users/{gone}")).bearer_auth(SCIM_TOKEN).send().unwrap();
+    expect_status(res, StatusCode::NO_CONTENT);
+    want.users.remove(&gone);
+    want.groups_of.remove(&gone);
+    for members in want.groups.values_mut() {
+        members.retain(|m| *m != gone);
+        members.sort();
+    }
+    for (gid, members) in &want.groups {
+        for m in members {
+            want.groups_of.get_mut(m).unwrap().push(gid.clone());
+        }
+    }
+    for groups in want.groups_of.values_mut() {
+        groups.sort();
+    }
+    want
+}
+
+fn get(client: &Client, addr: &str, path: &str) -> Value {
+    let res = client.get(format!("http://{addr}/scim/v2{path}")).bearer_auth(SCIM_TOKEN).send().unwrap();
+    expect_status(res, StatusCode::OK)
+}
+
+/// What the server answers now.
+fn observe(client: &Client, addr: &str) -> Contents {
+    let mut seen = Contents::default();
+    let users = get(client, addr, "/Users?count=1000");
+    for u in users["Resources"].as_array().unwrap() {
+        let id = u["id"].as_str().unwrap().to_string();
+        seen.users.insert(id.clone(), u["userName"].as_str().unwrap_or("").to_string());
+        let mut groups: Vec<String> = u["groups"]
+            .as_array()
+            .map(|g| g.iter().filter_map(|g| g["value"].as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        groups.sort();
+        seen.groups_of.insert(id, groups);
+    }
+    let groups = get(client, addr, "/Groups?count=1000&excludedAttributes=members");
+    for g in groups["Resources"].as_array().unwrap() {
+        let gid = g["id"].as_str().unwrap().to_string();
+        let full = get(client, addr, &format!("/Groups/{gid}"));
+        let mut members: Vec<String> = full["members"]
+            .as_array()
+            .map(|m| m.iter().filter_map(|m| m["value"].as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        members.sort();
+        seen.groups.insert(gid, members);
+    }
+    seen
+}
+
+fn terminate(mut child: Child) {
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "a SIGTERM is a clean stop: {status:?}");
+}
+
+enum Start {
+    Up(Child, String),
+    Refused { code: Option<i32>, stderr: String },
+}
+
+/// Starts the binary on `data` (with or without extra arguments) and waits for it to listen or to exit.
+fn try_start(data: &Path, extra: &[&str]) -> Start {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_usersync"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--durability", "flush", "--data"])
+        .arg(data)
+        .args(extra)
+        .env("USERSYNC_SCIM_TOKEN", SCIM_TOKEN)
+        .env("USERSYNC_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("RUST_LOG", "warn")
+        .env_remove("RUST_BACKTRACE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix("usersync listening on http://") {
+                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
+            }
+        }
+    });
+    let mut stderr = child.stderr.take().unwrap();
+    let started = Instant::now();
+    loop {
+        if let Ok(addr) = rx.try_recv() {
+            std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::stderr()));
+            return Start::Up(child, addr);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut stderr, &mut text).unwrap();
+            return Start::Refused { code: status.code(), stderr: text };
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "the binary neither started nor stopped");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Every file in the store, relative to it.
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            out.extend(files(&entry.path()).into_iter().map(|p| Path::new(&entry.file_name()).join(p)));
+        } else {
+            out.push(PathBuf::from(entry.file_name()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Where the last non-zero byte of a file is: sled extends its log with zeros to a whole segment.
+fn data_end(path: &Path) -> u64 {
+    let bytes = std::fs::read(path).unwrap();
+    bytes.iter().rposition(|&b| b != 0).map_or(0, |p| p as u64 + 1)
+}
+
+/// The message of a refusal names the damage and what to do, in words and without a backtrace.
+#[track_caller]
+fn assert_clear_refusal(code: Option<i32>, stderr: &str, case: &str) {
+    assert_eq!(code, Some(3), "{case}: exit code; stderr: {stderr}");
+    assert!(stderr.contains("is damaged and was not opened"), "{case}: {stderr}");
+    assert!(stderr.contains("What to do: restore the data directory from a backup"), "{case}: {stderr}");
+    assert!(stderr.contains("--accept-data-loss"), "{case}: {stderr}");
+    assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{case}: {stderr}");
+}
+
+/// Offsets to flip in a file of `len` bytes: its first bytes (headers) and `n` spread over the rest.
+fn offsets(len: u64, n: u64) -> Vec<u64> {
+    let mut out: Vec<u64> = (0..n.min(4)).map(|i| i * 3).filter(|&o| o < len).collect();
+    out.extend((0..n).map(|i| (i * len) / n + (i * 7919) % (len / n).max(1)).filter(|&o| o < len));
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+#[test]
+fn damaged_copies_of_a_stopped_store_are_refused_or_start_with_every_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let (child, addr) = start_binary(&store);
+    let client = client();
+    let want = populate(&client, &addr, 120);
+    assert_eq!(observe(&client, &addr), want, "the server answers what was written");
+    terminate(child);
+
+    let files = files(&store);
+    let mut cases = Vec::new();
+    for file in &files {
+        let len = std::fs::metadata(store.join(file)).unwrap().len();
+        let n = if file == Path::new("db") { 60 } else { 6 };
+        cases.extend(offsets(len, n).into_iter().map(|o| (file.clone(), o)));
+    }
+    assert!(cases.len() >= 64, "{} offsets over {files:?}", cases.len());
+    assert!(files.iter().any(|f| f == Path::new("db")) && files.iter().any(|f| f == Path::new("conf")));
+
+    let (mut refused, mut intact) = (0, 0);
+    for (i, (file, offset)) in cases.iter().enumerate() {
+        let copy = dir.path().join(format!("flip{i}"));
+        copy_dir(&store, &copy);
+        let path = copy.join(file);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[*offset as usize] ^= 1 << (i % 8);
+        std::fs::write(&path, bytes).unwrap();
+        let case = format!("byte {offset} of {} flipped", file.display());
+        match try_start(&copy, &[]) {
+            Start::Refused { code, stderr } => {
+                assert_clear_refusal(code, &stderr, &case);
+                refused += 1;
+            }
+            Start::Up(mut child, addr) => {
+                let seen = observe(&client, &addr);
+                child.kill().unwrap();
+                child.wait().unwrap();
+                assert_eq!(seen, want, "{case}: started with other data");
+                intact += 1;
+            }
+        }
+        std::fs::remove_dir_all(&copy).unwrap();
+    }
+    eprintln!("{} flips: {refused} refused, {intact} started with every record intact", cases.len());
+
+    // a truncated log is refused, whatever is cut
+    let len = data_end(&store.join("db"));
+    for keep in [len / 2, len - len / 8, len - 10] {
+        let copy = dir.path().join(format!("cut{keep}"));
+        copy_dir(&store, &copy);
+        std::fs::OpenOptions::new().write(true).open(copy.join("db")).unwrap().set_len(keep).unwrap();
+        match try_start(&copy, &[]) {
+            Start::Refused { code, stderr } => {
+                assert_clear_refusal(code, &stderr, &format!("log cut to {keep}"))
+            }
+            Start::Up(mut child, _) => {
+                child.kill().unwrap();
+                panic!("a log cut to {keep} of {len} bytes was opened");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_refused_store_is_explained_by_verify_and_opened_only_after_accepting_the_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let (child, addr) = start_binary(&store);
+    let client = client();
+    let want = populate(&client, &addr, 30);
+    terminate(child);
+    let verify = |data: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_usersync")).arg("--data").arg(data).arg("verify").output().unwrap()
+    };
+    let copy = dir.path().join("copy");
+    copy_dir(&store, &copy);
+    let sound = verify(&copy);
+    assert!(sound.status.success(), "{}", String::from_utf8_lossy(&sound.stderr));
+    assert!(String::from_utf8_lossy(&sound.stdout).contains("is sound"));
+
+    // the last acknowledged commits are lost (the log cut): refused, not a first start
+    let len = data_end(&store.join("db"));
+    std::fs::OpenOptions::new().write(true).open(store.join("db")).unwrap().set_len(len / 2).unwrap();
+    let Start::Refused { code, stderr } = try_start(&store, &[]) else { panic!("a cut log was opened") };
+    assert_clear_refusal(code, &stderr, "cut log");
+    assert!(stderr.contains("acknowledged"), "{stderr}");
+
+    let report = verify(&store);
+    assert_eq!(report.status.code(), Some(1), "verify fails on a damaged store");
+    let text = String::from_utf8_lossy(&report.stdout);
+    assert!(text.contains("problems:") && text.contains("acknowledged"), "{text}");
+
+    let Start::Up(child, addr) = try_start(&store, &["--accept-data-loss"]) else {
+        panic!("--accept-data-loss opens the store")
+    };
+    let seen = observe(&client, &addr);
+    // what is left is an earlier state: users written then (the deleted one may be back), nothing else
+    assert!(seen.users.len() <= want.users.len() + 1, "nothing appears that was not written");
+    for (id, name) in &seen.users {
+        assert!(
+            want.users.get(id).is_none_or(|n| n == name) && name.ends_with("@flip.example"),
+            "{id} {name}"
+        );
+    }
+    terminate(child);
+    // from now on it starts without the flag
+    let Start::Up(child, addr) = try_start(&store, &[]) else { panic!("the accepted store opens again") };
+    assert_eq!(observe(&client, &addr).users, seen.users);
+    terminate(child);
+}
