@@ -242,12 +242,17 @@ fn damaged_copies_of_a_stopped_store_are_refused_or_start_with_every_record() {
     let want = populate(&client, &addr, 120);
     assert_eq!(observe(&client, &addr), want, "the server answers what was written");
     terminate(child);
+    // started and stopped once more, sled also keeps a snapshot of its page table
+    let (child, addr) = start_binary(&store);
+    assert_eq!(observe(&client, &addr), want, "the server answers what was written after a restart");
+    terminate(child);
 
     let files = files(&store);
+    assert!(files.iter().any(|f| f.to_string_lossy().starts_with("snap.")), "{files:?}");
     let mut cases = Vec::new();
     for file in &files {
         let len = std::fs::metadata(store.join(file)).unwrap().len();
-        let n = if file == Path::new("db") { 60 } else { 6 };
+        let n = if file == Path::new("db") { 64 } else { 6 };
         cases.extend(offsets(len, n).into_iter().map(|o| (file.clone(), o)));
     }
     assert!(cases.len() >= 64, "{} offsets over {files:?}", cases.len());
@@ -269,6 +274,7 @@ fn damaged_copies_of_a_stopped_store_are_refused_or_start_with_every_record() {
             }
             Start::Up(mut child, addr) => {
                 let seen = observe(&client, &addr);
+                eprintln!("{case}: started");
                 child.kill().unwrap();
                 child.wait().unwrap();
                 assert_eq!(seen, want, "{case}: started with other data");
