@@ -173,6 +173,11 @@ impl Durability {
         Ok(())
     }
 
+    /// A write failed for want of space: not writable until a flush succeeds again.
+    pub(crate) fn failed(&self, why: &str) {
+        note_failure(&self.shared, why);
+    }
+
     fn recovered(&self) {
         if self.shared.failing.swap(false, Ordering::SeqCst) {
             log::warn!("the store is writable again");
@@ -238,14 +243,19 @@ fn flush_loop(shared: &Shared) {
                 shared.progress.send_modify(|p| p.flushed = p.flushed.max(target));
             }
             Err(e) => {
-                if !shared.failing.swap(true, Ordering::SeqCst) {
-                    log::error!(
-                        "the store cannot make writes durable ({e}); writes are answered 507 until there is space again"
-                    );
-                }
+                note_failure(shared, &e.to_string());
                 shared.progress.send_modify(|p| p.failed = p.failed.max(target));
             }
         }
+    }
+}
+
+/// Says once, when the state changes, that writes are refused.
+fn note_failure(shared: &Shared, why: &str) {
+    if !shared.failing.swap(true, Ordering::SeqCst) {
+        log::error!(
+            "the store cannot make writes durable ({why}); writes are answered 507 until there is space again"
+        );
     }
 }
 

@@ -279,13 +279,21 @@ impl Store {
     /// Runs `f` as one serialisable transaction over the whole store, committed together with the
     /// transactions of concurrent writers (see [`tx`]).
     pub(crate) fn transact<T>(&self, f: impl Fn(&Tx<'_>) -> TxResult<T>) -> StoreResult<T> {
-        self.inner.committer.run(&self.inner.records, f)
+        self.noting_full_disk(self.inner.committer.run(&self.inner.records, f))
     }
 
     /// Runs `f` with every other writer held off meanwhile: for work that reads much and should not be
     /// retried.
     pub(crate) fn transact_exclusive<T>(&self, f: impl Fn(&Tx<'_>) -> TxResult<T>) -> StoreResult<T> {
-        self.inner.committer.exclusive(&self.inner.records, f)
+        self.noting_full_disk(self.inner.committer.exclusive(&self.inner.records, f))
+    }
+
+    /// A write sled refused for want of space makes the store not writable until it is reopened.
+    fn noting_full_disk<T>(&self, result: StoreResult<T>) -> StoreResult<T> {
+        if let Err(StoreError::Full(why)) = &result {
+            self.inner.durability.failed(why);
+        }
+        result
     }
 
     pub(crate) fn population(&self, acct: AccountId, kind: ResourceKind) -> Arc<Population> {

@@ -142,9 +142,11 @@ enum Start {
 
 /// Starts the binary on `data` (with or without extra arguments) and waits for it to listen or to exit.
 fn try_start(data: &Path, extra: &[&str]) -> Start {
+    let durability: &[&str] = if extra.contains(&"--durability") { &[] } else { &["--durability", "flush"] };
     let mut child = Command::new(env!("CARGO_BIN_EXE_usersync"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--durability", "flush", "--data"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
+        .args(durability)
         .args(extra)
         .env("USERSYNC_SCIM_TOKEN", SCIM_TOKEN)
         .env("USERSYNC_ADMIN_TOKEN", ADMIN_TOKEN)
@@ -349,4 +351,177 @@ fn a_refused_store_is_explained_by_verify_and_opened_only_after_accepting_the_lo
     let Start::Up(child, addr) = try_start(&store, &[]) else { panic!("the accepted store opens again") };
     assert_eq!(observe(&client, &addr).users, seen.users);
     terminate(child);
+}
+
+/// A tmpfs of `mb` megabytes mounted for the test, unmounted when dropped.
+struct SmallDisk {
+    path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    /// `None` (with the reason printed) where mounting is not allowed; in CI that is a failure.
+    fn mount(mb: u32) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("disk");
+        std::fs::create_dir(&path).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mb}m"), "tmpfs"])
+            .arg(&path)
+            .output();
+        match out {
+            Ok(out) if out.status.success() => Some(SmallDisk { path, _dir: dir }),
+            failed => {
+                let why = match failed {
+                    Ok(out) => String::from_utf8_lossy(&out.stderr).into_owned(),
+                    Err(e) => e.to_string(),
+                };
+                assert!(
+                    std::env::var_os("CI").is_none(),
+                    "CI must be able to mount a tmpfs (as root): {why}"
+                );
+                eprintln!("SKIPPED: the disk-full test needs to mount a tmpfs (run as root): {why}");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+/// Fills the disk with a file until only about `leave` bytes are free.
+fn fill(dir: &Path, leave: u64) -> PathBuf {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let chunk = vec![1u8; 64 << 10];
+    let mut written = 0u64;
+    while f.write_all(&chunk).is_ok() {
+        written += chunk.len() as u64;
+    }
+    drop(f);
+    let _ =
+        std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(written.saturating_sub(leave));
+    path
+}
+
+fn create(client: &Client, addr: &str, name: &str) -> reqwest::blocking::Response {
+    client
+        .post(format!("http://{addr}/scim/v2/Users"))
+        .bearer_auth(SCIM_TOKEN)
+        .header("content-type", "application/scim+json")
+        .body(json!({"userName": name, "displayName": "x".repeat(400)}).to_string())
+        .send()
+        .unwrap()
+}
+
+fn store_state(client: &Client, addr: &str) -> Value {
+    let res = client.get(format!("http://{addr}/admin/v1/sync")).bearer_auth(ADMIN_TOKEN).send().unwrap();
+    expect_status(res, StatusCode::OK)["store"].clone()
+}
+
+/// Creates users until one is refused; returns the acknowledged ones and the refusal.
+fn create_until_refused(client: &Client, addr: &str, from: usize, acknowledged: &mut Vec<String>) -> Value {
+    for i in from..from + 100_000 {
+        let name = format!("full{i}@disk.example");
+        let started = Instant::now();
+        let res = create(client, addr, &name);
+        let status = res.status();
+        let elapsed = started.elapsed();
+        if status == StatusCode::CREATED {
+            acknowledged.push(name);
+            continue;
+        }
+        assert_eq!(
+            status,
+            StatusCode::INSUFFICIENT_STORAGE,
+            "a write on a full disk: {}",
+            res.text().unwrap()
+        );
+        assert!(elapsed < Duration::from_secs(5), "the 507 came after {elapsed:?}");
+        assert_eq!(res.headers()["content-type"], "application/scim+json");
+        return res.json().unwrap();
+    }
+    panic!("the disk never filled");
+}
+
+#[test]
+fn a_full_disk_is_answered_507_reads_go_on_and_writes_recover_without_a_restart() {
+    let Some(disk) = SmallDisk::mount(24) else { return };
+    let data = disk.path.join("store");
+    let Start::Up(child, addr) = try_start(&data, &["--durability", "sync"]) else { panic!("starts") };
+    let client = client();
+    let mut acknowledged = Vec::new();
+    assert_eq!(create(&client, &addr, "first@disk.example").status(), StatusCode::CREATED);
+    acknowledged.push("first@disk.example".to_string());
+    assert_eq!(store_state(&client, &addr)["writable"], true);
+    let filler = fill(&disk.path, 1 << 20);
+
+    let refusal = create_until_refused(&client, &addr, 0, &mut acknowledged);
+    assert_eq!(refusal["status"], "507", "{refusal}");
+    assert!(refusal["schemas"][0].as_str().unwrap().ends_with(":Error"), "{refusal}");
+    assert!(refusal["detail"].as_str().unwrap().contains("disk is full"), "{refusal}");
+    // the next writes are refused at once too, reads go on, the state says so
+    let started = Instant::now();
+    assert_eq!(create(&client, &addr, "again@disk.example").status(), StatusCode::INSUFFICIENT_STORAGE);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let users = get(&client, &addr, "/Users?count=1&filter=userName%20eq%20%22first@disk.example%22");
+    assert_eq!(users["totalResults"], 1, "reads are served");
+    assert_eq!(store_state(&client, &addr)["writable"], false);
+    let res = client
+        .put(format!("http://{addr}/admin/v1/sync"))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/json")
+        .body(json!({"enabled": true}).to_string())
+        .send()
+        .unwrap();
+    let body = expect_status(res, StatusCode::INSUFFICIENT_STORAGE);
+    assert_eq!(body["error"], "insufficient_storage", "the admin API's own body: {body}");
+
+    // space again: writes recover without a restart
+    std::fs::remove_file(&filler).unwrap();
+    let started = Instant::now();
+    loop {
+        let res = create(&client, &addr, "recovered@disk.example");
+        if res.status() == StatusCode::CREATED {
+            acknowledged.push("recovered@disk.example".into());
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "writes did not recover: {}", res.status());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(store_state(&client, &addr)["writable"], true);
+
+    // full again, then a stop: prompt, and nothing acknowledged is lost
+    let filler = fill(&disk.path, 1 << 20);
+    create_until_refused(&client, &addr, 100_000, &mut acknowledged);
+    let started = Instant::now();
+    terminate_any(child);
+    assert!(started.elapsed() < Duration::from_secs(10), "the stop took {:?}", started.elapsed());
+    std::fs::remove_file(&filler).unwrap();
+    let Start::Up(child, addr) = try_start(&data, &[]) else {
+        panic!("the store opens after the disk filled")
+    };
+    let users = get(&client, &addr, "/Users?count=100000&attributes=userName");
+    let stored: std::collections::BTreeSet<String> = users["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["userName"].as_str().unwrap().to_string())
+        .collect();
+    for name in &acknowledged {
+        assert!(stored.contains(name), "the acknowledged {name} was lost");
+    }
+    terminate(child);
+}
+
+/// SIGTERM; the exit may report the failed final flush.
+fn terminate_any(mut child: Child) {
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    child.wait().unwrap();
 }
