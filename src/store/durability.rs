@@ -64,9 +64,9 @@ struct Progress {
 
 struct Shared {
     records: Arc<Records>,
-    log_file: Option<File>,
+    /// The log file and the watermark, opened again when the store's directory is replaced (compaction).
+    files: Mutex<Files>,
     blobs: Option<Mutex<BlobSync>>,
-    watermark: Watermark,
     /// The commit the watermark file names.
     marked: AtomicU64,
     requested: AtomicU64,
@@ -76,6 +76,22 @@ struct Shared {
     stop: AtomicBool,
     /// The last flush failed; cleared by the next one that succeeds.
     failing: AtomicBool,
+}
+
+struct Files {
+    log_file: Option<File>,
+    watermark: Watermark,
+}
+
+impl Files {
+    fn open(data_dir: &Path, mode: DurabilityMode, initial: u64) -> std::io::Result<Files> {
+        let log_file = match mode {
+            DurabilityMode::Sync => Some(File::open(data_dir.join("db"))?),
+            _ => None,
+        };
+        let watermark = Watermark::open(data_dir, mode == DurabilityMode::Sync, initial)?;
+        Ok(Files { log_file, watermark })
+    }
 }
 
 /// The group-commit service of one open store.
@@ -92,19 +108,14 @@ impl Durability {
         data_dir: &Path,
         mode: DurabilityMode,
     ) -> std::io::Result<Durability> {
-        let log_file = match mode {
-            DurabilityMode::Sync => Some(File::open(data_dir.join("db"))?),
-            _ => None,
-        };
         let blobs = (mode == DurabilityMode::Sync).then(|| Mutex::new(BlobSync::new(data_dir.join("blobs"))));
         let (progress, _) = watch::channel(Progress::default());
         let marked = Watermark::read(data_dir).ok().flatten().unwrap_or(0);
-        let watermark = Watermark::open(data_dir, mode == DurabilityMode::Sync, records.committed_seq())?;
+        let files = Mutex::new(Files::open(data_dir, mode, records.committed_seq())?);
         let shared = Arc::new(Shared {
             records,
-            log_file,
+            files,
             blobs,
-            watermark,
             marked: AtomicU64::new(marked),
             requested: AtomicU64::new(0),
             wake: Mutex::new(false),
@@ -170,6 +181,19 @@ impl Durability {
     pub(crate) fn retry(&self) -> std::io::Result<()> {
         flush_once(&self.shared)?;
         self.recovered();
+        Ok(())
+    }
+
+    /// Opens the log file and the watermark again after the store's directory was replaced; the blob
+    /// files are all synced again at the next flush.
+    pub(crate) fn reopen_files(&self, data_dir: &Path) -> std::io::Result<()> {
+        let seq = self.shared.records.committed_seq();
+        let files = Files::open(data_dir, self.mode, seq)?;
+        *self.shared.files.lock().unwrap_or_else(|p| p.into_inner()) = files;
+        self.shared.marked.store(seq, Ordering::SeqCst);
+        if let Some(blobs) = &self.shared.blobs {
+            blobs.lock().unwrap_or_else(|p| p.into_inner()).synced.clear();
+        }
         Ok(())
     }
 
@@ -268,14 +292,15 @@ fn flush_once(shared: &Shared) -> std::io::Result<()> {
         other => std::io::Error::other(other),
     })?;
     drop(open);
-    if let Some(file) = &shared.log_file {
+    let files = shared.files.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(file) = &files.log_file {
         file.sync_data()?;
     }
     if let Some(blobs) = &shared.blobs {
         blobs.lock().map_err(|_| std::io::Error::other("blob sync state poisoned"))?.sync_new()?;
     }
     if shared.marked.load(Ordering::SeqCst) < seq {
-        shared.watermark.write(seq)?;
+        files.watermark.write(seq)?;
         shared.marked.store(seq, Ordering::SeqCst);
     }
     Ok(())

@@ -13,6 +13,8 @@ use serde_json::{Value, json};
 use super::integrity::{OnDamage, open_checked};
 use super::{Inner, Store, StoreError, StoreResult};
 
+/// How often the store checks whether it has grown enough to be rewritten (see [`super::compact`]).
+const COMPACT_CHECK_EVERY: u32 = 60;
 /// How often a store that cannot write looks for space again.
 const RETRY_EVERY: Duration = Duration::from_millis(500);
 /// Free space a reopened store needs before it is worth trying: a few of sled's 512 KiB segments.
@@ -31,12 +33,18 @@ impl Store {
         self.inner.records.checksum_failures()
     }
 
-    /// `{"writable", "checksumFailures", "diskBytes"}` for `GET /admin/v1/sync`.
+    /// The size of the records themselves (keys and stored values).
+    pub fn live_bytes(&self) -> u64 {
+        self.inner.records.state().bytes
+    }
+
+    /// `{"writable", "checksumFailures", "diskBytes", "liveBytes"}` for `GET /admin/v1/sync`.
     pub fn health(&self) -> Value {
         json!({
             "writable": self.writable(),
             "checksumFailures": self.checksum_failures(),
             "diskBytes": disk_bytes(self.data_dir()),
+            "liveBytes": self.live_bytes(),
         })
     }
 
@@ -117,6 +125,7 @@ pub(super) fn watch(store: &Store) {
     let weak: Weak<Inner> = Arc::downgrade(&store.inner);
     let spawned = thread::Builder::new().name("usersync-health".into()).spawn(move || {
         let mut told = false;
+        let mut ticks = 0u32;
         loop {
             thread::sleep(RETRY_EVERY);
             let Some(inner) = weak.upgrade() else { return };
@@ -125,6 +134,12 @@ pub(super) fn watch(store: &Store) {
             }
             if inner.durability.writable() {
                 told = false;
+                ticks += 1;
+                if ticks.is_multiple_of(COMPACT_CHECK_EVERY)
+                    && let Err(e) = (Store { inner }).maybe_compact()
+                {
+                    log::error!("compacting the store failed: {e}");
+                }
                 continue;
             }
             match (Store { inner }).recover() {

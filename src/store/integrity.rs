@@ -100,6 +100,17 @@ fn decode(bytes: &[u8]) -> Option<u64> {
 /// users (lookups, pages and creates alike), at 100 MB less memory.
 const CACHE_BYTES: u64 = 64 << 20;
 
+/// Opens sled at `path` without checking it (a copy just written).
+pub(crate) fn open_sled(path: &Path) -> StoreResult<Open> {
+    let db = sled::Config::new()
+        .path(path)
+        .cache_capacity(CACHE_BYTES)
+        .open()
+        .map_err(|e| super::locked_or(e, path))?;
+    let tree = (*db).clone();
+    Ok(Open { db, tree })
+}
+
 /// Opens sled at `path` and checks what it recovered; see the module documentation.
 pub(crate) fn open_checked(path: &Path, on_damage: OnDamage) -> StoreResult<(Open, Integrity, Vec<String>)> {
     let watermark = Watermark::read(path);

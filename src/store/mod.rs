@@ -171,6 +171,8 @@ struct Inner {
     /// Found once per reorder for `GET /sync` (see `count_owed_by_reorder`).
     reorder_owed: Mutex<sync::queue::ReorderOwed>,
     data_dir: PathBuf,
+    /// Bytes on disk and bytes of records right after the last compaction (see [`compact`]).
+    compacted: Mutex<Option<(u64, u64)>>,
 }
 
 const GROUP_LOCK_STRIPES: usize = 64;
@@ -183,6 +185,7 @@ impl Store {
 
     /// Opens the store, doing `on_damage` with a damaged one; also returns what was found wrong.
     pub fn open_with(options: StoreOptions, on_damage: OnDamage) -> StoreResult<(Store, Vec<String>)> {
+        compact::finish_interrupted(&options.path)?;
         std::fs::create_dir_all(&options.path)?;
         let (open, state, problems) = integrity::open_checked(&options.path, on_damage)?;
         let records = Arc::new(records::Records::new(open, state));
@@ -201,6 +204,7 @@ impl Store {
                 registries: RwLock::new(HashMap::new()),
                 reorder_owed: Mutex::default(),
                 data_dir: options.path,
+                compacted: Mutex::new(None),
             }),
         };
         store.count_resources()?;

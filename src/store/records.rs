@@ -17,32 +17,35 @@ pub(crate) const FIRST_KEY: &[u8] = b"\x01";
 /// Bytes of checksum after every stored value.
 const TRAILER: usize = 4;
 const META_MAGIC: &[u8; 4] = b"USI1";
-const META_LEN: usize = 4 + 8 + 8 + 8 + 4;
+const META_LEN: usize = 4 + 8 * 4 + 4;
 
-/// What the integrity record says: the number of the last commit, how many records there are and the
-/// sum of their digests.
+/// What the integrity record says: the number of the last commit, how many records there are, the sum
+/// of their digests and their size (keys and stored values).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Integrity {
     pub seq: u64,
     pub count: u64,
     pub digest: u64,
+    pub bytes: u64,
 }
 
 impl Integrity {
     pub(crate) fn add_sealed(&mut self, key: &[u8], sealed: &[u8]) {
         self.count = self.count.wrapping_add(1);
         self.digest = self.digest.wrapping_add(term(key, sealed));
+        self.bytes = self.bytes.wrapping_add((key.len() + sealed.len()) as u64);
     }
 
     pub(crate) fn remove_sealed(&mut self, key: &[u8], sealed: &[u8]) {
         self.count = self.count.wrapping_sub(1);
         self.digest = self.digest.wrapping_sub(term(key, sealed));
+        self.bytes = self.bytes.wrapping_sub((key.len() + sealed.len()) as u64);
     }
 
     pub(crate) fn encoded(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(META_LEN);
         out.extend_from_slice(META_MAGIC);
-        for n in [self.seq, self.count, self.digest] {
+        for n in [self.seq, self.count, self.digest, self.bytes] {
             out.extend_from_slice(&n.to_le_bytes());
         }
         let crc = crc32fast::hash(&out);
@@ -59,7 +62,7 @@ impl Integrity {
             return None;
         }
         let n = |i: usize| u64::from_le_bytes(body[4 + 8 * i..12 + 8 * i].try_into().unwrap_or_default());
-        Some(Integrity { seq: n(0), count: n(1), digest: n(2) })
+        Some(Integrity { seq: n(0), count: n(1), digest: n(2), bytes: n(3) })
     }
 }
 
@@ -153,6 +156,8 @@ pub(crate) struct Records {
     committed: AtomicU64,
     /// Reads that found a record failing its checksum since start.
     checksum_failures: Arc<AtomicU64>,
+    /// While a compaction copies the store: the copy, which receives every commit too.
+    shadow: Mutex<Option<sled::Tree>>,
 }
 
 impl Records {
@@ -162,6 +167,7 @@ impl Records {
             committed: AtomicU64::new(state.seq),
             state: Mutex::new(state),
             checksum_failures: Arc::default(),
+            shadow: Mutex::new(None),
         }
     }
 
@@ -187,6 +193,40 @@ impl Records {
         self.committed.store(state.seq, Ordering::SeqCst);
         *current = Some(open);
         Ok(())
+    }
+
+    /// The integrity record as of the last commit.
+    pub(crate) fn state(&self) -> Integrity {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends every commit to `copy` too from now on (`None`: no more).
+    pub(crate) fn set_shadow(&self, copy: Option<sled::Tree>) {
+        *self.shadow.lock().unwrap_or_else(|p| p.into_inner()) = copy;
+    }
+
+    /// Copies up to `limit` stored entries (integrity record included, checksums as stored) from `from`
+    /// on into `copy`; returns the key to go on from, `None` at the end. Called with the committer held.
+    pub(crate) fn copy_chunk(
+        &self,
+        copy: &sled::Tree,
+        from: &[u8],
+        limit: usize,
+    ) -> sled::Result<Option<Vec<u8>>> {
+        let tree = self.tree()?;
+        let mut batch = sled::Batch::default();
+        let mut last = None;
+        for item in tree.range(from..).take(limit) {
+            let (k, v) = item?;
+            batch.insert(k.clone(), v);
+            last = Some(k);
+        }
+        copy.apply_batch(batch)?;
+        Ok(last.map(|k| {
+            let mut next = k.to_vec();
+            next.push(0);
+            next
+        }))
     }
 
     /// The number of the last commit.
@@ -268,6 +308,10 @@ impl Records {
         }
         next.seq += 1;
         batch.insert(META_KEY, next.encoded());
+        let shadow = self.shadow.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(copy) = shadow.as_ref() {
+            copy.apply_batch(batch.clone())?;
+        }
         tree.apply_batch(batch)?;
         *state = next;
         self.committed.store(next.seq, Ordering::SeqCst);

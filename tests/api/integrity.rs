@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -524,4 +524,92 @@ fn terminate_any(mut child: Child) {
     let pid = child.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     child.wait().unwrap();
+}
+
+/// Rounds of the churn test, and its sizes: scaled down from the issue's 50 rounds of a 20,000-member
+/// group and 5,000 users so that a debug build runs it in well under a minute.
+const CHURN_ROUNDS: usize = 10;
+const CHURN_GROUP: usize = 5_000;
+const CHURN_USERS: usize = 1_500;
+
+#[test]
+fn under_steady_churn_the_store_stays_a_small_multiple_of_its_live_data() {
+    use usersync::clock::SystemClock;
+    use usersync::scim::resource::normalize;
+    use usersync::scim::schema::ResourceKind;
+    use usersync::store::health::disk_bytes;
+    use usersync::store::{Actor, DurabilityMode, Store, StoreOptions};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("store");
+    let options = StoreOptions {
+        path: data.clone(),
+        durability: DurabilityMode::Relaxed,
+        clock: Arc::new(SystemClock),
+    };
+    let store = Store::open(options).unwrap();
+    let (account, _) = store.ensure_account("default").unwrap();
+    let acct = account.id;
+    let registry = store.registry(acct);
+    let users = registry.resource(ResourceKind::User);
+    let groups = registry.resource(ResourceKind::Group);
+    let actor = Actor("scim:churn".into());
+    let create = |name: String| {
+        let input = normalize(users, &json!({"userName": name})).unwrap();
+        store.create_user(acct, users, &input, &actor).unwrap()["id"].as_str().unwrap().to_string()
+    };
+    // two pools of members: each round the group's whole member list is replaced by the other pool
+    let pools: Vec<Vec<String>> = (0..2)
+        .map(|p| (0..CHURN_GROUP).map(|i| create(format!("pool{p}-{i}@churn.example"))).collect())
+        .collect();
+    let group_body = |pool: &[String]| json!({"displayName": "churned", "members": pool.iter().map(|id| json!({"value": id})).collect::<Vec<_>>()});
+    let (group, _) = store
+        .create_group(acct, groups, &normalize(groups, &group_body(&pools[1])).unwrap(), &actor)
+        .unwrap();
+    let gid = group["id"].as_str().unwrap().to_string();
+
+    let started = Instant::now();
+    let mut sizes = Vec::new();
+    let mut compactions = 0;
+    for round in 0..CHURN_ROUNDS {
+        let input = normalize(groups, &group_body(&pools[round % 2])).unwrap();
+        store.replace_group(acct, groups, &gid, &input, None, &actor).unwrap();
+        let ids: Vec<String> =
+            (0..CHURN_USERS).map(|i| create(format!("r{round}-{i}@churn.example"))).collect();
+        for id in &ids {
+            store.delete_user(acct, id, None, &actor).unwrap();
+        }
+        // what the store's background thread does every 30 s
+        compactions += usize::from(store.maybe_compact().unwrap().is_some());
+        sizes.push((disk_bytes(&data), store.live_bytes()));
+    }
+    assert_eq!(store.members(acct, &gid).unwrap().len(), CHURN_GROUP, "the group kept its members");
+    assert_eq!(store.verify().unwrap(), Vec::<String>::new(), "the store is consistent after compactions");
+    let first = sizes[0].0;
+    let last = sizes.last().unwrap().0;
+    let peak = sizes.iter().map(|s| s.0).max().unwrap();
+    eprintln!(
+        "churn: {CHURN_ROUNDS} rounds in {:?}, {compactions} compactions; bytes on disk after round 1 {first}, \
+         peak {peak}, last {last}; (disk, live) {sizes:?}",
+        started.elapsed()
+    );
+    // the history grows with every round (it is live data), so the bound is against what a rewrite of
+    // the final data leaves, which is at least what it would have left at any earlier round
+    let compacted = store.compact().unwrap().after;
+    eprintln!("churn: compacted at the end: {compacted} bytes, live {}", store.live_bytes());
+    assert!(compactions > 0, "the store was never rewritten");
+    assert!(peak < 3 * compacted, "the data directory grew to {peak} bytes, 3x {compacted} compacted");
+    assert!(peak < 3 * first, "the data directory grew to {peak} bytes, 3x {first} after the first round");
+    store.shutdown();
+    drop(store);
+
+    // what was compacted opens with every record and the start-up check passes
+    let options = StoreOptions {
+        path: data.clone(),
+        durability: DurabilityMode::Relaxed,
+        clock: Arc::new(SystemClock),
+    };
+    let store = Store::open(options).unwrap();
+    assert_eq!(store.members(acct, &gid).unwrap().len(), CHURN_GROUP);
+    assert_eq!(store.count(acct, ResourceKind::User), 2 * CHURN_GROUP);
 }
