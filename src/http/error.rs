@@ -96,3 +96,20 @@ pub fn scim_error_response(e: &ScimError) -> HttpResponse {
     }
     res.body(e.to_body().to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_that_cannot_be_made_durable_is_507_without_storage_details() {
+        let e = ApiError::Store(StoreError::Full("No space left on device (os error 28)".into()));
+        assert_eq!(e.status_code(), StatusCode::INSUFFICIENT_STORAGE);
+        let body = e.to_scim().to_body();
+        assert_eq!(body["status"], "507");
+        assert!(!body.to_string().contains("os error"), "{body}");
+        let damaged = ApiError::Store(StoreError::Damaged("the record U failed its checksum".into()));
+        assert_eq!(damaged.status_code(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!damaged.to_scim().to_body().to_string().contains("checksum"));
+    }
+}

@@ -156,3 +156,45 @@ pub(super) fn watch(store: &Store) {
         log::error!("could not start the store's health thread: {e}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::scim::resource::normalize;
+    use crate::scim::schema::ResourceKind;
+    use crate::store::resources::USERS;
+    use crate::store::testing::temp_store;
+    use crate::store::{Actor, StoreError};
+
+    #[test]
+    fn a_record_failing_its_checksum_is_an_error_and_counted() {
+        let (store, _dir) = temp_store();
+        let (account, _) = store.ensure_account("acme").unwrap();
+        let registry = store.registry(account.id);
+        let schema = registry.resource(ResourceKind::User);
+        let input = normalize(schema, &json!({"userName": "flip@example.com"})).unwrap();
+        let id = store.create_user(account.id, schema, &input, &Actor::engine()).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let key = USERS.record_key(account.id, &id);
+        let tree = store.inner.records.current().unwrap().tree;
+        let mut stored = tree.get(&key).unwrap().unwrap().to_vec();
+        stored[3] ^= 0x20;
+        tree.insert(&key, stored).unwrap();
+        assert!(store.user(account.id, &id).is_err(), "never the changed record");
+        assert_eq!(store.health()["checksumFailures"], 1);
+        assert_eq!(store.health()["writable"], true);
+    }
+
+    #[test]
+    fn a_full_disk_is_its_own_error() {
+        let enospc = std::io::Error::from_raw_os_error(28);
+        assert!(matches!(StoreError::from(enospc), StoreError::Full(_)));
+        // sled hands out copies of its sticky error: same kind, the original's text
+        let copy = std::io::Error::new(std::io::ErrorKind::StorageFull, "Os { code: 28 }");
+        assert!(matches!(StoreError::from(sled::Error::Io(copy)), StoreError::Full(_)));
+        assert!(matches!(StoreError::from(std::io::Error::other("x")), StoreError::Io(_)));
+    }
+}
