@@ -5,11 +5,11 @@
 //! runs (the copy is made in chunks, each holding writers off for a moment, and receives every commit
 //! meanwhile; writers and readers wait only while the new directory is put in place).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::health::disk_bytes;
-use super::integrity::{OnDamage, WATERMARK_FILE, open_checked, open_sled, write_watermark};
+use super::integrity::{OnDamage, open_checked, open_sled, write_watermark};
 use super::records::Open;
 use super::{Store, StoreError, StoreResult};
 
@@ -33,43 +33,35 @@ pub struct Compacted {
 
 /// Compacts the store in `dir`, which no server may hold. The store must pass its start-up check.
 pub fn compact(dir: &Path) -> StoreResult<Compacted> {
+    finish_interrupted(dir)?;
     let before = disk_bytes(dir);
     let (old, state, _) = open_checked(dir, OnDamage::Refuse)?;
-    let fresh = sibling(dir, "compacting");
+    let fresh = dir.join(COPY_DIR);
     if fresh.exists() {
         std::fs::remove_dir_all(&fresh)?;
     }
-    {
-        let db = sled::Config::new().path(&fresh).open()?;
+    let copy = open_sled(&fresh)?;
+    let mut from = Vec::new();
+    loop {
         let mut batch = sled::Batch::default();
-        let mut pending = 0usize;
-        for item in old.tree.iter() {
+        let mut last = None;
+        for item in old.tree.range(from.as_slice()..).take(CHUNK) {
             let (k, v) = item?;
-            batch.insert(k, v);
-            pending += 1;
-            if pending == 10_000 {
-                db.apply_batch(std::mem::take(&mut batch))?;
-                pending = 0;
-            }
+            batch.insert(k.clone(), v);
+            last = Some(k);
         }
-        db.apply_batch(batch)?;
-        carry_ids(&old.db, &db)?;
-        db.flush()?;
+        copy.tree.apply_batch(batch)?;
+        let Some(last) = last else { break };
+        from = last.to_vec();
+        from.push(0);
     }
+    carry_ids(&old.db, &copy.db)?;
+    copy.db.flush()?;
+    drop(copy);
+    old.db.flush()?;
     drop(old);
     write_watermark(&fresh, state.seq)?;
-    let retired = sibling(dir, "before-compact");
-    std::fs::rename(dir, &retired)?;
-    std::fs::rename(&fresh, dir).map_err(|e| {
-        StoreError::Io(std::io::Error::other(format!(
-            "{e}; the old store is in {} and the compacted one in {}: rename one of them to {}",
-            retired.display(),
-            fresh.display(),
-            dir.display()
-        )))
-    })?;
-    std::fs::remove_dir_all(&retired)?;
-    debug_assert!(dir.join(WATERMARK_FILE).exists());
+    swap_files(dir)?;
     Ok(Compacted { before, after: disk_bytes(dir), records: state.count })
 }
 
@@ -99,7 +91,7 @@ impl Store {
     pub fn compact(&self) -> StoreResult<Compacted> {
         let dir = self.data_dir().to_path_buf();
         let before = disk_bytes(&dir);
-        let fresh = sibling(&dir, "compacting");
+        let fresh = dir.join(COPY_DIR);
         if fresh.exists() {
             std::fs::remove_dir_all(&fresh)?;
         }
@@ -112,11 +104,7 @@ impl Store {
             let _ = std::fs::remove_dir_all(&fresh);
             return Err(e);
         }
-        let retired = sibling(&dir, "before-compact");
-        let records = inner.committer.alone(|| self.swap_in(copy, &fresh, &retired))?;
-        if let Err(e) = std::fs::remove_dir_all(&retired) {
-            log::warn!("could not remove the store's old directory {}: {e}", retired.display());
-        }
+        let records = inner.committer.alone(|| self.swap_in(copy, &fresh))?;
         let done = Compacted { before, after: disk_bytes(&dir), records };
         *inner.compacted.lock().unwrap_or_else(|p| p.into_inner()) =
             Some((done.after, inner.records.state().bytes));
@@ -136,26 +124,41 @@ impl Store {
     }
 
     /// With the committer held: the complete copy takes the place of the store's directory.
-    fn swap_in(&self, copy: Open, fresh: &Path, retired: &Path) -> StoreResult<u64> {
+    fn swap_in(&self, copy: Open, fresh: &Path) -> StoreResult<u64> {
         let inner = &self.inner;
         let dir = inner.data_dir.clone();
+        let complete = inner.records.shadow_complete();
         inner.records.set_shadow(None);
+        if !complete {
+            return Err(StoreError::Io(std::io::Error::other(
+                "the copy missed a commit; compaction abandoned",
+            )));
+        }
         let state = inner.records.state();
         carry_ids(&inner.records.current()?.db, &copy.db)?;
         copy.db.flush()?;
         drop(copy);
         write_watermark(fresh, state.seq)?;
+        let mut not_begun = None;
         inner.records.reopen(|old| -> StoreResult<_> {
             if let Some(old) = old {
                 old.db.flush()?;
             }
-            std::fs::rename(&dir, retired)?;
-            if let Err(e) = std::fs::rename(fresh, &dir) {
-                std::fs::rename(retired, &dir)?;
-                log::error!("compaction: could not put the copy in place ({e}); the store stays as it was");
+            if let Err(e) = swap_files(&dir) {
+                if dir.join(COPY_DIR).join(COMPLETE).exists() {
+                    // half way: only going on can leave a whole store (the next start tries again)
+                    log::error!("compaction: putting the copy in place failed ({e}); finishing it");
+                    finish_interrupted(&dir)?;
+                } else {
+                    not_begun = Some(e);
+                }
             }
             Ok((open_waiting(&dir)?, state))
         })?;
+        if let Some(e) = not_begun {
+            let _ = std::fs::remove_dir_all(dir.join(COPY_DIR));
+            return Err(StoreError::Io(std::io::Error::other(format!("compaction abandoned: {e}"))));
+        }
         inner.durability.reopen_files(&dir)?;
         Ok(state.count)
     }
@@ -173,24 +176,124 @@ fn open_waiting(dir: &Path) -> StoreResult<Open> {
     }
 }
 
-/// Leftovers of a compaction that stopped half way (a crash): the old directory is still in place unless
-/// it was renamed away, and then the complete copy is the store.
-pub(crate) fn finish_interrupted(dir: &Path) -> std::io::Result<()> {
-    let fresh = sibling(dir, "compacting");
-    let retired = sibling(dir, "before-compact");
-    if !dir.exists() && fresh.join(WATERMARK_FILE).exists() {
-        log::warn!("finishing a compaction that was interrupted: {} becomes the store", fresh.display());
-        std::fs::rename(&fresh, dir)?;
+/// The copy is made here, inside the data directory, so that it is on the same filesystem (the data
+/// directory may be a mount point, which cannot be renamed); sled ignores directories it did not make.
+const COPY_DIR: &str = "compacting";
+/// The old files are moved here before the copy's files take their place.
+const OLD_DIR: &str = "before-compact";
+/// In the copy: it is complete (written after its last commit and its watermark).
+const COMPLETE: &str = ".complete";
+/// In the copy: the old files are all in [`OLD_DIR`]; what is left to do is moving the copy's files up.
+const MOVED_OUT: &str = ".old-moved-out";
+
+/// Puts the complete copy's files in place of the store's own. Each step is a rename within one
+/// filesystem, and a crash between steps is finished by [`finish_interrupted`] at the next start.
+fn swap_files(dir: &Path) -> std::io::Result<()> {
+    let fresh = dir.join(COPY_DIR);
+    let old = dir.join(OLD_DIR);
+    std::fs::File::create(fresh.join(COMPLETE))?.sync_all()?;
+    if !fresh.join(MOVED_OUT).exists() {
+        std::fs::create_dir_all(&old)?;
+        for name in sled_files(dir)? {
+            std::fs::rename(dir.join(&name), old.join(&name))?;
+        }
+        std::fs::File::create(fresh.join(MOVED_OUT))?.sync_all()?;
     }
-    for leftover in [fresh, retired] {
-        if leftover.exists() && dir.join("db").exists() {
+    for name in sled_files(&fresh)? {
+        std::fs::rename(fresh.join(&name), dir.join(&name))?;
+    }
+    std::fs::File::open(dir)?.sync_all()?;
+    std::fs::remove_dir_all(&fresh)?;
+    std::fs::remove_dir_all(&old)
+}
+
+/// sled's files and the watermark in `dir` (not the compaction's directories nor its markers).
+fn sled_files(dir: &Path) -> std::io::Result<Vec<std::ffi::OsString>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let text = name.to_string_lossy();
+        if text != COPY_DIR && text != OLD_DIR && !text.starts_with('.') {
+            out.push(name);
+        }
+    }
+    Ok(out)
+}
+
+/// Leftovers of a compaction that stopped half way (a crash): a complete copy is put in place, an
+/// incomplete one removed.
+pub(crate) fn finish_interrupted(dir: &Path) -> std::io::Result<()> {
+    let fresh = dir.join(COPY_DIR);
+    if fresh.join(COMPLETE).exists() {
+        log::warn!("finishing a compaction that was interrupted: its copy becomes the store");
+        return swap_files(dir);
+    }
+    for leftover in [fresh, dir.join(OLD_DIR)] {
+        if leftover.exists() {
             std::fs::remove_dir_all(&leftover)?;
         }
     }
     Ok(())
 }
 
-fn sibling(dir: &Path, suffix: &str) -> PathBuf {
-    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "store".into());
-    dir.with_file_name(format!("{name}.{suffix}"))
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use serde_json::json;
+
+    use crate::scim::resource::normalize;
+    use crate::scim::schema::ResourceKind;
+    use crate::store::testing::temp_store;
+    use crate::store::{Actor, DurabilityMode, Store, StoreOptions};
+
+    #[test]
+    fn writes_during_a_compaction_are_all_kept() {
+        let (store, dir) = temp_store();
+        let (account, _) = store.ensure_account("acme").unwrap();
+        let registry = store.registry(account.id);
+        let schema = registry.resource(ResourceKind::User);
+        let create = |name: String| {
+            let input = normalize(schema, &json!({"userName": name})).unwrap();
+            store.create_user(account.id, schema, &input, &Actor::engine()).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        let mut ids: Vec<String> = (0..3_000).map(|i| create(format!("before{i}@example.com"))).collect();
+        for id in ids.drain(..1_000) {
+            store.delete_user(account.id, &id, None, &Actor::engine()).unwrap();
+        }
+        let done = AtomicBool::new(false);
+        let written = std::thread::scope(|s| {
+            let writer = s.spawn(|| {
+                let mut written = Vec::new();
+                let mut i = 0;
+                while !done.load(Ordering::SeqCst) || written.len() < 200 {
+                    written.push(create(format!("during{i}@example.com")));
+                    i += 1;
+                }
+                written
+            });
+            for _ in 0..2 {
+                let compacted = store.compact().unwrap();
+                assert!(compacted.after > 0);
+            }
+            done.store(true, Ordering::SeqCst);
+            writer.join().unwrap()
+        });
+        ids.extend(written);
+        for id in &ids {
+            assert!(store.user(account.id, id).unwrap().is_some(), "{id} was kept");
+        }
+        assert_eq!(store.count(account.id, ResourceKind::User), ids.len());
+        assert_eq!(store.verify().unwrap(), Vec::<String>::new());
+        store.shutdown();
+        drop(store);
+        let clock = std::sync::Arc::new(crate::clock::SystemClock);
+        let options =
+            StoreOptions { path: dir.path().to_path_buf(), durability: DurabilityMode::Flush, clock };
+        let reopened = Store::open(options).expect("the compacted store passes the start-up check");
+        assert_eq!(reopened.count(account.id, ResourceKind::User), ids.len());
+    }
 }

@@ -158,6 +158,8 @@ pub(crate) struct Records {
     checksum_failures: Arc<AtomicU64>,
     /// While a compaction copies the store: the copy, which receives every commit too.
     shadow: Mutex<Option<sled::Tree>>,
+    /// A commit could not be written to the copy: the compaction must not use it.
+    shadow_failed: std::sync::atomic::AtomicBool,
 }
 
 impl Records {
@@ -168,6 +170,7 @@ impl Records {
             state: Mutex::new(state),
             checksum_failures: Arc::default(),
             shadow: Mutex::new(None),
+            shadow_failed: Default::default(),
         }
     }
 
@@ -202,7 +205,13 @@ impl Records {
 
     /// Sends every commit to `copy` too from now on (`None`: no more).
     pub(crate) fn set_shadow(&self, copy: Option<sled::Tree>) {
+        self.shadow_failed.store(false, Ordering::SeqCst);
         *self.shadow.lock().unwrap_or_else(|p| p.into_inner()) = copy;
+    }
+
+    /// Whether every commit since [`set_shadow`](Self::set_shadow) reached the copy.
+    pub(crate) fn shadow_complete(&self) -> bool {
+        !self.shadow_failed.load(Ordering::SeqCst)
     }
 
     /// Copies up to `limit` stored entries (integrity record included, checksums as stored) from `from`
@@ -309,10 +318,14 @@ impl Records {
         next.seq += 1;
         batch.insert(META_KEY, next.encoded());
         let shadow = self.shadow.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(copy) = shadow.as_ref() {
-            copy.apply_batch(batch.clone())?;
-        }
+        let copy = shadow.as_ref().map(|copy| (copy, batch.clone()));
         tree.apply_batch(batch)?;
+        if let Some((copy, batch)) = copy
+            && let Err(e) = copy.apply_batch(batch)
+        {
+            log::error!("compaction: the copy missed a commit ({e}); it will be discarded");
+            self.shadow_failed.store(true, Ordering::SeqCst);
+        }
         *state = next;
         self.committed.store(next.seq, Ordering::SeqCst);
         Ok(())

@@ -529,8 +529,8 @@ fn terminate_any(mut child: Child) {
 /// Rounds of the churn test, and its sizes: scaled down from the 50 rounds of a 20,000-member
 /// group and 5,000 users so that a debug build runs it in well under a minute.
 const CHURN_ROUNDS: usize = 10;
-const CHURN_GROUP: usize = 5_000;
-const CHURN_USERS: usize = 1_500;
+const CHURN_GROUP: usize = 4_000;
+const CHURN_USERS: usize = 1_000;
 
 #[test]
 fn under_steady_churn_the_store_stays_a_small_multiple_of_its_live_data() {
@@ -612,4 +612,36 @@ fn under_steady_churn_the_store_stays_a_small_multiple_of_its_live_data() {
     let store = Store::open(options).unwrap();
     assert_eq!(store.members(acct, &gid).unwrap().len(), CHURN_GROUP);
     assert_eq!(store.count(acct, ResourceKind::User), 2 * CHURN_GROUP);
+}
+
+#[test]
+fn compact_rewrites_a_stopped_store_with_every_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let (child, addr) = start_binary(&store);
+    let client = client();
+    let want = populate(&client, &addr, 40);
+    terminate(child);
+    let out = Command::new(env!("CARGO_BIN_EXE_usersync"))
+        .arg("--data")
+        .arg(&store)
+        .arg("compact")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("compacted the store"),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        files(&store)
+            .iter()
+            .filter(|f| f.starts_with("compacting") || f.starts_with("before-compact"))
+            .count(),
+        0
+    );
+    let Start::Up(child, addr) = try_start(&store, &[]) else { panic!("the compacted store opens") };
+    assert_eq!(observe(&client, &addr), want);
+    terminate(child);
 }
