@@ -324,6 +324,31 @@ mod tests {
     }
 
     #[test]
+    fn a_store_from_before_checksums_is_sealed_once_and_then_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(dir.path()).unwrap();
+            db.insert(b"Ua", &b"{}"[..]).unwrap();
+            db.insert(b"Ub", &b""[..]).unwrap();
+            db.flush().unwrap();
+        }
+        let (open, state, problems) = open_checked(dir.path(), OnDamage::Refuse).unwrap();
+        assert!(problems.is_empty());
+        assert_eq!((state.seq, state.count), (1, 2));
+        let records = super::super::records::Records::new(open, state);
+        assert_eq!(records.get(b"Ua").unwrap().as_deref(), Some(&b"{}"[..]));
+        drop(records);
+        // from now on the watermark exists, and the integrity record must hold
+        Watermark::open(dir.path(), false, 1).unwrap();
+        let (open, _, _) = open_checked(dir.path(), OnDamage::Refuse).unwrap();
+        open.tree.remove(META_KEY).unwrap();
+        open.db.flush().unwrap();
+        drop(open);
+        let refused = open_checked(dir.path(), OnDamage::Refuse).err().unwrap();
+        assert!(refused.to_string().contains("the integrity record is missing"), "{refused}");
+    }
+
+    #[test]
     fn a_panic_becomes_its_message() {
         assert_eq!(quietly(|| 7), Ok(7));
         let r: Result<(), String> = quietly(|| panic!("tried to serialize Uninitialized"));
