@@ -15,7 +15,7 @@ use crate::scim::schema::{Registry, ResourceKind};
 use crate::store::sync::{CustomAttribute, EmailTemplate, ObjectKind, Product, SettingsTemplate, UserGroup};
 use crate::store::{AccountId, Store, TokenKind};
 
-/// `GET /sync`: `{"enabled", "pending", "failures", "store": {"writable", "checksumFailures", "diskBytes"}}`.
+/// `GET /sync`: `{"enabled", "pending", "failures", "store"}` (see [`Store::health`]).
 pub async fn get_sync(state: web::Data<AppState>, caller: AdminCaller) -> AdminResult<HttpResponse> {
     Ok(ok(&sync_status(&state.store, caller.0.account())?))
 }
