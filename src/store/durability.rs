@@ -80,16 +80,18 @@ struct Shared {
 
 struct Files {
     log_file: Option<File>,
-    watermark: Watermark,
+    /// `None` while the store is only inspected.
+    watermark: Option<Watermark>,
 }
 
 impl Files {
-    fn open(data_dir: &Path, mode: DurabilityMode, initial: u64) -> std::io::Result<Files> {
+    fn open(data_dir: &Path, mode: DurabilityMode, initial: Option<u64>) -> std::io::Result<Files> {
         let log_file = match mode {
             DurabilityMode::Sync => Some(File::open(data_dir.join("db"))?),
             _ => None,
         };
-        let watermark = Watermark::open(data_dir, mode == DurabilityMode::Sync, initial)?;
+        let sync = mode == DurabilityMode::Sync;
+        let watermark = initial.map(|seq| Watermark::open(data_dir, sync, seq)).transpose()?;
         Ok(Files { log_file, watermark })
     }
 }
@@ -102,16 +104,18 @@ pub struct Durability {
 }
 
 impl Durability {
-    /// Starts the flusher thread (none in relaxed mode).
+    /// Starts the flusher thread (none in relaxed mode). `inspect`: the store is only looked at
+    /// (`usersync verify`), and the watermark is never written.
     pub(crate) fn start(
         records: Arc<Records>,
         data_dir: &Path,
         mode: DurabilityMode,
+        inspect: bool,
     ) -> std::io::Result<Durability> {
         let blobs = (mode == DurabilityMode::Sync).then(|| Mutex::new(BlobSync::new(data_dir.join("blobs"))));
         let (progress, _) = watch::channel(Progress::default());
-        let marked = Watermark::read(data_dir).ok().flatten().unwrap_or(0);
-        let files = Mutex::new(Files::open(data_dir, mode, records.committed_seq())?);
+        let marked = if inspect { u64::MAX } else { Watermark::read(data_dir).ok().flatten().unwrap_or(0) };
+        let files = Mutex::new(Files::open(data_dir, mode, (!inspect).then(|| records.committed_seq()))?);
         let shared = Arc::new(Shared {
             records,
             files,
@@ -188,7 +192,7 @@ impl Durability {
     /// files are all synced again at the next flush.
     pub(crate) fn reopen_files(&self, data_dir: &Path) -> std::io::Result<()> {
         let seq = self.shared.records.committed_seq();
-        let files = Files::open(data_dir, self.mode, seq)?;
+        let files = Files::open(data_dir, self.mode, Some(seq))?;
         *self.shared.files.lock().unwrap_or_else(|p| p.into_inner()) = files;
         self.shared.marked.store(seq, Ordering::SeqCst);
         if let Some(blobs) = &self.shared.blobs {
@@ -300,7 +304,9 @@ fn flush_once(shared: &Shared) -> std::io::Result<()> {
         blobs.lock().map_err(|_| std::io::Error::other("blob sync state poisoned"))?.sync_new()?;
     }
     if shared.marked.load(Ordering::SeqCst) < seq {
-        files.watermark.write(seq)?;
+        if let Some(watermark) = &files.watermark {
+            watermark.write(seq)?;
+        }
         shared.marked.store(seq, Ordering::SeqCst);
     }
     Ok(())
@@ -354,7 +360,7 @@ mod tests {
         let db = sled::open(dir.path()).unwrap();
         let tree = (*db).clone();
         let records = Arc::new(Records::new(Open { db, tree }, Integrity::default()));
-        let d = Durability::start(records.clone(), dir.path(), DurabilityMode::Sync).unwrap();
+        let d = Durability::start(records.clone(), dir.path(), DurabilityMode::Sync, false).unwrap();
         let mut waits = Vec::new();
         for i in 0..50u32 {
             records.insert(i.to_be_bytes(), [1]).unwrap();

@@ -189,7 +189,8 @@ impl Store {
         std::fs::create_dir_all(&options.path)?;
         let (open, state, problems) = integrity::open_checked(&options.path, on_damage)?;
         let records = Arc::new(records::Records::new(open, state));
-        let durability = Durability::start(records.clone(), &options.path, options.durability)?;
+        let inspect = on_damage == OnDamage::Inspect;
+        let durability = Durability::start(records.clone(), &options.path, options.durability, inspect)?;
         let store = Store {
             inner: Arc::new(Inner {
                 records,

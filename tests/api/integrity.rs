@@ -333,6 +333,8 @@ fn a_refused_store_is_explained_by_verify_and_opened_only_after_accepting_the_lo
     assert_eq!(report.status.code(), Some(1), "verify fails on a damaged store");
     let text = String::from_utf8_lossy(&report.stdout);
     assert!(text.contains("problems:") && text.contains("acknowledged"), "{text}");
+    let Start::Refused { code, stderr } = try_start(&store, &[]) else { panic!("verify repaired nothing") };
+    assert_clear_refusal(code, &stderr, "cut log after verify");
 
     let Start::Up(child, addr) = try_start(&store, &["--accept-data-loss"]) else {
         panic!("--accept-data-loss opens the store")
