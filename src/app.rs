@@ -10,7 +10,7 @@ use actix_web::dev::Server;
 use crate::clock::{Clock, SystemClock};
 use crate::http::{AppState, HttpConfig, server};
 use crate::rules::Engine;
-use crate::store::{Actor, DurabilityMode, Store, StoreOptions, StoreResult, TokenKind};
+use crate::store::{Actor, DurabilityMode, OnDamage, Store, StoreOptions, StoreResult, TokenKind};
 
 /// Everything `serve` is configured with.
 #[derive(Debug, Clone)]
@@ -23,6 +23,8 @@ pub struct Settings {
     pub scim_token: Option<String>,
     /// Registered for account `default` at start (`USERSYNC_ADMIN_TOKEN`).
     pub admin_token: Option<String>,
+    /// Open a store that fails its start-up check anyway, taking what it holds as the truth.
+    pub accept_data_loss: bool,
 }
 
 impl Settings {
@@ -34,6 +36,7 @@ impl Settings {
             http: HttpConfig::default(),
             scim_token: None,
             admin_token: None,
+            accept_data_loss: false,
         }
     }
 }
@@ -97,13 +100,26 @@ impl Settings {
     }
 }
 
+/// Opens the server's store: refused when it fails its start-up check, unless data loss is accepted.
+fn open_server_store(settings: &Settings, clock: Arc<dyn Clock>) -> StoreResult<Store> {
+    let on_damage = if settings.accept_data_loss { OnDamage::AcceptLoss } else { OnDamage::Refuse };
+    let options = StoreOptions { path: settings.data.clone(), durability: settings.durability, clock };
+    let store = Store::open_with(options, on_damage)?.0;
+    store.migrate_name_indexes()?;
+    Ok(store)
+}
+
 /// On a store without any token (a first start, even after `account create`): creates account `default` if
 /// needed, with an `initial` token of each kind the environment does not provide, and returns them, so that
-/// the server can always be reached. Always: makes each environment variable's value the one token of its
-/// kind named `environment` in `default` (a new value replaces the old one, an unset variable revokes it).
+/// the server can always be reached. A store that holds users or groups is never a first start: it gets no
+/// new tokens. Always: makes each environment variable's value the one token of its kind named
+/// `environment` in `default` (a new value replaces the old one, an unset variable revokes it).
 pub fn bootstrap(store: &Store, settings: &Settings) -> StoreResult<Vec<NewToken>> {
     let mut created = Vec::new();
-    if store.tokens(None)?.is_empty() {
+    let tokenless = store.tokens(None)?.is_empty();
+    if tokenless && store.holds_resources()? {
+        log::warn!("the store has no tokens; create one with `usersync token create`");
+    } else if tokenless {
         let (account, _) = store.ensure_account(DEFAULT_ACCOUNT)?;
         for (_, kind, secret) in settings.env_tokens() {
             if secret.is_none() {
@@ -115,7 +131,7 @@ pub fn bootstrap(store: &Store, settings: &Settings) -> StoreResult<Vec<NewToken
     for (_, kind, secret) in settings.env_tokens() {
         sync_env_token(store, kind, secret)?;
     }
-    store.durable_blocking();
+    store.durable_blocking()?;
     Ok(created)
 }
 
@@ -159,7 +175,7 @@ pub fn start_with_clock(
     clock: Arc<dyn Clock>,
 ) -> Result<Running, Box<dyn std::error::Error>> {
     settings.check()?;
-    let store = open_store(&settings.data, settings.durability, clock)?;
+    let store = open_server_store(settings, clock)?;
     let new_tokens = bootstrap(&store, settings)?;
     let listener = TcpListener::bind(&settings.listen)?;
     let addr = listener.local_addr()?;

@@ -1,4 +1,5 @@
-//! The `usersync` command: `serve` (the default) and the account and token subcommands.
+//! The `usersync` command: `serve` (the default), the account and token subcommands, and `verify` and
+//! `compact` for a stopped store.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use usersync::app::{self, DEFAULT_ACCOUNT, Settings};
 use usersync::clock::SystemClock;
 use usersync::http::HttpConfig;
-use usersync::store::{DurabilityMode, Store, StoreError, TokenKind};
+use usersync::store::{DurabilityMode, OnDamage, Store, StoreError, StoreOptions, TokenKind};
 
 #[derive(Parser)]
 #[command(name = "usersync", version, about = "SCIM 2.0 provisioning endpoint with a User Sync rule engine")]
@@ -31,6 +32,12 @@ enum Command {
     /// Manage bearer tokens (on a stopped server's data directory).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Check a stopped server's store: checksums, the start-up check, indexes against records,
+    /// memberships both ways, seats against holders. Exits 1 when anything is wrong.
+    Verify,
+    /// Rewrite a stopped server's store with only its live records, giving back the space of deleted and
+    /// overwritten data.
+    Compact,
 }
 
 #[derive(Args, Clone)]
@@ -72,6 +79,11 @@ struct ServeArgs {
     /// Open connections per worker.
     #[arg(long, env = "USERSYNC_MAX_CONNECTIONS", default_value_t = 4096)]
     max_connections: usize,
+    /// Start even though the store fails its start-up check (it holds less than was acknowledged, or
+    /// records fail their checksums), taking what it holds as the truth. Only after an explicit decision:
+    /// what is missing stays lost.
+    #[arg(long)]
+    accept_data_loss: bool,
 }
 
 #[derive(Subcommand)]
@@ -122,15 +134,29 @@ fn main() -> ExitCode {
         Some(Command::Serve(args)) => serve(&cli.data, args),
         Some(Command::Account(cmd)) => account(&cli.data, cmd),
         Some(Command::Token(cmd)) => token(&cli.data, cmd),
+        Some(Command::Verify) => verify(&cli.data),
+        Some(Command::Compact) => compact(&cli.data),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<StoreError>().is_some_and(|e| matches!(e, StoreError::Damaged(_))) => {
+            eprintln!("usersync: {e}");
+            ExitCode::from(DAMAGED)
+        }
         Err(e) => {
             eprintln!("usersync: {e}");
             ExitCode::FAILURE
         }
     }
 }
+
+/// The exit code of a start refused because the store is damaged.
+const DAMAGED: u8 = 3;
+
+/// `verify` found problems (already printed).
+#[derive(Debug, thiserror::Error)]
+#[error("{0} problems found in the store")]
+struct Problems(usize);
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -156,6 +182,7 @@ fn serve(data: &std::path::Path, args: ServeArgs) -> Result<()> {
         },
         scim_token: std::env::var("USERSYNC_SCIM_TOKEN").ok(),
         admin_token: std::env::var("USERSYNC_ADMIN_TOKEN").ok(),
+        accept_data_loss: args.accept_data_loss,
     };
     actix_web::rt::System::new().block_on(async move {
         let running = app::start(&settings)?;
@@ -176,13 +203,56 @@ fn serve(data: &std::path::Path, args: ServeArgs) -> Result<()> {
 }
 
 fn open(data: &std::path::Path) -> Result<Store> {
-    app::open_store(data, DurabilityMode::Sync, std::sync::Arc::new(SystemClock)).map_err(|e| match e {
+    app::open_store(data, DurabilityMode::Sync, std::sync::Arc::new(SystemClock)).map_err(stopped_only)
+}
+
+fn stopped_only(e: StoreError) -> Box<dyn std::error::Error> {
+    match e {
         StoreError::Locked(path) => format!(
             "the store in {path} is held by a running usersync server; stop it first, or use the admin API"
         )
         .into(),
         other => other.into(),
-    })
+    }
+}
+
+/// Opens the store as it is (writing nothing) and prints everything wrong with it.
+fn verify(data: &std::path::Path) -> Result<()> {
+    if !data.join("db").exists() {
+        return Err(format!("there is no store in {}", data.display()).into());
+    }
+    let options = StoreOptions {
+        path: data.to_path_buf(),
+        durability: DurabilityMode::Relaxed,
+        clock: std::sync::Arc::new(SystemClock),
+    };
+    let (store, mut problems) = Store::open_with(options, OnDamage::Inspect).map_err(stopped_only)?;
+    match store.verify() {
+        Ok(found) => problems.extend(found),
+        Err(e) => problems.push(format!("the consistency check stopped: {e}")),
+    }
+    store.shutdown();
+    if problems.is_empty() {
+        println!("the store in {} is sound", data.display());
+        return Ok(());
+    }
+    println!("the store in {} has {} problems:", data.display(), problems.len());
+    for p in &problems {
+        println!("  - {p}");
+    }
+    Err(Problems(problems.len()).into())
+}
+
+fn compact(data: &std::path::Path) -> Result<()> {
+    let done = usersync::store::compact::compact(data).map_err(stopped_only)?;
+    println!(
+        "compacted the store in {}: {} records, {} bytes on disk before, {} after",
+        data.display(),
+        done.records,
+        done.before,
+        done.after
+    );
+    Ok(())
 }
 
 fn account(data: &std::path::Path, cmd: AccountCommand) -> Result<()> {

@@ -10,6 +10,10 @@ use crate::store::StoreError;
 
 pub const SCIM_JSON: &str = "application/scim+json";
 
+/// What a client is told when a write cannot be made durable (507): the store says so once in the log.
+pub const INSUFFICIENT_STORAGE: &str =
+    "the server cannot store the change: its disk is full; the change was not made durably, retry later";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error(transparent)]
@@ -61,7 +65,15 @@ fn store_error(e: &StoreError) -> ScimError {
         StoreError::PreconditionFailed(current) => {
             ScimError::status(412, format!("the resource has changed; its current version is {current}"))
         }
-        StoreError::Locked(_) | StoreError::Storage(_) | StoreError::Corrupt(_) | StoreError::Io(_) => {
+        StoreError::Full(_) => {
+            log::debug!("write refused: {e}");
+            ScimError::status(507, INSUFFICIENT_STORAGE)
+        }
+        StoreError::Locked(_)
+        | StoreError::Storage(_)
+        | StoreError::Corrupt(_)
+        | StoreError::Io(_)
+        | StoreError::Damaged(_) => {
             log::error!("storage failure: {e}");
             ScimError::status(500, "the server could not complete the request; it has been logged")
         }
@@ -90,4 +102,21 @@ pub fn scim_error_response(e: &ScimError) -> HttpResponse {
         res.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
     }
     res.body(e.to_body().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_that_cannot_be_made_durable_is_507_without_storage_details() {
+        let e = ApiError::Store(StoreError::Full("No space left on device (os error 28)".into()));
+        assert_eq!(e.status_code(), StatusCode::INSUFFICIENT_STORAGE);
+        let body = e.to_scim().to_body();
+        assert_eq!(body["status"], "507");
+        assert!(!body.to_string().contains("os error"), "{body}");
+        let damaged = ApiError::Store(StoreError::Damaged("the record U failed its checksum".into()));
+        assert_eq!(damaged.status_code(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!damaged.to_scim().to_body().to_string().contains("checksum"));
+    }
 }

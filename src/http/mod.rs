@@ -81,12 +81,13 @@ pub struct AppState {
 
 impl AppState {
     /// Waits until the request's writes are durable, then lets the engine act on them. Handlers call this
-    /// before answering a write with 2xx.
-    pub async fn committed(&self) {
-        self.store.durable().await;
+    /// before answering a write with 2xx; an error (507: the disk is full) is their answer instead.
+    pub async fn committed(&self) -> crate::store::StoreResult<()> {
+        self.store.durable().await?;
         if let Some(engine) = &self.engine {
             engine.notify();
         }
+        Ok(())
     }
 }
 

@@ -247,7 +247,7 @@ pub async fn create(
     })
     .await?;
     drop(gone);
-    state.committed().await;
+    state.committed().await?;
     respond_with(&req, &state, &caller, **kind, doc, &answer, StatusCode::CREATED)
 }
 
@@ -358,7 +358,7 @@ pub async fn replace(
     })
     .await?;
     drop(gone);
-    state.committed().await;
+    state.committed().await?;
     respond_with(&req, &state, &caller, **kind, doc, &answer, StatusCode::OK)
 }
 
@@ -385,7 +385,7 @@ pub async fn patch(
     })
     .await?;
     drop(gone);
-    state.committed().await;
+    state.committed().await?;
     if answer.representation {
         respond_with(&req, &state, &caller, **kind, doc, &answer, StatusCode::OK)
     } else {
@@ -416,6 +416,6 @@ pub async fn delete(
     let (store, acct, actor, expected, kind_) =
         (state.store.clone(), caller.0.account(), caller.0.actor(), if_match(&req), **kind);
     blocking(move || store.delete(acct, kind_, &id, expected.as_deref(), &actor)).await?;
-    state.committed().await;
+    state.committed().await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -30,7 +30,7 @@ pub(crate) fn tx_get<T: DeserializeOwned>(tx: &Tx<'_>, key: &[u8]) -> TxResult<O
 }
 
 /// Reads and decodes a record outside a transaction.
-pub(crate) fn get<T: DeserializeOwned>(tree: &sled::Tree, key: &[u8]) -> StoreResult<Option<T>> {
+pub(crate) fn get<T: DeserializeOwned>(tree: &super::records::Records, key: &[u8]) -> StoreResult<Option<T>> {
     tree.get(key)?.map(|bytes| decode(&bytes)).transpose()
 }
 

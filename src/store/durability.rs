@@ -2,7 +2,11 @@
 //!
 //! A writer takes a ticket after its transaction committed and waits until a flush that started after the
 //! ticket was taken has finished. One flusher thread runs flushes back to back, each covering every ticket
-//! taken before it started, so N concurrent writers cost about one flush, not N.
+//! taken before it started, so N concurrent writers cost about one flush, not N. After each flush the
+//! number of the last commit it covered goes to the watermark file (see [`super::integrity`]).
+//!
+//! A flush that fails (a full disk) fails the writers waiting for it at once, with
+//! [`StoreError::Full`]; the store is then not writable until [`super::health`] has reopened it.
 
 use std::collections::HashSet;
 use std::ffi::OsString;
@@ -14,6 +18,10 @@ use std::thread;
 use std::time::Duration;
 
 use tokio::sync::watch;
+
+use super::integrity::Watermark;
+use super::records::Records;
+use super::{StoreError, StoreResult};
 
 /// How far a write must have gone before it is acknowledged.
 ///
@@ -46,15 +54,46 @@ impl std::str::FromStr for DurabilityMode {
     }
 }
 
+/// How far flushing has come: tickets up to `flushed` are durable, tickets up to `failed` were covered
+/// by a flush that failed.
+#[derive(Debug, Clone, Copy, Default)]
+struct Progress {
+    flushed: u64,
+    failed: u64,
+}
+
 struct Shared {
-    db: sled::Db,
-    log_file: Option<File>,
+    records: Arc<Records>,
+    /// The log file and the watermark, opened again when the store's directory is replaced (compaction).
+    files: Mutex<Files>,
     blobs: Option<Mutex<BlobSync>>,
+    /// The commit the watermark file names.
+    marked: AtomicU64,
     requested: AtomicU64,
     wake: Mutex<bool>,
     wake_cv: Condvar,
-    flushed: watch::Sender<u64>,
+    progress: watch::Sender<Progress>,
     stop: AtomicBool,
+    /// The last flush failed; cleared by the next one that succeeds.
+    failing: AtomicBool,
+}
+
+struct Files {
+    log_file: Option<File>,
+    /// `None` while the store is only inspected.
+    watermark: Option<Watermark>,
+}
+
+impl Files {
+    fn open(data_dir: &Path, mode: DurabilityMode, initial: Option<u64>) -> std::io::Result<Files> {
+        let log_file = match mode {
+            DurabilityMode::Sync => Some(File::open(data_dir.join("db"))?),
+            _ => None,
+        };
+        let sync = mode == DurabilityMode::Sync;
+        let watermark = initial.map(|seq| Watermark::open(data_dir, sync, seq)).transpose()?;
+        Ok(Files { log_file, watermark })
+    }
 }
 
 /// The group-commit service of one open store.
@@ -65,23 +104,29 @@ pub struct Durability {
 }
 
 impl Durability {
-    /// Starts the flusher thread (none in relaxed mode).
-    pub fn start(db: sled::Db, data_dir: &Path, mode: DurabilityMode) -> std::io::Result<Durability> {
-        let log_file = match mode {
-            DurabilityMode::Sync => Some(File::open(data_dir.join("db"))?),
-            _ => None,
-        };
+    /// Starts the flusher thread (none in relaxed mode). `inspect`: the store is only looked at
+    /// (`usersync verify`), and the watermark is never written.
+    pub(crate) fn start(
+        records: Arc<Records>,
+        data_dir: &Path,
+        mode: DurabilityMode,
+        inspect: bool,
+    ) -> std::io::Result<Durability> {
         let blobs = (mode == DurabilityMode::Sync).then(|| Mutex::new(BlobSync::new(data_dir.join("blobs"))));
-        let (flushed, _) = watch::channel(0);
+        let (progress, _) = watch::channel(Progress::default());
+        let marked = if inspect { u64::MAX } else { Watermark::read(data_dir).ok().flatten().unwrap_or(0) };
+        let files = Mutex::new(Files::open(data_dir, mode, (!inspect).then(|| records.committed_seq()))?);
         let shared = Arc::new(Shared {
-            db,
-            log_file,
+            records,
+            files,
             blobs,
+            marked: AtomicU64::new(marked),
             requested: AtomicU64::new(0),
             wake: Mutex::new(false),
             wake_cv: Condvar::new(),
-            flushed,
+            progress,
             stop: AtomicBool::new(false),
+            failing: AtomicBool::new(false),
         });
         if mode != DurabilityMode::Relaxed {
             let worker = shared.clone();
@@ -95,26 +140,75 @@ impl Durability {
     }
 
     /// Waits until every write committed before this call is durable.
-    pub async fn wait(&self) {
+    pub async fn wait(&self) -> StoreResult<()> {
         if self.mode == DurabilityMode::Relaxed {
-            return;
+            return Ok(());
         }
         let ticket = self.request();
-        let mut rx = self.shared.flushed.subscribe();
+        let mut rx = self.shared.progress.subscribe();
         // The sender lives as long as `self`; an error would mean the store is gone.
-        let _ = rx.wait_for(|&done| done >= ticket).await;
+        let progress = match rx.wait_for(|p| p.flushed >= ticket || p.failed >= ticket).await {
+            Ok(p) => *p,
+            Err(_) => return Err(not_durable()),
+        };
+        outcome(progress, ticket)
     }
 
     /// Blocking form of [`wait`](Self::wait) for code outside the async runtime.
-    pub fn wait_blocking(&self) {
+    pub fn wait_blocking(&self) -> StoreResult<()> {
         if self.mode == DurabilityMode::Relaxed {
-            return;
+            return Ok(());
         }
         let ticket = self.request();
-        let mut rx = self.shared.flushed.subscribe();
-        while *rx.borrow_and_update() < ticket {
+        let mut rx = self.shared.progress.subscribe();
+        loop {
+            let progress = *rx.borrow_and_update();
+            if progress.flushed >= ticket || progress.failed >= ticket {
+                return outcome(progress, ticket);
+            }
             // A short poll keeps this free of a runtime; only the CLI and the engine thread use it.
             thread::sleep(Duration::from_micros(200));
+        }
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) was called.
+    pub fn stopped(&self) -> bool {
+        self.shared.stop.load(Ordering::SeqCst)
+    }
+
+    /// Whether the last flush succeeded.
+    pub fn writable(&self) -> bool {
+        !self.shared.failing.load(Ordering::SeqCst)
+    }
+
+    /// Flushes now (after the store was reopened): `Ok` once writes are durable again.
+    pub(crate) fn retry(&self) -> std::io::Result<()> {
+        flush_once(&self.shared)?;
+        self.recovered();
+        Ok(())
+    }
+
+    /// Opens the log file and the watermark again after the store's directory was replaced; the blob
+    /// files are all synced again at the next flush.
+    pub(crate) fn reopen_files(&self, data_dir: &Path) -> std::io::Result<()> {
+        let seq = self.shared.records.committed_seq();
+        let files = Files::open(data_dir, self.mode, Some(seq))?;
+        *self.shared.files.lock().unwrap_or_else(|p| p.into_inner()) = files;
+        self.shared.marked.store(seq, Ordering::SeqCst);
+        if let Some(blobs) = &self.shared.blobs {
+            blobs.lock().unwrap_or_else(|p| p.into_inner()).synced.clear();
+        }
+        Ok(())
+    }
+
+    /// A write failed for want of space: not writable until a flush succeeds again.
+    pub(crate) fn failed(&self, why: &str) {
+        note_failure(&self.shared, why);
+    }
+
+    fn recovered(&self) {
+        if self.shared.failing.swap(false, Ordering::SeqCst) {
+            log::warn!("the store is writable again");
         }
     }
 
@@ -127,14 +221,29 @@ impl Durability {
         ticket
     }
 
-    /// Stops the flusher after a last flush, as durable as the mode's acknowledged writes.
+    /// Stops the flusher after a last flush, as durable as the mode's acknowledged writes. When that
+    /// flush fails, says how many commits (none of them acknowledged) are lost.
     pub fn shutdown(&self) {
         self.shared.stop.store(true, Ordering::SeqCst);
         self.shared.wake_cv.notify_one();
+        let committed = self.shared.records.committed_seq();
         if let Err(e) = flush_once(&self.shared) {
-            log::error!("final flush failed: {e}");
+            let marked = self.shared.marked.load(Ordering::SeqCst);
+            log::error!(
+                "the final flush failed ({e}): {} commits made after the last durable one (number {marked}) \
+                 could not be written; none of them was acknowledged to a client",
+                committed.saturating_sub(marked)
+            );
         }
     }
+}
+
+fn outcome(progress: Progress, ticket: u64) -> StoreResult<()> {
+    if progress.flushed >= ticket { Ok(()) } else { Err(not_durable()) }
+}
+
+fn not_durable() -> StoreError {
+    StoreError::Full("the disk is full or failing; the write was not stored durably".into())
 }
 
 fn flush_loop(shared: &Shared) {
@@ -154,21 +263,51 @@ fn flush_loop(shared: &Shared) {
         }
         // Every ticket up to `target` belongs to a write that committed before this flush starts.
         let target = shared.requested.load(Ordering::SeqCst);
-        while let Err(e) = flush_once(shared) {
-            log::error!("flushing the store failed, retrying: {e}");
-            thread::sleep(Duration::from_millis(100));
+        match flush_once(shared) {
+            Ok(()) => {
+                if shared.failing.swap(false, Ordering::SeqCst) {
+                    log::warn!("the store is writable again");
+                }
+                shared.progress.send_modify(|p| p.flushed = p.flushed.max(target));
+            }
+            Err(e) => {
+                note_failure(shared, &e.to_string());
+                shared.progress.send_modify(|p| p.failed = p.failed.max(target));
+            }
         }
-        shared.flushed.send_replace(target);
     }
 }
 
+/// Says once, when the state changes, that writes are refused.
+fn note_failure(shared: &Shared, why: &str) {
+    if !shared.failing.swap(true, Ordering::SeqCst) {
+        log::error!(
+            "the store cannot make writes durable ({why}); writes are answered 507 until there is space again"
+        );
+    }
+}
+
+/// Flushes sled (and, in `Sync` mode, the files it does not sync), then records the last commit covered.
 fn flush_once(shared: &Shared) -> std::io::Result<()> {
-    shared.db.flush().map_err(std::io::Error::other)?;
-    if let Some(file) = &shared.log_file {
+    let seq = shared.records.committed_seq();
+    let open = shared.records.current().map_err(std::io::Error::other)?;
+    open.db.flush().map_err(|e| match e {
+        sled::Error::Io(io) => io,
+        other => std::io::Error::other(other),
+    })?;
+    drop(open);
+    let files = shared.files.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(file) = &files.log_file {
         file.sync_data()?;
     }
     if let Some(blobs) = &shared.blobs {
         blobs.lock().map_err(|_| std::io::Error::other("blob sync state poisoned"))?.sync_new()?;
+    }
+    if shared.marked.load(Ordering::SeqCst) < seq {
+        if let Some(watermark) = &files.watermark {
+            watermark.write(seq)?;
+        }
+        shared.marked.store(seq, Ordering::SeqCst);
     }
     Ok(())
 }
@@ -213,26 +352,30 @@ impl BlobSync {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::records::{Integrity, Open};
 
     #[tokio::test(flavor = "current_thread")]
     async fn concurrent_waiters_all_complete() {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
-        let d = Durability::start(db.clone(), dir.path(), DurabilityMode::Sync).unwrap();
+        let tree = (*db).clone();
+        let records = Arc::new(Records::new(Open { db, tree }, Integrity::default()));
+        let d = Durability::start(records.clone(), dir.path(), DurabilityMode::Sync, false).unwrap();
         let mut waits = Vec::new();
         for i in 0..50u32 {
-            db.insert(i.to_be_bytes(), &[1]).unwrap();
+            records.insert(i.to_be_bytes(), [1]).unwrap();
             waits.push(d.wait());
         }
         // a value too large for a log segment goes to a blob file, which is synced too
-        db.insert(b"big", vec![7u8; 600_000]).unwrap();
+        records.insert(b"big", vec![7u8; 600_000]).unwrap();
         waits.push(d.wait());
         for w in waits {
-            w.await;
+            w.await.unwrap();
         }
         assert!(!d.shared.blobs.as_ref().unwrap().lock().unwrap().synced.is_empty(), "the blob was synced");
-        assert!(*d.shared.flushed.borrow() >= 51);
-        d.wait_blocking();
+        assert!(d.shared.progress.borrow().flushed >= 51);
+        d.wait_blocking().unwrap();
+        assert_eq!(Watermark::read(dir.path()), Ok(Some(51)), "the watermark names the last commit");
         d.shutdown();
     }
 }

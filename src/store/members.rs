@@ -45,7 +45,7 @@ impl Member {
 
 /// See [`Store::groups_cursor`].
 pub struct GroupsCursor {
-    iter: std::iter::Peekable<sled::Iter>,
+    iter: std::iter::Peekable<super::records::Iter>,
     acct: AccountId,
 }
 

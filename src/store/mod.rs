@@ -5,12 +5,16 @@
 mod accounts;
 pub mod activity;
 mod codec;
+pub mod compact;
 pub mod durability;
 mod groups;
+pub mod health;
+pub mod integrity;
 pub mod keys;
 mod list;
 mod members;
 mod pending;
+mod records;
 mod resources;
 pub mod sync;
 mod tx;
@@ -28,6 +32,7 @@ pub use accounts::{Account, TokenInfo, TokenKind};
 pub use activity::{Activity, ActivityQuery};
 pub use codec::{display_of, version_of};
 pub use durability::{Durability, DurabilityMode};
+pub use integrity::OnDamage;
 pub use keys::AccountId;
 pub use list::{ListPage, ListQuery};
 pub use members::{GroupPatch, GroupsCursor, Member};
@@ -60,11 +65,40 @@ pub enum StoreError {
     #[error("the data directory is in use by another usersync process: {0}")]
     Locked(String),
     #[error("storage failure: {0}")]
-    Storage(#[from] sled::Error),
+    Storage(sled::Error),
     #[error("unreadable record: {0}")]
     Corrupt(String),
     #[error("i/o failure: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
+    /// The store's files hold less than was acknowledged, or records fail their checksums: the text says
+    /// what was found and what to do.
+    #[error("{0}")]
+    Damaged(String),
+    /// The write could not be made durable: the disk is full (or failing).
+    #[error("the store cannot make writes durable: {0}")]
+    Full(String),
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        match e {
+            sled::Error::Io(io) => StoreError::from(io),
+            other => StoreError::Storage(other),
+        }
+    }
+}
+
+impl From<std::io::Error> for StoreError {
+    fn from(e: std::io::Error) -> Self {
+        if is_disk_full(&e) { StoreError::Full(e.to_string()) } else { StoreError::Io(e) }
+    }
+}
+
+/// ENOSPC and EDQUOT, also in the copies sled makes of its sticky error (same kind, text of the original).
+pub(crate) fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(e.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
+        || matches!(e.raw_os_error(), Some(28 | 122))
+        || e.to_string().contains("StorageFull")
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -80,7 +114,7 @@ impl From<TransactionError<StoreError>> for StoreError {
     fn from(e: TransactionError<StoreError>) -> Self {
         match e {
             TransactionError::Abort(e) => e,
-            TransactionError::Storage(e) => StoreError::Storage(e),
+            TransactionError::Storage(e) => StoreError::from(e),
         }
     }
 }
@@ -119,8 +153,7 @@ pub struct Store {
 }
 
 struct Inner {
-    db: sled::Db,
-    tree: sled::Tree,
+    records: Arc<records::Records>,
     committer: tx::Committer,
     durability: Durability,
     clock: Arc<dyn Clock>,
@@ -138,29 +171,29 @@ struct Inner {
     /// Found once per reorder for `GET /sync` (see `count_owed_by_reorder`).
     reorder_owed: Mutex<sync::queue::ReorderOwed>,
     data_dir: PathBuf,
+    /// Bytes on disk and bytes of records right after the last compaction (see [`compact`]).
+    compacted: Mutex<Option<(u64, u64)>>,
 }
 
 const GROUP_LOCK_STRIPES: usize = 64;
 
-/// sled's cache of decoded pages. Its default, 1 GiB, lets the process grow with the data; pages it does
-/// not hold are read back from the operating system's page cache, which measured no slower at 100,000
-/// users (lookups, pages and creates alike), at 100 MB less memory.
-const CACHE_BYTES: u64 = 64 << 20;
-
 impl Store {
+    /// Opens the store, refusing it when it holds less than was acknowledged (see [`integrity`]).
     pub fn open(options: StoreOptions) -> StoreResult<Store> {
+        Store::open_with(options, OnDamage::Refuse).map(|(store, _)| store)
+    }
+
+    /// Opens the store, doing `on_damage` with a damaged one; also returns what was found wrong.
+    pub fn open_with(options: StoreOptions, on_damage: OnDamage) -> StoreResult<(Store, Vec<String>)> {
+        compact::finish_interrupted(&options.path)?;
         std::fs::create_dir_all(&options.path)?;
-        let db = sled::Config::new()
-            .path(&options.path)
-            .cache_capacity(CACHE_BYTES)
-            .open()
-            .map_err(|e| locked_or(e, &options.path))?;
-        let tree = (*db).clone();
-        let durability = Durability::start(db.clone(), &options.path, options.durability)?;
+        let (open, state, problems) = integrity::open_checked(&options.path, on_damage)?;
+        let records = Arc::new(records::Records::new(open, state));
+        let inspect = on_damage == OnDamage::Inspect;
+        let durability = Durability::start(records.clone(), &options.path, options.durability, inspect)?;
         let store = Store {
             inner: Arc::new(Inner {
-                db: db.clone(),
-                tree,
+                records,
                 committer: tx::Committer::default(),
                 durability,
                 clock: options.clock,
@@ -172,15 +205,19 @@ impl Store {
                 registries: RwLock::new(HashMap::new()),
                 reorder_owed: Mutex::default(),
                 data_dir: options.path,
+                compacted: Mutex::new(None),
             }),
         };
         store.count_resources()?;
-        store.finish_cleanups()?;
-        Ok(store)
+        if on_damage != OnDamage::Inspect {
+            store.finish_cleanups()?;
+            health::watch(&store);
+        }
+        Ok((store, problems))
     }
 
-    pub(crate) fn tree(&self) -> &sled::Tree {
-        &self.inner.tree
+    pub(crate) fn tree(&self) -> &records::Records {
+        &self.inner.records
     }
 
     pub(crate) fn now(&self) -> chrono::DateTime<chrono::Utc> {
@@ -195,14 +232,14 @@ impl Store {
         &self.inner.data_dir
     }
 
-    /// Waits until every write acknowledged so far is durable.
-    pub async fn durable(&self) {
-        self.inner.durability.wait().await;
+    /// Waits until every write committed so far is durable; [`StoreError::Full`] when it cannot be made so.
+    pub async fn durable(&self) -> StoreResult<()> {
+        self.inner.durability.wait().await
     }
 
     /// Blocking form of [`durable`](Self::durable).
-    pub fn durable_blocking(&self) {
-        self.inner.durability.wait_blocking();
+    pub fn durable_blocking(&self) -> StoreResult<()> {
+        self.inner.durability.wait_blocking()
     }
 
     pub fn durability_mode(&self) -> DurabilityMode {
@@ -247,13 +284,21 @@ impl Store {
     /// Runs `f` as one serialisable transaction over the whole store, committed together with the
     /// transactions of concurrent writers (see [`tx`]).
     pub(crate) fn transact<T>(&self, f: impl Fn(&Tx<'_>) -> TxResult<T>) -> StoreResult<T> {
-        self.inner.committer.run(&self.inner.tree, &self.inner.db, f)
+        self.noting_full_disk(self.inner.committer.run(&self.inner.records, f))
     }
 
     /// Runs `f` with every other writer held off meanwhile: for work that reads much and should not be
     /// retried.
     pub(crate) fn transact_exclusive<T>(&self, f: impl Fn(&Tx<'_>) -> TxResult<T>) -> StoreResult<T> {
-        self.inner.committer.exclusive(&self.inner.tree, &self.inner.db, f)
+        self.noting_full_disk(self.inner.committer.exclusive(&self.inner.records, f))
+    }
+
+    /// A write sled refused for want of space makes the store not writable until it is reopened.
+    fn noting_full_disk<T>(&self, result: StoreResult<T>) -> StoreResult<T> {
+        if let Err(StoreError::Full(why)) = &result {
+            self.inner.durability.failed(why);
+        }
+        result
     }
 
     pub(crate) fn population(&self, acct: AccountId, kind: ResourceKind) -> Arc<Population> {
@@ -273,6 +318,16 @@ impl Store {
     /// How many resources of `kind` the account has.
     pub fn count(&self, acct: AccountId, kind: ResourceKind) -> usize {
         usize::try_from(self.population(acct, kind).count.load(Ordering::Relaxed)).unwrap_or(0)
+    }
+
+    /// Whether any account has a user or a group.
+    pub fn holds_resources(&self) -> StoreResult<bool> {
+        for prefix in [keys::kind::USER, keys::kind::GROUP] {
+            if self.tree().scan_prefix([prefix]).next().transpose()?.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Counts every account's users and groups once at start-up.
@@ -299,14 +354,14 @@ impl Store {
     }
 }
 
-fn locked_or(e: sled::Error, path: &Path) -> StoreError {
+pub(crate) fn locked_or(e: sled::Error, path: &Path) -> StoreError {
     match e {
         sled::Error::Io(io)
             if io.to_string().contains("lock") || io.kind() == std::io::ErrorKind::WouldBlock =>
         {
             StoreError::Locked(path.display().to_string())
         }
-        other => StoreError::Storage(other),
+        other => StoreError::from(other),
     }
 }
 

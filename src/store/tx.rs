@@ -15,6 +15,7 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use sled::IVec;
 use sled::transaction::ConflictableTransactionError;
 
+use super::records::Records;
 use super::{StoreError, StoreResult, TxResult};
 
 /// Keys with what they held when read, or what they are to hold (`None`: absent, removed).
@@ -22,16 +23,15 @@ type Entries = HashMap<Vec<u8>, Option<IVec>>;
 
 /// The view a transaction closure reads and writes through.
 pub(crate) struct Tx<'a> {
-    tree: &'a sled::Tree,
-    db: &'a sled::Db,
+    tree: &'a Records,
     /// What each key held when first read, kept only when the reads must be checked at commit.
     reads: Option<RefCell<Entries>>,
     writes: RefCell<Entries>,
 }
 
 impl<'a> Tx<'a> {
-    fn new(tree: &'a sled::Tree, db: &'a sled::Db, check_reads: bool) -> Tx<'a> {
-        Tx { tree, db, reads: check_reads.then(RefCell::default), writes: RefCell::default() }
+    fn new(tree: &'a Records, check_reads: bool) -> Tx<'a> {
+        Tx { tree, reads: check_reads.then(RefCell::default), writes: RefCell::default() }
     }
 
     pub(crate) fn get<K: AsRef<[u8]>>(&self, key: K) -> TxResult<Option<IVec>> {
@@ -61,7 +61,10 @@ impl<'a> Tx<'a> {
 
     /// A number no other call returns, increasing (sled's id generator).
     pub(crate) fn generate_id(&self) -> TxResult<u64> {
-        self.db.generate_id().map_err(ConflictableTransactionError::Storage)
+        self.tree
+            .current()
+            .and_then(|open| open.db.generate_id())
+            .map_err(ConflictableTransactionError::Storage)
     }
 
     fn into_job(self, id: u64) -> Job {
@@ -81,7 +84,7 @@ struct Job {
 }
 
 /// `Ok(true)` committed, `Ok(false)` a read changed (retry), `Err` the storage failed.
-type Outcome = Result<bool, String>;
+type Outcome = Result<bool, sled::Error>;
 
 #[derive(Default)]
 struct Queue {
@@ -104,14 +107,9 @@ impl Committer {
     ///
     /// An answer that rests on more than one read (an abort such as a 409 or a 404 included) is only
     /// given once those reads are confirmed to have held together, so it never comes from a torn view.
-    pub(crate) fn run<T>(
-        &self,
-        tree: &sled::Tree,
-        db: &sled::Db,
-        f: impl Fn(&Tx) -> TxResult<T>,
-    ) -> StoreResult<T> {
+    pub(crate) fn run<T>(&self, tree: &Records, f: impl Fn(&Tx) -> TxResult<T>) -> StoreResult<T> {
         loop {
-            let tx = Tx::new(tree, db, true);
+            let tx = Tx::new(tree, true);
             let result = f(&tx);
             if matches!(result, Err(ConflictableTransactionError::Conflict)) {
                 continue;
@@ -127,37 +125,40 @@ impl Committer {
             return match result {
                 Ok(value) => Ok(value),
                 Err(ConflictableTransactionError::Abort(e)) => Err(e),
-                Err(ConflictableTransactionError::Storage(e)) => Err(StoreError::Storage(e)),
+                Err(ConflictableTransactionError::Storage(e)) => Err(e.into()),
                 Err(ConflictableTransactionError::Conflict) => continue,
             };
         }
     }
 
     /// Runs `f` with no other write in between, then writes what it wrote atomically.
-    pub(crate) fn exclusive<T>(
-        &self,
-        tree: &sled::Tree,
-        db: &sled::Db,
-        f: impl Fn(&Tx) -> TxResult<T>,
-    ) -> StoreResult<T> {
+    pub(crate) fn exclusive<T>(&self, tree: &Records, f: impl Fn(&Tx) -> TxResult<T>) -> StoreResult<T> {
         let queue = self.acquire(self.lock());
         drop(queue);
-        let tx = Tx::new(tree, db, false);
+        let tx = Tx::new(tree, false);
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&tx)));
         let applied = match &result {
-            Ok(Ok(_)) => apply(tree, tx.into_job(0).writes.into_iter()),
+            Ok(Ok(_)) => tree.apply(tx.into_job(0).writes.into_iter()),
             _ => Ok(()),
         };
         self.release(self.lock(), HashMap::new());
         match result {
-            Ok(Ok(value)) => applied.map(|()| value).map_err(StoreError::Storage),
+            Ok(Ok(value)) => applied.map(|()| value).map_err(StoreError::from),
             Ok(Err(ConflictableTransactionError::Abort(e))) => Err(e),
-            Ok(Err(ConflictableTransactionError::Storage(e))) => Err(StoreError::Storage(e)),
+            Ok(Err(ConflictableTransactionError::Storage(e))) => Err(e.into()),
             Ok(Err(ConflictableTransactionError::Conflict)) => Err(StoreError::Storage(
                 sled::Error::ReportableBug("an exclusive transaction cannot conflict".into()),
             )),
             Err(panic) => std::panic::resume_unwind(panic),
         }
+    }
+
+    /// Runs `f` with no transaction committing meanwhile (reopening the database).
+    pub(crate) fn alone<T>(&self, f: impl FnOnce() -> T) -> T {
+        drop(self.acquire(self.lock()));
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        self.release(self.lock(), HashMap::new());
+        result.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     }
 
     fn lock(&self) -> MutexGuard<'_, Queue> {
@@ -180,7 +181,7 @@ impl Committer {
     }
 
     /// Queues a job and waits for the group commit that includes it: `Ok(false)` if its reads had changed.
-    fn commit(&self, tree: &sled::Tree, mut job: Job) -> StoreResult<bool> {
+    fn commit(&self, tree: &Records, mut job: Job) -> StoreResult<bool> {
         let mut queue = self.lock();
         let id = queue.next_id;
         queue.next_id += 1;
@@ -188,7 +189,7 @@ impl Committer {
         queue.jobs.push(job);
         loop {
             if let Some(outcome) = queue.done.remove(&id) {
-                return outcome.map_err(|e| StoreError::Storage(sled::Error::ReportableBug(e)));
+                return outcome.map_err(StoreError::from);
             }
             if !queue.committing {
                 // Nobody is committing: this writer commits everything queued, its own job included.
@@ -200,7 +201,8 @@ impl Committer {
                 let outcomes =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| commit_group(tree, jobs)))
                         .unwrap_or_else(|_| {
-                            ids.into_iter().map(|id| (id, Err("the commit panicked".into()))).collect()
+                            let panicked = || sled::Error::ReportableBug("the commit panicked".into());
+                            ids.into_iter().map(|id| (id, Err(panicked()))).collect()
                         });
                 self.release(self.lock(), outcomes);
                 queue = self.lock();
@@ -213,7 +215,7 @@ impl Committer {
 
 /// Checks each job's reads against the tree as the jobs before it in the group leave it, and writes the
 /// jobs that pass as one batch. The caller holds the committer, so nothing else writes meanwhile.
-fn commit_group(tree: &sled::Tree, jobs: Vec<Job>) -> HashMap<u64, Outcome> {
+fn commit_group(tree: &Records, jobs: Vec<Job>) -> HashMap<u64, Outcome> {
     let mut pending: Entries = HashMap::new();
     let mut outcomes = HashMap::with_capacity(jobs.len());
     let mut accepted = Vec::with_capacity(jobs.len());
@@ -227,16 +229,16 @@ fn commit_group(tree: &sled::Tree, jobs: Vec<Job>) -> HashMap<u64, Outcome> {
                 outcomes.insert(job.id, Ok(false));
             }
             Err(e) => {
-                outcomes.insert(job.id, Err(e.to_string()));
+                outcomes.insert(job.id, Err(e));
             }
         }
     }
-    let result = apply(tree, pending.into_iter()).map_err(|e| e.to_string());
+    let result = tree.apply(pending.into_iter());
     outcomes.extend(accepted.into_iter().map(|id| (id, result.clone().map(|()| true))));
     outcomes
 }
 
-fn reads_hold(tree: &sled::Tree, pending: &Entries, reads: &Entries) -> sled::Result<bool> {
+fn reads_hold(tree: &Records, pending: &Entries, reads: &Entries) -> sled::Result<bool> {
     for (key, seen) in reads {
         let now = match pending.get(key) {
             Some(value) => value.clone(),
@@ -249,25 +251,18 @@ fn reads_hold(tree: &sled::Tree, pending: &Entries, reads: &Entries) -> sled::Re
     Ok(true)
 }
 
-/// Writes everything at once: sled recovers a batch entirely or not at all.
-fn apply(tree: &sled::Tree, writes: impl Iterator<Item = (Vec<u8>, Option<IVec>)>) -> sled::Result<()> {
-    let mut batch = sled::Batch::default();
-    let mut any = false;
-    for (key, value) in writes {
-        any = true;
-        match value {
-            Some(v) => batch.insert(key, v),
-            None => batch.remove(key),
-        }
-    }
-    if any { tree.apply_batch(batch) } else { Ok(()) }
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::store::records::{Integrity, Open};
+
+    fn records(dir: &tempfile::TempDir) -> Records {
+        let db = sled::open(dir.path()).unwrap();
+        let tree = (*db).clone();
+        Records::new(Open { db, tree }, Integrity::default())
+    }
 
     fn number(tx: &Tx, key: &[u8]) -> TxResult<u64> {
         Ok(tx.get(key)?.map_or(0, |v| u64::from_be_bytes(v.as_ref().try_into().unwrap())))
@@ -276,12 +271,11 @@ mod tests {
     #[test]
     fn concurrent_increments_are_serialised() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
-        let tree = (*db).clone();
+        let tree = records(&dir);
         let committer = Arc::new(Committer::default());
         std::thread::scope(|s| {
             for t in 0..8 {
-                let (db, tree, committer) = (&db, &tree, committer.clone());
+                let (tree, committer) = (&tree, committer.clone());
                 s.spawn(move || {
                     for _ in 0..100 {
                         let increment = |tx: &Tx| {
@@ -291,9 +285,9 @@ mod tests {
                         };
                         // Half the threads take the committer for themselves: both kinds serialise.
                         if t % 2 == 0 {
-                            committer.run(tree, db, increment).unwrap();
+                            committer.run(tree, increment).unwrap();
                         } else {
-                            committer.exclusive(tree, db, increment).unwrap();
+                            committer.exclusive(tree, increment).unwrap();
                         }
                     }
                 });
@@ -307,8 +301,7 @@ mod tests {
     #[test]
     fn a_job_sees_the_writes_of_the_jobs_before_it_in_its_group() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
-        let tree = (*db).clone();
+        let tree = records(&dir);
         let read_zero = Entries::from([(b"n".to_vec(), None)]);
         let jobs = vec![
             Job {
@@ -327,15 +320,14 @@ mod tests {
     #[test]
     fn an_aborted_job_writes_nothing_and_others_commit() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
-        let tree = (*db).clone();
+        let tree = records(&dir);
         let committer = Committer::default();
-        let r: StoreResult<()> = committer.run(&tree, &db, |tx| {
+        let r: StoreResult<()> = committer.run(&tree, |tx| {
             tx.insert(b"a", &[1])?;
             Err(ConflictableTransactionError::Abort(StoreError::Conflict("no".into())))
         });
         assert!(r.is_err());
-        committer.run(&tree, &db, |tx| tx.insert(b"b", &[2])).unwrap();
+        committer.run(&tree, |tx| tx.insert(b"b", &[2])).unwrap();
         assert_eq!(tree.get(b"a").unwrap(), None);
         assert_eq!(tree.get(b"b").unwrap().as_deref(), Some(&[2u8][..]));
     }

@@ -13,6 +13,7 @@ mod entra;
 mod etag;
 mod hardening;
 mod helpers;
+mod integrity;
 mod isolation;
 mod okta;
 mod onelogin;

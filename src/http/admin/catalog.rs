@@ -15,7 +15,7 @@ use crate::scim::schema::{Registry, ResourceKind};
 use crate::store::sync::{CustomAttribute, EmailTemplate, ObjectKind, Product, SettingsTemplate, UserGroup};
 use crate::store::{AccountId, Store, TokenKind};
 
-/// `GET /sync`: `{"enabled", "pending", "failures"}`.
+/// `GET /sync`: `{"enabled", "pending", "failures", "store"}` (see [`Store::health`]).
 pub async fn get_sync(state: web::Data<AppState>, caller: AdminCaller) -> AdminResult<HttpResponse> {
     Ok(ok(&sync_status(&state.store, caller.0.account())?))
 }
@@ -23,7 +23,7 @@ pub async fn get_sync(state: web::Data<AppState>, caller: AdminCaller) -> AdminR
 fn sync_status(store: &Store, acct: AccountId) -> AdminResult<Value> {
     let config = store.sync_config(acct)?;
     Ok(
-        json!({"enabled": config.enabled, "pending": store.pending_count(acct)?, "failures": store.failures(acct)?.len()}),
+        json!({"enabled": config.enabled, "pending": store.pending_count(acct)?, "failures": store.failures(acct)?.len(), "store": store.health()}),
     )
 }
 
@@ -40,7 +40,7 @@ pub async fn put_sync(
 ) -> AdminResult<HttpResponse> {
     let acct = caller.0.account();
     state.store.set_sync(acct, body.0.enabled, &caller.0.actor())?;
-    state.committed().await;
+    state.committed().await?;
     Ok(ok(&sync_status(&state.store, acct)?))
 }
 
@@ -108,7 +108,7 @@ pub async fn put_product(
         requires,
     };
     let (product, used, created) = state.store.put_product(acct, &product, &caller.0.actor())?;
-    state.committed().await;
+    state.committed().await?;
     Ok(created_or_ok(created, &product_view((product, used))))
 }
 
@@ -118,7 +118,7 @@ pub async fn delete_product(
     id: web::Path<String>,
 ) -> AdminResult<HttpResponse> {
     state.store.delete_product(caller.0.account(), &id, &caller.0.actor())?;
-    state.committed().await;
+    state.committed().await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -222,7 +222,7 @@ async fn put_object<T: AdminObject>(
     *object.id_mut() = id.to_string();
     object.check()?;
     let created = state.store.put_object(caller.0.account(), T::KIND, &id, &object, &caller.0.actor())?;
-    state.committed().await;
+    state.committed().await?;
     Ok(created_or_ok(created, &object))
 }
 
@@ -232,7 +232,7 @@ async fn delete_object<T: AdminObject>(
     id: web::Path<String>,
 ) -> AdminResult<HttpResponse> {
     state.store.delete_object(caller.0.account(), T::KIND, &id, &caller.0.actor())?;
-    state.committed().await;
+    state.committed().await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -258,7 +258,7 @@ pub async fn put_custom_attributes(
     let standard = Registry::standard();
     validate_custom_attributes(&body.0, standard.resource(ResourceKind::User))?;
     state.store.put_custom_attributes(caller.0.account(), &body.0, &caller.0.actor())?;
-    state.committed().await;
+    state.committed().await?;
     Ok(ok(&body.0))
 }
 
@@ -299,7 +299,7 @@ pub async fn create_token(
     }
     let (info, secret) =
         state.store.create_token(caller.0.account(), body.0.kind, body.0.name.trim(), &caller.0.actor())?;
-    state.committed().await;
+    state.committed().await?;
     let view = TokenView {
         id: info.id,
         name: info.name,
@@ -316,6 +316,6 @@ pub async fn revoke_token(
     id: web::Path<String>,
 ) -> AdminResult<HttpResponse> {
     state.store.revoke_token(caller.0.account(), &id, &caller.0.actor())?;
-    state.committed().await;
+    state.committed().await?;
     Ok(HttpResponse::NoContent().finish())
 }

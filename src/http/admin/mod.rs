@@ -83,6 +83,11 @@ impl From<StoreError> for AdminError {
                 "precondition_failed",
                 format!("the rules have changed; their current version is \"{v}\""),
             ),
+            StoreError::Full(_) => AdminError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "insufficient_storage",
+                crate::http::error::INSUFFICIENT_STORAGE,
+            ),
             other => {
                 log::error!("storage failure: {other}");
                 AdminError::new(

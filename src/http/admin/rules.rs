@@ -111,7 +111,7 @@ async fn save(
     let users = registry.resource(ResourceKind::User);
     let check = |rule: &Rule, refs: &References| validate_rule(rule, refs, users).map_err(|e| e.to_string());
     let saved = state.store.edit_rules(acct, &edit, expected_version(req)?, &caller.0.actor(), &check)?;
-    state.committed().await;
+    state.committed().await?;
     Ok(saved)
 }
 

@@ -158,11 +158,11 @@ pub async fn retry(
     let results = web::block(move || engine.evaluate_now(acct, &uids)).await.map_err(|e| {
         AdminError::new(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
     })??;
-    state.store.durable().await;
+    state.store.durable().await?;
     let still = results.iter().filter(|(_, a)| matches!(a, Applied::Failed(_))).count();
     let detail = json!({"users": chosen, "reason": request.reason, "resolved": results.len() - still, "stillFailing": still});
     state.store.record_activity(acct, &caller.0.actor(), "failures.retried", None, detail)?;
-    state.store.durable().await;
+    state.store.durable().await?;
     Ok(ok(&json!({"retried": results.len(), "resolved": results.len() - still, "stillFailing": still})))
 }
 

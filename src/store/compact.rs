@@ -1,0 +1,299 @@
+//! Giving space back. sled 0.34 reclaims little of what was deleted or overwritten (its segment-cleaning
+//! settings have been no-ops since 0.31, and its own cleaner keeps the dead pages of our write pattern),
+//! so the store is rewritten into a fresh directory holding only its live records, which then takes the
+//! old one's place: `usersync compact` on a stopped store, and [`Store::maybe_compact`] while the server
+//! runs (the copy is made in chunks, each holding writers off for a moment, and receives every commit
+//! meanwhile; writers and readers wait only while the new directory is put in place).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::health::disk_bytes;
+use super::integrity::{OnDamage, open_checked, open_sled, write_watermark};
+use super::records::Open;
+use super::{Store, StoreError, StoreResult};
+
+/// Records copied per chunk while the server runs.
+const CHUNK: usize = 2_000;
+/// The store is rewritten when its directory is this many times what a rewrite would leave (estimated from
+/// the last one: bytes on disk per byte of records), plus [`SLACK_BYTES`] (sled writes in 512 KiB
+/// segments; a small store is mostly headroom).
+pub const GROWTH_FACTOR: f64 = 1.5;
+pub const SLACK_BYTES: u64 = 8 << 20;
+/// Bytes on disk per byte of records in a freshly written store, until a compaction has measured it.
+const FRESH_RATIO: f64 = 3.0;
+
+/// Sizes before and after, in bytes on disk.
+#[derive(Debug, Clone, Copy)]
+pub struct Compacted {
+    pub before: u64,
+    pub after: u64,
+    pub records: u64,
+}
+
+/// Compacts the store in `dir`, which no server may hold. The store must pass its start-up check.
+pub fn compact(dir: &Path) -> StoreResult<Compacted> {
+    finish_interrupted(dir)?;
+    let before = disk_bytes(dir);
+    let (old, state, _) = open_checked(dir, OnDamage::Refuse)?;
+    let fresh = dir.join(COPY_DIR);
+    if fresh.exists() {
+        std::fs::remove_dir_all(&fresh)?;
+    }
+    let copy = open_sled(&fresh)?;
+    let mut from = Vec::new();
+    loop {
+        let mut batch = sled::Batch::default();
+        let mut last = None;
+        for item in old.tree.range(from.as_slice()..).take(CHUNK) {
+            let (k, v) = item?;
+            batch.insert(k.clone(), v);
+            last = Some(k);
+        }
+        copy.tree.apply_batch(batch)?;
+        let Some(last) = last else { break };
+        from = last.to_vec();
+        from.push(0);
+    }
+    carry_ids(&old.db, &copy.db)?;
+    copy.db.flush()?;
+    drop(copy);
+    old.db.flush()?;
+    drop(old);
+    write_watermark(&fresh, state.seq)?;
+    swap_files(dir)?;
+    Ok(Compacted { before, after: disk_bytes(dir), records: state.count })
+}
+
+/// The new database hands out ids above every id the old one handed out (activity sequence numbers).
+fn carry_ids(old: &sled::Db, new: &sled::Db) -> sled::Result<()> {
+    let next = old.generate_id()?;
+    while new.generate_id()? < next {}
+    Ok(())
+}
+
+impl Store {
+    /// Rewrites the store while it runs when its directory has grown past [`GROWTH_FACTOR`] times its
+    /// records (plus [`SLACK_BYTES`]); `None` when it has not.
+    pub fn maybe_compact(&self) -> StoreResult<Option<Compacted>> {
+        let live = self.inner.records.state().bytes as f64;
+        let last = *self.inner.compacted.lock().unwrap_or_else(|p| p.into_inner());
+        let ratio =
+            last.filter(|&(_, live)| live > 0).map_or(FRESH_RATIO, |(disk, live)| disk as f64 / live as f64);
+        let limit = (live * ratio.max(1.0) * GROWTH_FACTOR) as u64 + SLACK_BYTES;
+        if disk_bytes(self.data_dir()) <= limit {
+            return Ok(None);
+        }
+        self.compact().map(Some)
+    }
+
+    /// Rewrites the running store with only its live records and puts the copy in place.
+    pub fn compact(&self) -> StoreResult<Compacted> {
+        let dir = self.data_dir().to_path_buf();
+        let before = disk_bytes(&dir);
+        let fresh = dir.join(COPY_DIR);
+        if fresh.exists() {
+            std::fs::remove_dir_all(&fresh)?;
+        }
+        let copy = open_sled(&fresh)?;
+        let inner = &self.inner;
+        let copied = self.copy_into(&copy);
+        if let Err(e) = copied {
+            inner.committer.alone(|| inner.records.set_shadow(None));
+            drop(copy);
+            let _ = std::fs::remove_dir_all(&fresh);
+            return Err(e);
+        }
+        let records = inner.committer.alone(|| self.swap_in(copy, &fresh))?;
+        let done = Compacted { before, after: disk_bytes(&dir), records };
+        *inner.compacted.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((done.after, inner.records.state().bytes));
+        log::info!("compacted the store: {} bytes on disk before, {} after", done.before, done.after);
+        Ok(done)
+    }
+
+    /// Copies every record into `copy`, which receives every commit from the first chunk on.
+    fn copy_into(&self, copy: &Open) -> StoreResult<()> {
+        let inner = &self.inner;
+        inner.committer.alone(|| inner.records.set_shadow(Some(copy.tree.clone())));
+        let mut from = Vec::new();
+        while let Some(next) = inner.committer.alone(|| inner.records.copy_chunk(&copy.tree, &from, CHUNK))? {
+            from = next;
+        }
+        Ok(())
+    }
+
+    /// With the committer held: the complete copy takes the place of the store's directory.
+    fn swap_in(&self, copy: Open, fresh: &Path) -> StoreResult<u64> {
+        let inner = &self.inner;
+        let dir = inner.data_dir.clone();
+        let complete = inner.records.shadow_complete();
+        inner.records.set_shadow(None);
+        if !complete {
+            return Err(StoreError::Io(std::io::Error::other(
+                "the copy missed a commit; compaction abandoned",
+            )));
+        }
+        let state = inner.records.state();
+        carry_ids(&inner.records.current()?.db, &copy.db)?;
+        copy.db.flush()?;
+        drop(copy);
+        write_watermark(fresh, state.seq)?;
+        let mut not_begun = None;
+        inner.records.reopen(|old| -> StoreResult<_> {
+            if let Some(old) = old {
+                old.db.flush()?;
+            }
+            if let Err(e) = swap_files(&dir) {
+                if dir.join(COPY_DIR).join(COMPLETE).exists() {
+                    // half way: only going on can leave a whole store (the next start tries again)
+                    log::error!("compaction: putting the copy in place failed ({e}); finishing it");
+                    finish_interrupted(&dir)?;
+                } else {
+                    not_begun = Some(e);
+                }
+            }
+            Ok((open_waiting(&dir)?, state))
+        })?;
+        if let Some(e) = not_begun {
+            let _ = std::fs::remove_dir_all(dir.join(COPY_DIR));
+            return Err(StoreError::Io(std::io::Error::other(format!("compaction abandoned: {e}"))));
+        }
+        inner.durability.reopen_files(&dir)?;
+        Ok(state.count)
+    }
+}
+
+/// Opens sled, waiting for the last user of a database just closed there to let go of its lock.
+fn open_waiting(dir: &Path) -> StoreResult<Open> {
+    let started = Instant::now();
+    loop {
+        match open_sled(dir) {
+            Err(e @ StoreError::Locked(_)) if started.elapsed() > Duration::from_secs(10) => return Err(e),
+            Err(StoreError::Locked(_)) => std::thread::sleep(Duration::from_millis(5)),
+            other => return other,
+        }
+    }
+}
+
+/// The copy is made here, inside the data directory, so that it is on the same filesystem (the data
+/// directory may be a mount point, which cannot be renamed); sled ignores directories it did not make.
+const COPY_DIR: &str = "compacting";
+/// The old files are moved here before the copy's files take their place.
+const OLD_DIR: &str = "before-compact";
+/// In the copy: it is complete (written after its last commit and its watermark).
+const COMPLETE: &str = ".complete";
+/// In the copy: the old files are all in [`OLD_DIR`]; what is left to do is moving the copy's files up.
+const MOVED_OUT: &str = ".old-moved-out";
+
+/// Puts the complete copy's files in place of the store's own. Each step is a rename within one
+/// filesystem, and a crash between steps is finished by [`finish_interrupted`] at the next start.
+fn swap_files(dir: &Path) -> std::io::Result<()> {
+    let fresh = dir.join(COPY_DIR);
+    let old = dir.join(OLD_DIR);
+    std::fs::File::create(fresh.join(COMPLETE))?.sync_all()?;
+    if !fresh.join(MOVED_OUT).exists() {
+        std::fs::create_dir_all(&old)?;
+        for name in sled_files(dir)? {
+            std::fs::rename(dir.join(&name), old.join(&name))?;
+        }
+        std::fs::File::create(fresh.join(MOVED_OUT))?.sync_all()?;
+    }
+    for name in sled_files(&fresh)? {
+        std::fs::rename(fresh.join(&name), dir.join(&name))?;
+    }
+    std::fs::File::open(dir)?.sync_all()?;
+    std::fs::remove_dir_all(&fresh)?;
+    std::fs::remove_dir_all(&old)
+}
+
+/// sled's files and the watermark in `dir` (not the compaction's directories nor its markers).
+fn sled_files(dir: &Path) -> std::io::Result<Vec<std::ffi::OsString>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let text = name.to_string_lossy();
+        if text != COPY_DIR && text != OLD_DIR && !text.starts_with('.') {
+            out.push(name);
+        }
+    }
+    Ok(out)
+}
+
+/// Leftovers of a compaction that stopped half way (a crash): a complete copy is put in place, an
+/// incomplete one removed.
+pub(crate) fn finish_interrupted(dir: &Path) -> std::io::Result<()> {
+    let fresh = dir.join(COPY_DIR);
+    if fresh.join(COMPLETE).exists() {
+        log::warn!("finishing a compaction that was interrupted: its copy becomes the store");
+        return swap_files(dir);
+    }
+    for leftover in [fresh, dir.join(OLD_DIR)] {
+        if leftover.exists() {
+            std::fs::remove_dir_all(&leftover)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use serde_json::json;
+
+    use crate::scim::resource::normalize;
+    use crate::scim::schema::ResourceKind;
+    use crate::store::testing::temp_store;
+    use crate::store::{Actor, DurabilityMode, Store, StoreOptions};
+
+    #[test]
+    fn writes_during_a_compaction_are_all_kept() {
+        let (store, dir) = temp_store();
+        let (account, _) = store.ensure_account("acme").unwrap();
+        let registry = store.registry(account.id);
+        let schema = registry.resource(ResourceKind::User);
+        let create = |name: String| {
+            let input = normalize(schema, &json!({"userName": name})).unwrap();
+            store.create_user(account.id, schema, &input, &Actor::engine()).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        let mut ids: Vec<String> = (0..3_000).map(|i| create(format!("before{i}@example.com"))).collect();
+        for id in ids.drain(..1_000) {
+            store.delete_user(account.id, &id, None, &Actor::engine()).unwrap();
+        }
+        let done = AtomicBool::new(false);
+        let written = std::thread::scope(|s| {
+            let writer = s.spawn(|| {
+                let mut written = Vec::new();
+                let mut i = 0;
+                while !done.load(Ordering::SeqCst) || written.len() < 200 {
+                    written.push(create(format!("during{i}@example.com")));
+                    i += 1;
+                }
+                written
+            });
+            for _ in 0..2 {
+                let compacted = store.compact().unwrap();
+                assert!(compacted.after > 0);
+            }
+            done.store(true, Ordering::SeqCst);
+            writer.join().unwrap()
+        });
+        ids.extend(written);
+        for id in &ids {
+            assert!(store.user(account.id, id).unwrap().is_some(), "{id} was kept");
+        }
+        assert_eq!(store.count(account.id, ResourceKind::User), ids.len());
+        assert_eq!(store.verify().unwrap(), Vec::<String>::new());
+        store.shutdown();
+        drop(store);
+        let clock = std::sync::Arc::new(crate::clock::SystemClock);
+        let options =
+            StoreOptions { path: dir.path().to_path_buf(), durability: DurabilityMode::Flush, clock };
+        let reopened = Store::open(options).expect("the compacted store passes the start-up check");
+        assert_eq!(reopened.count(account.id, ResourceKind::User), ids.len());
+    }
+}
