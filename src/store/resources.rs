@@ -260,7 +260,7 @@ impl Store {
             log::warn!("{collision}");
         }
         self.transact(|tx| tx.insert(marker.as_slice(), NAME_INDEX_FORM))?;
-        self.durable_blocking();
+        self.durable_blocking()?;
         Ok(collisions)
     }
 }
@@ -437,7 +437,8 @@ mod tests {
         old_style_user(&store, acct, twin, "jose\u{301}");
         let full_width = "ffffffff-0000-7000-8000-00000000000c";
         old_style_user(&store, acct, full_width, "ＡＬＩＣＥ");
-        store.tree().remove(super::super::keys::global(kind::LAYOUT, NAME_INDEX_LAYOUT)).unwrap();
+        let marker = super::super::keys::global(kind::LAYOUT, NAME_INDEX_LAYOUT);
+        store.transact(|tx| tx.remove(marker.as_slice())).unwrap();
 
         let collisions = store.migrate_name_indexes().unwrap();
         assert_eq!(collisions.len(), 1, "{collisions:?}");
