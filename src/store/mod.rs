@@ -5,6 +5,7 @@
 mod accounts;
 pub mod activity;
 mod codec;
+mod directory;
 pub mod durability;
 mod groups;
 pub mod keys;
@@ -27,6 +28,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 pub use accounts::{Account, TokenInfo, TokenKind};
 pub use activity::{Activity, ActivityQuery};
 pub use codec::{display_of, version_of};
+pub use directory::NameMatch;
 pub use durability::{Durability, DurabilityMode};
 pub use keys::AccountId;
 pub use list::{ListPage, ListQuery};
