@@ -12,7 +12,7 @@ pub use preview::{UserChange, preview};
 pub use resolve::{CompiledRule, Resolution, compile, decide, resolve};
 pub use validate::{RuleError, rule_problems, validate_custom_attributes, validate_rule};
 pub use welcome::{
-    PLACEHOLDERS, builtin_template, language_for, render, render_welcome, unknown_placeholders,
+    PLACEHOLDERS, address_of, builtin_template, language_for, render, render_welcome, unknown_placeholders,
 };
 
 /// The languages a rule can set.

@@ -137,7 +137,7 @@ pub fn render(user: &Value, template: &EmailTemplate, language: &str) -> (String
 }
 
 /// The primary email, else the first one.
-fn address_of(user: &Value) -> Option<&str> {
+pub fn address_of(user: &Value) -> Option<&str> {
     let emails = user.get("emails")?.as_array()?;
     let primary = emails.iter().find(|e| e.get("primary").and_then(Value::as_bool).unwrap_or(false));
     primary.or_else(|| emails.first())?.get("value")?.as_str()

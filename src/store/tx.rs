@@ -452,7 +452,12 @@ mod tests {
         assert_eq!(numbers(b"a/"), (1..=100).collect::<Vec<_>>());
         assert_eq!(numbers(b"b/"), (1..=100).collect::<Vec<_>>());
         let restarted = Committer::default();
-        restarted.run(&tree, &db, |tx| Ok(tx.insert_sequenced(record(b"a/")))).unwrap();
+        restarted
+            .run(&tree, &db, |tx| {
+                tx.insert_sequenced(record(b"a/"));
+                Ok(())
+            })
+            .unwrap();
         assert_eq!(numbers(b"a/").last(), Some(&101), "a new committer goes on where the stored numbers end");
     }
 

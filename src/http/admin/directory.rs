@@ -9,6 +9,7 @@ use super::users::user_state;
 use super::{AdminError, AdminResult, ok};
 use crate::http::AppState;
 use crate::http::request::AdminCaller;
+use crate::rules::address_of;
 use crate::store::sync::{EntitlementState, SyncConfig};
 use crate::store::{AccountId, Store};
 
@@ -80,13 +81,6 @@ fn state_name(s: EntitlementState) -> &'static str {
     }
 }
 
-/// The primary email, else the first one.
-fn primary_email(user: &Value) -> Option<&Value> {
-    let emails = user.get("emails")?.as_array()?;
-    let primary = emails.iter().find(|e| e.get("primary").and_then(Value::as_bool).unwrap_or(false));
-    primary.or_else(|| emails.first())?.get("value")
-}
-
 /// `GET /users?search=&state=&startIndex=&count=`: users whose userName contains `search`
 /// (case-insensitively), in userName order, optionally only those in one entitlement state.
 pub async fn users(
@@ -113,8 +107,10 @@ pub async fn users(
             continue;
         }
         if total >= paging.skip() && page.len() < paging.count {
-            page.push(json!({"id": m.id, "userName": user.get("userName"), "displayName": user.get("displayName"),
-                "email": primary_email(&user), "active": crate::store::is_active(&user), "state": user_state}));
+            page.push(
+                json!({"id": m.id, "userName": user.get("userName"), "displayName": user.get("displayName"),
+                "email": address_of(&user), "active": crate::store::is_active(&user), "state": user_state}),
+            );
         }
         total += 1;
     }

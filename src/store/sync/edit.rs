@@ -119,12 +119,14 @@ fn replace(config: &mut SyncConfig, rule: &Rule, number: Option<u32>) -> StoreRe
     let at = position(config, &rule.id)?;
     let old = config.rules.remove(at);
     let to = number.map_or(at, |_| slot(number, config.rules.len()));
-    config.rules.insert(to, rule.clone());
+    let mut new = rule.clone();
+    new.number = u32::try_from(to + 1).unwrap_or(u32::MAX);
+    config.rules.insert(to, new.clone());
     Ok(Effect {
         event: "rule.updated",
         target: Some(rule.id.clone()),
         detail: json!({"number": to + 1, "previousNumber": at + 1, "group": rule.group, "previousGroup": old.group,
-            "products": rule.bundle.products, "changes": crate::store::sync::changes(Some(&old), rule)}),
+            "products": rule.bundle.products, "changes": crate::store::sync::changes(Some(&old), &new)}),
         scopes: group_scopes([old.group.as_str(), rule.group.as_str()]),
         checked: Some(rule.clone()),
     })
