@@ -30,7 +30,7 @@ pub struct Activity {
 }
 
 /// Every activity type, for `?type=` to be checked against.
-pub const ACTIVITY_TYPES: [&str; 34] = [
+pub const ACTIVITY_TYPES: [&str; 33] = [
     "user.created",
     "user.updated",
     "user.deactivated",
@@ -64,7 +64,6 @@ pub const ACTIVITY_TYPES: [&str; 34] = [
     "email-template.reset",
     "token.created",
     "token.revoked",
-    "token.used",
 ];
 
 /// A page request: newest first, optionally of one type or about one user, strictly older than `before`.

@@ -363,6 +363,11 @@ fn failures_outbox_and_previews_are_paged_and_summarised() {
     let mine = app.admin_ok(Method::GET, &format!("/outbox?to={to}"), None, StatusCode::OK);
     assert_eq!(mine["totalResults"], json!(1));
     assert_eq!(
+        mine["Resources"][0]["userName"].as_str().unwrap().to_uppercase(),
+        to,
+        "the outbox names the user"
+    );
+    assert_eq!(
         (&mine["Resources"][0]["template"], &mine["Resources"][0]["language"]),
         (&json!("default"), &json!("en_US"))
     );

@@ -263,10 +263,16 @@ pub async fn outbox(
     let query = Query::parse(&req, &["to", "startIndex", "count"])?;
     let paging = Paging::from_query(&query)?;
     let to = query.get("to").map(str::to_lowercase);
-    let messages = state.store.outbox(caller.0.account())?;
+    let acct = caller.0.account();
+    let messages = state.store.outbox(acct)?;
     let chosen = messages.into_iter().filter(|m| to.as_deref().is_none_or(|t| m.to.to_lowercase() == t));
-    Ok(ok(&paging.page(chosen.map(|m| {
-        json!({"id": m.id, "user": m.user, "to": m.to, "template": m.template, "language": m.language,
-            "subject": m.subject, "body": m.body, "created": m.created})
-    }))))
+    let page = paging.page(chosen);
+    let mut resources = Vec::with_capacity(page.resources.len());
+    for m in &page.resources {
+        let user_name = state.store.user(acct, &m.user)?.and_then(|u| u.get("userName").cloned());
+        resources.push(json!({"id": m.id, "user": m.user, "userName": user_name, "to": m.to,
+            "template": m.template, "language": m.language, "subject": m.subject, "body": m.body,
+            "created": m.created}));
+    }
+    Ok(ok(&paging.of(page.total_results, resources)))
 }
