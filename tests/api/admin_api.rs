@@ -287,6 +287,11 @@ fn unknown_fields_bad_values_and_wrong_methods_are_named() {
         errors(res, StatusCode::BAD_REQUEST),
         [pair("?reson", "unknown query parameter (this endpoint takes: reason, startIndex, count)")]
     );
+    let res = app.admin(Method::GET, "/products/meeting?verbose=1", None);
+    assert_eq!(
+        errors(res, StatusCode::BAD_REQUEST),
+        [pair("?verbose", "unknown query parameter (this endpoint takes: none)")]
+    );
     let res = app.admin(Method::GET, "/entitlements?product=nope", None);
     assert_eq!(
         errors(res, StatusCode::UNPROCESSABLE_ENTITY),

@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::input::{
-    self, Fields, FromBody, FromFields, PAGING_PARAMS, Paging, Problems, Query, check_if_match,
+    self, Fields, FromBody, FromFields, NoQuery, PAGING_PARAMS, Paging, Problems, Query, check_if_match,
     check_object_id, if_match, merge_patch, with_etag,
 };
 use super::{AdminError, AdminResult, MergePatch, Strict, created_or_ok, ok};
@@ -22,7 +22,11 @@ use crate::store::sync::{CustomAttribute, EmailTemplate, ObjectKind, Product, Se
 use crate::store::{AccountId, Store, TokenKind};
 
 /// `GET /sync`: `{"enabled", "pending", "failures"}`.
-pub async fn get_sync(state: web::Data<AppState>, caller: AdminCaller) -> AdminResult<HttpResponse> {
+pub async fn get_sync(
+    state: web::Data<AppState>,
+    caller: AdminCaller,
+    _: NoQuery,
+) -> AdminResult<HttpResponse> {
     Ok(ok(&sync_status(&state.store, caller.0.account())?))
 }
 
@@ -47,6 +51,7 @@ impl FromFields for SyncSwitch {
 pub async fn put_sync(
     state: web::Data<AppState>,
     caller: AdminCaller,
+    _: NoQuery,
     body: Strict<SyncSwitch>,
 ) -> AdminResult<HttpResponse> {
     let acct = caller.0.account();
@@ -89,6 +94,7 @@ fn product_or_404(state: &AppState, acct: AccountId, id: &str) -> AdminResult<(P
 pub async fn get_product(
     state: web::Data<AppState>,
     caller: AdminCaller,
+    _: NoQuery,
     id: web::Path<String>,
 ) -> AdminResult<HttpResponse> {
     let (product, used, version) = product_or_404(&state, caller.0.account(), &id)?;
@@ -165,6 +171,7 @@ pub async fn put_product(
     req: HttpRequest,
     state: web::Data<AppState>,
     caller: AdminCaller,
+    _: NoQuery,
     id: web::Path<String>,
     body: Strict<ProductInput>,
 ) -> AdminResult<HttpResponse> {
@@ -176,6 +183,7 @@ pub async fn patch_product(
     req: HttpRequest,
     state: web::Data<AppState>,
     caller: AdminCaller,
+    _: NoQuery,
     id: web::Path<String>,
     patch: MergePatch,
 ) -> AdminResult<HttpResponse> {
@@ -192,6 +200,7 @@ pub async fn delete_product(
     req: HttpRequest,
     state: web::Data<AppState>,
     caller: AdminCaller,
+    _: NoQuery,
     id: web::Path<String>,
 ) -> AdminResult<HttpResponse> {
     let acct = caller.0.account();
@@ -381,6 +390,7 @@ async fn list_objects<T: AdminObject>(
 async fn get_object<T: AdminObject>(
     state: web::Data<AppState>,
     caller: AdminCaller,
+    _: NoQuery,
     id: web::Path<String>,
 ) -> AdminResult<HttpResponse> {
     let (object, version) = object_or_404::<T>(&state, caller.0.account(), &id)?;
@@ -422,6 +432,7 @@ async fn put_object<T: AdminObject>(
     req: HttpRequest,
     state: web::Data<AppState>,
     caller: AdminCaller,
+    _: NoQuery,
     id: web::Path<String>,
     body: Strict<T>,
 ) -> AdminResult<HttpResponse> {
@@ -434,6 +445,7 @@ async fn patch_object<T: AdminObject>(
     req: HttpRequest,
     state: web::Data<AppState>,
     caller: AdminCaller,
+    _: NoQuery,
     id: web::Path<String>,
     patch: MergePatch,
 ) -> AdminResult<HttpResponse> {
@@ -453,6 +465,7 @@ async fn delete_object<T: AdminObject>(
     req: HttpRequest,
     state: web::Data<AppState>,
     caller: AdminCaller,
+    _: NoQuery,
     id: web::Path<String>,
 ) -> AdminResult<HttpResponse> {
     let acct = caller.0.account();
@@ -473,16 +486,17 @@ async fn delete_object<T: AdminObject>(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// `GET /privileges?startIndex=&count=`: the fixed list a manager role chooses from.
 pub async fn privileges(req: HttpRequest, _caller: AdminCaller) -> AdminResult<HttpResponse> {
-    Query::parse(&req, &[])?;
-    let list: Vec<Value> =
-        PRIVILEGES.iter().map(|(id, description)| json!({"id": id, "description": description})).collect();
-    Ok(ok(&list))
+    let paging = Paging::from_query(&Query::parse(&req, &PAGING_PARAMS)?)?;
+    Ok(ok(&paging
+        .page(PRIVILEGES.iter().map(|(id, description)| json!({"id": id, "description": description})))))
 }
 
 pub async fn get_custom_attributes(
     state: web::Data<AppState>,
     caller: AdminCaller,
+    _: NoQuery,
 ) -> AdminResult<HttpResponse> {
     Ok(ok(&state.store.custom_attributes(caller.0.account())?))
 }
@@ -528,6 +542,7 @@ impl FromBody for CustomAttributes {
 pub async fn put_custom_attributes(
     state: web::Data<AppState>,
     caller: AdminCaller,
+    _: NoQuery,
     body: Strict<CustomAttributes>,
 ) -> AdminResult<HttpResponse> {
     let attrs = body.0.0;
@@ -599,6 +614,7 @@ impl FromFields for NewToken {
 pub async fn create_token(
     state: web::Data<AppState>,
     caller: AdminCaller,
+    _: NoQuery,
     body: Strict<NewToken>,
 ) -> AdminResult<HttpResponse> {
     let name = body.0.name.trim().to_string();
@@ -626,6 +642,7 @@ pub async fn create_token(
 pub async fn revoke_token(
     state: web::Data<AppState>,
     caller: AdminCaller,
+    _: NoQuery,
     id: web::Path<String>,
 ) -> AdminResult<HttpResponse> {
     state.store.revoke_token(caller.0.account(), &id, &caller.0.actor())?;

@@ -4,7 +4,7 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
-use super::input::{Paging, Query};
+use super::input::{NoQuery, Paging, Query};
 use super::users::user_state;
 use super::{AdminError, AdminResult, ok};
 use crate::http::AppState;
@@ -56,6 +56,7 @@ pub async fn groups(
 pub async fn group(
     state: web::Data<AppState>,
     caller: AdminCaller,
+    _: NoQuery,
     id: web::Path<String>,
 ) -> AdminResult<HttpResponse> {
     let acct = caller.0.account();

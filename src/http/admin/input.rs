@@ -322,6 +322,18 @@ impl Query {
     }
 }
 
+/// An extractor for endpoints that take no query parameters: any is a 400 naming it.
+pub struct NoQuery;
+
+impl actix_web::FromRequest for NoQuery {
+    type Error = AdminError;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        std::future::ready(Query::parse(req, &[]).map(|_| NoQuery))
+    }
+}
+
 /// The default page size of every admin list.
 pub const DEFAULT_PAGE: usize = 50;
 /// The largest page an admin list returns; a larger `count` is refused, not clamped.

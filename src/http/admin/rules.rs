@@ -9,7 +9,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
 use super::input::{
-    self, Fields, FromFields, MAX_PAGE, PAGING_PARAMS, Paging, Problems, Query, if_match, merge_patch,
+    self, Fields, FromFields, MAX_PAGE, NoQuery, PAGING_PARAMS, Paging, Problems, Query, if_match,
+    merge_patch,
 };
 use super::{AdminError, AdminResult, MergePatch, Strict};
 use crate::http::AppState;
@@ -201,6 +202,7 @@ pub async fn list(
 pub async fn get(
     state: web::Data<AppState>,
     caller: AdminCaller,
+    _: NoQuery,
     id: web::Path<String>,
 ) -> AdminResult<HttpResponse> {
     let acct = caller.0.account();
@@ -214,6 +216,7 @@ pub async fn create(
     req: HttpRequest,
     state: web::Data<AppState>,
     caller: AdminCaller,
+    _: NoQuery,
     body: Strict<RuleInput>,
 ) -> AdminResult<HttpResponse> {
     if body.0.id.is_some() {
@@ -257,6 +260,7 @@ pub async fn replace(
     req: HttpRequest,
     state: web::Data<AppState>,
     caller: AdminCaller,
+    _: NoQuery,
     id: web::Path<String>,
     body: Strict<RuleInput>,
 ) -> AdminResult<HttpResponse> {
@@ -268,6 +272,7 @@ pub async fn patch(
     req: HttpRequest,
     state: web::Data<AppState>,
     caller: AdminCaller,
+    _: NoQuery,
     id: web::Path<String>,
     patch: MergePatch,
 ) -> AdminResult<HttpResponse> {
@@ -288,6 +293,7 @@ pub async fn delete(
     req: HttpRequest,
     state: web::Data<AppState>,
     caller: AdminCaller,
+    _: NoQuery,
     id: web::Path<String>,
 ) -> AdminResult<HttpResponse> {
     save(&state, &caller, &req, RuleEdit::Delete { id: id.to_string() }).await?;
@@ -309,6 +315,7 @@ pub async fn reorder(
     req: HttpRequest,
     state: web::Data<AppState>,
     caller: AdminCaller,
+    _: NoQuery,
     body: Strict<Order>,
 ) -> AdminResult<HttpResponse> {
     let saved = save(&state, &caller, &req, RuleEdit::Reorder { order: body.0.order }).await?;

@@ -5,7 +5,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use serde_json::{Value, json};
 
-use super::input::{self, Fields, FromFields};
+use super::input::{self, Fields, FromFields, NoQuery};
 use super::{AdminError, AdminResult, OptionalStrict, ok};
 use crate::http::AppState;
 use crate::http::request::AdminCaller;
@@ -35,6 +35,7 @@ fn sample_user() -> Value {
 pub async fn preview(
     state: web::Data<AppState>,
     caller: AdminCaller,
+    _: NoQuery,
     id: web::Path<String>,
     body: OptionalStrict<PreviewRequest>,
 ) -> AdminResult<HttpResponse> {

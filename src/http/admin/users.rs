@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use actix_web::http::StatusCode;
 
-use super::input::{self, DEFAULT_PAGE, MAX_PAGE, Paging, Query};
+use super::input::{self, DEFAULT_PAGE, MAX_PAGE, NoQuery, Paging, Query};
 use super::{AdminError, AdminResult, OptionalBody, ok};
 use crate::http::AppState;
 use crate::http::request::AdminCaller;
@@ -171,6 +171,7 @@ pub struct RetryRequest {
 pub async fn retry(
     state: web::Data<AppState>,
     caller: AdminCaller,
+    _: NoQuery,
     body: OptionalBody<RetryRequest>,
 ) -> AdminResult<HttpResponse> {
     let acct = caller.0.account();
