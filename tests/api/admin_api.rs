@@ -517,6 +517,25 @@ fn history_names_targets_lists_changes_and_numbers_each_account_without_gaps() {
         .unwrap();
     assert_eq!(patch["detail"]["changes"], json!({"seats": {"before": 5, "after": 8}}));
     assert_eq!(patch["targetName"], json!("MEETING"));
+    let attrs = json!([{"name": "costCode", "type": "string"}]);
+    app.admin_ok(Method::PUT, "/custom-attributes", Some(&attrs), StatusCode::OK);
+    let retyped = json!([{"name": "costCode", "type": "integer"}, {"name": "badge", "type": "string"}]);
+    app.admin_ok(Method::PUT, "/custom-attributes", Some(&retyped), StatusCode::OK);
+    let latest =
+        app.admin_ok(Method::GET, "/activity?type=custom-attributes.updated&limit=1", None, StatusCode::OK);
+    let changes = &latest["entries"][0]["detail"]["changes"];
+    assert_eq!(changes["costCode"]["before"]["type"], json!("string"));
+    assert_eq!(changes["costCode"]["after"]["type"], json!("integer"));
+    assert_eq!(
+        (&changes["badge"]["before"], &changes["badge"]["after"]["name"]),
+        (&Value::Null, &json!("badge"))
+    );
+    let res = app.admin(
+        Method::PUT,
+        "/custom-attributes",
+        Some(&json!([{"name": "x", "type": "string", "nme": 1}])),
+    );
+    assert_eq!(errors(res, StatusCode::BAD_REQUEST), [pair("[0].nme", "unknown field")]);
     // by name as well as by id
     let about = app.admin_ok(Method::GET, "/activity?target=sales", None, StatusCode::OK);
     assert_eq!(about["entries"][0]["target"], json!(g));
@@ -528,7 +547,9 @@ fn history_names_targets_lists_changes_and_numbers_each_account_without_gaps() {
     );
 
     // a restart goes on where the numbers ended
-    let last = seqs[0];
+    let last = app.admin_ok(Method::GET, "/activity?limit=1", None, StatusCode::OK)["entries"][0]["seq"]
+        .as_u64()
+        .unwrap();
     drop(other);
     let dir = app.stop().expect("owns its directory");
     let app = spawn_app_in(dir.path());

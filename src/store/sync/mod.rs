@@ -153,6 +153,14 @@ pub fn changes<T: Serialize>(before: Option<&T>, after: &T) -> Value {
     Value::Object(out)
 }
 
+/// The custom attributes that were added, removed or changed, by name: `{name: {"before", "after"}}`.
+fn attribute_changes(before: &[CustomAttribute], after: &[CustomAttribute]) -> Value {
+    let by_name = |attrs: &[CustomAttribute]| -> serde_json::Map<String, Value> {
+        attrs.iter().map(|a| (a.name.clone(), serde_json::to_value(a).unwrap_or_default())).collect()
+    };
+    changes(Some(&Value::Object(by_name(before))), &Value::Object(by_name(after)))
+}
+
 /// The account's User extension schema from its custom attributes (`None` without any).
 pub fn custom_schema(attrs: &[CustomAttribute]) -> Option<crate::scim::schema::Schema> {
     if attrs.is_empty() {
@@ -433,8 +441,10 @@ impl Store {
         let now = self.now();
         let names: Vec<&str> = attrs.iter().map(|a| a.name.as_str()).collect();
         self.transact(|tx| {
+            let before: Vec<CustomAttribute> = tx_get(tx, &custom_attributes_key(acct))?.unwrap_or_default();
             tx.insert(custom_attributes_key(acct), encode(&attrs))?;
-            record(tx, acct, now, actor, "custom-attributes.updated", None, json!({"names": names}))
+            let detail = json!({"names": names, "changes": attribute_changes(&before, attrs)});
+            record(tx, acct, now, actor, "custom-attributes.updated", None, detail)
         })?;
         self.forget_registry(acct);
         Ok(())
