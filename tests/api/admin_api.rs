@@ -519,8 +519,20 @@ fn history_names_targets_lists_changes_and_numbers_each_account_without_gaps() {
     assert_eq!(patch["targetName"], json!("MEETING"));
     let attrs = json!([{"name": "costCode", "type": "string"}]);
     app.admin_ok(Method::PUT, "/custom-attributes", Some(&attrs), StatusCode::OK);
+    let etag =
+        app.admin(Method::GET, "/custom-attributes", None).headers()["etag"].to_str().unwrap().to_string();
     let retyped = json!([{"name": "costCode", "type": "integer"}, {"name": "badge", "type": "string"}]);
-    app.admin_ok(Method::PUT, "/custom-attributes", Some(&retyped), StatusCode::OK);
+    let put_if = |body: &Value| {
+        app.client
+            .put(format!("http://{}/admin/v1/custom-attributes", app.addr))
+            .bearer_auth(&app.admin_token)
+            .header("If-Match", &etag)
+            .body(body.to_string())
+            .send()
+            .unwrap()
+    };
+    expect_status(put_if(&retyped), StatusCode::OK);
+    expect_status(put_if(&attrs), StatusCode::PRECONDITION_FAILED);
     let latest =
         app.admin_ok(Method::GET, "/activity?type=custom-attributes.updated&limit=1", None, StatusCode::OK);
     let changes = &latest["entries"][0]["detail"]["changes"];

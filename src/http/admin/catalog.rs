@@ -493,12 +493,19 @@ pub async fn privileges(req: HttpRequest, _caller: AdminCaller) -> AdminResult<H
         .page(PRIVILEGES.iter().map(|(id, description)| json!({"id": id, "description": description})))))
 }
 
+/// `GET /custom-attributes`: the whole list, with the list's ETag (`W/"none"` before any was set).
 pub async fn get_custom_attributes(
     state: web::Data<AppState>,
     caller: AdminCaller,
     _: NoQuery,
 ) -> AdminResult<HttpResponse> {
-    Ok(ok(&state.store.custom_attributes(caller.0.account())?))
+    let (attrs, version) = state.store.custom_attributes_with_version(caller.0.account())?;
+    Ok(with_etag(ok(&attrs), attributes_version(&version)))
+}
+
+/// The ETag of the custom attributes: `none` stands for a list never set.
+fn attributes_version(version: &str) -> &str {
+    if version.is_empty() { "none" } else { version }
 }
 
 impl FromFields for CustomAttribute {
@@ -538,8 +545,10 @@ impl FromBody for CustomAttributes {
     }
 }
 
-/// `PUT /custom-attributes`: the whole list; it becomes the account's User extension schema.
+/// `PUT /custom-attributes`: the whole list; it becomes the account's User extension schema. `If-Match`
+/// with the list's ETag makes it conditional.
 pub async fn put_custom_attributes(
+    req: HttpRequest,
     state: web::Data<AppState>,
     caller: AdminCaller,
     _: NoQuery,
@@ -548,9 +557,12 @@ pub async fn put_custom_attributes(
     let attrs = body.0.0;
     let standard = Registry::standard();
     validate_custom_attributes(&attrs, standard.resource(ResourceKind::User))?;
-    state.store.put_custom_attributes(caller.0.account(), &attrs, &caller.0.actor())?;
+    let acct = caller.0.account();
+    let wanted = if_match(&req)?.map(|v| if v == "none" { String::new() } else { v });
+    state.store.put_custom_attributes_if(acct, &attrs, wanted.as_deref(), &caller.0.actor())?;
     state.committed().await;
-    Ok(ok(&attrs))
+    let (attrs, version) = state.store.custom_attributes_with_version(acct)?;
+    Ok(with_etag(ok(&attrs), attributes_version(&version)))
 }
 
 #[derive(Serialize)]

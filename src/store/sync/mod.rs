@@ -427,6 +427,17 @@ impl Store {
         })
     }
 
+    /// The custom attributes with the list's version (`""` while the account has never set any).
+    pub fn custom_attributes_with_version(
+        &self,
+        acct: AccountId,
+    ) -> StoreResult<(Vec<CustomAttribute>, String)> {
+        match self.tree().get(custom_attributes_key(acct))? {
+            Some(bytes) => Ok((decode(&bytes)?, object_version(&bytes))),
+            None => Ok((Vec::new(), String::new())),
+        }
+    }
+
     pub fn custom_attributes(&self, acct: AccountId) -> StoreResult<Vec<CustomAttribute>> {
         Ok(get(self.tree(), &custom_attributes_key(acct))?.unwrap_or_default())
     }
@@ -438,9 +449,21 @@ impl Store {
         attrs: &[CustomAttribute],
         actor: &Actor,
     ) -> StoreResult<()> {
+        self.put_custom_attributes_if(acct, attrs, None, actor)
+    }
+
+    /// [`Store::put_custom_attributes`] if the list is still at version `if_match` (412 otherwise).
+    pub fn put_custom_attributes_if(
+        &self,
+        acct: AccountId,
+        attrs: &[CustomAttribute],
+        if_match: Option<&str>,
+        actor: &Actor,
+    ) -> StoreResult<()> {
         let now = self.now();
         let names: Vec<&str> = attrs.iter().map(|a| a.name.as_str()).collect();
         self.transact(|tx| {
+            check_version(tx.get(custom_attributes_key(acct))?.as_deref(), if_match)?;
             let before: Vec<CustomAttribute> = tx_get(tx, &custom_attributes_key(acct))?.unwrap_or_default();
             tx.insert(custom_attributes_key(acct), encode(&attrs))?;
             let detail = json!({"names": names, "changes": attribute_changes(&before, attrs)});
