@@ -832,7 +832,7 @@ fn rules(args: &RulesArgs) -> Result<()> {
     // rule per group (`rules_layout`).
     expect(conn.send("PUT", "/sync", Some(br#"{"enabled": false}"#))?, 200, "sync off")?;
     for p in PRODUCTS {
-        let body = json!({"name": p, "seats": null}).to_string().into_bytes();
+        let body = json!({"name": p, "seats": null, "requires": []}).to_string().into_bytes();
         expect(conn.send("PUT", &format!("/products/{p}"), Some(&body))?, 201, "product")?;
     }
     let budget = |ops| Budget { ops, seconds: f64::INFINITY };
@@ -968,8 +968,9 @@ fn rule_doc(id: Option<&str>, g: usize, gid: &str) -> Value {
 fn preview_counts(res: &Response) -> Result<(usize, usize)> {
     let doc: Value = serde_json::from_slice(&res.body)?;
     let evaluated = doc.get("evaluated").and_then(Value::as_u64).ok_or("preview: no 'evaluated'")?;
-    let users = doc.get("users").and_then(Value::as_array).ok_or("preview: no 'users'")?;
-    Ok((usize::try_from(evaluated)?, users.len()))
+    // The users are paged; `changing` counts all of them.
+    let changing = doc.get("changing").and_then(Value::as_u64).ok_or("preview: no 'changing'")?;
+    Ok((usize::try_from(evaluated)?, usize::try_from(changing)?))
 }
 
 /// Polls `GET /sync` (admin API) every `poll` until no evaluation is pending; returns the seconds since

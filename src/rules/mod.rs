@@ -8,10 +8,12 @@ mod validate;
 mod welcome;
 
 pub use engine::Engine;
-pub use preview::preview;
+pub use preview::{UserChange, preview};
 pub use resolve::{CompiledRule, Resolution, compile, decide, resolve};
-pub use validate::{RuleError, validate_custom_attributes, validate_rule};
-pub use welcome::render_welcome;
+pub use validate::{RuleError, rule_problems, validate_custom_attributes, validate_rule};
+pub use welcome::{
+    PLACEHOLDERS, address_of, builtin_template, language_for, render, render_welcome, unknown_placeholders,
+};
 
 /// The languages a rule can set.
 pub const LANGUAGES: [&str; 7] = ["en_US", "fr_FR", "it_IT", "de_DE", "es_ES", "pt_BR", "nl_NL"];

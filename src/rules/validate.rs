@@ -7,6 +7,7 @@ use crate::scim::filter::{check, parse_filter};
 use crate::scim::schema::ResourceSchema;
 use crate::store::sync::{AdminRole, CustomAttribute, References, Rule};
 
+use super::welcome::{builtin_template, language_for};
 use super::{LANGUAGES, PRIVILEGES};
 
 /// A rejected rule or attribute list: the field (`products[1]`, `admin.managedGroups[0]`) and the reason.
@@ -22,55 +23,86 @@ fn err<T>(field: impl Into<String>, message: impl Into<String>) -> Result<T, Rul
 }
 
 /// Checks `rule` against what it refers to (`refs`: those of its references that exist) and the account's
-/// User schema (for its filter).
+/// User schema (for its filter); the first problem found.
 pub fn validate_rule(rule: &Rule, refs: &References, users: &ResourceSchema) -> Result<(), RuleError> {
+    match rule_problems(rule, refs, users).into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Every problem of `rule`, field by field, in the order of its fields.
+pub fn rule_problems(rule: &Rule, refs: &References, users: &ResourceSchema) -> Vec<RuleError> {
+    let mut out = Vec::new();
+    let mut err = |field: String, message: String| out.push(RuleError { field, message });
     if rule.group.is_empty() || !refs.groups.contains(&rule.group) {
-        return err("group", format!("no directory group '{}' in this account", rule.group));
+        err("group".into(), format!("no directory group '{}' in this account", rule.group));
     }
     if let Some(text) = rule.filter.as_deref().filter(|f| !f.trim().is_empty()) {
-        let filter = parse_filter(text)
-            .map_err(|e| RuleError { field: "filter".into(), message: e.detail.clone() })?;
-        check(&filter, users).map_err(|e| RuleError { field: "filter".into(), message: e.detail })?;
+        match parse_filter(text) {
+            Err(e) => err("filter".into(), e.detail.clone()),
+            Ok(filter) => {
+                if let Err(e) = check(&filter, users) {
+                    err("filter".into(), e.detail);
+                }
+            }
+        }
     }
     let b = &rule.bundle;
     for (i, p) in b.products.iter().enumerate() {
         let Some(product) = refs.products.get(p) else {
-            return err(format!("products[{i}]"), format!("unknown product '{p}'"));
+            err(format!("products[{i}]"), format!("unknown product '{p}'"));
+            continue;
         };
         if let Some(missing) = product.requires.iter().find(|r| !b.products.contains(r)) {
-            return err("products", format!("'{p}' requires '{missing}', which the rule does not grant"));
+            err("products".into(), format!("'{p}' requires '{missing}', which the rule does not grant"));
         }
     }
     if let Some(AdminRole::Manager { privileges, managed_groups }) = &b.admin {
         if privileges.is_empty() {
-            return err("admin.privileges", "a manager needs at least one privilege");
+            err("admin.privileges".into(), "a manager needs at least one privilege".into());
         }
-        if let Some((i, p)) =
-            privileges.iter().enumerate().find(|(_, p)| !PRIVILEGES.iter().any(|(id, _)| id == p))
+        for (i, p) in
+            privileges.iter().enumerate().filter(|(_, p)| !PRIVILEGES.iter().any(|(id, _)| id == *p))
         {
-            return err(format!("admin.privileges[{i}]"), format!("unknown privilege '{p}'"));
+            err(format!("admin.privileges[{i}]"), format!("unknown privilege '{p}'"));
         }
         if managed_groups.is_empty() {
-            return err("admin.managedGroups", "a manager manages at least one user group");
+            err("admin.managedGroups".into(), "a manager manages at least one user group".into());
         }
-        if let Some((i, g)) = managed_groups.iter().enumerate().find(|(_, g)| !refs.user_groups.contains(*g))
-        {
-            return err(format!("admin.managedGroups[{i}]"), format!("unknown user group '{g}'"));
+        for (i, g) in managed_groups.iter().enumerate().filter(|(_, g)| !refs.user_groups.contains(*g)) {
+            err(format!("admin.managedGroups[{i}]"), format!("unknown user group '{g}'"));
         }
     }
-    if b.welcome_email != "default" && !refs.email_templates.contains(&b.welcome_email) {
-        return err("welcomeEmail", format!("unknown email template '{}'", b.welcome_email));
+    let language_known = LANGUAGES.contains(&b.language.as_str());
+    let builtin = builtin_template();
+    let template = match refs.email_templates.get(&b.welcome_email) {
+        Some(t) => Some(t),
+        None if b.welcome_email == "default" => Some(&builtin),
+        None => {
+            err("welcomeEmail".into(), format!("unknown email template '{}'", b.welcome_email));
+            None
+        }
+    };
+    if let Some(t) = template.filter(|t| language_known && language_for(t, &b.language).is_none()) {
+        err(
+            "welcomeEmail".into(),
+            format!(
+                "email template '{}' has no {} subject and body and names no fallbackLanguage; add the language or a fallbackLanguage to the template",
+                t.id, b.language
+            ),
+        );
     }
-    if !LANGUAGES.contains(&b.language.as_str()) {
-        return err("language", format!("'{}' is not one of {}", b.language, LANGUAGES.join(", ")));
+    if !language_known {
+        err("language".into(), format!("'{}' is not one of {}", b.language, LANGUAGES.join(", ")));
     }
     if let Some(g) = b.user_group.as_ref().filter(|g| !refs.user_groups.contains(*g)) {
-        return err("userGroup", format!("unknown user group '{g}'"));
+        err("userGroup".into(), format!("unknown user group '{g}'"));
     }
     if b.settings_template != "default" && !refs.settings_templates.contains(&b.settings_template) {
-        return err("settingsTemplate", format!("unknown settings template '{}'", b.settings_template));
+        err("settingsTemplate".into(), format!("unknown settings template '{}'", b.settings_template));
     }
-    Ok(())
+    out
 }
 
 /// Attribute types a custom attribute may have.
@@ -132,7 +164,17 @@ mod tests {
             products: [product("meeting", &[]), product("webinar", &["meeting"])].into(),
             user_groups: ["sales-team".to_string()].into(),
             settings_templates: ["no-recording".to_string()].into(),
-            email_templates: ["welcome-fr".to_string()].into(),
+            email_templates: [(
+                "welcome-fr".to_string(),
+                crate::store::sync::EmailTemplate {
+                    id: "welcome-fr".into(),
+                    name: "FR".into(),
+                    subject: [("fr_FR".to_string(), "Bienvenue".to_string())].into(),
+                    body: [("fr_FR".to_string(), "Bonjour".to_string())].into(),
+                    fallback_language: None,
+                },
+            )]
+            .into(),
             groups: ["g1".to_string()].into(),
         }
     }

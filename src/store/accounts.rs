@@ -70,6 +70,13 @@ pub struct TokenInfo {
 pub(crate) struct TokenCache {
     tokens: HashMap<Vec<u8>, Arc<TokenInfo>>,
     revocations: u64,
+    /// The minute each token was last written as used, so it is written at most once a minute.
+    last_used: HashMap<String, String>,
+}
+
+/// `2026-12-02T04:58Z`: when a token was last used, to the minute.
+fn minute(now: chrono::DateTime<chrono::Utc>) -> String {
+    now.format("%Y-%m-%dT%H:%MZ").to_string()
 }
 
 impl TokenInfo {
@@ -163,7 +170,8 @@ impl Store {
         }
     }
 
-    /// Issues a new token; the secret is returned this once and never stored.
+    /// Issues a new token; the secret is returned this once and never stored. Names are unique per
+    /// account and kind (409), so the actor `scim:<name>` names one token.
     pub fn create_token(
         &self,
         acct: AccountId,
@@ -172,7 +180,7 @@ impl Store {
         actor: &Actor,
     ) -> StoreResult<(TokenInfo, String)> {
         let secret = new_secret();
-        let info = self.register_token(acct, kind_, name, &secret, actor)?;
+        let info = self.add_token(acct, kind_, name, &secret, actor, true)?;
         Ok((info, secret))
     }
 
@@ -184,6 +192,18 @@ impl Store {
         name: &str,
         secret: &str,
         actor: &Actor,
+    ) -> StoreResult<TokenInfo> {
+        self.add_token(acct, kind_, name, secret, actor, false)
+    }
+
+    fn add_token(
+        &self,
+        acct: AccountId,
+        kind_: TokenKind,
+        name: &str,
+        secret: &str,
+        actor: &Actor,
+        unique_name: bool,
     ) -> StoreResult<TokenInfo> {
         let hash = hash(secret);
         if let Some(existing) = self.token_by_hash(&hash)? {
@@ -203,7 +223,22 @@ impl Store {
             hash: hash.clone(),
         };
         let now = self.now();
-        self.transact(|tx| {
+        // Exclusive, because the names in use come from a scan, which an optimistic transaction cannot
+        // check when it commits.
+        self.transact_exclusive(|tx| {
+            if unique_name {
+                let taken = match self.tokens(Some(acct)) {
+                    Ok(tokens) => tokens.into_iter().any(|t| t.kind == kind_ && t.name == info.name),
+                    Err(e) => return abort(e),
+                };
+                if taken {
+                    return abort(StoreError::Conflict(format!(
+                        "name: the account already has a {} token named '{}'",
+                        kind_.as_str(),
+                        info.name
+                    )));
+                }
+            }
             tx.insert(global(kind::TOKEN, &hash), encode(&info))?;
             tx.insert(key(kind::TOKEN_ID, acct, &[info.id.as_bytes()]), hash.as_slice())?;
             activity::record(
@@ -245,7 +280,37 @@ impl Store {
                 info
             }
         };
-        Ok(bool::from(info.hash.ct_eq(&presented)).then_some(info))
+        let valid = bool::from(info.hash.ct_eq(&presented));
+        if valid {
+            self.note_use(&info);
+        }
+        Ok(valid.then_some(info))
+    }
+
+    /// Remembers that `token` was used this minute: written once a minute per token, in a transaction of
+    /// its own that nobody waits to be flushed (it becomes durable with the next write's flush).
+    fn note_use(&self, token: &TokenInfo) {
+        let now = minute(self.now());
+        let fresh = match self.inner.tokens.read() {
+            Ok(c) => c.last_used.get(&token.id) != Some(&now),
+            Err(_) => false,
+        };
+        if !fresh {
+            return;
+        }
+        if let Ok(mut cache) = self.inner.tokens.write() {
+            cache.last_used.insert(token.id.clone(), now.clone());
+        }
+        let key = key(kind::TOKEN_USED, token.account, &[token.id.as_bytes()]);
+        let value = encode(&now);
+        if let Err(e) = self.transact(|tx| tx.insert(&key, value.as_slice())) {
+            log::warn!("could not record the use of token {}: {e}", token.id);
+        }
+    }
+
+    /// When the token was last used (to the minute), if ever.
+    pub fn token_last_used(&self, acct: AccountId, id: &str) -> StoreResult<Option<String>> {
+        get(self.tree(), &key(kind::TOKEN_USED, acct, &[id.as_bytes()]))
     }
 
     /// An account's name (names never change, so it is read once).
@@ -286,6 +351,7 @@ impl Store {
             };
             tx.remove(global(kind::TOKEN, &hash))?;
             tx.remove(id_key.as_slice())?;
+            tx.remove(key(kind::TOKEN_USED, acct, &[id.as_bytes()]))?;
             activity::record(
                 tx,
                 acct,
@@ -349,5 +415,23 @@ mod tests {
         store.revoke_token(a.id, &info.id, &Actor::engine()).unwrap();
         assert!(store.authenticate(&secret).unwrap().is_none());
         assert_eq!(store.account("other").unwrap().unwrap().id, b.id);
+    }
+
+    #[test]
+    fn token_names_are_unique_per_account_and_kind_and_use_is_noted_to_the_minute() {
+        let (store, _dir) = temp_store();
+        let a = store.ensure_account("default").unwrap().0.id;
+        let b = store.create_account("other").unwrap().id;
+        let (info, secret) = store.create_token(a, TokenKind::Scim, "okta", &Actor::engine()).unwrap();
+        let again = store.create_token(a, TokenKind::Scim, "okta", &Actor::engine());
+        assert!(matches!(again, Err(StoreError::Conflict(m)) if m.contains("'okta'")));
+        store.create_token(a, TokenKind::Admin, "okta", &Actor::engine()).unwrap();
+        store.create_token(b, TokenKind::Scim, "okta", &Actor::engine()).unwrap();
+        assert_eq!(store.token_last_used(a, &info.id).unwrap(), None);
+        let before = minute(store.now());
+        store.authenticate(&secret).unwrap().unwrap();
+        let used = store.token_last_used(a, &info.id).unwrap().unwrap();
+        assert!(used == before || used == minute(store.now()), "{used}");
+        assert_eq!(used.len(), "2026-12-02T04:58Z".len());
     }
 }

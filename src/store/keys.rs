@@ -21,6 +21,8 @@ pub mod kind {
     pub const TOKEN: u8 = b'K';
     /// `k acct token-id` → sha256(secret)
     pub const TOKEN_ID: u8 = b'k';
+    /// `t acct token-id` → the minute the token was last used
+    pub const TOKEN_USED: u8 = b't';
     /// `U acct uid` → user document
     pub const USER: u8 = b'U';
     /// `u acct fold(userName)` → uid

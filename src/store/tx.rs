@@ -21,17 +21,64 @@ use super::{StoreError, StoreResult, TxResult};
 /// Keys with what they held when read, or what they are to hold (`None`: absent, removed).
 type Entries = HashMap<Vec<u8>, Option<IVec>>;
 
+/// A record numbered when its transaction commits: the next number of its key range (`prefix` followed
+/// by the big-endian number), so the numbers of a range increase by one, commit by commit, and go on
+/// where the stored ones end after a restart.
+pub(crate) struct Sequenced {
+    pub prefix: Vec<u8>,
+    /// The record's value given its number.
+    pub value: Box<dyn FnOnce(u64) -> Vec<u8> + Send>,
+}
+
+/// The last number given out per key range (read from the tree the first time a range is used).
+#[derive(Default)]
+struct Sequences(HashMap<Vec<u8>, u64>);
+
+impl Sequences {
+    /// Turns the sequenced records of committed jobs into writes, numbering them in order.
+    fn number(
+        &mut self,
+        tree: &Records,
+        records: Vec<Sequenced>,
+        writes: &mut Entries,
+    ) -> sled::Result<()> {
+        for record in records {
+            let last = match self.0.get(&record.prefix) {
+                Some(n) => *n,
+                None => last_number(tree, &record.prefix)?,
+            };
+            let n = last + 1;
+            self.0.insert(record.prefix.clone(), n);
+            let key = [record.prefix.as_slice(), &n.to_be_bytes()].concat();
+            writes.insert(key, Some(IVec::from((record.value)(n))));
+        }
+        Ok(())
+    }
+}
+
+/// The highest number stored under `prefix` (0 without any).
+fn last_number(tree: &Records, prefix: &[u8]) -> sled::Result<u64> {
+    let Some((key, _)) = tree.scan_prefix(prefix).next_back().transpose()? else { return Ok(0) };
+    Ok(key.get(prefix.len()..).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).unwrap_or(0))
+}
+
 /// The view a transaction closure reads and writes through.
 pub(crate) struct Tx<'a> {
     tree: &'a Records,
     /// What each key held when first read, kept only when the reads must be checked at commit.
     reads: Option<RefCell<Entries>>,
     writes: RefCell<Entries>,
+    sequenced: RefCell<Vec<Sequenced>>,
 }
 
 impl<'a> Tx<'a> {
     fn new(tree: &'a Records, check_reads: bool) -> Tx<'a> {
-        Tx { tree, reads: check_reads.then(RefCell::default), writes: RefCell::default() }
+        Tx {
+            tree,
+            reads: check_reads.then(RefCell::default),
+            writes: RefCell::default(),
+            sequenced: RefCell::default(),
+        }
     }
 
     pub(crate) fn get<K: AsRef<[u8]>>(&self, key: K) -> TxResult<Option<IVec>> {
@@ -59,6 +106,11 @@ impl<'a> Tx<'a> {
         Ok(())
     }
 
+    /// Writes a record numbered at commit (see [`Sequenced`]).
+    pub(crate) fn insert_sequenced(&self, record: Sequenced) {
+        self.sequenced.borrow_mut().push(record);
+    }
+
     /// A number no other call returns, increasing (sled's id generator).
     pub(crate) fn generate_id(&self) -> TxResult<u64> {
         self.tree
@@ -72,6 +124,7 @@ impl<'a> Tx<'a> {
             id,
             reads: self.reads.map(RefCell::into_inner).unwrap_or_default(),
             writes: self.writes.into_inner(),
+            sequenced: self.sequenced.into_inner(),
         }
     }
 }
@@ -81,6 +134,7 @@ struct Job {
     id: u64,
     reads: Entries,
     writes: Entries,
+    sequenced: Vec<Sequenced>,
 }
 
 /// `Ok(true)` committed, `Ok(false)` a read changed (retry), `Err` the storage failed.
@@ -100,6 +154,8 @@ struct Queue {
 pub(crate) struct Committer {
     queue: Mutex<Queue>,
     finished: Condvar,
+    /// Used only by whoever holds the committer.
+    sequences: Mutex<Sequences>,
 }
 
 impl Committer {
@@ -117,8 +173,10 @@ impl Committer {
             let mut job = tx.into_job(0);
             if result.is_err() {
                 job.writes.clear();
+                job.sequenced.clear();
             }
-            let settled = (job.writes.is_empty() && job.reads.len() <= 1) || self.commit(tree, job)?;
+            let read_only = job.writes.is_empty() && job.sequenced.is_empty();
+            let settled = (read_only && job.reads.len() <= 1) || self.commit(tree, job)?;
             if !settled {
                 continue;
             }
@@ -138,7 +196,18 @@ impl Committer {
         let tx = Tx::new(tree, false);
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&tx)));
         let applied = match &result {
-            Ok(Ok(_)) => tree.apply(tx.into_job(0).writes.into_iter()),
+            Ok(Ok(_)) => {
+                let job = tx.into_job(0);
+                let mut writes = job.writes;
+                let mut sequences = self.sequences();
+                let mut numbered = Sequences(sequences.0.clone());
+                numbered
+                    .number(tree, job.sequenced, &mut writes)
+                    .and_then(|()| tree.apply(writes.into_iter()))
+                    .map(|()| {
+                        *sequences = numbered;
+                    })
+            }
             _ => Ok(()),
         };
         self.release(self.lock(), HashMap::new());
@@ -159,6 +228,10 @@ impl Committer {
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
         self.release(self.lock(), HashMap::new());
         result.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
+
+    fn sequences(&self) -> MutexGuard<'_, Sequences> {
+        self.sequences.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn lock(&self) -> MutexGuard<'_, Queue> {
@@ -198,12 +271,13 @@ impl Committer {
                 drop(queue);
                 let ids: Vec<u64> = jobs.iter().map(|j| j.id).collect();
                 // A panic inside sled must not leave `committing` set, or every writer would wait forever.
-                let outcomes =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| commit_group(tree, jobs)))
-                        .unwrap_or_else(|_| {
-                            let panicked = || sled::Error::ReportableBug("the commit panicked".into());
-                            ids.into_iter().map(|id| (id, Err(panicked()))).collect()
-                        });
+                let outcomes = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    commit_group(tree, jobs, &mut self.sequences())
+                }))
+                .unwrap_or_else(|_| {
+                    let panicked = || sled::Error::ReportableBug("the commit panicked".into());
+                    ids.into_iter().map(|id| (id, Err(panicked()))).collect()
+                });
                 self.release(self.lock(), outcomes);
                 queue = self.lock();
                 continue;
@@ -215,14 +289,16 @@ impl Committer {
 
 /// Checks each job's reads against the tree as the jobs before it in the group leave it, and writes the
 /// jobs that pass as one batch. The caller holds the committer, so nothing else writes meanwhile.
-fn commit_group(tree: &Records, jobs: Vec<Job>) -> HashMap<u64, Outcome> {
+fn commit_group(tree: &Records, jobs: Vec<Job>, sequences: &mut Sequences) -> HashMap<u64, Outcome> {
     let mut pending: Entries = HashMap::new();
     let mut outcomes = HashMap::with_capacity(jobs.len());
     let mut accepted = Vec::with_capacity(jobs.len());
+    let mut sequenced = Vec::new();
     for job in jobs {
         match reads_hold(tree, &pending, &job.reads) {
             Ok(true) => {
                 pending.extend(job.writes);
+                sequenced.extend(job.sequenced);
                 accepted.push(job.id);
             }
             Ok(false) => {
@@ -233,7 +309,12 @@ fn commit_group(tree: &Records, jobs: Vec<Job>) -> HashMap<u64, Outcome> {
             }
         }
     }
-    let result = tree.apply(pending.into_iter());
+    // Numbered on a copy, kept only once written, so a failed batch leaves no gap.
+    let mut numbered = Sequences(sequences.0.clone());
+    let result = numbered.number(tree, sequenced, &mut pending).and_then(|()| tree.apply(pending.into_iter()));
+    if result.is_ok() {
+        *sequences = numbered;
+    }
     outcomes.extend(accepted.into_iter().map(|id| (id, result.clone().map(|()| true))));
     outcomes
 }
@@ -308,13 +389,64 @@ mod tests {
                 id: 1,
                 reads: read_zero.clone(),
                 writes: Entries::from([(b"n".to_vec(), Some(IVec::from(&[1])))]),
+                sequenced: Vec::new(),
             },
-            Job { id: 2, reads: read_zero, writes: Entries::from([(b"n".to_vec(), Some(IVec::from(&[2])))]) },
+            Job {
+                id: 2,
+                reads: read_zero,
+                writes: Entries::from([(b"n".to_vec(), Some(IVec::from(&[2])))]),
+                sequenced: Vec::new(),
+            },
         ];
-        let outcomes = commit_group(&tree, jobs);
+        let outcomes = commit_group(&tree, jobs, &mut Sequences::default());
         assert_eq!(outcomes[&1], Ok(true));
         assert_eq!(outcomes[&2], Ok(false), "the second job read a value the first one changed");
         assert_eq!(tree.get(b"n").unwrap().as_deref(), Some(&[1u8][..]));
+    }
+
+    #[test]
+    fn sequenced_records_are_numbered_one_by_one_per_range_and_go_on_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = records(&dir);
+        let record = |prefix: &'static [u8]| Sequenced {
+            prefix: prefix.to_vec(),
+            value: Box::new(|n: u64| n.to_be_bytes().to_vec()),
+        };
+        let committer = Arc::new(Committer::default());
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let (tree, committer) = (&tree, committer.clone());
+                s.spawn(move || {
+                    for i in 0..50 {
+                        let write = |tx: &Tx| {
+                            tx.insert_sequenced(record(if (t + i) % 2 == 0 { b"a/" } else { b"b/" }));
+                            Ok(())
+                        };
+                        if t == 0 {
+                            committer.exclusive(tree, write)
+                        } else {
+                            committer.run(tree, write)
+                        }
+                        .unwrap();
+                    }
+                });
+            }
+        });
+        let numbers = |prefix: &[u8]| -> Vec<u64> {
+            tree.scan_prefix(prefix)
+                .map(|kv| u64::from_be_bytes(kv.unwrap().1.as_ref().try_into().unwrap()))
+                .collect()
+        };
+        assert_eq!(numbers(b"a/"), (1..=100).collect::<Vec<_>>());
+        assert_eq!(numbers(b"b/"), (1..=100).collect::<Vec<_>>());
+        let restarted = Committer::default();
+        restarted
+            .run(&tree, |tx| {
+                tx.insert_sequenced(record(b"a/"));
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(numbers(b"a/").last(), Some(&101), "a new committer goes on where the stored numbers end");
     }
 
     #[test]

@@ -213,7 +213,13 @@ fn kill_9_after_membership_changes_loses_no_entitlement_consequence() {
         expect_status(res, StatusCode::CREATED)["id"].as_str().unwrap().to_string()
     };
     for p in ["meeting", "webinar", "training"] {
-        admin(&client, &addr, reqwest::Method::PUT, &format!("/products/{p}"), Some(json!({"seats": null})));
+        admin(
+            &client,
+            &addr,
+            reqwest::Method::PUT,
+            &format!("/products/{p}"),
+            Some(json!({"name": p, "seats": null, "requires": []})),
+        );
     }
     let groups: Vec<String> =
         (0..3).map(|i| post("/Groups", json!({"displayName": format!("Crash {i}")}))).collect();

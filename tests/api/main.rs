@@ -4,6 +4,7 @@
 // A test binary: a failed expectation should panic with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod admin_api;
 mod bad_input;
 mod cli;
 mod concurrency;

@@ -91,7 +91,7 @@ fn lowest_numbered_matching_rule_decides_the_whole_bundle() {
     // reorder flips the decision for users in both groups
     let order = json!({"order": [r2["id"], r1["id"]]});
     let rules = app.admin_ok(Method::PUT, "/rules/order", Some(&order), StatusCode::OK);
-    assert_eq!(rules[0]["id"], r2["id"]);
+    assert_eq!(rules["Resources"][0]["id"], r2["id"]);
     app.settle();
     let e = app.entitlements(&both);
     assert_eq!(
@@ -220,10 +220,10 @@ fn running_out_of_seats_fails_exactly_the_overflow_and_more_seats_resolve_it() {
         "all or nothing: no webinar seat for a user without a meeting seat"
     );
     let failures = app.admin_ok(Method::GET, "/failures", None, StatusCode::OK);
-    assert_eq!(failures["total"], json!(2));
+    assert_eq!(failures["totalResults"], json!(2));
     assert_eq!(failures["byReason"][0]["reason"], json!("outOfLicenses"));
     assert_eq!(failures["byReason"][0]["count"], json!(2));
-    let failed = failures["byReason"][0]["users"][0]["id"].as_str().unwrap().to_string();
+    let failed = failures["Resources"][0]["id"].as_str().unwrap().to_string();
     let e = app.entitlements(&failed);
     assert_eq!(e["products"], json!([]), "a failed user keeps what they had: nothing");
     assert_eq!(e["failure"]["reason"], json!("outOfLicenses"));
@@ -232,14 +232,14 @@ fn running_out_of_seats_fails_exactly_the_overflow_and_more_seats_resolve_it() {
     assert_eq!(app.admin_ok(Method::GET, "/sync", None, StatusCode::OK)["failures"], json!(2));
 
     // seats cannot drop below what is used
-    let res = app.admin(Method::PUT, "/products/meeting", Some(&json!({"name": "meeting", "seats": 2})));
+    let res = app.admin(Method::PATCH, "/products/meeting", Some(&json!({"seats": 2})));
     assert_eq!(expect_status(res, StatusCode::CONFLICT)["error"], json!("conflict"));
     // raising the seats resolves the failures without a manual retry
     product(&app, "meeting", Some(5), &[]);
     app.settle();
     assert!(users.iter().all(|u| app.entitlements(u)["state"] == json!("entitled")));
     assert_eq!((used(&app, "meeting"), used(&app, "webinar")), (5, 5));
-    assert_eq!(app.admin_ok(Method::GET, "/failures", None, StatusCode::OK)["total"], json!(0));
+    assert_eq!(app.admin_ok(Method::GET, "/failures", None, StatusCode::OK)["totalResults"], json!(0));
 }
 
 #[test]
@@ -290,7 +290,7 @@ fn a_login_held_in_another_account_fails_until_released() {
         json!("entitled"),
         "released logins go to whoever waits"
     );
-    assert_eq!(other.admin_ok(Method::GET, "/failures", None, StatusCode::OK)["total"], json!(0));
+    assert_eq!(other.admin_ok(Method::GET, "/failures", None, StatusCode::OK)["totalResults"], json!(0));
 }
 
 #[test]
@@ -337,11 +337,12 @@ fn welcome_message_once_in_the_rules_language() {
     app.add_members(&g, &[&a]);
     app.settle();
     let outbox = app.admin_ok(Method::GET, "/outbox", None, StatusCode::OK);
-    assert_eq!(outbox.as_array().unwrap().len(), 1);
-    assert_eq!(outbox[0]["to"], json!("amelie@example.com"));
-    assert_eq!(outbox[0]["language"], json!("fr_FR"));
-    assert_eq!(outbox[0]["subject"], json!("Bienvenue amelie"));
-    assert_eq!(outbox[0]["body"], json!("Compte amelie@example.com pour Amélie Poulain"));
+    assert_eq!(outbox["totalResults"], json!(1));
+    let message = &outbox["Resources"][0];
+    assert_eq!(message["to"], json!("amelie@example.com"));
+    assert_eq!((&message["template"], &message["language"]), (&json!("fr"), &json!("fr_FR")));
+    assert_eq!(message["subject"], json!("Bienvenue amelie"));
+    assert_eq!(message["body"], json!("Compte amelie@example.com pour Amélie Poulain"));
     // a changed bundle, leaving and coming back: never a second message
     let update =
         json!({"group": g, "products": ["meeting", "webinar"], "welcomeEmail": "fr", "language": "fr_FR"});
@@ -357,7 +358,7 @@ fn welcome_message_once_in_the_rules_language() {
     app.add_members(&g, &[&a]);
     app.settle();
     assert_eq!(products_of(&app, &a), ["meeting", "webinar"]);
-    assert_eq!(app.admin_ok(Method::GET, "/outbox", None, StatusCode::OK).as_array().unwrap().len(), 1);
+    assert_eq!(app.admin_ok(Method::GET, "/outbox", None, StatusCode::OK)["totalResults"], json!(1));
     // the template cannot go while a rule uses it
     let res = app.admin(Method::DELETE, "/email-templates/fr", None);
     assert_eq!(expect_status(res, StatusCode::CONFLICT)["error"], json!("conflict"));
@@ -511,7 +512,7 @@ fn preview_predicts_what_applying_the_rules_does() {
     app.admin_ok(
         Method::PUT,
         "/settings-templates/quiet",
-        Some(&json!({"name": "Quiet"})),
+        Some(&json!({"name": "Quiet", "settings": {"recording": false}})),
         StatusCode::CREATED,
     );
     let template =
@@ -566,7 +567,7 @@ fn preview_predicts_what_applying_the_rules_does() {
     );
     assert_eq!(preview["runOut"], json!(["webinar"]));
     // nothing was written
-    assert_eq!(app.admin_ok(Method::GET, "/rules", None, StatusCode::OK).as_array().unwrap().len(), 1);
+    assert_eq!(app.admin_ok(Method::GET, "/rules", None, StatusCode::OK)["totalResults"], json!(1));
 
     // applying the same rules does exactly what the preview said, out-of-seats failure included
     let mut eng_first = json!({"group": eng, "products": ["meeting", "webinar"]});
@@ -649,7 +650,11 @@ fn admin_api_validates_and_answers_in_its_own_error_format() {
 
     product(&app, "meeting", None, &[]);
     product(&app, "webinar", None, &["meeting"]);
-    let res = app.admin(Method::PUT, "/products/fax", Some(&json!({"requires": ["nope"]})));
+    let res = app.admin(
+        Method::PUT,
+        "/products/fax",
+        Some(&json!({"name": "Fax", "seats": null, "requires": ["nope"]})),
+    );
     assert_eq!(
         expect_status(res, StatusCode::UNPROCESSABLE_ENTITY)["message"],
         json!("requires: unknown product 'nope'")
@@ -667,24 +672,28 @@ fn admin_api_validates_and_answers_in_its_own_error_format() {
             "products: 'webinar' requires 'meeting', which the rule does not grant",
         ),
         (json!({"group": g, "products": ["fax"]}), "products[0]: unknown product 'fax'"),
-        (json!({"group": g, "welcomeEmail": "nope"}), "welcomeEmail: unknown email template 'nope'"),
-        (json!({"group": g, "userGroup": "nope"}), "userGroup: unknown user group 'nope'"),
         (
-            json!({"group": g, "settingsTemplate": "nope"}),
+            json!({"group": g, "products": [], "welcomeEmail": "nope"}),
+            "welcomeEmail: unknown email template 'nope'",
+        ),
+        (json!({"group": g, "products": [], "userGroup": "nope"}), "userGroup: unknown user group 'nope'"),
+        (
+            json!({"group": g, "products": [], "settingsTemplate": "nope"}),
             "settingsTemplate: unknown settings template 'nope'",
         ),
     ] {
         let res = app.admin(Method::POST, "/rules", Some(&body));
         assert_eq!(expect_status(res, StatusCode::UNPROCESSABLE_ENTITY)["message"], json!(message));
     }
-    let res = app.admin(Method::POST, "/rules", Some(&json!({"group": g, "filter": "title eq"})));
+    let res =
+        app.admin(Method::POST, "/rules", Some(&json!({"group": g, "products": [], "filter": "title eq"})));
     assert!(
         expect_status(res, StatusCode::UNPROCESSABLE_ENTITY)["message"]
             .as_str()
             .unwrap()
             .starts_with("filter: invalid filter at byte")
     );
-    let res = app.admin(Method::POST, "/rules", Some(&json!({"id": "mine", "group": g})));
+    let res = app.admin(Method::POST, "/rules", Some(&json!({"id": "mine", "group": g, "products": []})));
     assert_eq!(expect_status(res, StatusCode::BAD_REQUEST)["error"], json!("invalid_request"));
     let res = app
         .client
@@ -699,10 +708,10 @@ fn admin_api_validates_and_answers_in_its_own_error_format() {
     let r2 = rule(&app, json!({"group": g, "products": ["meeting", "webinar"], "number": 1}));
     let rules = app.admin_ok(Method::GET, "/rules", None, StatusCode::OK);
     assert_eq!(
-        rules.as_array().unwrap().iter().map(|r| r["number"].clone()).collect::<Vec<_>>(),
+        rules["Resources"].as_array().unwrap().iter().map(|r| r["number"].clone()).collect::<Vec<_>>(),
         [json!(1), json!(2)]
     );
-    assert_eq!(rules[0]["id"], r2["id"]);
+    assert_eq!(rules["Resources"][0]["id"], r2["id"]);
     let order = json!({"order": [r["id"], r["id"]]});
     assert_eq!(app.admin(Method::PUT, "/rules/order", Some(&order)).status(), StatusCode::BAD_REQUEST);
     let order = json!({"order": [r["id"]]});
@@ -736,7 +745,7 @@ fn admin_api_validates_and_answers_in_its_own_error_format() {
         .send()
         .unwrap();
     assert_eq!(fresh.status(), StatusCode::NO_CONTENT);
-    assert_eq!(app.admin_ok(Method::GET, "/privileges", None, StatusCode::OK).as_array().unwrap().len(), 8);
+    assert_eq!(app.admin_ok(Method::GET, "/privileges", None, StatusCode::OK)["totalResults"], json!(8));
     assert_eq!(app.admin(Method::GET, "/nothing", None).status(), StatusCode::NOT_FOUND);
     expect_status(
         app.admin(Method::GET, "/users/00000000-0000-7000-8000-000000000000/entitlements", None),
@@ -788,7 +797,7 @@ fn concurrent_joins_never_oversubscribe_a_product() {
     assert_eq!(used(&app, "meeting"), 7, "used == min(seats, eligible)");
     let entitled = users.iter().filter(|u| app.entitlements(u)["state"] == json!("entitled")).count();
     assert_eq!(entitled, 7);
-    assert_eq!(app.admin_ok(Method::GET, "/failures", None, StatusCode::OK)["total"], json!(23));
+    assert_eq!(app.admin_ok(Method::GET, "/failures", None, StatusCode::OK)["totalResults"], json!(23));
 }
 
 #[test]
@@ -798,7 +807,7 @@ fn concurrent_rule_and_sync_writes_lose_nothing() {
     let g = id(&app.create_group("G"));
     let descriptions = |app: &TestApp| -> Vec<(u64, String)> {
         let rules = app.admin_ok(Method::GET, "/rules", None, StatusCode::OK);
-        let rules = rules.as_array().unwrap();
+        let rules = rules["Resources"].as_array().unwrap();
         rules
             .iter()
             .map(|r| (r["number"].as_u64().unwrap(), r["description"].as_str().unwrap().to_string()))
@@ -819,8 +828,10 @@ fn concurrent_rule_and_sync_writes_lose_nothing() {
     assert_eq!(names, ["r0", "r1", "r2", "r3", "r4", "r5", "r6", "r7"], "no create was lost");
 
     // the switch, edits of one rule and more creates, all at once: none of them undoes another
-    let first =
-        app.admin_ok(Method::GET, "/rules", None, StatusCode::OK)[0]["id"].as_str().unwrap().to_string();
+    let first = app.admin_ok(Method::GET, "/rules", None, StatusCode::OK)["Resources"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     std::thread::scope(|s| {
         s.spawn(|| (0..=20).for_each(|k| drop(sync(&app, k % 2 == 0))));
         s.spawn(|| {
@@ -830,7 +841,9 @@ fn concurrent_rule_and_sync_writes_lose_nothing() {
             }
         });
         s.spawn(|| {
-            (0..10).for_each(|k| drop(rule(&app, json!({"group": g, "description": format!("late {k}")}))))
+            (0..10).for_each(|k| {
+                drop(rule(&app, json!({"group": g, "products": [], "description": format!("late {k}")})))
+            })
         });
     });
     assert_eq!(app.admin_ok(Method::GET, "/sync", None, StatusCode::OK)["enabled"], json!(true));
@@ -887,7 +900,7 @@ fn a_product_cannot_come_to_require_what_a_rule_granting_it_leaves_out() {
     let g = id(&app.create_group("G"));
     rule(&app, json!({"group": g, "products": ["meeting"]}));
     let r2 = rule(&app, json!({"group": g, "products": ["webinar"], "description": "webinar only"}));
-    let res = app.admin(Method::PUT, "/products/webinar", Some(&json!({"requires": ["meeting"]})));
+    let res = app.admin(Method::PATCH, "/products/webinar", Some(&json!({"requires": ["meeting"]})));
     assert_eq!(
         expect_status(res, StatusCode::CONFLICT)["message"],
         json!("requires: rule 2 grants 'webinar' without 'meeting'; change the rule first")
@@ -898,7 +911,7 @@ fn a_product_cannot_come_to_require_what_a_rule_granting_it_leaves_out() {
     let both = json!({"group": g, "products": ["meeting", "webinar"]});
     let path = format!("/rules/{}", r2["id"].as_str().unwrap());
     app.admin_ok(Method::PUT, &path, Some(&both), StatusCode::OK);
-    let res = app.admin(Method::PUT, "/products/webinar", Some(&json!({"requires": ["meeting"]})));
+    let res = app.admin(Method::PATCH, "/products/webinar", Some(&json!({"requires": ["meeting"]})));
     assert_eq!(expect_status(res, StatusCode::OK)["requires"], json!(["meeting"]));
 }
 

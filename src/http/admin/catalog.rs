@@ -2,21 +2,31 @@
 //! privileges, custom attributes and tokens.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{AdminError, AdminResult, Body, created_or_ok, ok};
+use super::input::{
+    self, Fields, FromBody, FromFields, NoQuery, PAGING_PARAMS, Paging, Problems, Query, check_if_match,
+    check_object_id, if_match, merge_patch, with_etag,
+};
+use super::{AdminError, AdminResult, MergePatch, Strict, created_or_ok, ok};
 use crate::http::AppState;
 use crate::http::request::AdminCaller;
-use crate::rules::{LANGUAGES, PRIVILEGES, validate_custom_attributes};
+use crate::rules::{
+    LANGUAGES, PLACEHOLDERS, PRIVILEGES, builtin_template, unknown_placeholders, validate_custom_attributes,
+};
 use crate::scim::schema::{Registry, ResourceKind};
 use crate::store::sync::{CustomAttribute, EmailTemplate, ObjectKind, Product, SettingsTemplate, UserGroup};
 use crate::store::{AccountId, Store, TokenKind};
 
 /// `GET /sync`: `{"enabled", "pending", "failures", "store"}` (see [`Store::health`]).
-pub async fn get_sync(state: web::Data<AppState>, caller: AdminCaller) -> AdminResult<HttpResponse> {
+pub async fn get_sync(
+    state: web::Data<AppState>,
+    caller: AdminCaller,
+    _: NoQuery,
+) -> AdminResult<HttpResponse> {
     Ok(ok(&sync_status(&state.store, caller.0.account())?))
 }
 
@@ -27,16 +37,22 @@ fn sync_status(store: &Store, acct: AccountId) -> AdminResult<Value> {
     )
 }
 
-#[derive(Deserialize)]
 pub struct SyncSwitch {
     enabled: bool,
+}
+
+impl FromFields for SyncSwitch {
+    fn from_fields(f: &mut Fields) -> Option<Self> {
+        Some(SyncSwitch { enabled: f.required("enabled")? })
+    }
 }
 
 /// `PUT /sync`: switching sync on evaluates everyone; switching it off freezes entitlements.
 pub async fn put_sync(
     state: web::Data<AppState>,
     caller: AdminCaller,
-    body: Body<SyncSwitch>,
+    _: NoQuery,
+    body: Strict<SyncSwitch>,
 ) -> AdminResult<HttpResponse> {
     let acct = caller.0.account();
     state.store.set_sync(acct, body.0.enabled, &caller.0.actor())?;
@@ -53,93 +69,179 @@ struct ProductView {
     requires: Vec<String>,
 }
 
-fn product_view((p, used): (Product, u64)) -> ProductView {
+fn product_view(p: Product, used: u64) -> ProductView {
     ProductView { id: p.id, name: p.name, seats: p.seats, used, requires: p.requires }
 }
 
-pub async fn list_products(state: web::Data<AppState>, caller: AdminCaller) -> AdminResult<HttpResponse> {
-    let products: Vec<ProductView> =
-        state.store.products(caller.0.account())?.into_iter().map(product_view).collect();
-    Ok(ok(&products))
+/// `GET /products?startIndex=&count=`.
+pub async fn list_products(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: AdminCaller,
+) -> AdminResult<HttpResponse> {
+    let paging = Paging::from_query(&Query::parse(&req, &PAGING_PARAMS)?)?;
+    let products = state.store.products(caller.0.account())?;
+    Ok(ok(&paging.page(products.into_iter().map(|(p, used)| product_view(p, used)))))
+}
+
+fn product_or_404(state: &AppState, acct: AccountId, id: &str) -> AdminResult<(Product, u64, String)> {
+    state
+        .store
+        .product_with_version(acct, id)?
+        .ok_or_else(|| AdminError::not_found(format!("product {id} not found")))
 }
 
 pub async fn get_product(
     state: web::Data<AppState>,
     caller: AdminCaller,
+    _: NoQuery,
     id: web::Path<String>,
 ) -> AdminResult<HttpResponse> {
-    let product = state
-        .store
-        .product(caller.0.account(), &id)?
-        .ok_or_else(|| AdminError::not_found(format!("product {id} not found")))?;
-    Ok(ok(&product_view(product)))
+    let (product, used, version) = product_or_404(&state, caller.0.account(), &id)?;
+    Ok(with_etag(ok(&product_view(product, used)), &version))
 }
 
-#[derive(Deserialize)]
+/// A product as a PUT body (or a PATCH after merging) must give it: every field but `id`.
 pub struct ProductInput {
     id: Option<String>,
-    name: Option<String>,
+    name: String,
     seats: Option<u64>,
-    #[serde(default)]
     requires: Vec<String>,
 }
 
-/// `PUT /products/{id}`: creates or updates; raising the seats retries the users who ran out of them. The
-/// store checks `requires` against the products and rules.
-pub async fn put_product(
-    state: web::Data<AppState>,
-    caller: AdminCaller,
-    id: web::Path<String>,
-    body: Body<ProductInput>,
-) -> AdminResult<HttpResponse> {
-    let acct = caller.0.account();
-    let input = body.0;
-    check_id(&id, input.id.as_deref())?;
-    let mut requires = input.requires;
-    requires.sort();
-    requires.dedup();
-    if requires.contains(&id) {
-        return Err(AdminError::unprocessable(format!("requires: product '{id}' cannot require itself")));
-    }
-    let product = Product {
-        id: id.to_string(),
-        name: input.name.unwrap_or_else(|| id.to_string()),
-        seats: input.seats,
-        requires,
-    };
-    let (product, used, created) = state.store.put_product(acct, &product, &caller.0.actor())?;
-    state.committed().await?;
-    Ok(created_or_ok(created, &product_view((product, used))))
-}
-
-pub async fn delete_product(
-    state: web::Data<AppState>,
-    caller: AdminCaller,
-    id: web::Path<String>,
-) -> AdminResult<HttpResponse> {
-    state.store.delete_product(caller.0.account(), &id, &caller.0.actor())?;
-    state.committed().await?;
-    Ok(HttpResponse::NoContent().finish())
-}
-
-fn check_id(path_id: &str, body_id: Option<&str>) -> AdminResult<()> {
-    if path_id.is_empty() || path_id.len() > 128 || path_id.chars().any(|c| c.is_control() || c == '/') {
-        return Err(AdminError::bad_request("an id has 1 to 128 printable characters and no '/'"));
-    }
-    match body_id {
-        Some(b) if b != path_id => {
-            Err(AdminError::bad_request(format!("the body's id '{b}' differs from the path's '{path_id}'")))
+impl FromFields for ProductInput {
+    fn from_fields(f: &mut Fields) -> Option<Self> {
+        let id = f.optional("id");
+        let name = f.required("name");
+        if !f.has("seats") {
+            f.problem("seats", "is required (a number of seats, or null for unlimited)");
         }
+        let seats = f.optional("seats");
+        let requires = f.required("requires");
+        Some(ProductInput { id, name: name?, seats, requires: requires? })
+    }
+}
+
+/// The id in a path must be an admin object id, and an id in the body must be the same.
+fn check_ids(path_id: &str, body_id: Option<&str>) -> AdminResult<()> {
+    check_object_id(path_id)?;
+    match body_id {
+        Some(b) if b != path_id => Err(input::one(
+            StatusCode::BAD_REQUEST,
+            "id",
+            format!("the body's id '{b}' differs from the path's '{path_id}'"),
+        )),
         _ => Ok(()),
     }
 }
 
-/// An admin-defined object type: its path, store kind and how a PUT body is checked.
-trait AdminObject: Serialize + DeserializeOwned + 'static {
+/// Saves a checked product body; the answer carries the product's new ETag.
+async fn save_product(
+    state: &AppState,
+    caller: &AdminCaller,
+    id: &str,
+    input: ProductInput,
+    if_match: Option<String>,
+) -> AdminResult<HttpResponse> {
+    let acct = caller.0.account();
+    check_ids(id, input.id.as_deref())?;
+    let mut requires = input.requires;
+    requires.sort();
+    requires.dedup();
+    let mut problems = Problems::default();
+    if input.name.trim().is_empty() {
+        problems.add("name", "must not be empty");
+    }
+    if requires.iter().any(|r| r == id) {
+        problems.add("requires", format!("product '{id}' cannot require itself"));
+    }
+    problems.values()?;
+    let product =
+        Product { id: id.to_string(), name: input.name.trim().to_string(), seats: input.seats, requires };
+    let (_, _, created) =
+        state.store.put_product_if(acct, &product, if_match.as_deref(), &caller.0.actor())?;
+    state.committed().await?;
+    let (product, used, version) = product_or_404(state, acct, id)?;
+    Ok(with_etag(created_or_ok(created, &product_view(product, used)), &version))
+}
+
+/// `PUT /products/{id}`: creates or replaces the whole product (`name`, `seats`, `requires` all
+/// required); raising the seats retries the users who ran out of them.
+pub async fn put_product(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: AdminCaller,
+    _: NoQuery,
+    id: web::Path<String>,
+    body: Strict<ProductInput>,
+) -> AdminResult<HttpResponse> {
+    save_product(&state, &caller, &id, body.0, if_match(&req)?).await
+}
+
+/// `PATCH /products/{id}`: a JSON merge patch of the product (`{"seats": 30}` changes only the seats).
+pub async fn patch_product(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: AdminCaller,
+    _: NoQuery,
+    id: web::Path<String>,
+    patch: MergePatch,
+) -> AdminResult<HttpResponse> {
+    let (product, _, version) = product_or_404(&state, caller.0.account(), &id)?;
+    let wanted = if_match(&req)?;
+    check_if_match(wanted.as_deref(), &version, &format!("product {id}"))?;
+    let mut value = serde_json::to_value(&product).unwrap_or_default();
+    merge_patch(&mut value, &patch.0);
+    let input = ProductInput::from_value(value)?;
+    save_product(&state, &caller, &id, input, Some(version)).await
+}
+
+pub async fn delete_product(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: AdminCaller,
+    _: NoQuery,
+    id: web::Path<String>,
+) -> AdminResult<HttpResponse> {
+    let acct = caller.0.account();
+    if let Some(wanted) = if_match(&req)? {
+        let (_, _, version) = product_or_404(&state, acct, &id)?;
+        check_if_match(Some(&wanted), &version, &format!("product {id}"))?;
+    }
+    state.store.delete_product(acct, &id, &caller.0.actor())?;
+    state.committed().await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// An admin-defined object type: its path, store kind and how a body is read and checked.
+pub trait AdminObject: FromFields + Serialize + DeserializeOwned + 'static {
     const KIND: ObjectKind;
     fn id_mut(&mut self) -> &mut String;
-    fn check(&self) -> AdminResult<()> {
-        Ok(())
+    /// Values that do not fit (a 422), beyond the shape the body already has.
+    fn check(&self, _problems: &mut Problems) {}
+    /// The built-in object `id` stands for until the account stores its own, if any.
+    fn builtin(_id: &str) -> Option<Self> {
+        None
+    }
+    /// Can the account store its own version of the built-in object?
+    const BUILTIN_EDITABLE: bool = false;
+}
+
+/// `name`: required, not empty.
+fn read_name(f: &mut Fields) -> Option<String> {
+    f.required("name")
+}
+
+fn check_name(name: &str, problems: &mut Problems) {
+    if name.trim().is_empty() {
+        problems.add("name", "must not be empty");
+    }
+}
+
+impl FromFields for UserGroup {
+    fn from_fields(f: &mut Fields) -> Option<Self> {
+        let id = f.optional("id").unwrap_or_default();
+        Some(UserGroup { id, name: read_name(f)? })
     }
 }
 
@@ -148,6 +250,21 @@ impl AdminObject for UserGroup {
     fn id_mut(&mut self) -> &mut String {
         &mut self.id
     }
+    fn check(&self, problems: &mut Problems) {
+        check_name(&self.name, problems);
+    }
+}
+
+impl FromFields for SettingsTemplate {
+    fn from_fields(f: &mut Fields) -> Option<Self> {
+        let id = f.optional("id").unwrap_or_default();
+        let name = read_name(f);
+        let settings = f.required::<Value>("settings");
+        if settings.as_ref().is_some_and(|s| !s.is_object()) {
+            f.problem("settings", "must be an object");
+        }
+        Some(SettingsTemplate { id, name: name?, settings: settings? })
+    }
 }
 
 impl AdminObject for SettingsTemplate {
@@ -155,21 +272,77 @@ impl AdminObject for SettingsTemplate {
     fn id_mut(&mut self) -> &mut String {
         &mut self.id
     }
+    fn check(&self, problems: &mut Problems) {
+        check_name(&self.name, problems);
+    }
+    fn builtin(id: &str) -> Option<Self> {
+        (id == "default").then(|| SettingsTemplate {
+            id: "default".into(),
+            name: "Default settings".into(),
+            settings: json!({}),
+        })
+    }
+}
+
+impl FromFields for EmailTemplate {
+    fn from_fields(f: &mut Fields) -> Option<Self> {
+        let id = f.optional("id").unwrap_or_default();
+        let name = read_name(f);
+        let subject = f.required("subject");
+        let body = f.required("body");
+        let fallback_language = f.optional("fallbackLanguage");
+        Some(EmailTemplate { id, name: name?, subject: subject?, body: body?, fallback_language })
+    }
 }
 
 impl AdminObject for EmailTemplate {
     const KIND: ObjectKind = ObjectKind::EmailTemplate;
+    const BUILTIN_EDITABLE: bool = true;
     fn id_mut(&mut self) -> &mut String {
         &mut self.id
     }
-    fn check(&self) -> AdminResult<()> {
-        let unknown = self.subject.keys().chain(self.body.keys()).find(|l| !LANGUAGES.contains(&l.as_str()));
-        match unknown {
-            Some(l) => {
-                Err(AdminError::unprocessable(format!("'{l}' is not one of {}", LANGUAGES.join(", "))))
+    fn check(&self, problems: &mut Problems) {
+        check_name(&self.name, problems);
+        for (part, texts) in [("subject", &self.subject), ("body", &self.body)] {
+            if texts.is_empty() {
+                problems.add(part, "needs the text of at least one language");
             }
-            None => Ok(()),
+            for (language, text) in texts {
+                let field = format!("{part}.{language}");
+                if !LANGUAGES.contains(&language.as_str()) {
+                    problems.add(&field, format!("'{language}' is not one of {}", LANGUAGES.join(", ")));
+                }
+                match unknown_placeholders(text) {
+                    Err(why) => problems.add(&field, why),
+                    Ok(unknown) => {
+                        for name in unknown {
+                            problems.add(
+                                &field,
+                                format!(
+                                    "unknown placeholder {{{{{name}}}}} (known: {})",
+                                    PLACEHOLDERS.join(", ")
+                                ),
+                            );
+                        }
+                    }
+                }
+            }
+            for language in self.subject.keys().filter(|l| !self.body.contains_key(*l)) {
+                problems
+                    .add(format!("body.{language}"), "the subject has this language; the body needs it too");
+            }
         }
+        if let Some(l) = &self.fallback_language
+            && !(self.subject.contains_key(l) && self.body.contains_key(l))
+        {
+            problems.add(
+                "fallbackLanguage",
+                format!("'{l}' is not a language of this template's subject and body"),
+            );
+        }
+    }
+    fn builtin(id: &str) -> Option<Self> {
+        (id == "default").then(builtin_template)
     }
 }
 
@@ -180,131 +353,299 @@ pub fn object_routes(cfg: &mut web::ServiceConfig) {
 }
 
 fn object_resource<T: AdminObject>(cfg: &mut web::ServiceConfig, path: &str) {
-    cfg.route(path, web::get().to(list_objects::<T>))
-        .route(&format!("{path}/{{id}}"), web::get().to(get_object::<T>))
-        .route(&format!("{path}/{{id}}"), web::put().to(put_object::<T>))
-        .route(&format!("{path}/{{id}}"), web::delete().to(delete_object::<T>));
+    cfg.service(resource!(path, get => list_objects::<T>));
+    if T::KIND == ObjectKind::EmailTemplate {
+        cfg.service(resource!(format!("{path}/{{id}}/preview"), post => super::templates::preview));
+    }
+    cfg.service(resource!(format!("{path}/{{id}}"),
+        get => get_object::<T>, put => put_object::<T>, patch => patch_object::<T>, delete => delete_object::<T>));
 }
 
+/// The stored object `id` with its version, else the built-in one (versioned `builtin`), else 404.
+fn object_or_404<T: AdminObject>(state: &AppState, acct: AccountId, id: &str) -> AdminResult<(T, String)> {
+    if let Some(found) = state.store.object_with_version::<T>(acct, T::KIND, id)? {
+        return Ok(found);
+    }
+    T::builtin(id)
+        .map(|b| (b, "builtin".to_string()))
+        .ok_or_else(|| AdminError::not_found(format!("{} {id} not found", T::KIND.noun())))
+}
+
+/// `GET /{objects}?startIndex=&count=`: the built-in default first where the kind has one.
 async fn list_objects<T: AdminObject>(
+    req: HttpRequest,
     state: web::Data<AppState>,
     caller: AdminCaller,
 ) -> AdminResult<HttpResponse> {
-    Ok(ok(&state.store.objects::<T>(caller.0.account(), T::KIND)?))
+    let paging = Paging::from_query(&Query::parse(&req, &PAGING_PARAMS)?)?;
+    let acct = caller.0.account();
+    let mut objects: Vec<Value> = state.store.objects::<Value>(acct, T::KIND)?;
+    let stored_default = objects.iter().any(|o| o["id"] == "default");
+    if let Some(builtin) = T::builtin("default").filter(|_| !stored_default) {
+        objects.insert(0, serde_json::to_value(builtin).unwrap_or_default());
+    }
+    Ok(ok(&paging.page(objects)))
 }
 
 async fn get_object<T: AdminObject>(
     state: web::Data<AppState>,
     caller: AdminCaller,
+    _: NoQuery,
     id: web::Path<String>,
 ) -> AdminResult<HttpResponse> {
-    let object = state
-        .store
-        .object::<T>(caller.0.account(), T::KIND, &id)?
-        .ok_or_else(|| AdminError::not_found(format!("{} {id} not found", T::KIND.noun())))?;
-    Ok(ok(&object))
+    let (object, version) = object_or_404::<T>(&state, caller.0.account(), &id)?;
+    Ok(with_etag(ok(&object), &version))
 }
 
-/// The body of an object PUT: the object with its id taken from the path when absent.
-async fn put_object<T: AdminObject>(
-    state: web::Data<AppState>,
-    caller: AdminCaller,
-    id: web::Path<String>,
-    body: Body<Value>,
+/// Checks and saves an object read from a body; the answer carries its new ETag.
+async fn save_object<T: AdminObject>(
+    state: &AppState,
+    caller: &AdminCaller,
+    id: &str,
+    mut object: T,
+    if_match: Option<String>,
 ) -> AdminResult<HttpResponse> {
-    let mut value = body.0;
-    check_id(&id, value.get("id").and_then(Value::as_str))?;
-    if let Some(map) = value.as_object_mut() {
-        map.insert("id".into(), Value::String(id.to_string()));
+    let acct = caller.0.account();
+    let body_id = object.id_mut().clone();
+    check_ids(id, Some(body_id.as_str()).filter(|b| !b.is_empty()))?;
+    if T::builtin(id).is_some() && !T::BUILTIN_EDITABLE {
+        return Err(AdminError::conflict(format!(
+            "the {} '{id}' is built in and cannot be changed",
+            T::KIND.noun()
+        )));
     }
-    let mut object: T = serde_json::from_value(value)
-        .map_err(|e| AdminError::bad_request(format!("invalid {}: {e}", T::KIND.noun())))?;
     *object.id_mut() = id.to_string();
-    object.check()?;
-    let created = state.store.put_object(caller.0.account(), T::KIND, &id, &object, &caller.0.actor())?;
+    let mut problems = Problems::default();
+    object.check(&mut problems);
+    problems.values()?;
+    // The built-in version stands for "not stored yet".
+    let if_match = if_match.filter(|v| v != "builtin");
+    let created =
+        state.store.put_object_if(acct, T::KIND, id, &object, if_match.as_deref(), &caller.0.actor())?;
     state.committed().await?;
-    Ok(created_or_ok(created, &object))
+    let (object, version) = object_or_404::<T>(state, acct, id)?;
+    Ok(with_etag(created_or_ok(created, &object), &version))
 }
 
-async fn delete_object<T: AdminObject>(
+/// `PUT /{objects}/{id}`: creates or replaces the whole object; every field but `id` is required.
+async fn put_object<T: AdminObject>(
+    req: HttpRequest,
     state: web::Data<AppState>,
     caller: AdminCaller,
+    _: NoQuery,
+    id: web::Path<String>,
+    body: Strict<T>,
+) -> AdminResult<HttpResponse> {
+    save_object(&state, &caller, &id, body.0, if_match(&req)?).await
+}
+
+/// `PATCH /{objects}/{id}`: a JSON merge patch of the object (of the built-in default where it is
+/// editable).
+async fn patch_object<T: AdminObject>(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: AdminCaller,
+    _: NoQuery,
+    id: web::Path<String>,
+    patch: MergePatch,
+) -> AdminResult<HttpResponse> {
+    let (object, version) = object_or_404::<T>(&state, caller.0.account(), &id)?;
+    let wanted = if_match(&req)?;
+    check_if_match(wanted.as_deref(), &version, &format!("{} {id}", T::KIND.noun()))?;
+    let mut value = serde_json::to_value(&object).unwrap_or_default();
+    merge_patch(&mut value, &patch.0);
+    let object = T::from_value(value)?;
+    let expected = if version == "builtin" { None } else { Some(version) };
+    save_object(&state, &caller, &id, object, expected).await
+}
+
+/// `DELETE /{objects}/{id}`: deletes an object no rule refers to; on an edited built-in default it
+/// brings the built-in one back.
+async fn delete_object<T: AdminObject>(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: AdminCaller,
+    _: NoQuery,
     id: web::Path<String>,
 ) -> AdminResult<HttpResponse> {
-    state.store.delete_object(caller.0.account(), T::KIND, &id, &caller.0.actor())?;
+    let acct = caller.0.account();
+    let (_, version) = object_or_404::<T>(&state, acct, &id)?;
+    check_if_match(if_match(&req)?.as_deref(), &version, &format!("{} {id}", T::KIND.noun()))?;
+    if T::builtin(&id).is_some() {
+        if !T::BUILTIN_EDITABLE {
+            return Err(AdminError::conflict(format!(
+                "the {} '{id}' is built in and cannot be deleted",
+                T::KIND.noun()
+            )));
+        }
+        state.store.reset_object(acct, T::KIND, &id, &caller.0.actor())?;
+    } else {
+        state.store.delete_object(acct, T::KIND, &id, &caller.0.actor())?;
+    }
     state.committed().await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
-pub async fn privileges(_caller: AdminCaller) -> HttpResponse {
-    let list: Vec<Value> =
-        PRIVILEGES.iter().map(|(id, description)| json!({"id": id, "description": description})).collect();
-    ok(&list)
+/// `GET /privileges?startIndex=&count=`: the fixed list a manager role chooses from.
+pub async fn privileges(req: HttpRequest, _caller: AdminCaller) -> AdminResult<HttpResponse> {
+    let paging = Paging::from_query(&Query::parse(&req, &PAGING_PARAMS)?)?;
+    Ok(ok(&paging
+        .page(PRIVILEGES.iter().map(|(id, description)| json!({"id": id, "description": description})))))
 }
 
+/// `GET /custom-attributes`: the whole list, with the list's ETag (`W/"none"` before any was set).
 pub async fn get_custom_attributes(
     state: web::Data<AppState>,
     caller: AdminCaller,
+    _: NoQuery,
 ) -> AdminResult<HttpResponse> {
-    Ok(ok(&state.store.custom_attributes(caller.0.account())?))
+    let (attrs, version) = state.store.custom_attributes_with_version(caller.0.account())?;
+    Ok(with_etag(ok(&attrs), attributes_version(&version)))
 }
 
-/// `PUT /custom-attributes`: the whole list; it becomes the account's User extension schema.
+/// The ETag of the custom attributes: `none` stands for a list never set.
+fn attributes_version(version: &str) -> &str {
+    if version.is_empty() { "none" } else { version }
+}
+
+impl FromFields for CustomAttribute {
+    fn from_fields(f: &mut Fields) -> Option<Self> {
+        let name = f.required("name");
+        let kind = f.required("type");
+        let multi_valued = f.optional("multiValued").unwrap_or(false);
+        let description = f.optional("description").unwrap_or_default();
+        Some(CustomAttribute { name: name?, kind: kind?, multi_valued, description })
+    }
+}
+
+/// The whole list of custom attributes, each read strictly.
+pub struct CustomAttributes(Vec<CustomAttribute>);
+
+impl FromBody for CustomAttributes {
+    fn from_json(value: Value) -> AdminResult<Self> {
+        let Value::Array(items) = value else {
+            return Err(input::one(StatusCode::BAD_REQUEST, "body", "must be an array of custom attributes"));
+        };
+        let mut problems = Problems::default();
+        let mut attrs = Vec::with_capacity(items.len());
+        for (i, item) in items.into_iter().enumerate() {
+            match Fields::nested(item, &format!("[{i}]")) {
+                Err(e) => problems.extend(e.errors),
+                Ok(mut f) => {
+                    let attr = CustomAttribute::from_fields(&mut f);
+                    if let Err(e) = f.finish() {
+                        problems.extend(e.errors);
+                    }
+                    attrs.extend(attr);
+                }
+            }
+        }
+        problems.shape()?;
+        Ok(CustomAttributes(attrs))
+    }
+}
+
+/// `PUT /custom-attributes`: the whole list; it becomes the account's User extension schema. `If-Match`
+/// with the list's ETag makes it conditional.
 pub async fn put_custom_attributes(
+    req: HttpRequest,
     state: web::Data<AppState>,
     caller: AdminCaller,
-    body: Body<Vec<CustomAttribute>>,
+    _: NoQuery,
+    body: Strict<CustomAttributes>,
 ) -> AdminResult<HttpResponse> {
+    let attrs = body.0.0;
     let standard = Registry::standard();
-    validate_custom_attributes(&body.0, standard.resource(ResourceKind::User))?;
-    state.store.put_custom_attributes(caller.0.account(), &body.0, &caller.0.actor())?;
+    validate_custom_attributes(&attrs, standard.resource(ResourceKind::User))?;
+    let acct = caller.0.account();
+    let wanted = if_match(&req)?.map(|v| if v == "none" { String::new() } else { v });
+    state.store.put_custom_attributes_if(acct, &attrs, wanted.as_deref(), &caller.0.actor())?;
     state.committed().await?;
-    Ok(ok(&body.0))
+    let (attrs, version) = state.store.custom_attributes_with_version(acct)?;
+    Ok(with_etag(ok(&attrs), attributes_version(&version)))
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 struct TokenView {
     id: String,
     name: String,
     kind: TokenKind,
     created: String,
+    last_used: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     secret: Option<String>,
 }
 
-pub async fn list_tokens(state: web::Data<AppState>, caller: AdminCaller) -> AdminResult<HttpResponse> {
-    let tokens: Vec<TokenView> = state
-        .store
-        .tokens(Some(caller.0.account()))?
-        .into_iter()
-        .map(|t| TokenView { id: t.id, name: t.name, kind: t.kind, created: t.created, secret: None })
-        .collect();
-    Ok(ok(&tokens))
+/// `GET /tokens?startIndex=&count=`: the account's tokens, with when each was created and last used (to
+/// the minute).
+pub async fn list_tokens(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: AdminCaller,
+) -> AdminResult<HttpResponse> {
+    let paging = Paging::from_query(&Query::parse(&req, &PAGING_PARAMS)?)?;
+    let acct = caller.0.account();
+    let mut views = Vec::new();
+    for t in state.store.tokens(Some(acct))? {
+        let last_used = state.store.token_last_used(acct, &t.id)?;
+        views.push(TokenView {
+            id: t.id,
+            name: t.name,
+            kind: t.kind,
+            created: t.created,
+            last_used,
+            secret: None,
+        });
+    }
+    Ok(ok(&paging.page(views)))
 }
 
-#[derive(Deserialize)]
 pub struct NewToken {
     name: String,
     kind: TokenKind,
 }
 
-/// `POST /tokens`: the secret appears in this answer only.
+impl FromFields for NewToken {
+    fn from_fields(f: &mut Fields) -> Option<Self> {
+        let name = f.required::<String>("name");
+        let kind = f.required::<String>("kind");
+        let kind = match kind.as_deref().map(str::parse::<TokenKind>) {
+            Some(Ok(k)) => Some(k),
+            Some(Err(why)) => {
+                f.problem("kind", why);
+                None
+            }
+            None => None,
+        };
+        Some(NewToken { name: name?, kind: kind? })
+    }
+}
+
+/// `POST /tokens`: the secret appears in this answer only; names are unique per kind in the account.
 pub async fn create_token(
     state: web::Data<AppState>,
     caller: AdminCaller,
-    body: Body<NewToken>,
+    _: NoQuery,
+    body: Strict<NewToken>,
 ) -> AdminResult<HttpResponse> {
-    if body.0.name.trim().is_empty() {
-        return Err(AdminError::bad_request("a token needs a name"));
+    let name = body.0.name.trim().to_string();
+    if name.is_empty() || name.len() > 64 {
+        return Err(input::one(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "name",
+            "a token's name has 1 to 64 characters",
+        ));
     }
     let (info, secret) =
-        state.store.create_token(caller.0.account(), body.0.kind, body.0.name.trim(), &caller.0.actor())?;
+        state.store.create_token(caller.0.account(), body.0.kind, &name, &caller.0.actor())?;
     state.committed().await?;
     let view = TokenView {
         id: info.id,
         name: info.name,
         kind: info.kind,
         created: info.created,
+        last_used: None,
         secret: Some(secret),
     };
     Ok(HttpResponse::build(StatusCode::CREATED).json(view))
@@ -313,6 +654,7 @@ pub async fn create_token(
 pub async fn revoke_token(
     state: web::Data<AppState>,
     caller: AdminCaller,
+    _: NoQuery,
     id: web::Path<String>,
 ) -> AdminResult<HttpResponse> {
     state.store.revoke_token(caller.0.account(), &id, &caller.0.actor())?;

@@ -1,9 +1,25 @@
 //! The admin API (`/admin/v1`): sync switch, products, user groups, templates, rules, entitlements,
 //! failures, activity, outbox, custom attributes and tokens of the caller's account. Errors are
-//! `{"error": code, "message": ...}`.
+//! `{"error": code, "message": ..., "errors": [{"field", "message"}]}`; a wrong method is a 405 with `Allow`.
+
+/// A resource with its handlers by method; any other method is a 405 whose `Allow` lists these.
+macro_rules! resource {
+    ($path:expr, $($method:ident => $handler:expr),+ $(,)?) => {{
+        let allow: String = [$(stringify!($method)),+].map(str::to_ascii_uppercase).join(", ");
+        actix_web::web::resource($path)
+            $(.route(actix_web::web::$method().to($handler)))+
+            .default_service(actix_web::web::to(move |req: actix_web::HttpRequest| {
+                let allow = allow.clone();
+                async move { $crate::http::admin::method_not_allowed(&req, allow) }
+            }))
+    }};
+}
 
 mod catalog;
+mod directory;
+pub mod input;
 mod rules;
+mod templates;
 mod users;
 
 use std::future::Future;
@@ -17,6 +33,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
+use input::{FieldError, FromBody};
+
 use super::request::{AdminCaller, AuthError, BodyError, authenticate, parse_json, read_body};
 use crate::rules::RuleError;
 use crate::store::{StoreError, TokenKind};
@@ -28,13 +46,30 @@ pub struct AdminError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Every problem of the request by field (empty when the error is not about fields).
+    pub errors: Vec<FieldError>,
+    /// For a 405: the methods the path takes.
+    pub allow: Option<String>,
 }
 
 pub type AdminResult<T> = Result<T, AdminError>;
 
 impl AdminError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        AdminError { status, code, message: message.into() }
+        AdminError { status, code, message: message.into(), errors: Vec::new(), allow: None }
+    }
+
+    /// An error of `status` listing problems by field; its message joins them.
+    pub fn fields(status: StatusCode, errors: Vec<FieldError>) -> Self {
+        let code = match status {
+            StatusCode::BAD_REQUEST => "invalid_request",
+            StatusCode::CONFLICT => "conflict",
+            StatusCode::NOT_FOUND => "not_found",
+            _ => "invalid_value",
+        };
+        let message =
+            errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
+        AdminError { status, code, message, errors, allow: None }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -67,7 +102,10 @@ impl ResponseError for AdminError {
                 HeaderValue::from_static("Bearer realm=\"usersync\""),
             ));
         }
-        res.json(json!({"error": self.code, "message": self.message}))
+        if let Some(allow) = self.allow.as_deref().and_then(|a| HeaderValue::from_str(a).ok()) {
+            res.insert_header((header::ALLOW, allow));
+        }
+        res.json(json!({"error": self.code, "message": self.message, "errors": self.errors}))
     }
 }
 
@@ -77,11 +115,11 @@ impl From<StoreError> for AdminError {
             StoreError::Invalid(e) => AdminError::bad_request(e.detail),
             StoreError::NotFound(what) => AdminError::not_found(format!("{what} not found")),
             StoreError::Conflict(m) => AdminError::conflict(m),
-            StoreError::Rejected(m) => AdminError::unprocessable(m),
+            StoreError::Rejected(m) => rejected(m),
             StoreError::PreconditionFailed(v) => AdminError::new(
                 StatusCode::PRECONDITION_FAILED,
                 "precondition_failed",
-                format!("the rules have changed; their current version is \"{v}\""),
+                format!("it has changed since that version; its current version is {}", input::etag(&v)),
             ),
             StoreError::Full(_) => AdminError::new(
                 StatusCode::INSUFFICIENT_STORAGE,
@@ -100,9 +138,19 @@ impl From<StoreError> for AdminError {
     }
 }
 
+/// A store rejection: `field: message` when the store named the field.
+fn rejected(m: String) -> AdminError {
+    match m.split_once(": ") {
+        Some((field, message)) if !field.contains(' ') => {
+            input::one(StatusCode::UNPROCESSABLE_ENTITY, field, message)
+        }
+        _ => AdminError::unprocessable(m),
+    }
+}
+
 impl From<RuleError> for AdminError {
     fn from(e: RuleError) -> Self {
-        AdminError::unprocessable(e.to_string())
+        input::one(StatusCode::UNPROCESSABLE_ENTITY, e.field, e.message)
     }
 }
 
@@ -140,16 +188,63 @@ impl FromRequest for AdminCaller {
     }
 }
 
-/// A JSON body deserialised into `T`, with admin-style errors.
-pub struct Body<T>(pub T);
+/// A body read strictly into `T` (see [`input::FromFields`]): unknown fields and every shape problem
+/// are one 400.
+pub struct Strict<T>(pub T);
 
-impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
+impl<T: FromBody + 'static> FromRequest for Strict<T> {
     type Error = AdminError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let body = read_body(req, payload);
-        Box::pin(async move { parse_json(&body.await?).map(Body).map_err(AdminError::bad_request) })
+        Box::pin(async move {
+            let value: serde_json::Value = parse_json(&body.await?).map_err(AdminError::bad_request)?;
+            T::from_json(value).map(Strict)
+        })
+    }
+}
+
+/// A JSON merge patch body (RFC 7396); for an admin object it must be an object.
+pub struct MergePatch(pub serde_json::Value);
+
+impl FromRequest for MergePatch {
+    type Error = AdminError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let body = read_body(req, payload);
+        Box::pin(async move {
+            let value: serde_json::Value = parse_json(&body.await?).map_err(AdminError::bad_request)?;
+            if !value.is_object() {
+                return Err(input::one(
+                    StatusCode::BAD_REQUEST,
+                    "body",
+                    "a merge patch of an admin object is a JSON object",
+                ));
+            }
+            Ok(MergePatch(value))
+        })
+    }
+}
+
+/// A body read strictly into `T` that may be left out (`None` when empty).
+pub struct OptionalStrict<T>(pub Option<T>);
+
+impl<T: FromBody + 'static> FromRequest for OptionalStrict<T> {
+    type Error = AdminError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let body = read_body(req, payload);
+        Box::pin(async move {
+            let body = body.await?;
+            if body.iter().all(u8::is_ascii_whitespace) {
+                return Ok(OptionalStrict(None));
+            }
+            let value: serde_json::Value = parse_json(&body).map_err(AdminError::bad_request)?;
+            T::from_json(value).map(|v| OptionalStrict(Some(v)))
+        })
     }
 }
 
@@ -185,36 +280,44 @@ pub fn created_or_ok<T: Serialize>(created: bool, value: &T) -> HttpResponse {
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/admin/v1")
-            .route("/sync", web::get().to(catalog::get_sync))
-            .route("/sync", web::put().to(catalog::put_sync))
-            .route("/products", web::get().to(catalog::list_products))
-            .route("/products/{id}", web::get().to(catalog::get_product))
-            .route("/products/{id}", web::put().to(catalog::put_product))
-            .route("/products/{id}", web::delete().to(catalog::delete_product))
+            .service(resource!("/sync", get => catalog::get_sync, put => catalog::put_sync))
+            .service(resource!("/products", get => catalog::list_products))
+            .service(resource!("/products/{id}", get => catalog::get_product, put => catalog::put_product,
+                patch => catalog::patch_product, delete => catalog::delete_product))
             .configure(catalog::object_routes)
-            .route("/privileges", web::get().to(catalog::privileges))
-            .route("/custom-attributes", web::get().to(catalog::get_custom_attributes))
-            .route("/custom-attributes", web::put().to(catalog::put_custom_attributes))
-            .route("/tokens", web::get().to(catalog::list_tokens))
-            .route("/tokens", web::post().to(catalog::create_token))
-            .route("/tokens/{id}", web::delete().to(catalog::revoke_token))
-            .route("/rules", web::get().to(rules::list))
-            .route("/rules", web::post().to(rules::create))
-            .route("/rules/order", web::put().to(rules::reorder))
-            .route("/rules/preview", web::post().to(rules::preview))
-            .route("/rules/{id}", web::get().to(rules::get))
-            .route("/rules/{id}", web::put().to(rules::replace))
-            .route("/rules/{id}", web::delete().to(rules::delete))
-            .route("/users/{id}/entitlements", web::get().to(users::entitlements_of))
-            .route("/entitlements", web::get().to(users::entitlements))
-            .route("/failures", web::get().to(users::failures))
-            .route("/failures/retry", web::post().to(users::retry))
-            .route("/activity", web::get().to(users::activity))
-            .route("/outbox", web::get().to(users::outbox))
+            .service(resource!("/privileges", get => catalog::privileges))
+            .service(resource!("/custom-attributes", get => catalog::get_custom_attributes,
+                put => catalog::put_custom_attributes))
+            .service(resource!("/tokens", get => catalog::list_tokens, post => catalog::create_token))
+            .service(resource!("/tokens/{id}", delete => catalog::revoke_token))
+            .service(resource!("/groups", get => directory::groups))
+            .service(resource!("/groups/{id}", get => directory::group))
+            .service(resource!("/users", get => directory::users))
+            .service(resource!("/rules", get => rules::list, post => rules::create))
+            .service(resource!("/rules/order", put => rules::reorder))
+            .service(resource!("/rules/preview", post => rules::preview))
+            .service(
+                resource!("/rules/{id}", get => rules::get, put => rules::replace, patch => rules::patch,
+                delete => rules::delete),
+            )
+            .service(resource!("/users/{id}/entitlements", get => users::entitlements_of))
+            .service(resource!("/entitlements", get => users::entitlements))
+            .service(resource!("/failures", get => users::failures))
+            .service(resource!("/failures/retry", post => users::retry))
+            .service(resource!("/activity", get => users::activity))
+            .service(resource!("/outbox", get => users::outbox))
             .default_service(web::to(not_found)),
     );
 }
 
 async fn not_found(req: HttpRequest) -> HttpResponse {
     AdminError::not_found(format!("no such endpoint: {} {}", req.method(), req.path())).error_response()
+}
+
+/// The 405 of a method the path does not take.
+pub fn method_not_allowed(req: &HttpRequest, allow: String) -> HttpResponse {
+    let message = format!("{} is not allowed on {}; allowed: {allow}", req.method(), req.path());
+    let mut e = AdminError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", message);
+    e.allow = Some(allow);
+    e.error_response()
 }

@@ -2,41 +2,94 @@
 //! list. Every change is validated, renumbers the rules 1..n, and re-evaluates the members of the groups
 //! it touches.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use super::{AdminError, AdminResult, Body};
+use super::input::{
+    self, Fields, FromFields, MAX_PAGE, NoQuery, PAGING_PARAMS, Paging, Problems, Query, if_match,
+    merge_patch,
+};
+use super::{AdminError, AdminResult, MergePatch, Strict};
 use crate::http::AppState;
 use crate::http::request::AdminCaller;
-use crate::rules::validate_rule;
+use crate::rules::{rule_problems, validate_rule};
 use crate::scim::schema::ResourceKind;
-use crate::store::sync::{Bundle, References, Rule, RuleEdit, SyncConfig, renumber};
+use crate::store::sync::{AdminRole, Bundle, References, Rule, RuleEdit, SyncConfig, renumber};
 use crate::store::{AccountId, Store};
 
-/// A rule as a client sends it: no id on create; everything else as in the answer.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// A rule as a client sends it: no id on create; `group` and `products` required; `group` may be the
+/// directory group's id or displayName.
+#[derive(Debug)]
 pub struct RuleInput {
     id: Option<String>,
     number: Option<u32>,
-    group: Option<String>,
+    group: String,
     filter: Option<String>,
     description: Option<String>,
-    #[serde(flatten)]
     bundle: Bundle,
 }
 
+/// `admin`: `{"access": "full"}` or `{"access": "manager", "privileges": [...], "managedGroups": [...]}`.
+fn read_admin(mut f: Fields) -> (Option<AdminRole>, Fields) {
+    let access: Option<String> = f.required("access");
+    let role = match access.as_deref() {
+        Some("full") => Some(AdminRole::Full),
+        Some("manager") => {
+            let privileges = f.required("privileges");
+            let managed_groups = f.required("managedGroups");
+            Some(AdminRole::Manager {
+                privileges: privileges.unwrap_or_default(),
+                managed_groups: managed_groups.unwrap_or_default(),
+            })
+        }
+        Some(other) => {
+            f.problem("access", format!("'{other}' is not one of full, manager"));
+            None
+        }
+        None => None,
+    };
+    (role, f)
+}
+
+impl FromFields for RuleInput {
+    fn from_fields(f: &mut Fields) -> Option<Self> {
+        let id = f.optional("id");
+        let number = f.optional("number");
+        let group: Option<String> = f.required("group");
+        let filter = f.optional("filter");
+        let description = f.optional("description");
+        let products: Option<Vec<String>> = f.required("products");
+        let admin = match f.object("admin") {
+            Some(nested) => {
+                let (role, nested) = read_admin(nested);
+                f.absorb(nested);
+                role
+            }
+            None => None,
+        };
+        let defaults = Bundle::default();
+        let bundle = Bundle {
+            products: products.clone().unwrap_or_default(),
+            admin,
+            welcome_email: f.optional("welcomeEmail").unwrap_or(defaults.welcome_email),
+            language: f.optional("language").unwrap_or(defaults.language),
+            user_group: f.optional("userGroup"),
+            settings_template: f.optional("settingsTemplate").unwrap_or(defaults.settings_template),
+        };
+        // Read-only fields of the answer, which a client may send back unchanged.
+        let _: Option<Value> = f.optional("groupName");
+        products?;
+        Some(RuleInput { id, number, group: group?, filter, description, bundle })
+    }
+}
+
 impl RuleInput {
-    fn into_rule(self, id: String) -> AdminResult<Rule> {
-        let group = self
-            .group
-            .filter(|g| !g.is_empty())
-            .ok_or_else(|| AdminError::unprocessable("group: a rule needs a directory group"))?;
+    /// The rule, its group named by id (a displayName is looked up).
+    fn into_rule(self, store: &Store, acct: AccountId, id: String) -> AdminResult<Rule> {
+        let group = store.resolve_group(acct, &self.group)?.unwrap_or(self.group);
         let mut bundle = self.bundle;
         bundle.products.sort();
         bundle.products.dedup();
@@ -51,6 +104,32 @@ impl RuleInput {
     }
 }
 
+/// A rule's `number` must be a place in the list: 1 to `last` (a 422 otherwise, never clamped).
+fn check_number(number: Option<u32>, last: usize) -> AdminResult<()> {
+    match number {
+        Some(n) if n == 0 || n as usize > last => Err(input::one(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "number",
+            format!("{n} is not a place in the list; this rule can be numbered 1 to {last}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Every problem of `rules` against what they refer to, at once (a 422), before anything is saved.
+fn check_rules(state: &AppState, acct: AccountId, rules: &[Rule], prefix: &str) -> AdminResult<()> {
+    let refs = state.store.references(acct, rules)?;
+    let registry = state.store.registry(acct);
+    let mut problems = Problems::default();
+    for (i, rule) in rules.iter().enumerate() {
+        for e in rule_problems(rule, &refs, registry.resource(ResourceKind::User)) {
+            let field = if prefix.is_empty() { e.field } else { format!("{prefix}[{i}].{}", e.field) };
+            problems.add(field, e.message);
+        }
+    }
+    problems.values()
+}
+
 /// The rule as the API shows it, with its group's name.
 fn view(store: &Store, acct: AccountId, rule: &Rule) -> Value {
     let mut v = serde_json::to_value(rule).unwrap_or_default();
@@ -61,33 +140,21 @@ fn view(store: &Store, acct: AccountId, rule: &Rule) -> Value {
     v
 }
 
-fn list_view(store: &Store, acct: AccountId, config: &SyncConfig) -> HttpResponse {
-    let rules: Vec<Value> = config.rules.iter().map(|r| view(store, acct, r)).collect();
-    with_etag(HttpResponse::Ok().json(rules), config.version)
+fn list_view(store: &Store, acct: AccountId, config: &SyncConfig, paging: Paging) -> HttpResponse {
+    let page = paging.page(config.rules.iter()).map(|r| view(store, acct, r));
+    with_etag(HttpResponse::Ok().json(page), config.version)
 }
 
-fn with_etag(mut res: HttpResponse, version: u64) -> HttpResponse {
-    if let Ok(v) = HeaderValue::from_str(&format!("W/\"{version}\"")) {
-        res.headers_mut().insert(header::ETAG, v);
-    }
-    res
+fn with_etag(res: HttpResponse, version: u64) -> HttpResponse {
+    input::with_etag(res, &version.to_string())
 }
 
-/// `If-Match` on the rule list (its version as a weak ETag).
+/// `If-Match` on the rules (the version of the rule list as a weak ETag; every rule carries it).
 fn expected_version(req: &HttpRequest) -> AdminResult<Option<u64>> {
-    let Some(value) = req.headers().get(header::IF_MATCH).and_then(|v| v.to_str().ok()) else {
-        return Ok(None);
-    };
-    if value.trim() == "*" {
-        return Ok(None);
-    }
-    value
-        .trim()
-        .trim_start_matches("W/")
-        .trim_matches('"')
-        .parse()
-        .map(Some)
-        .map_err(|_| AdminError::bad_request(format!("If-Match '{value}' is not a version of the rules")))
+    let Some(value) = if_match(req)? else { return Ok(None) };
+    value.parse().map(Some).map_err(|_| {
+        input::one(StatusCode::BAD_REQUEST, "If-Match", format!("'{value}' is not a version of the rules"))
+    })
 }
 
 /// Where rule `id` is in the list, or a 404.
@@ -121,14 +188,21 @@ fn saved_view(state: &AppState, acct: AccountId, saved: &SyncConfig, id: &str) -
     Ok(view(&state.store, acct, rule))
 }
 
-pub async fn list(state: web::Data<AppState>, caller: AdminCaller) -> AdminResult<HttpResponse> {
+/// `GET /rules?startIndex=&count=`: in number order.
+pub async fn list(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: AdminCaller,
+) -> AdminResult<HttpResponse> {
+    let paging = Paging::from_query(&Query::parse(&req, &PAGING_PARAMS)?)?;
     let acct = caller.0.account();
-    Ok(list_view(&state.store, acct, &state.store.sync_config(acct)?))
+    Ok(list_view(&state.store, acct, &state.store.sync_config(acct)?, paging))
 }
 
 pub async fn get(
     state: web::Data<AppState>,
     caller: AdminCaller,
+    _: NoQuery,
     id: web::Path<String>,
 ) -> AdminResult<HttpResponse> {
     let acct = caller.0.account();
@@ -137,55 +211,103 @@ pub async fn get(
     Ok(with_etag(HttpResponse::Ok().json(view(&state.store, acct, rule)), config.version))
 }
 
-/// `POST /rules`: a new rule, at `number` (1 is the highest priority) or last.
+/// `POST /rules`: a new rule, at `number` (1 is the highest priority; at most one past the last) or last.
 pub async fn create(
     req: HttpRequest,
     state: web::Data<AppState>,
     caller: AdminCaller,
-    body: Body<RuleInput>,
+    _: NoQuery,
+    body: Strict<RuleInput>,
 ) -> AdminResult<HttpResponse> {
     if body.0.id.is_some() {
-        return Err(AdminError::bad_request("id: a new rule gets its id from the server"));
+        return Err(input::one(StatusCode::BAD_REQUEST, "id", "a new rule gets its id from the server"));
     }
+    let acct = caller.0.account();
     let number = body.0.number;
-    let rule = body.0.into_rule(uuid::Uuid::now_v7().to_string())?;
+    check_number(number, state.store.sync_config(acct)?.rules.len() + 1)?;
+    let rule = body.0.into_rule(&state.store, acct, uuid::Uuid::now_v7().to_string())?;
+    check_rules(&state, acct, std::slice::from_ref(&rule), "")?;
     let id = rule.id.clone();
     let saved = save(&state, &caller, &req, RuleEdit::Create { rule, number }).await?;
-    let view = saved_view(&state, caller.0.account(), &saved, &id)?;
+    let view = saved_view(&state, acct, &saved, &id)?;
     Ok(with_etag(HttpResponse::build(StatusCode::CREATED).json(view), saved.version))
 }
 
-/// `PUT /rules/{id}`: replaces the rule; its number is kept unless the body gives one.
+/// Replaces rule `id` with `input` (moved to its `number` if it gives one).
+async fn replace_with(
+    state: &AppState,
+    caller: &AdminCaller,
+    req: &HttpRequest,
+    id: &str,
+    input: RuleInput,
+) -> AdminResult<HttpResponse> {
+    if input.id.as_deref().is_some_and(|b| b != id) {
+        return Err(input::one(StatusCode::BAD_REQUEST, "id", "the body's id differs from the path's"));
+    }
+    let acct = caller.0.account();
+    let number = input.number;
+    check_number(number, state.store.sync_config(acct)?.rules.len())?;
+    let rule = input.into_rule(&state.store, acct, id.to_string())?;
+    check_rules(state, acct, std::slice::from_ref(&rule), "")?;
+    let saved = save(state, caller, req, RuleEdit::Replace { rule, number }).await?;
+    let view = saved_view(state, acct, &saved, id)?;
+    Ok(with_etag(HttpResponse::Ok().json(view), saved.version))
+}
+
+/// `PUT /rules/{id}`: replaces the whole rule (`group` and `products` required); its number is kept
+/// unless the body gives one.
 pub async fn replace(
     req: HttpRequest,
     state: web::Data<AppState>,
     caller: AdminCaller,
+    _: NoQuery,
     id: web::Path<String>,
-    body: Body<RuleInput>,
+    body: Strict<RuleInput>,
 ) -> AdminResult<HttpResponse> {
-    if body.0.id.as_deref().is_some_and(|b| b != *id) {
-        return Err(AdminError::bad_request("id: the body's id differs from the path's"));
+    replace_with(&state, &caller, &req, &id, body.0).await
+}
+
+/// `PATCH /rules/{id}`: a JSON merge patch of the rule; `{"number": 1}` moves it and changes nothing else.
+pub async fn patch(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: AdminCaller,
+    _: NoQuery,
+    id: web::Path<String>,
+    patch: MergePatch,
+) -> AdminResult<HttpResponse> {
+    let config = state.store.sync_config(caller.0.account())?;
+    let rule = &config.rules[position_of(&config, &id)?];
+    let mut value = serde_json::to_value(rule).unwrap_or_default();
+    let moves = patch.0.get("number").is_some_and(|n| !n.is_null());
+    merge_patch(&mut value, &patch.0);
+    if !moves && let Some(map) = value.as_object_mut() {
+        // Without a new number the rule keeps its place.
+        map.remove("number");
     }
-    let number = body.0.number;
-    let rule = body.0.into_rule(id.to_string())?;
-    let saved = save(&state, &caller, &req, RuleEdit::Replace { rule, number }).await?;
-    let view = saved_view(&state, caller.0.account(), &saved, &id)?;
-    Ok(with_etag(HttpResponse::Ok().json(view), saved.version))
+    let input = RuleInput::from_value(value)?;
+    replace_with(&state, &caller, &req, &id, input).await
 }
 
 pub async fn delete(
     req: HttpRequest,
     state: web::Data<AppState>,
     caller: AdminCaller,
+    _: NoQuery,
     id: web::Path<String>,
 ) -> AdminResult<HttpResponse> {
     save(&state, &caller, &req, RuleEdit::Delete { id: id.to_string() }).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Deserialize)]
 pub struct Order {
     order: Vec<String>,
+}
+
+impl FromFields for Order {
+    fn from_fields(f: &mut Fields) -> Option<Self> {
+        Some(Order { order: f.required("order")? })
+    }
 }
 
 /// `PUT /rules/order`: every rule once, highest priority first.
@@ -193,43 +315,108 @@ pub async fn reorder(
     req: HttpRequest,
     state: web::Data<AppState>,
     caller: AdminCaller,
-    body: Body<Order>,
+    _: NoQuery,
+    body: Strict<Order>,
 ) -> AdminResult<HttpResponse> {
     let saved = save(&state, &caller, &req, RuleEdit::Reorder { order: body.0.order }).await?;
-    Ok(list_view(&state.store, caller.0.account(), &saved))
+    Ok(list_view(&state.store, caller.0.account(), &saved, Paging { start_index: 1, count: MAX_PAGE }))
 }
 
-#[derive(Deserialize)]
 pub struct ProposedRules {
     rules: Vec<RuleInput>,
 }
 
-/// `POST /rules/preview`: what a whole proposed rule list (in priority order) would change; nothing is
-/// written.
+impl FromFields for ProposedRules {
+    fn from_fields(f: &mut Fields) -> Option<Self> {
+        let items: Vec<Value> = f.required("rules")?;
+        let mut rules = Vec::with_capacity(items.len());
+        for (i, item) in items.into_iter().enumerate() {
+            match Fields::nested(item, &format!("rules[{i}]")) {
+                Ok(mut nested) => {
+                    let rule = RuleInput::from_fields(&mut nested);
+                    f.absorb(nested);
+                    rules.extend(rule);
+                }
+                Err(e) => {
+                    for fe in e.errors {
+                        f.problem_at(fe.field, fe.message);
+                    }
+                }
+            }
+        }
+        Some(ProposedRules { rules })
+    }
+}
+
+/// `POST /rules/preview?view=summary|users&startIndex=&count=`: what a whole proposed rule list (in
+/// priority order) would change; nothing is written. `summary`: the counts only; `users`: a page of the
+/// users who would change; without `view`: both.
 pub async fn preview(
+    req: HttpRequest,
     state: web::Data<AppState>,
     caller: AdminCaller,
-    body: Body<ProposedRules>,
+    body: Strict<ProposedRules>,
 ) -> AdminResult<HttpResponse> {
+    let query = Query::parse(&req, &["view", "startIndex", "count"])?;
+    let view = query.choice("view", &["summary", "users"])?;
+    let paging = Paging::from_query(&query)?;
     let acct = caller.0.account();
     let mut seen = HashSet::new();
     let mut rules = Vec::with_capacity(body.0.rules.len());
-    for input in body.0.rules {
+    for (i, input) in body.0.rules.into_iter().enumerate() {
         let id = input.id.clone().unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
         if !seen.insert(id.clone()) {
-            return Err(AdminError::bad_request(format!("rules: rule {id} is listed twice")));
+            return Err(input::one(
+                StatusCode::BAD_REQUEST,
+                format!("rules[{i}].id"),
+                format!("rule {id} is listed twice"),
+            ));
         }
-        rules.push(input.into_rule(id)?);
+        rules.push(input.into_rule(&state.store, acct, id)?);
     }
     renumber(&mut rules);
-    let refs = state.store.references(acct, &rules)?;
-    let registry = state.store.registry(acct);
-    for rule in &rules {
-        validate_rule(rule, &refs, registry.resource(ResourceKind::User))?;
-    }
+    check_rules(&state, acct, &rules, "rules")?;
     let store = state.store.clone();
     let preview = web::block(move || crate::rules::preview(&store, acct, &rules))
         .await
         .map_err(|e| AdminError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
-    Ok(HttpResponse::Ok().json(preview))
+    let mut summary = json!({"evaluated": preview.evaluated, "changing": preview.users.len(),
+        "products": preview.products, "runOut": preview.run_out, "wouldFail": preview.would_fail,
+        "changes": change_counts(&preview.users)});
+    let page = paging.page(preview.users);
+    let body = match view {
+        Some("summary") => summary,
+        Some(_) => serde_json::to_value(page).unwrap_or_default(),
+        None => {
+            // Both: the summary, and the page of users under `users` with the list's counts beside it.
+            if let Some(map) = summary.as_object_mut() {
+                map.insert("totalResults".into(), json!(page.total_results));
+                map.insert("startIndex".into(), json!(page.start_index));
+                map.insert("itemsPerPage".into(), json!(page.items_per_page));
+                map.insert("users".into(), json!(page.resources));
+            }
+            summary
+        }
+    };
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// How many users each kind of change touches (`products`, `admin`, `language`, ...), and how many would
+/// gain or lose each product.
+fn change_counts(users: &[crate::rules::UserChange]) -> Value {
+    let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut gains: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut losses: BTreeMap<&str, usize> = BTreeMap::new();
+    for u in users {
+        for c in &u.changes {
+            *kinds.entry(c).or_default() += 1;
+        }
+        for p in &u.gains {
+            *gains.entry(p).or_default() += 1;
+        }
+        for p in &u.loses {
+            *losses.entry(p).or_default() += 1;
+        }
+    }
+    json!({"byKind": kinds, "gaining": gains, "losing": losses})
 }

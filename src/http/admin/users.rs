@@ -7,11 +7,25 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use actix_web::http::StatusCode;
+
+use super::input::{self, DEFAULT_PAGE, MAX_PAGE, NoQuery, Paging, Query};
 use super::{AdminError, AdminResult, OptionalBody, ok};
 use crate::http::AppState;
-use crate::http::request::{AdminCaller, Params};
+use crate::http::request::AdminCaller;
+use crate::store::activity::ACTIVITY_TYPES;
 use crate::store::sync::{Applied, Entitlement, EntitlementState, Failure, FailureReason, SyncConfig};
 use crate::store::{AccountId, ActivityQuery, Store, is_active};
+
+/// A user's entitlement state as the admin API shows it.
+pub(super) fn user_state(
+    store: &Store,
+    acct: AccountId,
+    uid: &str,
+    user: &Value,
+) -> AdminResult<EntitlementState> {
+    Ok(state_of(store.entitlement(acct, uid)?.as_ref(), store.failure(acct, uid)?.as_ref(), user))
+}
 
 fn state_of(entitlement: Option<&Entitlement>, failure: Option<&Failure>, user: &Value) -> EntitlementState {
     match (failure, entitlement) {
@@ -51,26 +65,38 @@ fn entitlement_view(
     }))
 }
 
-/// `GET /users/{id}/entitlements`.
+/// The user an admin path names by id or userName, or a 404 saying so.
+pub(super) fn user_or_404(store: &Store, acct: AccountId, id_or_name: &str) -> AdminResult<(String, Value)> {
+    store
+        .resolve_user(acct, id_or_name)?
+        .ok_or_else(|| AdminError::not_found(format!("no user has the id or userName '{id_or_name}'")))
+}
+
+/// `GET /users/{id or userName}/entitlements`.
 pub async fn entitlements_of(
+    req: HttpRequest,
     state: web::Data<AppState>,
     caller: AdminCaller,
     id: web::Path<String>,
 ) -> AdminResult<HttpResponse> {
+    Query::parse(&req, &[])?;
     let acct = caller.0.account();
-    let user =
-        state.store.user(acct, &id)?.ok_or_else(|| AdminError::not_found(format!("user {id} not found")))?;
+    let (uid, user) = user_or_404(&state.store, acct, &id)?;
     let config = state.store.sync_config(acct)?;
-    Ok(ok(&entitlement_view(&state.store, acct, &config, &id, &user)?))
+    Ok(ok(&entitlement_view(&state.store, acct, &config, &uid, &user)?))
 }
 
-fn number(params: &Params, name: &str, default: usize) -> AdminResult<usize> {
-    params
-        .get(name)
-        .map(|v| v.trim().parse::<i64>().map(|n| n.max(0) as usize))
-        .transpose()
-        .map(|v| v.unwrap_or(default))
-        .map_err(|_| AdminError::bad_request(format!("'{name}' must be an integer")))
+/// A `?product=` that must name a product of the account (a 422 otherwise).
+fn known_product(store: &Store, acct: AccountId, query: &Query) -> AdminResult<Option<String>> {
+    let Some(p) = query.get("product") else { return Ok(None) };
+    if store.product(acct, p)?.is_none() {
+        return Err(input::one(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "?product",
+            format!("no product '{p}' in this account"),
+        ));
+    }
+    Ok(Some(p.to_string()))
 }
 
 /// `GET /entitlements?product=&startIndex=&count=`: users and their bundles, in user order.
@@ -80,10 +106,10 @@ pub async fn entitlements(
     caller: AdminCaller,
 ) -> AdminResult<HttpResponse> {
     let acct = caller.0.account();
-    let params = Params::parse(&req).map_err(|e| AdminError::bad_request(e.to_string()))?;
-    let product = params.get("product");
-    let start = number(&params, "startIndex", 1)?.max(1);
-    let count = number(&params, "count", 100)?.min(1000);
+    let query = Query::parse(&req, &["product", "startIndex", "count"])?;
+    let paging = Paging::from_query(&query)?;
+    let product = known_product(&state.store, acct, &query)?;
+    let product = product.as_deref();
     let all: Vec<(String, Entitlement)> = state
         .store
         .entitlements(acct)?
@@ -94,31 +120,43 @@ pub async fn entitlements(
         .collect();
     let config = state.store.sync_config(acct)?;
     let mut page = Vec::new();
-    for (uid, _) in all.iter().skip(start - 1).take(count) {
+    for (uid, _) in all.iter().skip(paging.skip()).take(paging.count) {
         if let Some(user) = state.store.user(acct, uid)? {
             page.push(entitlement_view(&state.store, acct, &config, uid, &user)?);
         }
     }
-    Ok(ok(
-        &json!({"totalResults": all.len(), "startIndex": start, "itemsPerPage": page.len(), "Resources": page}),
-    ))
+    Ok(ok(&paging.of(all.len(), page)))
 }
 
-/// `GET /failures`: by reason, with the users and a detail each.
-pub async fn failures(state: web::Data<AppState>, caller: AdminCaller) -> AdminResult<HttpResponse> {
-    let failures = state.store.failures(caller.0.account())?;
-    let mut by_reason: BTreeMap<FailureReason, Vec<Value>> = BTreeMap::new();
-    for (uid, f) in &failures {
-        by_reason
-            .entry(f.reason)
-            .or_default()
-            .push(json!({"id": uid, "userName": f.user_name, "detail": f.detail, "products": f.products}));
+const REASONS: [&str; 2] = ["outOfLicenses", "existingAccount"];
+
+/// `GET /failures?reason=&startIndex=&count=`: failing users (oldest failure first), a page of them, and
+/// how many fail for each reason.
+pub async fn failures(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: AdminCaller,
+) -> AdminResult<HttpResponse> {
+    let query = Query::parse(&req, &["reason", "startIndex", "count"])?;
+    let paging = Paging::from_query(&query)?;
+    let reason = query.choice("reason", &REASONS)?;
+    let mut failures = state.store.failures(caller.0.account())?;
+    failures.sort_by(|(a, fa), (b, fb)| (&fa.since, a).cmp(&(&fb.since, b)));
+    let mut by_reason: BTreeMap<FailureReason, usize> = BTreeMap::new();
+    for (_, f) in &failures {
+        *by_reason.entry(f.reason).or_default() += 1;
     }
-    let groups: Vec<Value> = by_reason
-        .into_iter()
-        .map(|(reason, users)| json!({"reason": reason, "count": users.len(), "users": users}))
-        .collect();
-    Ok(ok(&json!({"total": failures.len(), "byReason": groups})))
+    let chosen = failures.iter().filter(|(_, f)| reason.is_none_or(|r| r == f.reason.as_str()));
+    let page = paging.page(chosen.map(|(uid, f)| {
+        json!({"id": uid, "userName": f.user_name, "reason": f.reason, "detail": f.detail, "products": f.products,
+            "rule": f.rule, "since": f.since})
+    }));
+    let counts: Vec<Value> = by_reason.into_iter().map(|(r, n)| json!({"reason": r, "count": n})).collect();
+    let mut body = serde_json::to_value(&page).unwrap_or_default();
+    if let Some(map) = body.as_object_mut() {
+        map.insert("byReason".into(), Value::Array(counts));
+    }
+    Ok(ok(&body))
 }
 
 /// Which failures to retry: `{"reason": ...}`, `{"users": [...]}`, or all of them (`{}` or no body).
@@ -133,6 +171,7 @@ pub struct RetryRequest {
 pub async fn retry(
     state: web::Data<AppState>,
     caller: AdminCaller,
+    _: NoQuery,
     body: OptionalBody<RetryRequest>,
 ) -> AdminResult<HttpResponse> {
     let acct = caller.0.account();
@@ -166,35 +205,75 @@ pub async fn retry(
     Ok(ok(&json!({"retried": results.len(), "resolved": results.len() - still, "stillFailing": still})))
 }
 
-/// `GET /activity?type=&user=&limit=&before=`: newest first, `next` is the cursor of the following page.
+/// `GET /activity?type=&user=&target=&limit=&before=`: newest first, `next` is the cursor of the following
+/// page. `user` and `target` take an id or a name (userName, group displayName).
 pub async fn activity(
     req: HttpRequest,
     state: web::Data<AppState>,
     caller: AdminCaller,
 ) -> AdminResult<HttpResponse> {
-    let params = Params::parse(&req).map_err(|e| AdminError::bad_request(e.to_string()))?;
-    let before = params
+    let query = Query::parse(&req, &["type", "user", "target", "limit", "before"])?;
+    let acct = caller.0.account();
+    let before = query
         .get("before")
         .map(|b| b.parse::<u64>())
         .transpose()
-        .map_err(|_| AdminError::bad_request("'before' must be a cursor from 'next'"))?;
-    let query = ActivityQuery {
-        kind: params.get("type").map(str::to_string),
-        user: params.get("user").map(str::to_string),
-        limit: number(&params, "limit", 50)?.clamp(1, 1000),
+        .map_err(|_| input::one(StatusCode::BAD_REQUEST, "?before", "must be a cursor from 'next'"))?;
+    let kind = query.get("type").map(str::to_string);
+    if let Some(k) = &kind
+        && !ACTIVITY_TYPES.contains(&k.as_str())
+    {
+        let message = format!("'{k}' is not an activity type ({})", ACTIVITY_TYPES.join(", "));
+        return Err(input::one(StatusCode::UNPROCESSABLE_ENTITY, "?type", message));
+    }
+    // A deleted user is still in the history: an id that resolves to no one is taken as it is.
+    let user = match query.get("user") {
+        Some(u) => Some(state.store.resolve_user(acct, u)?.map_or_else(|| u.to_string(), |(uid, _)| uid)),
+        None => None,
+    };
+    let target = match query.get("target") {
+        Some(t) => Some(resolve_target(&state.store, acct, t)?),
+        None => None,
+    };
+    let q = ActivityQuery {
+        kind,
+        user,
+        target,
+        limit: query.number("limit", 1, MAX_PAGE)?.unwrap_or(DEFAULT_PAGE),
         before,
     };
-    let (entries, next) = state.store.activity(caller.0.account(), &query)?;
+    let (entries, next) = state.store.activity(acct, &q)?;
     Ok(ok(&json!({"entries": entries, "next": next})))
 }
 
-/// `GET /outbox`: queued welcome messages, oldest first.
-pub async fn outbox(state: web::Data<AppState>, caller: AdminCaller) -> AdminResult<HttpResponse> {
-    let messages: Vec<Value> = state
-        .store
-        .outbox(caller.0.account())?
-        .into_iter()
-        .map(|m| json!({"id": m.id, "user": m.user, "to": m.to, "language": m.language, "subject": m.subject, "body": m.body, "created": m.created}))
-        .collect();
-    Ok(ok(&messages))
+/// The id a `?target=` names: a user (id or userName), a directory group (id or displayName), else the
+/// text itself (a rule, product, object or token id).
+fn resolve_target(store: &Store, acct: AccountId, target: &str) -> AdminResult<String> {
+    if let Some((uid, _)) = store.resolve_user(acct, target)? {
+        return Ok(uid);
+    }
+    Ok(store.resolve_group(acct, target)?.unwrap_or_else(|| target.to_string()))
+}
+
+/// `GET /outbox?to=&startIndex=&count=`: queued welcome messages, oldest first.
+pub async fn outbox(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: AdminCaller,
+) -> AdminResult<HttpResponse> {
+    let query = Query::parse(&req, &["to", "startIndex", "count"])?;
+    let paging = Paging::from_query(&query)?;
+    let to = query.get("to").map(str::to_lowercase);
+    let acct = caller.0.account();
+    let messages = state.store.outbox(acct)?;
+    let chosen = messages.into_iter().filter(|m| to.as_deref().is_none_or(|t| m.to.to_lowercase() == t));
+    let page = paging.page(chosen);
+    let mut resources = Vec::with_capacity(page.resources.len());
+    for m in &page.resources {
+        let user_name = state.store.user(acct, &m.user)?.and_then(|u| u.get("userName").cloned());
+        resources.push(json!({"id": m.id, "user": m.user, "userName": user_name, "to": m.to,
+            "template": m.template, "language": m.language, "subject": m.subject, "body": m.body,
+            "created": m.created}));
+    }
+    Ok(ok(&paging.of(page.total_results, resources)))
 }

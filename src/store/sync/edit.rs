@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{Value, json};
 
-use super::model::{AdminRole, Product, Rule, SyncConfig};
+use super::model::{AdminRole, EmailTemplate, Product, Rule, SyncConfig};
 use super::queue::{Scope, mark_scope};
 use super::{ObjectKind, config_key, object_key, product_key};
 use crate::scim::ScimError;
@@ -46,7 +46,8 @@ pub struct References {
     pub products: HashMap<String, Product>,
     pub user_groups: HashSet<String>,
     pub settings_templates: HashSet<String>,
-    pub email_templates: HashSet<String>,
+    /// The email templates named, the account's edited default included when it has one.
+    pub email_templates: HashMap<String, EmailTemplate>,
     /// Directory (SCIM) groups.
     pub groups: HashSet<String>,
 }
@@ -70,7 +71,8 @@ pub fn renumber(rules: &mut [Rule]) {
     }
 }
 
-/// Where `number` puts a rule in a list of `len` (0 and past the end are clamped).
+/// Where `number` puts a rule in a list of `len` (0 and past the end are clamped; the admin API refuses
+/// them before, see `http::admin::rules`).
 fn slot(number: Option<u32>, len: usize) -> usize {
     number.map_or(len, |n| (n.max(1) as usize - 1).min(len))
 }
@@ -117,12 +119,14 @@ fn replace(config: &mut SyncConfig, rule: &Rule, number: Option<u32>) -> StoreRe
     let at = position(config, &rule.id)?;
     let old = config.rules.remove(at);
     let to = number.map_or(at, |_| slot(number, config.rules.len()));
-    config.rules.insert(to, rule.clone());
+    let mut new = rule.clone();
+    new.number = u32::try_from(to + 1).unwrap_or(u32::MAX);
+    config.rules.insert(to, new.clone());
     Ok(Effect {
         event: "rule.updated",
         target: Some(rule.id.clone()),
-        detail: json!({"number": to + 1, "group": rule.group, "previousGroup": old.group,
-            "products": rule.bundle.products}),
+        detail: json!({"number": to + 1, "previousNumber": at + 1, "group": rule.group, "previousGroup": old.group,
+            "products": rule.bundle.products, "changes": crate::store::sync::changes(Some(&old), &new)}),
         scopes: group_scopes([old.group.as_str(), rule.group.as_str()]),
         checked: Some(rule.clone()),
     })
@@ -190,8 +194,9 @@ fn references(tx: &Tx<'_>, acct: AccountId, rules: &[Rule]) -> TxResult<Referenc
         if b.settings_template != "default" && object(ObjectKind::SettingsTemplate, &b.settings_template)? {
             refs.settings_templates.insert(b.settings_template.clone());
         }
-        if b.welcome_email != "default" && object(ObjectKind::EmailTemplate, &b.welcome_email)? {
-            refs.email_templates.insert(b.welcome_email.clone());
+        let template = object_key(acct, ObjectKind::EmailTemplate, &b.welcome_email);
+        if let Some(t) = tx_get::<EmailTemplate>(tx, &template)? {
+            refs.email_templates.insert(b.welcome_email.clone(), t);
         }
     }
     Ok(refs)

@@ -120,6 +120,47 @@ fn check_requires(tx: &Tx<'_>, acct: AccountId, product: &Product) -> TxResult<(
     Ok(())
 }
 
+/// The version of a stored admin object (its ETag): a digest of its stored form, so it changes exactly
+/// when the object does.
+pub fn object_version(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The 412 of an `If-Match` naming a version other than that of `stored` (a missing object has none).
+fn check_version(stored: Option<&[u8]>, if_match: Option<&str>) -> TxResult<()> {
+    let Some(wanted) = if_match else { return Ok(()) };
+    let current = stored.map(object_version).unwrap_or_default();
+    if wanted != current {
+        return abort(StoreError::PreconditionFailed(current));
+    }
+    Ok(())
+}
+
+/// The top-level fields that differ between `before` and `after`: `{field: {"before", "after"}}`.
+pub fn changes<T: Serialize>(before: Option<&T>, after: &T) -> Value {
+    let before = before.and_then(|b| serde_json::to_value(b).ok()).unwrap_or_else(|| json!({}));
+    let after = serde_json::to_value(after).unwrap_or_else(|_| json!({}));
+    let empty = serde_json::Map::new();
+    let (b, a) = (before.as_object().unwrap_or(&empty), after.as_object().unwrap_or(&empty));
+    let mut out = serde_json::Map::new();
+    for name in b.keys().chain(a.keys().filter(|k| !b.contains_key(*k))) {
+        let (old, new) = (b.get(name), a.get(name));
+        if old != new {
+            out.insert(name.clone(), json!({"before": old, "after": new}));
+        }
+    }
+    Value::Object(out)
+}
+
+/// The custom attributes that were added, removed or changed, by name: `{name: {"before", "after"}}`.
+fn attribute_changes(before: &[CustomAttribute], after: &[CustomAttribute]) -> Value {
+    let by_name = |attrs: &[CustomAttribute]| -> serde_json::Map<String, Value> {
+        attrs.iter().map(|a| (a.name.clone(), serde_json::to_value(a).unwrap_or_default())).collect()
+    };
+    changes(Some(&Value::Object(by_name(before))), &Value::Object(by_name(after)))
+}
+
 /// The account's User extension schema from its custom attributes (`None` without any).
 pub fn custom_schema(attrs: &[CustomAttribute]) -> Option<crate::scim::schema::Schema> {
     if attrs.is_empty() {
@@ -172,12 +213,26 @@ impl Store {
         product: &Product,
         actor: &Actor,
     ) -> StoreResult<(Product, u64, bool)> {
+        self.put_product_if(acct, product, None, actor)
+    }
+
+    /// [`Store::put_product`] if the product is still at version `if_match` (see [`object_version`]; 412
+    /// otherwise).
+    pub fn put_product_if(
+        &self,
+        acct: AccountId,
+        product: &Product,
+        if_match: Option<&str>,
+        actor: &Actor,
+    ) -> StoreResult<(Product, u64, bool)> {
         let now = self.now();
         // Exclusive, because the users to retry come from a scan of the failures, which an optimistic
         // transaction cannot check when it commits. With every other writer held off, a failure for lack
         // of this product is either recorded before the scan (and retried) or after the new seats are in
         // place (and sees them).
         self.transact_exclusive(|tx| {
+            let old_bytes = tx.get(product_key(acct, &product.id))?;
+            check_version(old_bytes.as_deref(), if_match)?;
             let old: Option<Product> = tx_get(tx, &product_key(acct, &product.id))?;
             let used = tx_used(tx, acct, &product.id)?;
             if let Some(seats) = product.seats
@@ -200,7 +255,8 @@ impl Store {
                 }
             }
             let detail = json!({"name": product.name, "seats": product.seats, "requires": product.requires,
-                "previousSeats": old.as_ref().and_then(|p| p.seats), "created": old.is_none()});
+                "previousSeats": old.as_ref().and_then(|p| p.seats), "created": old.is_none(),
+                "changes": changes(old.as_ref(), product)});
             record(tx, acct, now, actor, "product.updated", Some(&product.id), detail)?;
             Ok((product.clone(), used, old.is_none()))
         })
@@ -274,14 +330,74 @@ impl Store {
         value: &T,
         actor: &Actor,
     ) -> StoreResult<bool> {
+        self.put_object_if(acct, kind_, id, value, None, actor)
+    }
+
+    /// [`Store::put_object`] if the object is still at version `if_match` (412 otherwise). The activity
+    /// entry lists the changed fields with their values before and after.
+    pub fn put_object_if<T: Serialize>(
+        &self,
+        acct: AccountId,
+        kind_: ObjectKind,
+        id: &str,
+        value: &T,
+        if_match: Option<&str>,
+        actor: &Actor,
+    ) -> StoreResult<bool> {
         let now = self.now();
         let bytes = encode(value);
+        let after = serde_json::to_value(value).unwrap_or_default();
         self.transact(|tx| {
-            let created = tx.get(object_key(acct, kind_, id))?.is_none();
+            let old = tx.get(object_key(acct, kind_, id))?;
+            check_version(old.as_deref(), if_match)?;
+            let before: Option<Value> = old.as_deref().and_then(|b| serde_json::from_slice(b).ok());
             tx.insert(object_key(acct, kind_, id), bytes.clone())?;
             let event = format!("{}.updated", kind_.noun());
-            record(tx, acct, now, actor, &event, Some(id), json!({"created": created}))?;
-            Ok(created)
+            let detail = json!({"created": old.is_none(), "name": after.get("name"),
+                "changes": changes(before.as_ref(), &after)});
+            record(tx, acct, now, actor, &event, Some(id), detail)?;
+            Ok(old.is_none())
+        })
+    }
+
+    /// An object with its version (`None` when absent).
+    pub fn object_with_version<T: DeserializeOwned>(
+        &self,
+        acct: AccountId,
+        kind_: ObjectKind,
+        id: &str,
+    ) -> StoreResult<Option<(T, String)>> {
+        let Some(bytes) = self.tree().get(object_key(acct, kind_, id))? else { return Ok(None) };
+        Ok(Some((decode(&bytes)?, object_version(&bytes))))
+    }
+
+    /// A product with its seats in use and its version.
+    pub fn product_with_version(
+        &self,
+        acct: AccountId,
+        id: &str,
+    ) -> StoreResult<Option<(Product, u64, String)>> {
+        let Some(bytes) = self.tree().get(product_key(acct, id))? else { return Ok(None) };
+        Ok(Some((decode(&bytes)?, self.used(acct, id)?, object_version(&bytes))))
+    }
+
+    /// Removes an object whatever refers to it (the account's edited default template, which rules
+    /// naming `default` fall back from to the built-in one); `false` if there was none.
+    pub fn reset_object(
+        &self,
+        acct: AccountId,
+        kind_: ObjectKind,
+        id: &str,
+        actor: &Actor,
+    ) -> StoreResult<bool> {
+        let now = self.now();
+        self.transact(|tx| {
+            if tx.get(object_key(acct, kind_, id))?.is_none() {
+                return Ok(false);
+            }
+            tx.remove(object_key(acct, kind_, id))?;
+            record(tx, acct, now, actor, &format!("{}.reset", kind_.noun()), Some(id), json!({}))?;
+            Ok(true)
         })
     }
 
@@ -311,6 +427,17 @@ impl Store {
         })
     }
 
+    /// The custom attributes with the list's version (`""` while the account has never set any).
+    pub fn custom_attributes_with_version(
+        &self,
+        acct: AccountId,
+    ) -> StoreResult<(Vec<CustomAttribute>, String)> {
+        match self.tree().get(custom_attributes_key(acct))? {
+            Some(bytes) => Ok((decode(&bytes)?, object_version(&bytes))),
+            None => Ok((Vec::new(), String::new())),
+        }
+    }
+
     pub fn custom_attributes(&self, acct: AccountId) -> StoreResult<Vec<CustomAttribute>> {
         Ok(get(self.tree(), &custom_attributes_key(acct))?.unwrap_or_default())
     }
@@ -322,11 +449,25 @@ impl Store {
         attrs: &[CustomAttribute],
         actor: &Actor,
     ) -> StoreResult<()> {
+        self.put_custom_attributes_if(acct, attrs, None, actor)
+    }
+
+    /// [`Store::put_custom_attributes`] if the list is still at version `if_match` (412 otherwise).
+    pub fn put_custom_attributes_if(
+        &self,
+        acct: AccountId,
+        attrs: &[CustomAttribute],
+        if_match: Option<&str>,
+        actor: &Actor,
+    ) -> StoreResult<()> {
         let now = self.now();
         let names: Vec<&str> = attrs.iter().map(|a| a.name.as_str()).collect();
         self.transact(|tx| {
+            check_version(tx.get(custom_attributes_key(acct))?.as_deref(), if_match)?;
+            let before: Vec<CustomAttribute> = tx_get(tx, &custom_attributes_key(acct))?.unwrap_or_default();
             tx.insert(custom_attributes_key(acct), encode(&attrs))?;
-            record(tx, acct, now, actor, "custom-attributes.updated", None, json!({"names": names}))
+            let detail = json!({"names": names, "changes": attribute_changes(&before, attrs)});
+            record(tx, acct, now, actor, "custom-attributes.updated", None, detail)
         })?;
         self.forget_registry(acct);
         Ok(())

@@ -206,6 +206,10 @@ pub struct OutboxMessage {
     pub id: String,
     pub user: String,
     pub to: String,
+    /// The email template used (`default`: the account's default one).
+    #[serde(default = "default_ref")]
+    pub template: String,
+    /// The language the message was written in (the rule's, or the template's fallback).
     pub language: String,
     pub subject: String,
     pub body: String,
@@ -227,8 +231,10 @@ pub struct SettingsTemplate {
     pub settings: Value,
 }
 
-/// A welcome email in several languages, with `{{displayName}}`, `{{userName}}`, `{{givenName}}`.
+/// A welcome email in several languages, with `{{displayName}}`, `{{userName}}`, `{{givenName}}`,
+/// `{{familyName}}` and `{{email}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct EmailTemplate {
     pub id: String,
     pub name: String,
@@ -236,6 +242,10 @@ pub struct EmailTemplate {
     pub subject: BTreeMap<String, String>,
     #[serde(default)]
     pub body: BTreeMap<String, String>,
+    /// The language used for a rule whose language the template lacks; without one, such a rule cannot
+    /// be saved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_language: Option<String>,
 }
 
 /// An attribute of the account's User extension schema.
