@@ -1,12 +1,14 @@
 //! The User Sync engine: which bundle each user's rules decide (pure), rule validation, welcome messages,
 //! previews, and the worker that re-evaluates users as the directory and the rules change.
 
+mod admin;
 mod engine;
 mod preview;
 mod resolve;
 mod validate;
 mod welcome;
 
+pub use admin::{RetryOutcome, RetrySelection, SaveError, retry_failures, save_rules};
 pub use engine::Engine;
 pub use preview::preview;
 pub use resolve::{CompiledRule, Resolution, compile, decide, resolve};

@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::request::{AdminCaller, AuthError, BodyError, authenticate, parse_json, read_body};
-use crate::rules::RuleError;
+use crate::rules::{RuleError, SaveError};
 use crate::store::{StoreError, TokenKind};
 
 /// An admin API error.
@@ -98,6 +98,15 @@ impl From<StoreError> for AdminError {
 impl From<RuleError> for AdminError {
     fn from(e: RuleError) -> Self {
         AdminError::unprocessable(e.to_string())
+    }
+}
+
+impl From<SaveError> for AdminError {
+    fn from(e: SaveError) -> Self {
+        match e {
+            SaveError::Rule(e) => e.into(),
+            SaveError::Store(e) => e.into(),
+        }
     }
 }
 

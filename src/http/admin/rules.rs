@@ -13,9 +13,9 @@ use serde_json::Value;
 use super::{AdminError, AdminResult, Body};
 use crate::http::AppState;
 use crate::http::request::AdminCaller;
-use crate::rules::validate_rule;
+use crate::rules::{save_rules, validate_rule};
 use crate::scim::schema::ResourceKind;
-use crate::store::sync::{Bundle, References, Rule, RuleEdit, SyncConfig, renumber};
+use crate::store::sync::{Bundle, Rule, RuleEdit, SyncConfig, renumber};
 use crate::store::{AccountId, Store};
 
 /// A rule as a client sends it: no id on create; everything else as in the answer.
@@ -107,10 +107,7 @@ async fn save(
     edit: RuleEdit,
 ) -> AdminResult<SyncConfig> {
     let acct = caller.0.account();
-    let registry = state.store.registry(acct);
-    let users = registry.resource(ResourceKind::User);
-    let check = |rule: &Rule, refs: &References| validate_rule(rule, refs, users).map_err(|e| e.to_string());
-    let saved = state.store.edit_rules(acct, &edit, expected_version(req)?, &caller.0.actor(), &check)?;
+    let saved = save_rules(&state.store, acct, &edit, expected_version(req)?, &caller.0.actor())?;
     state.committed().await;
     Ok(saved)
 }
