@@ -3,6 +3,7 @@
 //! tolerated, as Microsoft's clients need; every request is logged on one line without its token.
 
 mod admin;
+mod console;
 mod discovery;
 mod error;
 mod render;
@@ -66,24 +67,27 @@ const BLOCKING_THREADS: usize = 4;
 pub fn server(listener: TcpListener, state: AppState) -> std::io::Result<Server> {
     let workers = state.config.workers.max(1);
     let data = web::Data::new(state);
+    let sessions = console::shared_sessions();
     let server = HttpServer::new(move || {
-        App::new().app_data(data.clone()).configure(routes).wrap_fn(|mut req, srv| {
-            canonicalize_path(&mut req);
-            let started = Instant::now();
-            let method = req.method().clone();
-            let path =
-                if log::log_enabled!(log::Level::Info) { req.path().to_string() } else { String::new() };
-            let plain_json = prefers_plain_json(req.headers());
-            let call = srv.call(req);
-            async move {
-                let mut res = call.await?;
-                if plain_json {
-                    use_plain_json(&mut res);
+        App::new().app_data(data.clone()).app_data(sessions.clone()).configure(routes).wrap_fn(
+            |mut req, srv| {
+                canonicalize_path(&mut req);
+                let started = Instant::now();
+                let method = req.method().clone();
+                let path =
+                    if log::log_enabled!(log::Level::Info) { req.path().to_string() } else { String::new() };
+                let plain_json = prefers_plain_json(req.headers());
+                let call = srv.call(req);
+                async move {
+                    let mut res = call.await?;
+                    if plain_json {
+                        use_plain_json(&mut res);
+                    }
+                    log_request(&res, &method, &path, started);
+                    Ok::<ServiceResponse<_>, Error>(res)
                 }
-                log_request(&res, &method, &path, started);
-                Ok::<ServiceResponse<_>, Error>(res)
-            }
-        })
+            },
+        )
     })
     .workers(workers)
     // Store writes wait on the blocking pool for their group commit; a few threads per worker are enough
@@ -116,6 +120,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
             .default_service(web::to(discovery::not_found)),
     )
     .configure(admin::routes)
+    .configure(console::routes)
     .default_service(web::to(discovery::not_found));
 }
 
