@@ -7,6 +7,7 @@
 mod bad_input;
 mod cli;
 mod concurrency;
+mod console;
 mod crash;
 mod discovery;
 mod entra;
