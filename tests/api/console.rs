@@ -398,6 +398,7 @@ fn the_user_sync_workflow_in_chromium() {
             Some("full"),
         )
         .await;
+        screenshot(c, "add-rule").await;
         by_role(c, "button", "Save & add another").await.click().await.unwrap();
         wait_for_text(c, "Rule 1 was saved. Add another rule.", false).await;
         assert_eq!(h1(c).await, "Add rule");
