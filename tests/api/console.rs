@@ -413,6 +413,20 @@ fn the_user_sync_workflow_in_chromium() {
         wait_for_text(c, "The rule for Marketing was saved as number 3 of 3.", false).await;
         accessible(c, "the rules").await;
         screenshot(c, "rules").await;
+        // each rule opens in its form; Delete asks first
+        by_role(c, "link", "Marketing").await.click().await.unwrap();
+        assert_eq!(h1(c).await, "Rule 3");
+        assert_eq!(
+            labelled(c, "Description").await.prop("value").await.unwrap().as_deref(),
+            Some("Marketing")
+        );
+        accessible(c, "a rule").await;
+        by_role(c, "link", "Delete rule").await.click().await.unwrap();
+        assert_eq!(h1(c).await, "Delete rule 3?");
+        accessible(c, "the delete confirmation").await;
+        by_role(c, "link", "Cancel").await.click().await.unwrap();
+        by_role(c, "link", "Rules").await.click().await.unwrap();
+        assert_eq!(rule_order(c).await, ["Sales", "Support", "Marketing"], "cancel deletes nothing");
     });
     let rules = app.admin_ok(Method::GET, "/rules", None, StatusCode::OK);
     assert_eq!(rules[0]["admin"], json!({"access": "full"}));
@@ -600,10 +614,24 @@ fn without_javascript_rules_are_created_and_reordered_with_plain_forms() {
             c.current_url().await.unwrap().as_str().contains("/console/rules?moved="),
             "a post, a redirect, a get"
         );
+        // open a rule, edit it, save; delete another after the confirmation
+        by_role(c, "link", "Sales").await.click().await.unwrap();
+        assert_eq!(h1(c).await, "Rule 1");
+        let description = labelled(c, "Description").await;
+        description.clear().await.unwrap();
+        description.send_keys("Sales, edited").await.unwrap();
+        by_role(c, "button", "Save").await.click().await.unwrap();
+        wait_for_text(c, "The rule for Sales was saved as number 1 of 2.", false).await;
+        by_role(c, "link", "Marketing").await.click().await.unwrap();
+        by_role(c, "link", "Delete rule").await.click().await.unwrap();
+        by_role(c, "button", "Delete rule").await.click().await.unwrap();
+        wait_for_text(c, "The rule was deleted.", false).await;
+        assert_eq!(rule_order(c).await, ["Sales"]);
     });
     let rules = app.admin_ok(Method::GET, "/rules", None, StatusCode::OK);
-    assert_eq!(rules[0]["description"], json!("Sales"));
-    assert_eq!(rules[1]["description"], json!("typed before searching"));
+    assert_eq!(rules.as_array().unwrap().len(), 1);
+    assert_eq!(rules[0]["description"], json!("Sales, edited"));
+    assert_eq!(rules[0]["products"], json!(["meeting"]), "the rest of the rule is kept");
 }
 
 /// A form body, URL-encoded.

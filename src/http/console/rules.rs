@@ -157,6 +157,7 @@ fn position_words(store: &Store, acct: AccountId, config: &SyncConfig, id: &str,
 pub struct ListQueryParams {
     moved: Option<String>,
     saved: Option<String>,
+    deleted: Option<String>,
 }
 
 pub async fn list(
@@ -166,10 +167,11 @@ pub async fn list(
 ) -> ConsoleResult<HttpResponse> {
     let acct = signed.caller.account();
     let config = state.store.sync_config(acct)?;
-    let announce = match (&query.moved, &query.saved) {
-        (Some(id), _) => position_words(&state.store, acct, &config, id, "is now"),
-        (None, Some(id)) => position_words(&state.store, acct, &config, id, "was saved as"),
-        (None, None) => String::new(),
+    let announce = match (&query.moved, &query.saved, &query.deleted) {
+        (Some(id), _, _) => position_words(&state.store, acct, &config, id, "is now"),
+        (None, Some(id), _) => position_words(&state.store, acct, &config, id, "was saved as"),
+        (None, None, Some(_)) => "The rule was deleted.".into(),
+        (None, None, None) => String::new(),
     };
     let view = view(&state.store, &signed, &config, announce)?;
     page(&RulesPage { layout: Layout::signed(&signed, "Rules", "rules"), view })
@@ -342,8 +344,34 @@ impl RuleFormValues {
         })
     }
 
+    /// The values of a saved rule.
+    fn of_rule(rule: &Rule) -> RuleFormValues {
+        let b = &rule.bundle;
+        let (privileges, managed_groups) = match &b.admin {
+            Some(AdminRole::Manager { privileges, managed_groups }) => {
+                (privileges.clone(), managed_groups.clone())
+            }
+            _ => (Vec::new(), Vec::new()),
+        };
+        RuleFormValues {
+            q: String::new(),
+            group: rule.group.clone(),
+            description: rule.description.clone(),
+            products: b.products.clone(),
+            admin: b.admin.is_some(),
+            manager: matches!(b.admin, Some(AdminRole::Manager { .. })),
+            privileges,
+            managed_groups,
+            welcome_email: b.welcome_email.clone(),
+            language: b.language.clone(),
+            user_group: b.user_group.clone().unwrap_or_default(),
+            settings_template: b.settings_template.clone(),
+            filter: rule.filter.clone().unwrap_or_default(),
+        }
+    }
+
     /// The rule these values describe; a missing group is the form's own error.
-    fn rule(&self) -> Result<Rule, (String, String)> {
+    fn rule(&self, id: String) -> Result<Rule, (String, String)> {
         if self.group.is_empty() {
             return Err(("group".into(), "Choose a directory group.".into()));
         }
@@ -358,7 +386,7 @@ impl RuleFormValues {
         products.sort();
         products.dedup();
         Ok(Rule {
-            id: uuid::Uuid::now_v7().to_string(),
+            id,
             number: 0,
             group: self.group.clone(),
             filter: (!self.filter.is_empty()).then(|| self.filter.clone()),
@@ -379,6 +407,10 @@ impl RuleFormValues {
 pub struct RuleFormView {
     csrf: String,
     first: bool,
+    /// Where the form posts: `/console/rules/new`, or the rule's own address when it is edited.
+    action: String,
+    /// The number of the rule edited (`None`: a new rule).
+    editing: Option<u32>,
     saved: String,
     values: RuleFormValues,
     groups: Vec<Choice>,
@@ -494,6 +526,8 @@ fn form_view(
     Ok(RuleFormView {
         csrf: signed.csrf.clone(),
         first: store.sync_config(acct)?.rules.is_empty(),
+        action: "/console/rules/new".into(),
+        editing: None,
         saved,
         groups_shown: groups.len(),
         groups,
@@ -511,8 +545,43 @@ fn form_view(
 }
 
 fn form_page(signed: &Signed, form: RuleFormView) -> RuleFormPage {
-    let title = if form.first { "Create your first rule" } else { "Add rule" };
+    let title = match form.editing {
+        Some(number) => format!("Rule {number}"),
+        None if form.first => "Create your first rule".into(),
+        None => "Add rule".into(),
+    };
     RuleFormPage { layout: Layout::signed(signed, title, "rules"), form }
+}
+
+/// A new rule, or an edit of the rule with this id.
+enum Target {
+    New,
+    Edit(String),
+}
+
+/// The form for `target`: an edit posts to the rule's address and is titled with its number.
+fn targeted(
+    store: &Store,
+    acct: AccountId,
+    mut view: RuleFormView,
+    target: &Target,
+) -> ConsoleResult<RuleFormView> {
+    if let Target::Edit(id) = target {
+        let config = store.sync_config(acct)?;
+        let rule =
+            config.reference(id).ok_or_else(|| ConsoleError::NotFound(format!("There is no rule {id}.")))?;
+        view.action = format!("/console/rules/{}", super::pages::query_escape(id));
+        view.editing = Some(rule.number);
+    }
+    Ok(view)
+}
+
+/// The query as form fields (the group search sends the whole form with GET, so nothing typed is lost).
+fn query_fields(req: &HttpRequest) -> ConsoleResult<Fields> {
+    let pairs = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+        .map_err(|e| ConsoleError::BadRequest(e.to_string()))?
+        .into_inner();
+    Ok(Fields(pairs))
 }
 
 /// `GET /rules/new`: the empty form, or the form as sent back by its group search (the values travel
@@ -522,10 +591,7 @@ pub async fn new_form(
     state: web::Data<AppState>,
     signed: Signed,
 ) -> ConsoleResult<HttpResponse> {
-    let pairs = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
-        .map_err(|e| ConsoleError::BadRequest(e.to_string()))?
-        .into_inner();
-    let fields = Fields(pairs);
+    let fields = query_fields(&req)?;
     let values = RuleFormValues::from_fields(&fields)?;
     let saved = match fields.get("saved") {
         Some(number) => format!("Rule {number} was saved. Add another rule."),
@@ -548,11 +614,30 @@ pub async fn create(
     state: web::Data<AppState>,
     form: SignedForm,
 ) -> ConsoleResult<HttpResponse> {
+    save_form(&req, &state, form, Target::New).await
+}
+
+/// `POST /rules/{id}`: replaces the rule, which keeps its number.
+pub async fn replace(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    form: SignedForm,
+) -> ConsoleResult<HttpResponse> {
+    save_form(&req, &state, form, Target::Edit(id.into_inner())).await
+}
+
+async fn save_form(
+    req: &HttpRequest,
+    state: &AppState,
+    form: SignedForm,
+    target: Target,
+) -> ConsoleResult<HttpResponse> {
     let values = RuleFormValues::from_fields(&form.fields)?;
-    let another = match form.fields.get("then") {
-        None | Some("list") => false,
-        Some("new") => true,
-        Some(other) => {
+    let another = match (form.fields.get("then"), &target) {
+        (None | Some("list"), _) => false,
+        (Some("new"), Target::New) => true,
+        (Some(other), _) => {
             return Err(ConsoleError::BadRequest(format!("then must be list or new, not '{other}'")));
         }
     };
@@ -560,14 +645,21 @@ pub async fn create(
     let acct = signed.caller.account();
     let refused = |values, field: String, message: String| -> ConsoleResult<HttpResponse> {
         let view = form_view(&state.store, signed, values, vec![(field, message)], String::new())?;
+        let view = targeted(&state.store, acct, view, &target)?;
         Ok(html(StatusCode::UNPROCESSABLE_ENTITY, &form_page(signed, view)))
     };
-    let rule = match values.rule() {
+    let id = match &target {
+        Target::New => uuid::Uuid::now_v7().to_string(),
+        Target::Edit(id) => id.clone(),
+    };
+    let rule = match values.rule(id.clone()) {
         Ok(rule) => rule,
         Err((field, message)) => return refused(values, field, message),
     };
-    let id = rule.id.clone();
-    let edit = RuleEdit::Create { rule, number: None };
+    let edit = match target {
+        Target::New => RuleEdit::Create { rule, number: None },
+        Target::Edit(_) => RuleEdit::Replace { rule, number: None },
+    };
     let saved = match save_rules(&state.store, acct, &edit, None, &signed.caller.actor()) {
         Ok(saved) => saved,
         Err(SaveError::Rule(e)) => return refused(values, form_field(&e.field), e.message),
@@ -576,9 +668,78 @@ pub async fn create(
     state.committed().await;
     let number = saved.reference(&id).map(|r| r.number).unwrap_or_default();
     if another {
-        return redirect(&req, &format!("/console/rules/new?saved={number}"));
+        return redirect(req, &format!("/console/rules/new?saved={number}"));
     }
-    redirect(&req, &format!("/console/rules?saved={id}"))
+    redirect(req, &format!("/console/rules?saved={}", super::pages::query_escape(&id)))
+}
+
+/// `GET /rules/{id}`: the rule in its form, or (after the group search) the form as it was sent.
+pub async fn show(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    signed: Signed,
+    id: web::Path<String>,
+) -> ConsoleResult<HttpResponse> {
+    let acct = signed.caller.account();
+    let config = state.store.sync_config(acct)?;
+    let rule = config
+        .rules
+        .iter()
+        .find(|r| r.id == *id)
+        .ok_or_else(|| ConsoleError::NotFound(format!("There is no rule {id}.")))?;
+    let values = match req.query_string() {
+        "" => RuleFormValues::of_rule(rule),
+        _ => RuleFormValues::from_fields(&query_fields(&req)?)?,
+    };
+    let view = form_view(&state.store, &signed, values, Vec::new(), String::new())?;
+    let view = targeted(&state.store, acct, view, &Target::Edit(id.into_inner()))?;
+    page(&form_page(&signed, view))
+}
+
+#[derive(Template)]
+#[template(path = "rule_delete.html")]
+struct DeletePage {
+    layout: Layout,
+    csrf: String,
+    id: String,
+    group: String,
+}
+
+/// `GET /rules/{id}/delete`: asks before deleting.
+pub async fn confirm_delete(
+    state: web::Data<AppState>,
+    signed: Signed,
+    id: web::Path<String>,
+) -> ConsoleResult<HttpResponse> {
+    let acct = signed.caller.account();
+    let config = state.store.sync_config(acct)?;
+    let rule = config
+        .rules
+        .iter()
+        .find(|r| r.id == *id)
+        .ok_or_else(|| ConsoleError::NotFound(format!("There is no rule {id}.")))?;
+    let title = format!("Delete rule {}?", rule.number);
+    page(&DeletePage {
+        layout: Layout::signed(&signed, title, "rules"),
+        csrf: signed.csrf.clone(),
+        group: group_name(&state.store, acct, &rule.group),
+        id: id.into_inner(),
+    })
+}
+
+/// `POST /rules/{id}/delete`.
+pub async fn delete(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    form: SignedForm,
+) -> ConsoleResult<HttpResponse> {
+    form.fields.only(&[])?;
+    let signed = &form.signed;
+    let edit = RuleEdit::Delete { id: id.into_inner() };
+    save_rules(&state.store, signed.caller.account(), &edit, None, &signed.caller.actor())?;
+    state.committed().await;
+    redirect(&req, "/console/rules?deleted=1")
 }
 
 #[cfg(test)]
@@ -598,7 +759,7 @@ mod tests {
         let fields = |extra: &[(&str, &str)]| {
             let mut f = vec![("group".to_string(), "g1".to_string())];
             f.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-            RuleFormValues::from_fields(&Fields(f)).unwrap().rule().unwrap()
+            RuleFormValues::from_fields(&Fields(f)).unwrap().rule("r".into()).unwrap()
         };
         assert_eq!(fields(&[]).bundle.admin, None);
         assert_eq!(fields(&[("admin", "on"), ("access", "full")]).bundle.admin, Some(AdminRole::Full));
