@@ -139,6 +139,15 @@ fn view(store: &Store, signed: &Signed, config: &SyncConfig, announce: String) -
     })
 }
 
+/// Where rule `id` is in the list, or a 404.
+fn position_of(config: &SyncConfig, id: &str) -> ConsoleResult<usize> {
+    config
+        .rules
+        .iter()
+        .position(|r| r.id == id)
+        .ok_or_else(|| ConsoleError::NotFound(format!("There is no rule {id}.")))
+}
+
 /// What the live region says about rule `id` after a change.
 fn position_words(store: &Store, acct: AccountId, config: &SyncConfig, id: &str, verb: &str) -> String {
     match config.rules.iter().find(|r| r.id == id) {
@@ -220,11 +229,7 @@ pub async fn move_rule(
 ) -> ConsoleResult<HttpResponse> {
     form.fields.only(&["direction", "version"])?;
     let config = state.store.sync_config(form.signed.caller.account())?;
-    let at = config
-        .rules
-        .iter()
-        .position(|r| r.id == *id)
-        .ok_or_else(|| ConsoleError::NotFound(format!("There is no rule {id}.")))?;
+    let at = position_of(&config, &id)?;
     let to = match form.fields.get("direction") {
         Some("up") => at.saturating_sub(1),
         Some("down") => (at + 1).min(config.rules.len() - 1),
@@ -568,8 +573,7 @@ fn targeted(
 ) -> ConsoleResult<RuleFormView> {
     if let Target::Edit(id) = target {
         let config = store.sync_config(acct)?;
-        let rule =
-            config.reference(id).ok_or_else(|| ConsoleError::NotFound(format!("There is no rule {id}.")))?;
+        let rule = &config.rules[position_of(&config, id)?];
         view.action = format!("/console/rules/{}", super::pages::query_escape(id));
         view.editing = Some(rule.number);
     }
@@ -682,11 +686,7 @@ pub async fn show(
 ) -> ConsoleResult<HttpResponse> {
     let acct = signed.caller.account();
     let config = state.store.sync_config(acct)?;
-    let rule = config
-        .rules
-        .iter()
-        .find(|r| r.id == *id)
-        .ok_or_else(|| ConsoleError::NotFound(format!("There is no rule {id}.")))?;
+    let rule = &config.rules[position_of(&config, &id)?];
     let values = match req.query_string() {
         "" => RuleFormValues::of_rule(rule),
         _ => RuleFormValues::from_fields(&query_fields(&req)?)?,
@@ -713,11 +713,7 @@ pub async fn confirm_delete(
 ) -> ConsoleResult<HttpResponse> {
     let acct = signed.caller.account();
     let config = state.store.sync_config(acct)?;
-    let rule = config
-        .rules
-        .iter()
-        .find(|r| r.id == *id)
-        .ok_or_else(|| ConsoleError::NotFound(format!("There is no rule {id}.")))?;
+    let rule = &config.rules[position_of(&config, &id)?];
     let title = format!("Delete rule {}?", rule.number);
     page(&DeletePage {
         layout: Layout::signed(&signed, title, "rules"),
