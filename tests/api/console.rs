@@ -264,13 +264,25 @@ async fn accessible(c: &Client, page: &str) {
     assert_eq!(violations, json!([]), "accessibility of {page}");
 }
 
-/// The directory groups of the rules table, top to bottom.
+/// The directory groups of the rules table, top to bottom (read again if htmx or a page load replaced
+/// the table while it was read).
 async fn rule_order(c: &Client) -> Vec<String> {
-    let mut out = Vec::new();
-    for cell in c.find_all(Locator::Css("#rules-body th[scope=row]")).await.unwrap() {
-        out.push(cell.text().await.unwrap());
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match try_rule_order(c).await {
+            Ok(order) => return order,
+            Err(e) if Instant::now() > deadline => panic!("the rules table cannot be read: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
     }
-    out
+}
+
+async fn try_rule_order(c: &Client) -> Result<Vec<String>, fantoccini::error::CmdError> {
+    let mut out = Vec::new();
+    for cell in c.find_all(Locator::Css("#rules-body th[scope=row]")).await? {
+        out.push(cell.text().await?);
+    }
+    Ok(out)
 }
 
 async fn sign_in(c: &Client, base: &str, token: &str) {
@@ -426,6 +438,7 @@ fn the_user_sync_workflow_in_chromium() {
         accessible(c, "the delete confirmation").await;
         by_role(c, "link", "Cancel").await.click().await.unwrap();
         by_role(c, "link", "Rules").await.click().await.unwrap();
+        assert_eq!(h1(c).await, "Rules");
         assert_eq!(rule_order(c).await, ["Sales", "Support", "Marketing"], "cancel deletes nothing");
     });
     let rules = app.admin_ok(Method::GET, "/rules", None, StatusCode::OK);
