@@ -414,6 +414,12 @@ fn the_user_sync_workflow_in_chromium() {
         by_role(c, "button", "Save & add another").await.click().await.unwrap();
         wait_for_text(c, "Rule 1 was saved. Add another rule.", false).await;
         assert_eq!(h1(c).await, "Add rule");
+        // the group search narrows the chooser as it is typed, without a page load
+        labelled(c, "Search directory groups").await.send_keys("upp").await.unwrap();
+        wait_until(c, "document.querySelectorAll('#group option').length === 2", "the chooser narrowed")
+            .await;
+        wait_for_text(c, "Showing 1 of 1 matching groups", false).await;
+        assert_eq!(path_of(c).await, "/console/rules/new");
         fill_rule(c, "Support", "Support managers", &["Meeting (0 of 100 seats used)"], Some("manager"))
             .await;
         by_role(c, "button", "Save & add another").await.click().await.unwrap();

@@ -445,6 +445,21 @@ struct RuleFormPage {
     form: RuleFormView,
 }
 
+/// The group chooser alone: what the search swaps in as it is typed.
+#[derive(Template)]
+#[template(path = "rule_form.html", block = "group_choice")]
+struct GroupChoicePart {
+    form: RuleFormView,
+}
+
+/// The form page, or for htmx's search the group chooser only.
+fn form_answer(req: &HttpRequest, signed: &Signed, form: RuleFormView) -> ConsoleResult<HttpResponse> {
+    if is_htmx(req) {
+        return page(&GroupChoicePart { form });
+    }
+    page(&form_page(signed, form))
+}
+
 /// How many directory groups the chooser lists at once; the search narrows them.
 const GROUP_CHOICES: usize = 50;
 
@@ -602,7 +617,7 @@ pub async fn new_form(
         None => String::new(),
     };
     let form = form_view(&state.store, &signed, values, Vec::new(), saved)?;
-    page(&form_page(&signed, form))
+    form_answer(&req, &signed, form)
 }
 
 /// Which form field a rule error is about (`products[1]` → `products`, `admin.managedGroups[0]` →
@@ -693,7 +708,7 @@ pub async fn show(
     };
     let view = form_view(&state.store, &signed, values, Vec::new(), String::new())?;
     let view = targeted(&state.store, acct, view, &Target::Edit(id.into_inner()))?;
-    page(&form_page(&signed, view))
+    form_answer(&req, &signed, view)
 }
 
 #[derive(Template)]
