@@ -541,6 +541,15 @@ fn the_user_sync_workflow_in_chromium() {
         let first = text.find("Product updated").unwrap();
         let last = text.find("Rule created").unwrap();
         assert!(first < last, "newest first");
+        // filtered by type
+        labelled(c, "Type").await.send_keys("sync.failed").await.unwrap();
+        by_role(c, "button", "Filter").await.click().await.unwrap();
+        wait_for_text(c, "Sync failed", false).await;
+        let whats = c.find_all(Locator::Css("tbody th[scope=row]")).await.unwrap();
+        assert!(!whats.is_empty());
+        for what in whats {
+            assert_eq!(what.text().await.unwrap(), "Sync failed");
+        }
     });
     let webinar = app.admin_ok(Method::GET, "/products/webinar", None, StatusCode::OK);
     assert_eq!(webinar["used"], json!(5));

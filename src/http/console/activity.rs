@@ -4,7 +4,7 @@
 use actix_web::{HttpResponse, web};
 use askama::Template;
 
-use super::pages::Layout;
+use super::pages::{Layout, query_escape};
 use super::session::Signed;
 use super::{ConsoleError, ConsoleResult, page};
 use crate::http::AppState;
@@ -44,13 +44,19 @@ fn entry(a: Activity) -> Entry {
 struct ActivityPage {
     layout: Layout,
     entries: Vec<Entry>,
-    next: Option<u64>,
+    /// The address of the next (older) page, filters kept.
+    older: Option<String>,
+    kind: String,
+    user: String,
 }
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActivityParams {
     before: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    user: Option<String>,
 }
 
 pub async fn list(
@@ -66,12 +72,22 @@ pub async fn list(
                 .map_err(|_| ConsoleError::BadRequest(format!("'{b}' is not a page of the history")))
         })
         .transpose()?;
-    let query = ActivityQuery { kind: None, user: None, limit: PAGE, before };
+    let filter =
+        |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_string);
+    let (kind, user) = (filter(&params.kind), filter(&params.user));
+    let query = ActivityQuery { kind: kind.clone(), user: user.clone(), limit: PAGE, before };
     let (entries, next) = state.store.activity(signed.caller.account(), &query)?;
+    let kind = kind.unwrap_or_default();
+    let user = user.unwrap_or_default();
+    let older = next.map(|n| {
+        format!("/console/activity?type={}&user={}&before={n}", query_escape(&kind), query_escape(&user))
+    });
     page(&ActivityPage {
         layout: Layout::signed(&signed, "Administrative Activity History", "activity"),
         entries: entries.into_iter().map(entry).collect(),
-        next,
+        older,
+        kind,
+        user,
     })
 }
 
