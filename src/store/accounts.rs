@@ -163,7 +163,8 @@ impl Store {
         }
     }
 
-    /// Issues a new token; the secret is returned this once and never stored.
+    /// Issues a new token named `name` (trimmed; a blank name is refused); the secret is returned this once
+    /// and never stored.
     pub fn create_token(
         &self,
         acct: AccountId,
@@ -171,6 +172,10 @@ impl Store {
         name: &str,
         actor: &Actor,
     ) -> StoreResult<(TokenInfo, String)> {
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(StoreError::Invalid(crate::scim::ScimError::invalid_value("a token needs a name")));
+        }
         let secret = new_secret();
         let info = self.register_token(acct, kind_, name, &secret, actor)?;
         Ok((info, secret))
@@ -327,6 +332,13 @@ mod tests {
         assert_eq!((found.account, found.kind, found.name.as_str()), (a.id, TokenKind::Scim, "okta"));
         assert!(store.authenticate("us_wrong").unwrap().is_none());
         assert_eq!(found.actor(), Actor("scim:okta".into()));
+        assert!(matches!(
+            store.create_token(a.id, TokenKind::Scim, "  ", &Actor::engine()),
+            Err(StoreError::Invalid(_))
+        ));
+        let (trimmed, _) = store.create_token(a.id, TokenKind::Scim, " ci ", &Actor::engine()).unwrap();
+        assert_eq!(trimmed.name, "ci");
+        store.revoke_token(a.id, &trimmed.id, &Actor::engine()).unwrap();
 
         // the secret is not stored anywhere
         for item in store.tree().iter() {

@@ -294,11 +294,8 @@ pub async fn create_token(
     caller: AdminCaller,
     body: Body<NewToken>,
 ) -> AdminResult<HttpResponse> {
-    if body.0.name.trim().is_empty() {
-        return Err(AdminError::bad_request("a token needs a name"));
-    }
     let (info, secret) =
-        state.store.create_token(caller.0.account(), body.0.kind, body.0.name.trim(), &caller.0.actor())?;
+        state.store.create_token(caller.0.account(), body.0.kind, &body.0.name, &caller.0.actor())?;
     state.committed().await;
     let view = TokenView {
         id: info.id,
