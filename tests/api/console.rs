@@ -589,10 +589,35 @@ fn the_user_sync_workflow_in_chromium() {
         assert_eq!(path_of(c).await, "/console/signin", "12 hours idle: sign in again");
     });
 
-    // a revoked token ends its sessions
+    // tokens: a new one's secret is shown once; revoking it ends the sessions it opened, through the
+    // console as through the admin API
+    let secret = browser.run(async |c| {
+        sign_in(c, &base, ADMIN_TOKEN).await;
+        by_role(c, "link", "Tokens").await.click().await.unwrap();
+        accessible(c, "Tokens").await;
+        by_role(c, "button", "Create token").await.click().await.unwrap();
+        wait_for_text(c, "A token needs a name.", false).await;
+        labelled(c, "Name").await.send_keys("console-test").await.unwrap();
+        choose(c, "Kind", "Admin (admin API and console)").await;
+        by_role(c, "button", "Create token").await.click().await.unwrap();
+        let secret = labelled(c, "Secret of console-test").await.prop("value").await.unwrap().unwrap();
+        assert!(secret.starts_with("us_"), "{secret}");
+        accessible(c, "Tokens with a new secret").await;
+        by_role(c, "button", "Sign out").await.click().await.unwrap();
+        sign_in(c, &base, &secret).await;
+        by_role(c, "link", "Tokens").await.click().await.unwrap();
+        by_role(c, "link", "Revoke the token console-test").await.click().await.unwrap();
+        assert_eq!(h1(c).await, "Revoke the token console-test?");
+        wait_for_text(c, "You signed in with this token: revoking it signs you out.", false).await;
+        accessible(c, "the revoke confirmation").await;
+        by_role(c, "button", "Revoke token").await.click().await.unwrap();
+        wait_until(c, "location.pathname === '/console/signin'", "signed out by the revocation").await;
+        secret
+    });
+    assert!(app.store.authenticate(&secret).unwrap().is_none(), "revoked");
     let acct = app.store.account("default").unwrap().unwrap();
     let (info, secret) =
-        app.store.create_token(acct.id, TokenKind::Admin, "console-test", &Actor::engine()).unwrap();
+        app.store.create_token(acct.id, TokenKind::Admin, "api-revoked", &Actor::engine()).unwrap();
     browser.run(async |c| {
         sign_in(c, &base, &secret).await;
     });

@@ -4,7 +4,7 @@
 use actix_web::{HttpResponse, web};
 use askama::Template;
 
-use super::pages::{Layout, query_escape};
+use super::pages::{Layout, capitalised, query_escape};
 use super::session::Signed;
 use super::{ConsoleError, ConsoleResult, page};
 use crate::http::AppState;
@@ -23,12 +23,7 @@ pub struct Entry {
 
 /// "rule.created" → "Rule created".
 fn words(kind: &str) -> String {
-    let text = kind.replace(['.', '_'], " ");
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => text,
-    }
+    capitalised(&kind.replace(['.', '_'], " "))
 }
 
 fn entry(a: Activity) -> Entry {

@@ -12,6 +12,7 @@ mod products;
 mod rules;
 mod session;
 mod signin;
+mod tokens;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
@@ -187,6 +188,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/products", web::get().to(products::list))
             .route("/products/{id}/seats", web::post().to(products::set_seats))
             .route("/activity", web::get().to(activity::list))
+            .route("/tokens", web::get().to(tokens::list))
+            .route("/tokens", web::post().to(tokens::create))
+            .route("/tokens/{id}/revoke", web::get().to(tokens::confirm_revoke))
+            .route("/tokens/{id}/revoke", web::post().to(tokens::revoke))
             .default_service(web::to(not_found)),
     );
 }

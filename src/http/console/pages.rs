@@ -6,11 +6,12 @@ use askama::Template;
 use super::session::Signed;
 
 /// The main navigation: (key, label, address).
-pub const NAVIGATION: [(&str, &str, &str); 4] = [
+pub const NAVIGATION: [(&str, &str, &str); 5] = [
     ("home", "User Sync", "/console/"),
     ("rules", "Rules", "/console/rules"),
     ("products", "Products", "/console/products"),
     ("activity", "Administrative Activity History", "/console/activity"),
+    ("tokens", "Tokens", "/console/tokens"),
 ];
 
 /// The base layout's part of a page.
@@ -41,6 +42,27 @@ impl Layout {
 pub struct ErrorPage {
     pub layout: Layout,
     pub message: String,
+}
+
+/// A question before a change that cannot be undone: the change is a form post, Cancel goes back.
+#[derive(Template)]
+#[template(path = "confirm.html")]
+pub struct ConfirmPage {
+    pub layout: Layout,
+    pub csrf: String,
+    pub message: String,
+    pub action: String,
+    pub button: &'static str,
+    pub cancel: String,
+}
+
+/// "a token needs a name" → "A token needs a name".
+pub fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
 }
 
 /// Percent-encodes a query-string value.

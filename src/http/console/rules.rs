@@ -7,7 +7,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 
-use super::pages::{Layout, language_name};
+use super::pages::{ConfirmPage, Layout, language_name};
 use super::session::{Fields, Signed, SignedForm};
 use super::{ConsoleError, ConsoleResult, html, is_htmx, page, redirect};
 use crate::http::AppState;
@@ -711,15 +711,6 @@ pub async fn show(
     form_answer(&req, &signed, view)
 }
 
-#[derive(Template)]
-#[template(path = "rule_delete.html")]
-struct DeletePage {
-    layout: Layout,
-    csrf: String,
-    id: String,
-    group: String,
-}
-
 /// `GET /rules/{id}/delete`: asks before deleting.
 pub async fn confirm_delete(
     state: web::Data<AppState>,
@@ -729,12 +720,17 @@ pub async fn confirm_delete(
     let acct = signed.caller.account();
     let config = state.store.sync_config(acct)?;
     let rule = &config.rules[position_of(&config, &id)?];
-    let title = format!("Delete rule {}?", rule.number);
-    page(&DeletePage {
-        layout: Layout::signed(&signed, title, "rules"),
+    let group = group_name(&state.store, acct, &rule.group);
+    page(&ConfirmPage {
+        layout: Layout::signed(&signed, format!("Delete rule {}?", rule.number), "rules"),
         csrf: signed.csrf.clone(),
-        group: group_name(&state.store, acct, &rule.group),
-        id: id.into_inner(),
+        message: format!(
+            "The rule for {group} will be deleted. Its users are evaluated again against the rules that \
+             remain: they may lose what it gave them."
+        ),
+        action: format!("/console/rules/{}/delete", super::pages::query_escape(&id)),
+        button: "Delete rule",
+        cancel: format!("/console/rules/{}", super::pages::query_escape(&id)),
     })
 }
 
