@@ -6,9 +6,10 @@ use std::cell::RefCell;
 
 use serde_json::json;
 
-use super::{Engine, RuleError, validate_rule};
+use super::preview::Preview;
+use super::{Engine, RuleError, preview, validate_rule};
 use crate::scim::schema::ResourceKind;
-use crate::store::sync::{Applied, FailureReason, References, Rule, RuleEdit, SyncConfig};
+use crate::store::sync::{Applied, FailureReason, References, Rule, RuleEdit, SyncConfig, renumber};
 use crate::store::{AccountId, Actor, Store, StoreError};
 
 /// Why an edit of the rules was not saved.
@@ -48,6 +49,18 @@ pub fn save_rules(
         },
         Err(e) => Err(SaveError::Store(e)),
     }
+}
+
+/// What a whole proposed rule list (in priority order) would change, each rule validated first; nothing is
+/// written (blocking: run it off the async threads).
+pub fn preview_rules(store: &Store, acct: AccountId, mut rules: Vec<Rule>) -> Result<Preview, SaveError> {
+    renumber(&mut rules);
+    let refs = store.references(acct, &rules).map_err(SaveError::Store)?;
+    let registry = store.registry(acct);
+    for rule in &rules {
+        validate_rule(rule, &refs, registry.resource(ResourceKind::User)).map_err(SaveError::Rule)?;
+    }
+    preview(store, acct, &rules).map_err(SaveError::Store)
 }
 
 /// Which failing users to retry.

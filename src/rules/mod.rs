@@ -8,9 +8,9 @@ mod resolve;
 mod validate;
 mod welcome;
 
-pub use admin::{RetryOutcome, RetrySelection, SaveError, retry_failures, save_rules};
+pub use admin::{RetryOutcome, RetrySelection, SaveError, preview_rules, retry_failures, save_rules};
 pub use engine::Engine;
-pub use preview::preview;
+pub use preview::{Preview, preview};
 pub use resolve::{CompiledRule, Resolution, compile, decide, resolve};
 pub use validate::{RuleError, validate_custom_attributes, validate_rule};
 pub use welcome::render_welcome;

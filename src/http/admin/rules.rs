@@ -13,9 +13,8 @@ use serde_json::Value;
 use super::{AdminError, AdminResult, Body};
 use crate::http::AppState;
 use crate::http::request::AdminCaller;
-use crate::rules::{save_rules, validate_rule};
-use crate::scim::schema::ResourceKind;
-use crate::store::sync::{Bundle, Rule, RuleEdit, SyncConfig, renumber};
+use crate::rules::{preview_rules, save_rules};
+use crate::store::sync::{Bundle, Rule, RuleEdit, SyncConfig};
 use crate::store::{AccountId, Store};
 
 /// A rule as a client sends it: no id on create; everything else as in the answer.
@@ -218,14 +217,8 @@ pub async fn preview(
         }
         rules.push(input.into_rule(id)?);
     }
-    renumber(&mut rules);
-    let refs = state.store.references(acct, &rules)?;
-    let registry = state.store.registry(acct);
-    for rule in &rules {
-        validate_rule(rule, &refs, registry.resource(ResourceKind::User))?;
-    }
     let store = state.store.clone();
-    let preview = web::block(move || crate::rules::preview(&store, acct, &rules))
+    let preview = web::block(move || preview_rules(&store, acct, rules))
         .await
         .map_err(|e| AdminError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
     Ok(HttpResponse::Ok().json(preview))
