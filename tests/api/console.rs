@@ -410,6 +410,16 @@ fn the_user_sync_workflow_in_chromium() {
             Some("full"),
         )
         .await;
+        // before saving: the impact, from the preview (five sellers, two Webinar seats)
+        by_role(c, "button", "Preview the impact").await.click().await.unwrap();
+        wait_for_text(c, "Webinar: 5 users gain it, 0 users lose it; 3 seats short", false).await;
+        wait_for_text(c, "Meeting: 5 users gain it, 0 users lose it; enough seats", false).await;
+        wait_for_text(c, "would fail: out of licenses for Webinar", false).await;
+        assert!(
+            labelled(c, "Webinar (0 of 2 seats used)").await.is_selected().await.unwrap(),
+            "the form keeps its values"
+        );
+        accessible(c, "the rule form with its impact").await;
         screenshot(c, "add-rule").await;
         by_role(c, "button", "Save & add another").await.click().await.unwrap();
         wait_for_text(c, "Rule 1 was saved. Add another rule.", false).await;

@@ -7,11 +7,11 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 
-use super::pages::{ConfirmPage, Layout, language_name};
+use super::pages::{ConfirmPage, Layout, count_of, language_name};
 use super::session::{Fields, Signed, SignedForm};
 use super::{ConsoleError, ConsoleResult, html, is_htmx, page, redirect};
 use crate::http::AppState;
-use crate::rules::{LANGUAGES, PRIVILEGES, SaveError, save_rules};
+use crate::rules::{LANGUAGES, PRIVILEGES, Preview, SaveError, preview_rules, save_rules};
 use crate::scim::filter::parse_filter;
 use crate::scim::schema::ResourceKind;
 use crate::store::sync::{
@@ -408,6 +408,62 @@ impl RuleFormValues {
     }
 }
 
+/// A preview in words: per product who gains and loses it and the seats short, then the first users.
+pub struct Impact {
+    products: Vec<String>,
+    users: Vec<String>,
+    more: usize,
+}
+
+/// How many users an impact lists by name.
+const IMPACT_USERS: usize = 20;
+
+fn impact_of(store: &Store, acct: AccountId, preview: &Preview) -> ConsoleResult<Impact> {
+    let names: HashMap<String, String> =
+        store.products(acct)?.into_iter().map(|(p, _)| (p.id, p.name)).collect();
+    let name = |id: &String| names.get(id).cloned().unwrap_or_else(|| id.clone());
+    let products = preview
+        .products
+        .iter()
+        .filter(|p| p.gaining > 0 || p.losing > 0)
+        .map(|p| {
+            let short = match p.shortfall {
+                0 => "enough seats".to_string(),
+                n => format!("{n} seats short"),
+            };
+            format!(
+                "{}: {} gain it, {} lose it; {short}",
+                p.name,
+                count_of(p.gaining as usize, "user", "users"),
+                count_of(p.losing as usize, "user", "users")
+            )
+        })
+        .collect();
+    let users = preview
+        .users
+        .iter()
+        .take(IMPACT_USERS)
+        .map(|u| {
+            let mut parts = Vec::new();
+            if !u.gains.is_empty() {
+                parts.push(format!("gains {}", u.gains.iter().map(name).collect::<Vec<_>>().join(", ")));
+            }
+            if !u.loses.is_empty() {
+                parts.push(format!("loses {}", u.loses.iter().map(name).collect::<Vec<_>>().join(", ")));
+            }
+            if let Some(fail) = &u.would_fail {
+                let lacking: Vec<String> = fail.products.iter().map(name).collect();
+                parts.push(format!("would fail: out of licenses for {}", lacking.join(", ")));
+            }
+            if parts.is_empty() {
+                parts.push(format!("changes {}", u.changes.join(", ")));
+            }
+            format!("{}: {}", u.user_name, parts.join("; "))
+        })
+        .collect();
+    Ok(Impact { products, users, more: preview.users.len().saturating_sub(IMPACT_USERS) })
+}
+
 /// The rule form page.
 pub struct RuleFormView {
     csrf: String,
@@ -416,6 +472,8 @@ pub struct RuleFormView {
     action: String,
     /// The number of the rule edited (`None`: a new rule).
     editing: Option<u32>,
+    /// What saving would change, when the admin asked for it.
+    impact: Option<Impact>,
     saved: String,
     values: RuleFormValues,
     groups: Vec<Choice>,
@@ -548,6 +606,7 @@ fn form_view(
         first: store.sync_config(acct)?.rules.is_empty(),
         action: "/console/rules/new".into(),
         editing: None,
+        impact: None,
         saved,
         groups_shown: groups.len(),
         groups,
@@ -653,9 +712,10 @@ async fn save_form(
     target: Target,
 ) -> ConsoleResult<HttpResponse> {
     let values = RuleFormValues::from_fields(&form.fields)?;
-    let another = match (form.fields.get("then"), &target) {
-        (None | Some("list"), _) => false,
-        (Some("new"), Target::New) => true,
+    let (another, preview_only) = match (form.fields.get("then"), &target) {
+        (None | Some("list"), _) => (false, false),
+        (Some("new"), Target::New) => (true, false),
+        (Some("preview"), _) => (false, true),
         (Some(other), _) => {
             return Err(ConsoleError::BadRequest(format!("then must be list or new, not '{other}'")));
         }
@@ -675,6 +735,24 @@ async fn save_form(
         Ok(rule) => rule,
         Err((field, message)) => return refused(values, field, message),
     };
+    if preview_only {
+        let mut proposed = state.store.sync_config(acct)?.rules;
+        match proposed.iter_mut().find(|r| r.id == id) {
+            Some(current) => *current = rule,
+            None => proposed.push(rule),
+        }
+        let store = state.store.clone();
+        let preview = match web::block(move || preview_rules(&store, acct, proposed)).await? {
+            Ok(preview) => preview,
+            Err(SaveError::Rule(e)) => return refused(values, form_field(&e.field), e.message),
+            Err(e) => return Err(e.into()),
+        };
+        let impact = impact_of(&state.store, acct, &preview)?;
+        let mut view = form_view(&state.store, signed, values, Vec::new(), String::new())?;
+        view.impact = Some(impact);
+        let view = targeted(&state.store, acct, view, &target)?;
+        return page(&form_page(signed, view));
+    }
     let edit = match target {
         Target::New => RuleEdit::Create { rule, number: None },
         Target::Edit(_) => RuleEdit::Replace { rule, number: None },
