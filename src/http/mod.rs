@@ -3,6 +3,7 @@
 //! tolerated, as Microsoft's clients need; every request is logged on one line without its token.
 
 mod admin;
+mod console;
 mod discovery;
 mod error;
 mod framing;
@@ -101,9 +102,14 @@ pub fn server(listener: TcpListener, state: AppState) -> std::io::Result<Server>
     let max_head = state.config.max_head;
     let budget = web::Data::new(request::BodyBudget::new(state.config.max_body_memory));
     let data = web::Data::new(state);
+    let sessions = console::shared_sessions();
     let server = HttpServer::new(move || {
-        App::new().app_data(data.clone()).app_data(budget.clone()).configure(routes).wrap_fn(
-            move |mut req, srv| {
+        App::new()
+            .app_data(data.clone())
+            .app_data(budget.clone())
+            .app_data(sessions.clone())
+            .configure(routes)
+            .wrap_fn(move |mut req, srv| {
                 canonicalize_path(&mut req);
                 let started = Instant::now();
                 let method = req.method().clone();
@@ -181,6 +187,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
             .default_service(web::to(discovery::not_found)),
     )
     .configure(admin::routes)
+    .configure(console::routes)
     .default_service(web::to(discovery::not_found));
 }
 

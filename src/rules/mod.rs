@@ -1,14 +1,16 @@
 //! The User Sync engine: which bundle each user's rules decide (pure), rule validation, welcome messages,
 //! previews, and the worker that re-evaluates users as the directory and the rules change.
 
+mod admin;
 mod engine;
 mod preview;
 mod resolve;
 mod validate;
 mod welcome;
 
+pub use admin::{RetryOutcome, RetrySelection, SaveError, preview_rules, retry_failures, save_rules};
 pub use engine::Engine;
-pub use preview::{UserChange, preview};
+pub use preview::{Preview, UserChange, preview};
 pub use resolve::{CompiledRule, Resolution, compile, decide, resolve};
 pub use validate::{RuleError, rule_problems, validate_custom_attributes, validate_rule};
 pub use welcome::{

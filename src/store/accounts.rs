@@ -170,8 +170,9 @@ impl Store {
         }
     }
 
-    /// Issues a new token; the secret is returned this once and never stored. Names are unique per
-    /// account and kind (409), so the actor `scim:<name>` names one token.
+    /// Issues a new token named `name` (trimmed; a blank name is refused); the secret is returned this once
+    /// and never stored. Names are unique per account and kind (409), so the actor `scim:<name>` names one
+    /// token.
     pub fn create_token(
         &self,
         acct: AccountId,
@@ -179,6 +180,10 @@ impl Store {
         name: &str,
         actor: &Actor,
     ) -> StoreResult<(TokenInfo, String)> {
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(StoreError::Invalid(crate::scim::ScimError::invalid_value("a token needs a name")));
+        }
         let secret = new_secret();
         let info = self.add_token(acct, kind_, name, &secret, actor, true)?;
         Ok((info, secret))
@@ -393,6 +398,13 @@ mod tests {
         assert_eq!((found.account, found.kind, found.name.as_str()), (a.id, TokenKind::Scim, "okta"));
         assert!(store.authenticate("us_wrong").unwrap().is_none());
         assert_eq!(found.actor(), Actor("scim:okta".into()));
+        assert!(matches!(
+            store.create_token(a.id, TokenKind::Scim, "  ", &Actor::engine()),
+            Err(StoreError::Invalid(_))
+        ));
+        let (trimmed, _) = store.create_token(a.id, TokenKind::Scim, " ci ", &Actor::engine()).unwrap();
+        assert_eq!(trimmed.name, "ci");
+        store.revoke_token(a.id, &trimmed.id, &Actor::engine()).unwrap();
 
         // the secret is not stored anywhere
         for item in store.tree().iter() {

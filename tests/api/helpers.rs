@@ -1,6 +1,7 @@
 //! Starts the real server on port 0 with a temporary data directory and talks to it over HTTP.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use usersync::app::{self, Settings};
+use usersync::clock::{Clock, SystemClock};
 use usersync::store::{Actor, DurabilityMode, Store, TokenKind};
 
 pub const SCIM_TOKEN: &str = "scim-test-token-0123456789abcdef0123";
@@ -47,6 +49,11 @@ pub fn spawn_app_in(data: &Path) -> TestApp {
 }
 
 pub fn spawn_with(settings: Settings) -> TestApp {
+    spawn_with_clock(settings, Arc::new(SystemClock))
+}
+
+/// Starts a server whose store reads time from `clock` (for expiry tests).
+pub fn spawn_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> TestApp {
     let data = settings.data.clone();
     let (tx, rx) = mpsc::channel();
     let thread = std::thread::spawn(move || {
@@ -54,7 +61,7 @@ pub fn spawn_with(settings: Settings) -> TestApp {
             // A server stopped in this process may still be releasing the store's file lock.
             let mut tries = 0;
             let running = loop {
-                match app::start(&settings) {
+                match app::start_with_clock(&settings, clock.clone()) {
                     Ok(running) => break running,
                     Err(e) if e.to_string().contains("in use") && tries < 200 => {
                         tries += 1;

@@ -8,6 +8,7 @@ mod admin_api;
 mod bad_input;
 mod cli;
 mod concurrency;
+mod console;
 mod crash;
 mod discovery;
 mod entra;

@@ -36,7 +36,7 @@ use serde_json::json;
 use input::{FieldError, FromBody};
 
 use super::request::{AdminCaller, AuthError, BodyError, authenticate, parse_json, read_body};
-use crate::rules::RuleError;
+use crate::rules::{RuleError, SaveError};
 use crate::store::{StoreError, TokenKind};
 
 /// An admin API error.
@@ -151,6 +151,15 @@ fn rejected(m: String) -> AdminError {
 impl From<RuleError> for AdminError {
     fn from(e: RuleError) -> Self {
         input::one(StatusCode::UNPROCESSABLE_ENTITY, e.field, e.message)
+    }
+}
+
+impl From<SaveError> for AdminError {
+    fn from(e: SaveError) -> Self {
+        match e {
+            SaveError::Rule(e) => e.into(),
+            SaveError::Store(e) => e.into(),
+        }
     }
 }
 

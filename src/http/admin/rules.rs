@@ -15,9 +15,9 @@ use super::input::{
 use super::{AdminError, AdminResult, MergePatch, Strict};
 use crate::http::AppState;
 use crate::http::request::AdminCaller;
-use crate::rules::{rule_problems, validate_rule};
+use crate::rules::{rule_problems, save_rules};
 use crate::scim::schema::ResourceKind;
-use crate::store::sync::{AdminRole, Bundle, References, Rule, RuleEdit, SyncConfig, renumber};
+use crate::store::sync::{AdminRole, Bundle, Rule, RuleEdit, SyncConfig, renumber};
 use crate::store::{AccountId, Store};
 
 /// A rule as a client sends it: no id on create; `group` and `products` required; `group` may be the
@@ -174,10 +174,7 @@ async fn save(
     edit: RuleEdit,
 ) -> AdminResult<SyncConfig> {
     let acct = caller.0.account();
-    let registry = state.store.registry(acct);
-    let users = registry.resource(ResourceKind::User);
-    let check = |rule: &Rule, refs: &References| validate_rule(rule, refs, users).map_err(|e| e.to_string());
-    let saved = state.store.edit_rules(acct, &edit, expected_version(req)?, &caller.0.actor(), &check)?;
+    let saved = save_rules(&state.store, acct, &edit, expected_version(req)?, &caller.0.actor())?;
     state.committed().await?;
     Ok(saved)
 }

@@ -13,8 +13,9 @@ use super::input::{self, DEFAULT_PAGE, MAX_PAGE, NoQuery, Paging, Query};
 use super::{AdminError, AdminResult, OptionalBody, ok};
 use crate::http::AppState;
 use crate::http::request::AdminCaller;
+use crate::rules::{RetrySelection, retry_failures};
 use crate::store::activity::ACTIVITY_TYPES;
-use crate::store::sync::{Applied, Entitlement, EntitlementState, Failure, FailureReason, SyncConfig};
+use crate::store::sync::{Entitlement, EntitlementState, Failure, FailureReason, SyncConfig};
 use crate::store::{AccountId, ActivityQuery, Store, is_active};
 
 /// A user's entitlement state as the admin API shows it.
@@ -176,33 +177,28 @@ pub async fn retry(
 ) -> AdminResult<HttpResponse> {
     let acct = caller.0.account();
     let request = body.0.unwrap_or_default();
-    if request.reason.is_some() && request.users.is_some() {
-        return Err(AdminError::bad_request("give either \"reason\" or \"users\", not both"));
-    }
-    if !state.store.sync_config(acct)?.enabled {
-        return Err(AdminError::conflict("sync is off; switch it on to apply rules"));
-    }
-    let failing = state.store.failures(acct)?;
-    let chosen: Vec<String> = match (&request.users, request.reason) {
-        (Some(users), _) => users.clone(),
-        (None, Some(reason)) => {
-            failing.iter().filter(|(_, f)| f.reason == reason).map(|(u, _)| u.clone()).collect()
+    let selection = match (request.users, request.reason) {
+        (Some(_), Some(_)) => {
+            return Err(AdminError::bad_request("give either \"reason\" or \"users\", not both"));
         }
-        (None, None) => failing.iter().map(|(u, _)| u.clone()).collect(),
+        (Some(users), None) => RetrySelection::Users(users),
+        (None, Some(reason)) => RetrySelection::Reason(reason),
+        (None, None) => RetrySelection::All,
     };
     let Some(engine) = state.engine.clone() else {
         return Err(AdminError::conflict("the rule engine is not running"));
     };
-    let uids = chosen.clone();
-    let results = web::block(move || engine.evaluate_now(acct, &uids)).await.map_err(|e| {
-        AdminError::new(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-    })??;
+    let store = state.store.clone();
+    let actor = caller.0.actor();
+    let outcome = web::block(move || retry_failures(&engine, &store, acct, &actor, &selection))
+        .await
+        .map_err(|e| {
+            AdminError::new(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+        })??;
     state.store.durable().await?;
-    let still = results.iter().filter(|(_, a)| matches!(a, Applied::Failed(_))).count();
-    let detail = json!({"users": chosen, "reason": request.reason, "resolved": results.len() - still, "stillFailing": still});
-    state.store.record_activity(acct, &caller.0.actor(), "failures.retried", None, detail)?;
-    state.store.durable().await?;
-    Ok(ok(&json!({"retried": results.len(), "resolved": results.len() - still, "stillFailing": still})))
+    Ok(ok(
+        &json!({"retried": outcome.retried, "resolved": outcome.resolved, "stillFailing": outcome.still_failing}),
+    ))
 }
 
 /// `GET /activity?type=&user=&target=&limit=&before=`: newest first, `next` is the cursor of the following

@@ -1,0 +1,823 @@
+//! The admin console in real headless Chromium (Debian's `chromium` and `chromium-driver`), driven over
+//! WebDriver by fantoccini: the User Sync workflow of the product pages, sessions and CSRF, the pages
+//! without JavaScript, and axe-core on every page (no serious or critical violation). Controls are found
+//! by role and accessible name. Without a browser the tests say they were skipped and why; with `CI` set
+//! they fail instead.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fantoccini::actions::{InputSource, MOUSE_BUTTON_LEFT, MouseActions, PointerAction};
+use fantoccini::elements::Element;
+use fantoccini::key::Key;
+use fantoccini::{Client, ClientBuilder, Locator};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use usersync::app::Settings;
+use usersync::clock::ManualClock;
+use usersync::store::{Actor, DurabilityMode, TokenKind};
+
+use crate::helpers::{ADMIN_TOKEN, SCIM_TOKEN, TestApp, id, q, spawn_with_clock};
+
+/// axe-core, vendored under tests/vendor/axe-core with its licence.
+const AXE: &str = include_str!("../vendor/axe-core/axe.min.js");
+
+const WAIT: Duration = Duration::from_secs(15);
+
+/// A headless Chromium behind its own ChromeDriver.
+struct Browser {
+    client: Option<Client>,
+    driver: Child,
+    runtime: tokio::runtime::Runtime,
+    _profile: tempfile::TempDir,
+}
+
+fn program(env: &str, default: &str) -> PathBuf {
+    std::env::var_os(env).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(default))
+}
+
+impl Browser {
+    /// Starts ChromeDriver and a browser session, with or without JavaScript.
+    fn start(javascript: bool) -> Result<Browser, String> {
+        let driver_path = program("CHROMEDRIVER", "/usr/bin/chromedriver");
+        let chromium = program("CHROMIUM", "/usr/bin/chromium");
+        for p in [&driver_path, &chromium] {
+            if !Path::new(p).exists() {
+                return Err(format!("{} is not installed", p.display()));
+            }
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("no free port: {e}"))?
+            .port();
+        let driver = Command::new(&driver_path)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("{} does not start: {e}", driver_path.display()))?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("no runtime: {e}"))?;
+        let profile = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let mut browser = Browser { client: None, driver, runtime, _profile: profile };
+        let mut options = json!({
+            "binary": chromium,
+            "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--window-size=1280,1000", format!("--user-data-dir={}", browser._profile.path().display())],
+        });
+        if !javascript {
+            options["prefs"] = json!({"profile.managed_default_content_settings.javascript": 2});
+        }
+        let mut caps = serde_json::Map::new();
+        caps.insert("browserName".into(), json!("chrome"));
+        caps.insert("goog:chromeOptions".into(), options);
+        let url = format!("http://127.0.0.1:{port}");
+        let client = browser.runtime.block_on(async {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let builder = ClientBuilder::rustls().map(|mut b| {
+                    b.capabilities(caps.clone());
+                    b
+                });
+                let attempt = match builder {
+                    Ok(b) => b.connect(&url).await.map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                match attempt {
+                    Ok(client) => return Ok(client),
+                    Err(e) if Instant::now() > deadline => return Err(format!("no browser session: {e}")),
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        })?;
+        browser.client = Some(client);
+        Ok(browser)
+    }
+
+    fn run<T>(&self, f: impl AsyncFnOnce(&Client) -> T) -> T {
+        let client = self.client.as_ref().expect("a session");
+        self.runtime.block_on(f(client))
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            let _ = self.runtime.block_on(client.close());
+        }
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// A browser, or `None` after saying why the test is skipped; in CI a missing browser fails the test.
+fn browser(javascript: bool, test: &str) -> Option<Browser> {
+    match Browser::start(javascript) {
+        Ok(b) => Some(b),
+        Err(why) if std::env::var_os("CI").is_some() => {
+            panic!("{test}: the browser tests must run in CI, but no browser could be started: {why}")
+        }
+        Err(why) => {
+            eprintln!(
+                "SKIPPED {test}: no browser could be started ({why}); install Debian's chromium and \
+                 chromium-driver to run the console's browser tests (in CI they fail instead)"
+            );
+            None
+        }
+    }
+}
+
+/// A server whose clock the test moves, with an account ready for the workflow.
+fn console_app() -> (TestApp, Arc<ManualClock>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut settings = Settings::new(dir.path());
+    settings.listen = "127.0.0.1:0".into();
+    settings.durability = DurabilityMode::Flush;
+    settings.scim_token = Some(SCIM_TOKEN.into());
+    settings.admin_token = Some(ADMIN_TOKEN.into());
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let app = spawn_with_clock(settings, clock.clone());
+    (app, clock, dir)
+}
+
+fn put_product(app: &TestApp, id: &str, name: &str, seats: u64) {
+    let body = json!({"name": name, "seats": seats});
+    let res = app.admin(Method::PUT, &format!("/products/{id}"), Some(&body));
+    assert!(res.status().is_success(), "product {id}: {}", res.status());
+}
+
+/// Products, a user group, directory groups and five members of Sales.
+fn seed(app: &TestApp) -> Vec<String> {
+    put_product(app, "meeting", "Meeting", 100);
+    put_product(app, "webinar", "Webinar", 2);
+    let body = json!({"name": "Sales team"});
+    assert!(app.admin(Method::PUT, "/user-groups/sales-team", Some(&body)).status().is_success());
+    let sales = id(&app.create_group("Sales"));
+    app.create_group("Support");
+    app.create_group("Marketing");
+    let users: Vec<String> = (1..=5)
+        .map(|i| {
+            let body = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": format!("seller{i}@example.com"), "active": true});
+            id(&app.create_user(&body))
+        })
+        .collect();
+    let refs: Vec<&str> = users.iter().map(String::as_str).collect();
+    app.add_members(&sales, &refs);
+    users
+}
+
+/// `"` cannot appear in the names the tests look for.
+fn xpath_text(text: &str) -> String {
+    assert!(!text.contains('"'), "{text}");
+    format!("\"{text}\"")
+}
+
+/// The element of `role` whose accessible name (its text content; the console gives these controls no
+/// aria-label) is `name`.
+async fn by_role(c: &Client, role: &str, name: &str) -> Element {
+    let n = xpath_text(name);
+    let path = match role {
+        "button" => format!("//button[normalize-space(.)={n}] | //input[@type='submit' and @value={n}]"),
+        "link" => format!("//a[normalize-space(.)={n}]"),
+        "switch" => format!("//*[@role='switch'][normalize-space(.)={n}]"),
+        "heading" => format!("//*[self::h1 or self::h2][normalize-space(.)={n}]"),
+        other => panic!("no locator for role {other}"),
+    };
+    match c.wait().at_most(WAIT).for_element(Locator::XPath(&path)).await {
+        Ok(e) => e,
+        Err(e) => panic!("no {role} named {name:?} on {}: {e}", page_text(c).await),
+    }
+}
+
+/// The form control whose `<label>` reads `label`.
+async fn labelled(c: &Client, label: &str) -> Element {
+    let path = format!("//label[normalize-space(.)={}]", xpath_text(label));
+    let found = c.wait().at_most(WAIT).for_element(Locator::XPath(&path)).await;
+    let label_el = match found {
+        Ok(e) => e,
+        Err(e) => panic!("no field labelled {label:?} on {}: {e}", page_text(c).await),
+    };
+    let target = label_el.attr("for").await.unwrap().expect("labels name their field");
+    c.find(Locator::Id(&target)).await.unwrap()
+}
+
+async fn page_text(c: &Client) -> String {
+    let url = c.current_url().await.map(|u| u.to_string()).unwrap_or_default();
+    let text = match c.find(Locator::Css("main")).await {
+        Ok(main) => main.text().await.unwrap_or_default(),
+        Err(_) => c.source().await.unwrap_or_default(),
+    };
+    format!("{url}:\n{text}")
+}
+
+async fn h1(c: &Client) -> String {
+    c.wait().at_most(WAIT).for_element(Locator::Css("h1")).await.unwrap().text().await.unwrap()
+}
+
+async fn path_of(c: &Client) -> String {
+    c.current_url().await.unwrap().path().to_string()
+}
+
+/// Waits until the JavaScript expression is true.
+async fn wait_until(c: &Client, expression: &str, what: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let v = c.execute(&format!("return !!({expression});"), vec![]).await.unwrap();
+        if v == json!(true) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: not so after {WAIT:?} on {}", page_text(c).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until the page's text contains `text` (for pages without JavaScript: reloads each try).
+async fn wait_for_text(c: &Client, text: &str, reload: bool) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if page_text(c).await.contains(text) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no {text:?} on {}", page_text(c).await);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if reload {
+            c.refresh().await.unwrap();
+        }
+    }
+}
+
+/// axe-core on the current page: no violation of impact serious or critical.
+async fn accessible(c: &Client, page: &str) {
+    c.execute(&format!("{AXE}\n;return true;"), vec![]).await.unwrap();
+    let script = "const done = arguments[arguments.length - 1];
+        axe.run(document, {resultTypes: ['violations']}).then(r => done(r.violations
+            .filter(v => v.impact === 'serious' || v.impact === 'critical')
+            .map(v => v.impact + ' ' + v.id + ': ' + v.help + ' at ' + v.nodes.map(n => n.target.join(' ')).join(', '))))
+          .catch(e => done(['axe failed: ' + e]));";
+    let violations = c.execute_async(script, vec![]).await.unwrap();
+    assert_eq!(violations, json!([]), "accessibility of {page}");
+}
+
+/// The directory groups of the rules table, top to bottom (read again if htmx or a page load replaced
+/// the table while it was read).
+async fn rule_order(c: &Client) -> Vec<String> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match try_rule_order(c).await {
+            Ok(order) => return order,
+            Err(e) if Instant::now() > deadline => panic!("the rules table cannot be read: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+async fn try_rule_order(c: &Client) -> Result<Vec<String>, fantoccini::error::CmdError> {
+    let mut out = Vec::new();
+    for cell in c.find_all(Locator::Css("#rules-body th[scope=row]")).await? {
+        out.push(cell.text().await?);
+    }
+    Ok(out)
+}
+
+async fn sign_in(c: &Client, base: &str, token: &str) {
+    c.goto(&format!("{base}/console/")).await.unwrap();
+    assert_eq!(path_of(c).await, "/console/signin", "a signed-out visitor is sent to sign in");
+    labelled(c, "Admin token").await.send_keys(token).await.unwrap();
+    by_role(c, "button", "Sign in").await.click().await.unwrap();
+    by_role(c, "heading", "User Sync").await;
+    assert!(["/console/", "/console"].contains(&path_of(c).await.as_str()), "on User Sync");
+}
+
+async fn choose(c: &Client, label: &str, option: &str) {
+    labelled(c, label).await.select_by_label(option).await.unwrap();
+}
+
+async fn tick(c: &Client, label: &str) {
+    let field = labelled(c, label).await;
+    if !field.is_selected().await.unwrap() {
+        field.click().await.unwrap();
+    }
+}
+
+/// Fills the rule form for `group` with `products` and an admin role (`None`, `full`, `manager`).
+async fn fill_rule(c: &Client, group: &str, description: &str, products: &[&str], role: Option<&str>) {
+    choose(c, "Directory group", group).await;
+    labelled(c, "Description").await.send_keys(description).await.unwrap();
+    for p in products {
+        tick(c, p).await;
+    }
+    match role {
+        None => {}
+        Some("full") => {
+            tick(c, "Administrator for this account").await;
+            tick(c, "Full access to all account privileges").await;
+        }
+        Some(_) => {
+            tick(c, "Administrator for this account").await;
+            tick(c, "Manager for specified group(s) with limited privileges").await;
+            tick(c, "Add users to the managed groups").await;
+            tick(c, "Sales team").await;
+        }
+    }
+    choose(c, "Default language", "Deutsch").await;
+}
+
+/// Drags the row of `from` by its handle onto the top half of the row of `to`, with the mouse.
+async fn drag_rule(c: &Client, from: &str, to: &str) {
+    let row = |g: &str| format!("//tr[th[normalize-space(.)={}]]", xpath_text(g));
+    let handle =
+        c.find(Locator::XPath(&format!("{}//*[contains(@class,'handle')]", row(from)))).await.unwrap();
+    let target = c.find(Locator::XPath(&row(to))).await.unwrap();
+    let (_, _, _, height) = target.rectangle().await.unwrap();
+    let mouse = MouseActions::new("mouse".into())
+        .then(PointerAction::MoveToElement { element: handle, duration: None, x: 0.0, y: 0.0 })
+        .then(PointerAction::Down { button: MOUSE_BUTTON_LEFT })
+        .then(PointerAction::MoveToElement {
+            element: target.clone(),
+            duration: Some(Duration::from_millis(150)),
+            x: 0.0,
+            y: 0.0,
+        })
+        .then(PointerAction::MoveToElement {
+            element: target,
+            duration: Some(Duration::from_millis(150)),
+            x: 0.0,
+            y: -height / 4.0,
+        })
+        .then(PointerAction::Up { button: MOUSE_BUTTON_LEFT });
+    c.perform_actions(mouse).await.unwrap();
+    c.release_actions().await.unwrap();
+}
+
+/// Saves a screenshot for the README when `USERSYNC_SCREENSHOTS` names a directory.
+async fn screenshot(c: &Client, name: &str) {
+    let Some(dir) = std::env::var_os("USERSYNC_SCREENSHOTS") else { return };
+    let png = c.screenshot().await.unwrap();
+    std::fs::write(Path::new(&dir).join(format!("{name}.png")), png).unwrap();
+}
+
+#[test]
+fn the_user_sync_workflow_in_chromium() {
+    let Some(browser) = browser(true, "console::the_user_sync_workflow_in_chromium") else { return };
+    let (app, clock, _dir) = console_app();
+    seed(&app);
+    let base = format!("http://{}", app.addr);
+
+    browser.run(async |c| {
+        c.goto(&format!("{base}/console/rules")).await.unwrap();
+        assert_eq!(path_of(c).await, "/console/signin");
+        accessible(c, "sign-in").await;
+        // a wrong token is refused next to the field
+        labelled(c, "Admin token").await.send_keys(SCIM_TOKEN).await.unwrap();
+        by_role(c, "button", "Sign in").await.click().await.unwrap();
+        wait_for_text(c, "This is a SCIM token; the console needs an admin token.", false).await;
+        accessible(c, "sign-in with an error").await;
+        labelled(c, "Admin token").await.send_keys(ADMIN_TOKEN).await.unwrap();
+        by_role(c, "button", "Sign in").await.click().await.unwrap();
+        assert_eq!(h1(c).await, "Rules", "back to the page asked for");
+        let cookies = c.get_all_cookies().await.unwrap();
+        let session = cookies.iter().find(|k| k.name() == "usersync_console").expect("a session cookie");
+        assert_eq!(session.http_only(), Some(true));
+        assert!(session.same_site().is_some_and(|s| s.is_strict()), "SameSite=Strict");
+
+        // one rule per admin-role variant, through the form
+        by_role(c, "link", "Create your first rule").await.click().await.unwrap();
+        assert_eq!(h1(c).await, "Create your first rule");
+        accessible(c, "the rule form").await;
+        // a field error appears next to its field, and nothing typed is lost
+        labelled(c, "Description").await.send_keys("no group yet").await.unwrap();
+        by_role(c, "button", "Save").await.click().await.unwrap();
+        let error = c.wait().at_most(WAIT).for_element(Locator::Id("group-error")).await.unwrap();
+        assert_eq!(error.text().await.unwrap(), "Choose a directory group.");
+        assert_eq!(
+            labelled(c, "Description").await.prop("value").await.unwrap().as_deref(),
+            Some("no group yet")
+        );
+        accessible(c, "the rule form with an error").await;
+        labelled(c, "Description").await.clear().await.unwrap();
+
+        fill_rule(
+            c,
+            "Sales",
+            "Sellers get Webinar",
+            &["Meeting (0 of 100 seats used)", "Webinar (0 of 2 seats used)"],
+            Some("full"),
+        )
+        .await;
+        // before saving: the impact, from the preview (five sellers, two Webinar seats)
+        by_role(c, "button", "Preview the impact").await.click().await.unwrap();
+        wait_for_text(c, "Webinar: 5 users gain it, 0 users lose it; 3 seats short", false).await;
+        wait_for_text(c, "Meeting: 5 users gain it, 0 users lose it; enough seats", false).await;
+        wait_for_text(c, "would fail: out of licenses for Webinar", false).await;
+        assert!(
+            labelled(c, "Webinar (0 of 2 seats used)").await.is_selected().await.unwrap(),
+            "the form keeps its values"
+        );
+        accessible(c, "the rule form with its impact").await;
+        screenshot(c, "add-rule").await;
+        by_role(c, "button", "Save & add another").await.click().await.unwrap();
+        wait_for_text(c, "Rule 1 was saved. Add another rule.", false).await;
+        assert_eq!(h1(c).await, "Add rule");
+        // the group search narrows the chooser as it is typed, without a page load
+        labelled(c, "Search directory groups").await.send_keys("upp").await.unwrap();
+        wait_until(c, "document.querySelectorAll('#group option').length === 2", "the chooser narrowed")
+            .await;
+        wait_for_text(c, "Showing 1 of 1 matching groups", false).await;
+        assert_eq!(path_of(c).await, "/console/rules/new");
+        fill_rule(c, "Support", "Support managers", &["Meeting (0 of 100 seats used)"], Some("manager"))
+            .await;
+        by_role(c, "button", "Save & add another").await.click().await.unwrap();
+        wait_for_text(c, "Rule 2 was saved.", false).await;
+        fill_rule(c, "Marketing", "Marketing", &[], None).await;
+        by_role(c, "button", "Save").await.click().await.unwrap();
+        assert_eq!(h1(c).await, "Rules");
+        assert_eq!(rule_order(c).await, ["Sales", "Support", "Marketing"]);
+        wait_for_text(c, "The rule for Marketing was saved as number 3 of 3.", false).await;
+        accessible(c, "the rules").await;
+        screenshot(c, "rules").await;
+        // each rule opens in its form; Delete asks first
+        by_role(c, "link", "Marketing").await.click().await.unwrap();
+        assert_eq!(h1(c).await, "Rule 3");
+        assert_eq!(
+            labelled(c, "Description").await.prop("value").await.unwrap().as_deref(),
+            Some("Marketing")
+        );
+        accessible(c, "a rule").await;
+        by_role(c, "link", "Delete rule").await.click().await.unwrap();
+        assert_eq!(h1(c).await, "Delete rule 3?");
+        accessible(c, "the delete confirmation").await;
+        by_role(c, "link", "Cancel").await.click().await.unwrap();
+        by_role(c, "link", "Rules").await.click().await.unwrap();
+        assert_eq!(h1(c).await, "Rules");
+        assert_eq!(rule_order(c).await, ["Sales", "Support", "Marketing"], "cancel deletes nothing");
+    });
+    let rules = app.admin_ok(Method::GET, "/rules", None, StatusCode::OK);
+    assert_eq!(rules[0]["admin"], json!({"access": "full"}));
+    assert_eq!(
+        rules[1]["admin"],
+        json!({"access": "manager", "privileges": ["users.add"], "managedGroups": ["sales-team"]})
+    );
+    assert_eq!(rules[2]["admin"], Value::Null);
+    assert_eq!(rules[0]["products"], json!(["meeting", "webinar"]));
+    assert_eq!(rules[0]["language"], json!("de_DE"));
+    let marketing = rules[2]["id"].as_str().unwrap().to_string();
+
+    browser.run(async |c| {
+        // keyboard: Move up with Enter; htmx swaps the table, focus stays on the button, the live
+        // region says where the rule is now
+        let up = by_role(c, "button", "Move up the rule for Marketing").await;
+        up.send_keys(&Key::Enter.to_string()).await.unwrap();
+        wait_until(c, "document.querySelector('#rules-body tr:nth-child(2) th').textContent === 'Marketing'", "moved up").await;
+        assert_eq!(rule_order(c).await, ["Sales", "Marketing", "Support"]);
+        wait_until(c, &format!("document.activeElement && document.activeElement.id === 'up-{marketing}'"), "focus kept").await;
+        wait_until(c, "document.getElementById('rules-announce').textContent.includes('The rule for Marketing is now number 2 of 3.')", "announced").await;
+        assert_eq!(path_of(c).await, "/console/rules", "no page load");
+        // mouse: drag Support onto the first row
+        drag_rule(c, "Support", "Sales").await;
+        wait_until(c, "document.querySelector('#rules-body tr:nth-child(1) th').textContent === 'Support'", "dragged").await;
+        assert_eq!(rule_order(c).await, ["Support", "Sales", "Marketing"]);
+        wait_until(c, "document.getElementById('rules-announce').textContent.includes('The rule for Support is now number 1 of 3.')", "drop announced").await;
+        accessible(c, "the rules after moving").await;
+    });
+    let rules = app.admin_ok(Method::GET, "/rules", None, StatusCode::OK);
+    let order: Vec<&str> =
+        rules.as_array().unwrap().iter().map(|r| r["description"].as_str().unwrap()).collect();
+    assert_eq!(
+        order,
+        ["Support managers", "Sellers get Webinar", "Marketing"],
+        "the store has the new order"
+    );
+
+    browser.run(async |c| {
+        // switch User Sync on: at once, without a page load
+        by_role(c, "link", "User Sync").await.click().await.unwrap();
+        let switch = by_role(c, "switch", "User Sync is on").await;
+        assert_eq!(switch.attr("aria-checked").await.unwrap().as_deref(), Some("false"));
+        accessible(c, "User Sync, off").await;
+        switch.click().await.unwrap();
+        wait_until(
+            c,
+            "document.getElementById('sync-switch').getAttribute('aria-checked') === 'true'",
+            "switched on",
+        )
+        .await;
+        // five sellers, two Webinar seats: the banner appears by itself (polling), with the count
+        wait_until(c, "document.getElementById('banner-outOfLicenses') !== null", "a banner").await;
+        let banner = c.find(Locator::Id("banner-outOfLicenses-text")).await.unwrap();
+        assert_eq!(banner.text().await.unwrap(), "3 users could not be synced: out of licenses for Webinar");
+        accessible(c, "User Sync with a banner").await;
+        screenshot(c, "user-sync").await;
+        by_role(c, "link", "Details").await.click().await.unwrap();
+        assert_eq!(h1(c).await, "3 users could not be synced: out of licenses for Webinar");
+        let names = c.find_all(Locator::Css("tbody th[scope=row]")).await.unwrap();
+        assert_eq!(names.len(), 3);
+        accessible(c, "Details").await;
+        // Retry sync while seats are still short: they stay failing, and the page says so
+        by_role(c, "button", "Retry sync").await.click().await.unwrap();
+        wait_for_text(c, "Retried 3: 0 synced, 3 still failing.", false).await;
+        // raise the seats; the store puts the failing users up again, and the banner goes
+        by_role(c, "link", "Products").await.click().await.unwrap();
+        accessible(c, "Products").await;
+        let seats = labelled(c, "Seats for Webinar").await;
+        seats.clear().await.unwrap();
+        seats.send_keys("1").await.unwrap();
+        by_role(c, "button", "Save seats for Webinar").await.click().await.unwrap();
+        let error = c.wait().at_most(WAIT).for_element(Locator::Id("seats-webinar-error")).await.unwrap();
+        assert!(
+            error.text().await.unwrap().contains("seats cannot go below"),
+            "lowering below use is refused next to the field"
+        );
+        let seats = labelled(c, "Seats for Webinar").await;
+        seats.clear().await.unwrap();
+        seats.send_keys("5").await.unwrap();
+        by_role(c, "button", "Save seats for Webinar").await.click().await.unwrap();
+        wait_for_text(c, "The seats of Webinar were saved.", false).await;
+        by_role(c, "link", "User Sync").await.click().await.unwrap();
+        wait_until(c, "document.getElementById('banner-outOfLicenses') === null", "the banner is gone").await;
+        // the history shows each step, newest first
+        by_role(c, "link", "Administrative Activity History").await.click().await.unwrap();
+        accessible(c, "Administrative Activity History").await;
+        let text = page_text(c).await;
+        for step in ["Product updated", "Failures retried", "Sync enabled", "Rules reordered", "Rule created"]
+        {
+            assert!(text.contains(step), "{step} in the history: {text}");
+        }
+        let first = text.find("Product updated").unwrap();
+        let last = text.find("Rule created").unwrap();
+        assert!(first < last, "newest first");
+        // filtered by type
+        labelled(c, "Type").await.send_keys("sync.failed").await.unwrap();
+        by_role(c, "button", "Filter").await.click().await.unwrap();
+        wait_for_text(c, "Sync failed", false).await;
+        let whats = c.find_all(Locator::Css("tbody th[scope=row]")).await.unwrap();
+        assert!(!whats.is_empty());
+        for what in whats {
+            assert_eq!(what.text().await.unwrap(), "Sync failed");
+        }
+    });
+    let webinar = app.admin_ok(Method::GET, "/products/webinar", None, StatusCode::OK);
+    assert_eq!(webinar["used"], json!(5));
+
+    browser.run(async |c| {
+        // a form without the session's CSRF token is refused, and changes nothing
+        c.goto(&format!("{base}/console/")).await.unwrap();
+        by_role(c, "switch", "User Sync is on").await;
+        c.execute(
+            "document.querySelector('.switch-form input[name=csrf]').remove(); \
+                   document.querySelector('.switch-form').submit();",
+            vec![],
+        )
+        .await
+        .unwrap();
+        by_role(c, "heading", "Form refused").await;
+        accessible(c, "the refused form").await;
+        // the error page of an unknown address
+        c.goto(&format!("{base}/console/no-such-page")).await.unwrap();
+        assert_eq!(h1(c).await, "Not found");
+        accessible(c, "not found").await;
+        c.goto(&format!("{base}/console/")).await.unwrap();
+        let switch = by_role(c, "switch", "User Sync is on").await;
+        assert_eq!(switch.attr("aria-checked").await.unwrap().as_deref(), Some("true"), "still on");
+        // Sign out: the session ends
+        by_role(c, "button", "Sign out").await.click().await.unwrap();
+        wait_for_text(c, "You have signed out.", false).await;
+        c.goto(&format!("{base}/console/rules")).await.unwrap();
+        assert_eq!(path_of(c).await, "/console/signin");
+        // 12 hours idle: the session expires
+        sign_in(c, &base, ADMIN_TOKEN).await;
+        clock.advance(chrono::Duration::hours(11) + chrono::Duration::minutes(59));
+        c.goto(&format!("{base}/console/rules")).await.unwrap();
+        assert_eq!(h1(c).await, "Rules", "11:59 idle is still signed in");
+        clock.advance(chrono::Duration::hours(12));
+        c.goto(&format!("{base}/console/rules")).await.unwrap();
+        assert_eq!(path_of(c).await, "/console/signin", "12 hours idle: sign in again");
+    });
+
+    // tokens: a new one's secret is shown once; revoking it ends the sessions it opened, through the
+    // console as through the admin API
+    let secret = browser.run(async |c| {
+        sign_in(c, &base, ADMIN_TOKEN).await;
+        by_role(c, "link", "Tokens").await.click().await.unwrap();
+        accessible(c, "Tokens").await;
+        by_role(c, "button", "Create token").await.click().await.unwrap();
+        wait_for_text(c, "A token needs a name.", false).await;
+        labelled(c, "Name").await.send_keys("console-test").await.unwrap();
+        choose(c, "Kind", "Admin (admin API and console)").await;
+        by_role(c, "button", "Create token").await.click().await.unwrap();
+        let secret = labelled(c, "Secret of console-test").await.prop("value").await.unwrap().unwrap();
+        assert!(secret.starts_with("us_"), "{secret}");
+        accessible(c, "Tokens with a new secret").await;
+        by_role(c, "button", "Sign out").await.click().await.unwrap();
+        sign_in(c, &base, &secret).await;
+        by_role(c, "link", "Tokens").await.click().await.unwrap();
+        by_role(c, "link", "Revoke the token console-test").await.click().await.unwrap();
+        assert_eq!(h1(c).await, "Revoke the token console-test?");
+        wait_for_text(c, "You signed in with this token: revoking it signs you out.", false).await;
+        accessible(c, "the revoke confirmation").await;
+        by_role(c, "button", "Revoke token").await.click().await.unwrap();
+        wait_until(c, "location.pathname === '/console/signin'", "signed out by the revocation").await;
+        secret
+    });
+    assert!(app.store.authenticate(&secret).unwrap().is_none(), "revoked");
+    let acct = app.store.account("default").unwrap().unwrap();
+    let (info, secret) =
+        app.store.create_token(acct.id, TokenKind::Admin, "api-revoked", &Actor::engine()).unwrap();
+    browser.run(async |c| {
+        sign_in(c, &base, &secret).await;
+    });
+    app.admin_ok(Method::DELETE, &format!("/tokens/{}", info.id), None, StatusCode::NO_CONTENT);
+    browser.run(async |c| {
+        c.goto(&format!("{base}/console/products")).await.unwrap();
+        assert_eq!(path_of(c).await, "/console/signin", "the revoked token's session has ended");
+    });
+}
+
+#[test]
+fn without_javascript_rules_are_created_and_reordered_with_plain_forms() {
+    let Some(browser) =
+        browser(false, "console::without_javascript_rules_are_created_and_reordered_with_plain_forms")
+    else {
+        return;
+    };
+    let (app, _clock, _dir) = console_app();
+    seed(&app);
+    let base = format!("http://{}", app.addr);
+    browser.run(async |c| {
+        sign_in(c, &base, ADMIN_TOKEN).await;
+        let switch = by_role(c, "switch", "User Sync is on").await;
+        switch.click().await.unwrap();
+        wait_for_text(c, "Sync is running", false).await;
+        by_role(c, "link", "Rules").await.click().await.unwrap();
+        by_role(c, "link", "Create your first rule").await.click().await.unwrap();
+        // the group search is a plain GET that keeps what was typed
+        labelled(c, "Description").await.send_keys("typed before searching").await.unwrap();
+        labelled(c, "Search directory groups").await.send_keys("ark").await.unwrap();
+        by_role(c, "button", "Search").await.click().await.unwrap();
+        wait_for_text(c, "Showing 1 of 1 matching groups", false).await;
+        assert_eq!(
+            labelled(c, "Description").await.prop("value").await.unwrap().as_deref(),
+            Some("typed before searching")
+        );
+        choose(c, "Directory group", "Marketing").await;
+        by_role(c, "button", "Save & add another").await.click().await.unwrap();
+        wait_for_text(c, "Rule 1 was saved.", false).await;
+        fill_rule(c, "Sales", "Sales", &["Meeting (0 of 100 seats used)"], None).await;
+        by_role(c, "button", "Save").await.click().await.unwrap();
+        assert_eq!(rule_order(c).await, ["Marketing", "Sales"]);
+        by_role(c, "button", "Move down the rule for Marketing").await.click().await.unwrap();
+        wait_for_text(c, "The rule for Marketing is now number 2 of 2.", false).await;
+        assert_eq!(rule_order(c).await, ["Sales", "Marketing"]);
+        assert!(
+            c.current_url().await.unwrap().as_str().contains("/console/rules?moved="),
+            "a post, a redirect, a get"
+        );
+        // open a rule, edit it, save; delete another after the confirmation
+        by_role(c, "link", "Sales").await.click().await.unwrap();
+        assert_eq!(h1(c).await, "Rule 1");
+        let description = labelled(c, "Description").await;
+        description.clear().await.unwrap();
+        description.send_keys("Sales, edited").await.unwrap();
+        by_role(c, "button", "Save").await.click().await.unwrap();
+        wait_for_text(c, "The rule for Sales was saved as number 1 of 2.", false).await;
+        by_role(c, "link", "Marketing").await.click().await.unwrap();
+        by_role(c, "link", "Delete rule").await.click().await.unwrap();
+        by_role(c, "button", "Delete rule").await.click().await.unwrap();
+        wait_for_text(c, "The rule was deleted.", false).await;
+        assert_eq!(rule_order(c).await, ["Sales"]);
+    });
+    let rules = app.admin_ok(Method::GET, "/rules", None, StatusCode::OK);
+    assert_eq!(rules.as_array().unwrap().len(), 1);
+    assert_eq!(rules[0]["description"], json!("Sales, edited"));
+    assert_eq!(rules[0]["products"], json!(["meeting"]), "the rest of the rule is kept");
+}
+
+/// A form body, URL-encoded.
+fn form(pairs: &[(&str, &str)]) -> String {
+    pairs.iter().map(|(k, v)| format!("{}={}", q(k), q(v))).collect::<Vec<_>>().join("&")
+}
+
+/// Without a browser: the console's headers, cookies and CSRF checks over plain HTTP.
+#[test]
+fn console_pages_carry_their_security_headers_and_refuse_forms_without_the_csrf_token() {
+    let (app, _clock, _dir) = console_app();
+    let client =
+        reqwest::blocking::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let base = format!("http://{}", app.addr);
+    let res = client.get(format!("{base}/console/")).send().unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()["location"], "/console/signin?next=/console");
+    let res = client.get(format!("{base}/console/signin")).send().unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let csp = res.headers()["content-security-policy"].to_str().unwrap().to_string();
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+    assert_eq!(res.headers()["x-frame-options"], "DENY");
+    let signin_cookie = res.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        signin_cookie.contains("HttpOnly") && signin_cookie.contains("SameSite=Strict"),
+        "{signin_cookie}"
+    );
+    assert!(!signin_cookie.contains("Secure"), "plain HTTP: no Secure");
+    let body = res.text().unwrap();
+    assert!(!body.contains("<script>") && !body.contains("style="), "no inline script or style");
+
+    // sign-in without the form's token is refused
+    let res = client
+        .post(format!("{base}/console/signin"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(form(&[("token", ADMIN_TOKEN)]))
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    // with it, a session
+    let csrf = body.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let jar = signin_cookie.split(';').next().unwrap().to_string();
+    let res = client
+        .post(format!("{base}/console/signin"))
+        .header("Cookie", &jar)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(form(&[("csrf", csrf.as_str()), ("token", ADMIN_TOKEN), ("next", "/console/")]))
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let session = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|c| c.starts_with("usersync_console="))
+        .unwrap();
+    assert!(
+        session.contains("HttpOnly")
+            && session.contains("SameSite=Strict")
+            && session.contains("Path=/console")
+    );
+    let session = session.split(';').next().unwrap().to_string();
+    // behind a TLS proxy the cookies are Secure
+    let res =
+        client.get(format!("{base}/console/signin")).header("X-Forwarded-Proto", "https").send().unwrap();
+    assert!(res.headers()["set-cookie"].to_str().unwrap().contains("Secure"));
+
+    // a signed-in post without the CSRF token is refused and changes nothing
+    let res = client
+        .post(format!("{base}/console/sync"))
+        .header("Cookie", &session)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(form(&[("enabled", "true")]))
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let res = client
+        .post(format!("{base}/console/sync"))
+        .header("Cookie", &session)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(form(&[("enabled", "true"), ("csrf", "not-the-token")]))
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(app.admin_ok(Method::GET, "/sync", None, StatusCode::OK)["enabled"], json!(false));
+
+    // the session's own token works; unknown form fields are refused, not ignored
+    let page =
+        client.get(format!("{base}/console/")).header("Cookie", &session).send().unwrap().text().unwrap();
+    let token = page.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let res = client
+        .post(format!("{base}/console/sync"))
+        .header("Cookie", &session)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(form(&[("enabled", "true"), ("csrf", token.as_str()), ("colour", "red")]))
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let res = client
+        .post(format!("{base}/console/sync"))
+        .header("Cookie", &session)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(form(&[("enabled", "true"), ("csrf", token.as_str())]))
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(app.admin_ok(Method::GET, "/sync", None, StatusCode::OK)["enabled"], json!(true));
+
+    // htmx gets its part of the page, and is told to load the sign-in page when signed out
+    let res = client
+        .get(format!("{base}/console/status"))
+        .header("Cookie", &session)
+        .header("HX-Request", "true")
+        .send()
+        .unwrap();
+    let part = res.text().unwrap();
+    assert!(part.trim_start().starts_with("<div id=\"sync-status\"") && !part.contains("<html"), "{part}");
+    let res = client.get(format!("{base}/console/status")).header("HX-Request", "true").send().unwrap();
+    assert_eq!(res.headers()["hx-redirect"], "/console/signin?next=/console/status");
+
+    // assets come from the binary
+    let res = client.get(format!("{base}/console/assets/htmx-2.0.11.min.js")).send().unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.text().unwrap().contains("htmx"));
+}
