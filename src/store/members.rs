@@ -105,6 +105,9 @@ pub(crate) enum Resolved {
     Remove(Vec<String>),
     /// Remove every member the group had when the change began, and any added earlier in the same request.
     Clear,
+    /// Make the member list exactly these entries, writing only what differs: a full push of an unchanged
+    /// list of thousands of members writes nothing.
+    Replace(Vec<MemberEntry>),
 }
 
 impl Store {
@@ -194,10 +197,7 @@ impl Store {
                 MemberChange::Add(entries) => out.push(Resolved::Add(entries.clone())),
                 MemberChange::Remove(ids) => out.push(Resolved::Remove(ids.clone())),
                 MemberChange::RemoveAll => out.push(Resolved::Clear),
-                MemberChange::ReplaceAll(entries) => {
-                    out.push(Resolved::Clear);
-                    out.push(Resolved::Add(entries.clone()));
-                }
+                MemberChange::ReplaceAll(entries) => out.push(Resolved::Replace(entries.clone())),
                 MemberChange::RemoveWhere(filter) => {
                     let Some(def) = members_def else { continue };
                     out.push(Resolved::Remove(self.members_matching(acct, gid, filter, def)?));
@@ -268,6 +268,29 @@ pub(crate) fn apply_member_changes(
                 for mid in &everyone {
                     touch(tx, mid, &mut before)?;
                     remove_membership(tx, acct, gid, mid)?;
+                }
+            }
+            Resolved::Replace(entries) => {
+                check_members_exist(tx, acct, entries)?;
+                let kept: HashSet<&str> = entries.iter().map(|e| e.id.as_str()).collect();
+                let leaving: Vec<String> = current
+                    .iter()
+                    .chain(added_here.iter())
+                    .filter(|mid| !kept.contains(mid.as_str()))
+                    .cloned()
+                    .collect();
+                for mid in &leaving {
+                    touch(tx, mid, &mut before)?;
+                    remove_membership(tx, acct, gid, mid)?;
+                }
+                for entry in entries {
+                    touch(tx, &entry.id, &mut before)?;
+                    let encoded = encode(entry);
+                    if tx.get(member_key(acct, gid, &entry.id))?.as_deref() != Some(encoded.as_slice()) {
+                        tx.insert(member_key(acct, gid, &entry.id), encoded)?;
+                        tx.insert(member_of_key(acct, &entry.id, gid), &[])?;
+                    }
+                    added_here.insert(entry.id.clone());
                 }
             }
         }
