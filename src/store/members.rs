@@ -271,7 +271,18 @@ pub(crate) fn apply_member_changes(
                 }
             }
             Resolved::Replace(entries) => {
-                check_members_exist(tx, acct, entries)?;
+                // A member already listed as it is was checked when it was added (a deleted user's
+                // memberships go with it), so a full push of an unchanged list reads one key per member.
+                let mut unchanged = HashSet::new();
+                for entry in entries {
+                    if tx.get(member_key(acct, gid, &entry.id))?.as_deref() == Some(encode(entry).as_slice())
+                    {
+                        unchanged.insert(entry.id.as_str());
+                    }
+                }
+                let new: Vec<MemberEntry> =
+                    entries.iter().filter(|e| !unchanged.contains(e.id.as_str())).cloned().collect();
+                check_members_exist(tx, acct, &new)?;
                 let kept: HashSet<&str> = entries.iter().map(|e| e.id.as_str()).collect();
                 let leaving: Vec<String> = current
                     .iter()
@@ -283,15 +294,12 @@ pub(crate) fn apply_member_changes(
                     touch(tx, mid, &mut before)?;
                     remove_membership(tx, acct, gid, mid)?;
                 }
-                for entry in entries {
+                for entry in &new {
                     touch(tx, &entry.id, &mut before)?;
-                    let encoded = encode(entry);
-                    if tx.get(member_key(acct, gid, &entry.id))?.as_deref() != Some(encoded.as_slice()) {
-                        tx.insert(member_key(acct, gid, &entry.id), encoded)?;
-                        tx.insert(member_of_key(acct, &entry.id, gid), &[])?;
-                    }
-                    added_here.insert(entry.id.clone());
+                    tx.insert(member_key(acct, gid, &entry.id), encode(entry))?;
+                    tx.insert(member_of_key(acct, &entry.id, gid), &[])?;
                 }
+                added_here.extend(entries.iter().map(|e| e.id.clone()));
             }
         }
     }
