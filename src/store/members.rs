@@ -105,6 +105,9 @@ pub(crate) enum Resolved {
     Remove(Vec<String>),
     /// Remove every member the group had when the change began, and any added earlier in the same request.
     Clear,
+    /// Make the member list exactly these entries, writing only what differs: a full push of an unchanged
+    /// list of thousands of members writes nothing.
+    Replace(Vec<MemberEntry>),
 }
 
 impl Store {
@@ -194,10 +197,7 @@ impl Store {
                 MemberChange::Add(entries) => out.push(Resolved::Add(entries.clone())),
                 MemberChange::Remove(ids) => out.push(Resolved::Remove(ids.clone())),
                 MemberChange::RemoveAll => out.push(Resolved::Clear),
-                MemberChange::ReplaceAll(entries) => {
-                    out.push(Resolved::Clear);
-                    out.push(Resolved::Add(entries.clone()));
-                }
+                MemberChange::ReplaceAll(entries) => out.push(Resolved::Replace(entries.clone())),
                 MemberChange::RemoveWhere(filter) => {
                     let Some(def) = members_def else { continue };
                     out.push(Resolved::Remove(self.members_matching(acct, gid, filter, def)?));
@@ -269,6 +269,37 @@ pub(crate) fn apply_member_changes(
                     touch(tx, mid, &mut before)?;
                     remove_membership(tx, acct, gid, mid)?;
                 }
+            }
+            Resolved::Replace(entries) => {
+                // A member already listed as it is was checked when it was added (a deleted user's
+                // memberships go with it), so a full push of an unchanged list reads one key per member.
+                let mut unchanged = HashSet::new();
+                for entry in entries {
+                    if tx.get(member_key(acct, gid, &entry.id))?.as_deref() == Some(encode(entry).as_slice())
+                    {
+                        unchanged.insert(entry.id.as_str());
+                    }
+                }
+                let new: Vec<MemberEntry> =
+                    entries.iter().filter(|e| !unchanged.contains(e.id.as_str())).cloned().collect();
+                check_members_exist(tx, acct, &new)?;
+                let kept: HashSet<&str> = entries.iter().map(|e| e.id.as_str()).collect();
+                let leaving: Vec<String> = current
+                    .iter()
+                    .chain(added_here.iter())
+                    .filter(|mid| !kept.contains(mid.as_str()))
+                    .cloned()
+                    .collect();
+                for mid in &leaving {
+                    touch(tx, mid, &mut before)?;
+                    remove_membership(tx, acct, gid, mid)?;
+                }
+                for entry in &new {
+                    touch(tx, &entry.id, &mut before)?;
+                    tx.insert(member_key(acct, gid, &entry.id), encode(entry))?;
+                    tx.insert(member_of_key(acct, &entry.id, gid), &[])?;
+                }
+                added_here.extend(entries.iter().map(|e| e.id.clone()));
             }
         }
     }
