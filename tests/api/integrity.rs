@@ -647,3 +647,31 @@ fn compact_rewrites_a_stopped_store_with_every_record() {
     assert_eq!(observe(&client, &addr), want);
     terminate(child);
 }
+
+#[test]
+fn a_store_that_holds_users_is_never_a_first_start() {
+    use usersync::app::{Settings, bootstrap, open_store};
+    use usersync::clock::SystemClock;
+    use usersync::scim::resource::normalize;
+    use usersync::scim::schema::ResourceKind;
+    use usersync::store::{Actor, DurabilityMode};
+
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings::new(dir.path());
+    let store = open_store(dir.path(), DurabilityMode::Flush, Arc::new(SystemClock)).unwrap();
+    let (account, _) = store.ensure_account("acme").unwrap();
+    let registry = store.registry(account.id);
+    let users = registry.resource(ResourceKind::User);
+    let input = normalize(users, &json!({"userName": "kept@example.com"})).unwrap();
+    store.create_user(account.id, users, &input, &Actor::engine()).unwrap();
+    assert!(bootstrap(&store, &settings).unwrap().is_empty(), "no new tokens for a store with users");
+    assert!(store.account("default").unwrap().is_none(), "no new default account");
+
+    let empty = tempfile::tempdir().unwrap();
+    let store = open_store(empty.path(), DurabilityMode::Flush, Arc::new(SystemClock)).unwrap();
+    assert_eq!(
+        bootstrap(&store, &Settings::new(empty.path())).unwrap().len(),
+        2,
+        "a first start gets its way in"
+    );
+}
