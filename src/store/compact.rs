@@ -104,11 +104,18 @@ impl Store {
             let _ = std::fs::remove_dir_all(&fresh);
             return Err(e);
         }
+        let swap_started = Instant::now();
         let records = inner.committer.alone(|| self.swap_in(copy, &fresh))?;
+        let held = swap_started.elapsed();
         let done = Compacted { before, after: disk_bytes(&dir), records };
         *inner.compacted.lock().unwrap_or_else(|p| p.into_inner()) =
             Some((done.after, inner.records.state().bytes));
-        log::info!("compacted the store: {} bytes on disk before, {} after", done.before, done.after);
+        log::info!(
+            "compacted the store: {} bytes on disk before, {} after; putting the copy in place held reads and writes for {} ms",
+            done.before,
+            done.after,
+            held.as_millis()
+        );
         Ok(done)
     }
 

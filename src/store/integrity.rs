@@ -122,6 +122,7 @@ pub(crate) fn open_checked(path: &Path, on_damage: OnDamage) -> StoreResult<(Ope
             Ok((Open { db, tree }, scan))
         })
     };
+    let started = std::time::Instant::now();
     let mut opened = open_and_scan();
     if on_damage == OnDamage::AcceptLoss && !matches!(opened, Ok(Ok(_)) | Ok(Err(sled::Error::Io(_)))) {
         // sled's snapshot only saves reading the whole log; without it sled rebuilds from the log alone.
@@ -169,6 +170,12 @@ pub(crate) fn open_checked(path: &Path, on_damage: OnDamage) -> StoreResult<(Ope
         }
         (None, false) => problems.push("the integrity record is missing".to_string()),
     }
+    log::info!(
+        "start-up check: {} records ({} bytes) read and checked in {} ms",
+        scan.found.count,
+        scan.found.bytes,
+        started.elapsed().as_millis()
+    );
     if problems.is_empty() {
         let state = scan.recorded.unwrap_or_default();
         return Ok((open, state, problems));

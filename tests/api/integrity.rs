@@ -128,7 +128,32 @@ fn observe(client: &Client, addr: &str) -> Contents {
     seen
 }
 
-fn terminate(mut child: Child) {
+/// A server process, killed when dropped (a failed assertion leaves no server running).
+struct Server(Option<Child>);
+
+impl From<Child> for Server {
+    fn from(child: Child) -> Server {
+        Server(Some(child))
+    }
+}
+
+impl Server {
+    fn take(mut self) -> Child {
+        self.0.take().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn terminate(server: impl Into<Server>) {
+    let mut child = server.into().take();
     let pid = child.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let status = child.wait().unwrap();
@@ -136,7 +161,7 @@ fn terminate(mut child: Child) {
 }
 
 enum Start {
-    Up(Child, String),
+    Up(Server, String),
     Refused { code: Option<i32>, stderr: String },
 }
 
@@ -170,7 +195,7 @@ fn try_start(data: &Path, extra: &[&str]) -> Start {
     loop {
         if let Ok(addr) = rx.try_recv() {
             std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::stderr()));
-            return Start::Up(child, addr);
+            return Start::Up(child.into(), addr);
         }
         if let Some(status) = child.try_wait().unwrap() {
             let mut text = String::new();
@@ -240,12 +265,14 @@ fn damaged_copies_of_a_stopped_store_are_refused_or_start_with_every_record() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let (child, addr) = start_binary(&store);
+    let child = Server::from(child);
     let client = client();
     let want = populate(&client, &addr, 120);
     assert_eq!(observe(&client, &addr), want, "the server answers what was written");
     terminate(child);
     // started and stopped once more, sled also keeps a snapshot of its page table
     let (child, addr) = start_binary(&store);
+    let child = Server::from(child);
     assert_eq!(observe(&client, &addr), want, "the server answers what was written after a restart");
     terminate(child);
 
@@ -274,11 +301,10 @@ fn damaged_copies_of_a_stopped_store_are_refused_or_start_with_every_record() {
                 assert_clear_refusal(code, &stderr, &case);
                 refused += 1;
             }
-            Start::Up(mut child, addr) => {
+            Start::Up(server, addr) => {
                 let seen = observe(&client, &addr);
                 eprintln!("{case}: started");
-                child.kill().unwrap();
-                child.wait().unwrap();
+                drop(server);
                 assert_eq!(seen, want, "{case}: started with other data");
                 intact += 1;
             }
@@ -297,8 +323,8 @@ fn damaged_copies_of_a_stopped_store_are_refused_or_start_with_every_record() {
             Start::Refused { code, stderr } => {
                 assert_clear_refusal(code, &stderr, &format!("log cut to {keep}"))
             }
-            Start::Up(mut child, _) => {
-                child.kill().unwrap();
+            Start::Up(server, _) => {
+                drop(server);
                 panic!("a log cut to {keep} of {len} bytes was opened");
             }
         }
@@ -310,6 +336,7 @@ fn a_refused_store_is_explained_by_verify_and_opened_only_after_accepting_the_lo
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let (child, addr) = start_binary(&store);
+    let child = Server::from(child);
     let client = client();
     let want = populate(&client, &addr, 30);
     terminate(child);
@@ -522,7 +549,8 @@ fn a_full_disk_is_answered_507_reads_go_on_and_writes_recover_without_a_restart(
 }
 
 /// SIGTERM; the exit may report the failed final flush.
-fn terminate_any(mut child: Child) {
+fn terminate_any(server: Server) {
+    let mut child = server.take();
     let pid = child.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     child.wait().unwrap();
@@ -621,6 +649,7 @@ fn compact_rewrites_a_stopped_store_with_every_record() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let (child, addr) = start_binary(&store);
+    let child = Server::from(child);
     let client = client();
     let want = populate(&client, &addr, 40);
     terminate(child);
@@ -646,4 +675,32 @@ fn compact_rewrites_a_stopped_store_with_every_record() {
     let Start::Up(child, addr) = try_start(&store, &[]) else { panic!("the compacted store opens") };
     assert_eq!(observe(&client, &addr), want);
     terminate(child);
+}
+
+#[test]
+fn a_store_that_holds_users_is_never_a_first_start() {
+    use usersync::app::{Settings, bootstrap, open_store};
+    use usersync::clock::SystemClock;
+    use usersync::scim::resource::normalize;
+    use usersync::scim::schema::ResourceKind;
+    use usersync::store::{Actor, DurabilityMode};
+
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings::new(dir.path());
+    let store = open_store(dir.path(), DurabilityMode::Flush, Arc::new(SystemClock)).unwrap();
+    let (account, _) = store.ensure_account("acme").unwrap();
+    let registry = store.registry(account.id);
+    let users = registry.resource(ResourceKind::User);
+    let input = normalize(users, &json!({"userName": "kept@example.com"})).unwrap();
+    store.create_user(account.id, users, &input, &Actor::engine()).unwrap();
+    assert!(bootstrap(&store, &settings).unwrap().is_empty(), "no new tokens for a store with users");
+    assert!(store.account("default").unwrap().is_none(), "no new default account");
+
+    let empty = tempfile::tempdir().unwrap();
+    let store = open_store(empty.path(), DurabilityMode::Flush, Arc::new(SystemClock)).unwrap();
+    assert_eq!(
+        bootstrap(&store, &Settings::new(empty.path())).unwrap().len(),
+        2,
+        "a first start gets its way in"
+    );
 }
