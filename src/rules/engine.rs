@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::clock::timestamp;
 use crate::scim::schema::{Registry, ResourceKind};
-use crate::store::sync::{Applied, Decision, EmailTemplate, ObjectKind, Scope, SyncConfig};
+use crate::store::sync::{Applied, Decision, EmailTemplate, FailureReason, ObjectKind, Scope, SyncConfig};
 use crate::store::{AccountId, GroupsCursor, Store, StoreResult};
 
 use super::resolve::{CompiledRule, compile, decide};
@@ -123,6 +123,7 @@ impl Engine {
             }
             let Some(evaluator) = Evaluator::new(store, acct, &config)? else { continue };
             evaluated += self.drain_scopes(&evaluator)?;
+            // Last, because applying decisions marks the waiting users a freed seat is offered to.
             evaluated += self.drain_users(&evaluator)?;
         }
         Ok(evaluated)
@@ -169,10 +170,31 @@ impl Engine {
             .iter()
             .map(|u| Ok(((*u).clone(), store.pending_seq(acct, u)?)))
             .collect::<StoreResult<Vec<_>>>()?;
+        self.apply_waiting_last(evaluator, users)
+    }
+
+    /// Evaluates users (given in ascending id order) and applies their decisions: first those who do not
+    /// wait for a seat, in id order, then those who do, oldest failure first, so that seats the first ones
+    /// free go to whoever has waited longest.
+    fn apply_waiting_last(
+        &self,
+        evaluator: &Evaluator<'_>,
+        users: Vec<(String, Option<u64>)>,
+    ) -> StoreResult<usize> {
+        let (store, acct) = (&self.inner.store, evaluator.acct);
+        let count = users.len();
+        let waiting = evaluator.waiting_since()?;
+        let (mut waiters, others): (Vec<_>, Vec<_>) =
+            users.into_iter().partition(|(u, _)| waiting.contains_key(u));
+        waiters.sort_by(|(a, _), (b, _)| (&waiting[a], a).cmp(&(&waiting[b], b)));
         let _one_at_a_time = self.serialised();
-        let decisions = evaluator.decisions(&users)?;
-        store.apply_decisions(acct, &decisions)?;
-        Ok(users.len())
+        if !others.is_empty() {
+            store.apply_decisions(acct, &evaluator.decisions(&others)?)?;
+        }
+        if !waiters.is_empty() {
+            store.apply_decisions(acct, &evaluator.decisions_as_listed(&waiters)?)?;
+        }
+        Ok(count)
     }
 
     /// After a pure reorder, only users whose lowest-numbered matching rule changed (or who are failing or
@@ -211,12 +233,9 @@ impl Engine {
             if pending.is_empty() {
                 return Ok(evaluated);
             }
-            let _one_at_a_time = self.serialised();
             let pending: Vec<(String, Option<u64>)> =
                 pending.into_iter().map(|(u, seq)| (u, Some(seq))).collect();
-            let decisions = evaluator.decisions(&pending)?;
-            store.apply_decisions(acct, &decisions)?;
-            evaluated += pending.len();
+            evaluated += self.apply_waiting_last(evaluator, pending)?;
         }
     }
 
@@ -225,14 +244,16 @@ impl Engine {
         let store = &self.inner.store;
         let config = store.sync_config(acct)?;
         let Some(evaluator) = Evaluator::new(store, acct, &config)? else { return Ok(Vec::new()) };
+        // Oldest failure first, as seats are handed out everywhere else.
+        let waiting = evaluator.waiting_since()?;
         let mut sorted = uids.to_vec();
-        sorted.sort();
+        sorted.sort_by(|a, b| (waiting.get(a), a).cmp(&(waiting.get(b), b)));
         sorted.dedup();
         let mut out = Vec::with_capacity(sorted.len());
         for chunk in sorted.chunks(BATCH) {
             let _one_at_a_time = self.serialised();
             let batch: Vec<(String, Option<u64>)> = chunk.iter().map(|u| (u.clone(), None)).collect();
-            let decisions = evaluator.decisions(&batch)?;
+            let decisions = evaluator.decisions_as_listed(&batch)?;
             let applied = store.apply_decisions(acct, &decisions)?;
             out.extend(chunk.iter().cloned().zip(applied));
         }
@@ -265,6 +286,26 @@ impl<'s> Evaluator<'s> {
             .map(|t| (t.id.clone(), t))
             .collect();
         Ok(Some(Evaluator { store, acct, rules, registry: store.registry(acct), templates }))
+    }
+
+    /// Users waiting for a seat (failing `outOfLicenses`) and since when.
+    fn waiting_since(&self) -> StoreResult<HashMap<String, String>> {
+        Ok(self
+            .store
+            .stored_failures(self.acct)?
+            .into_iter()
+            .filter(|(_, f)| f.reason == FailureReason::OutOfLicenses)
+            .map(|(u, f)| (u, f.since))
+            .collect())
+    }
+
+    /// Decisions for users in any order, in that order (reading them in ascending id order).
+    fn decisions_as_listed(&self, users: &[(String, Option<u64>)]) -> StoreResult<Vec<Decision>> {
+        let mut by_id: Vec<(String, Option<u64>)> = users.to_vec();
+        by_id.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut decided: HashMap<String, Decision> =
+            self.decisions(&by_id)?.into_iter().map(|d| (d.user.clone(), d)).collect();
+        Ok(users.iter().filter_map(|(u, _)| decided.remove(u)).collect())
     }
 
     /// Decisions for users in ascending id order, computed on every core: the work is all reads.

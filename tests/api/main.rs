@@ -9,6 +9,7 @@ mod cli;
 mod concurrency;
 mod crash;
 mod discovery;
+mod engine;
 mod entra;
 mod etag;
 mod helpers;

@@ -129,7 +129,9 @@ pub struct RetryRequest {
     users: Option<Vec<String>>,
 }
 
-/// `POST /failures/retry`: re-evaluates all failing users, those of one reason, or chosen users, now.
+/// `POST /failures/retry`: re-evaluates all failing users, those of one reason, or chosen users (ids or
+/// userNames), now. Chosen users who are not failing are answered as `notFailing` and left alone; unknown
+/// ones fail the whole request (404 listing them) before anything is retried.
 pub async fn retry(
     state: web::Data<AppState>,
     caller: AdminCaller,
@@ -144,12 +146,12 @@ pub async fn retry(
         return Err(AdminError::conflict("sync is off; switch it on to apply rules"));
     }
     let failing = state.store.failures(acct)?;
-    let chosen: Vec<String> = match (&request.users, request.reason) {
-        (Some(users), _) => users.clone(),
+    let (chosen, not_failing) = match (&request.users, request.reason) {
+        (Some(users), _) => chosen_users(&state.store, acct, users, &failing)?,
         (None, Some(reason)) => {
-            failing.iter().filter(|(_, f)| f.reason == reason).map(|(u, _)| u.clone()).collect()
+            (failing.iter().filter(|(_, f)| f.reason == reason).map(|(u, _)| u.clone()).collect(), vec![])
         }
-        (None, None) => failing.iter().map(|(u, _)| u.clone()).collect(),
+        (None, None) => (failing.iter().map(|(u, _)| u.clone()).collect(), vec![]),
     };
     let Some(engine) = state.engine.clone() else {
         return Err(AdminError::conflict("the rule engine is not running"));
@@ -160,10 +162,40 @@ pub async fn retry(
     })??;
     state.store.durable().await;
     let still = results.iter().filter(|(_, a)| matches!(a, Applied::Failed(_))).count();
-    let detail = json!({"users": chosen, "reason": request.reason, "resolved": results.len() - still, "stillFailing": still});
+    let resolved = results.len() - still;
+    let detail = json!({"users": chosen, "reason": request.reason, "resolved": resolved, "stillFailing": still, "notFailing": not_failing});
     state.store.record_activity(acct, &caller.0.actor(), "failures.retried", None, detail)?;
     state.store.durable().await;
-    Ok(ok(&json!({"retried": results.len(), "resolved": results.len() - still, "stillFailing": still})))
+    Ok(ok(
+        &json!({"retried": results.len(), "resolved": resolved, "stillFailing": still, "notFailing": not_failing}),
+    ))
+}
+
+/// The chosen users (ids or userNames) as ids: those failing, to retry, and those not failing, to answer
+/// as such; a 404 lists every one that is no user of the account.
+fn chosen_users(
+    store: &Store,
+    acct: AccountId,
+    users: &[String],
+    failing: &[(String, Failure)],
+) -> AdminResult<(Vec<String>, Vec<Value>)> {
+    let (mut retry, mut not_failing, mut unknown) = (Vec::new(), Vec::new(), Vec::new());
+    for key in users {
+        match store.user_by_id_or_name(acct, key)? {
+            None => unknown.push(key.as_str()),
+            Some((uid, _)) if failing.iter().any(|(u, _)| *u == uid) => retry.push(uid),
+            Some((uid, user)) => not_failing.push(json!({"id": uid, "userName": user.get("userName")})),
+        }
+    }
+    if !unknown.is_empty() {
+        return Err(AdminError::not_found(format!(
+            "users: no user {} in this account; nothing was retried",
+            unknown.iter().map(|u| format!("'{u}'")).collect::<Vec<_>>().join(", ")
+        )));
+    }
+    retry.sort();
+    retry.dedup();
+    Ok((retry, not_failing))
 }
 
 /// `GET /activity?type=&user=&limit=&before=`: newest first, `next` is the cursor of the following page.

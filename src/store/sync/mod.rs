@@ -209,7 +209,7 @@ impl Store {
     /// Users with an `outOfLicenses` failure that names `product`.
     fn users_failing_for(&self, acct: AccountId, product: &str) -> StoreResult<Vec<String>> {
         Ok(self
-            .failures(acct)?
+            .stored_failures(acct)?
             .into_iter()
             .filter(|(_, f)| {
                 f.reason == FailureReason::OutOfLicenses && f.products.iter().any(|p| p == product)
@@ -341,12 +341,62 @@ impl Store {
         self.scan_by_user(acct, kind::ENTITLEMENT)
     }
 
+    /// The user's failure, its detail as the seats stand now.
     pub fn failure(&self, acct: AccountId, uid: &str) -> StoreResult<Option<Failure>> {
-        get(self.tree(), &key(kind::FAILURE, acct, &[uid.as_bytes()]))
+        let Some(failure) = get(self.tree(), &key(kind::FAILURE, acct, &[uid.as_bytes()]))? else {
+            return Ok(None);
+        };
+        let mut one = [(uid.to_string(), failure)];
+        self.refresh_details(acct, &mut one)?;
+        let [(_, failure)] = one;
+        Ok(Some(failure))
     }
 
+    /// Every failure in user-id order, their details as the seats stand now.
     pub fn failures(&self, acct: AccountId) -> StoreResult<Vec<(String, Failure)>> {
+        let mut failures = self.stored_failures(acct)?;
+        self.refresh_details(acct, &mut failures)?;
+        Ok(failures)
+    }
+
+    /// The failures as recorded, details as they were when recorded.
+    pub(crate) fn stored_failures(&self, acct: AccountId) -> StoreResult<Vec<(String, Failure)>> {
         self.scan_by_user(acct, kind::FAILURE)
+    }
+
+    /// Rewrites the detail of `outOfLicenses` failures from the seats as they are now: the detail stays
+    /// true while seats are taken, freed and bought.
+    fn refresh_details(&self, acct: AccountId, failures: &mut [(String, Failure)]) -> StoreResult<()> {
+        let waits = |f: &Failure| f.reason == FailureReason::OutOfLicenses;
+        if !failures.iter().any(|(_, f)| waits(f)) {
+            return Ok(());
+        }
+        let products: std::collections::HashMap<String, (Product, u64)> =
+            self.products(acct)?.into_iter().map(|(p, used)| (p.id.clone(), (p, used))).collect();
+        // Per product, when each of its waiting users started waiting, oldest first.
+        let mut since: std::collections::HashMap<&str, Vec<&str>> = std::collections::HashMap::new();
+        let all = self.stored_failures(acct)?;
+        for (_, f) in all.iter().filter(|(_, f)| waits(f)) {
+            for p in &f.products {
+                since.entry(p.as_str()).or_default().push(f.since.as_str());
+            }
+        }
+        since.values_mut().for_each(|times| times.sort_unstable());
+        for (_, failure) in failures.iter_mut().filter(|(_, f)| waits(f)) {
+            let parts: Vec<String> = failure
+                .products
+                .iter()
+                .map(|p| {
+                    let times = since.get(p.as_str()).map_or(&[][..], Vec::as_slice);
+                    // Those who started waiting before this user (ties count, this user aside).
+                    let ahead = times.partition_point(|t| *t <= failure.since.as_str()).saturating_sub(1);
+                    let (product, used) = products.get(p).map_or((None, 0), |(p, u)| (Some(p), *u));
+                    apply::seats_text(p, product, used, ahead as u64)
+                })
+                .collect();
+            failure.detail = parts.join("; ");
+        }
+        Ok(())
     }
 
     fn scan_by_user<T: DeserializeOwned>(&self, acct: AccountId, kind_: u8) -> StoreResult<Vec<(String, T)>> {
@@ -357,6 +407,16 @@ impl Store {
                 Ok((super::keys::suffix(&k, false).to_string(), decode(&v)?))
             })
             .collect()
+    }
+
+    /// The user named by `key`: a user id, or else a userName (case-insensitively, through the userName
+    /// uniqueness index). Returns the user's id and record.
+    pub fn user_by_id_or_name(&self, acct: AccountId, key: &str) -> StoreResult<Option<(String, Value)>> {
+        if let Some(user) = self.user(acct, key)? {
+            return Ok(Some((key.to_string(), user)));
+        }
+        let Some(uid) = super::resources::USERS.id_by_name(self, acct, key)? else { return Ok(None) };
+        Ok(self.user(acct, &uid)?.map(|user| (uid, user)))
     }
 
     /// Has the user been sent a welcome message?

@@ -1,0 +1,155 @@
+//! The engine's answers to an admin (issue 11, engine side): freed seats reassigned, complete explanations,
+//! rules whose group was deleted, filters validated against the account's schema.
+
+use reqwest::Method;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+fn product(app: &TestApp, id: &str, name: &str, seats: Option<u64>) {
+    let body = json!({"name": name, "seats": seats});
+    let res = app.admin(Method::PUT, &format!("/products/{id}"), Some(&body));
+    assert!(res.status().is_success(), "{}", res.text().unwrap_or_default());
+}
+
+fn rule(app: &TestApp, body: Value) -> Value {
+    app.admin_ok(Method::POST, "/rules", Some(&body), StatusCode::CREATED)
+}
+
+fn sync_on(app: &TestApp) {
+    app.admin_ok(Method::PUT, "/sync", Some(&json!({"enabled": true})), StatusCode::OK);
+}
+
+fn user(app: &TestApp, name: &str, extra: Value) -> String {
+    let mut body = json!({"userName": name, "emails": [{"value": name, "primary": true}]});
+    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+        b.extend(e.clone());
+    }
+    id(&app.create_user(&body))
+}
+
+fn state(app: &TestApp, uid: &str) -> Value {
+    app.entitlements(uid)["state"].clone()
+}
+
+/// The failures' users, as `(userName, detail)`, by userName.
+fn failing(app: &TestApp) -> Vec<(String, String)> {
+    let failures = app.admin_ok(Method::GET, "/failures", None, StatusCode::OK);
+    let mut out = Vec::new();
+    for reason in failures["byReason"].as_array().unwrap() {
+        for u in reason["users"].as_array().unwrap() {
+            out.push((
+                u["userName"].as_str().unwrap().to_string(),
+                u["detail"].as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn deactivate(app: &TestApp, uid: &str) {
+    let off = json!({"Operations": [{"op": "replace", "path": "active", "value": false}]});
+    expect_status(app.patch(&format!("/Users/{uid}"), &off), StatusCode::NO_CONTENT);
+}
+
+#[test]
+fn freed_seats_go_to_the_oldest_failure_without_a_retry() {
+    let app = spawn_app();
+    product(&app, "webinar", "Webinar", Some(2));
+    let g = id(&app.create_group("Hosts"));
+    rule(&app, json!({"group": g, "products": ["webinar"]}));
+    sync_on(&app);
+    let holders: Vec<String> =
+        (0..2).map(|i| user(&app, &format!("holder{i}@example.com"), json!({}))).collect();
+    app.add_members(&g, &holders.iter().map(String::as_str).collect::<Vec<_>>());
+    app.settle();
+    // the later user is created first, so id order and waiting order differ
+    let later = user(&app, "later@example.com", json!({}));
+    let first = user(&app, "first@example.com", json!({}));
+    app.add_members(&g, &[&first]);
+    app.settle();
+    app.add_members(&g, &[&later]);
+    app.settle();
+    assert_eq!((state(&app, &first), state(&app, &later)), (json!("failed"), json!("failed")));
+    assert_eq!(
+        failing(&app),
+        [
+            ("first@example.com".to_string(), "Webinar: 2 of 2 seats in use".to_string()),
+            ("later@example.com".to_string(), "Webinar: 2 of 2 seats in use".to_string())
+        ]
+    );
+
+    // a deactivation frees a seat: it goes to the user who has waited longest, without an admin's retry
+    deactivate(&app, &holders[0]);
+    app.settle();
+    assert_eq!((state(&app, &first), state(&app, &later)), (json!("entitled"), json!("failed")));
+    assert_eq!(
+        failing(&app),
+        [("later@example.com".to_string(), "Webinar: 2 of 2 seats in use".to_string())]
+    );
+    // a deletion frees one too
+    expect_status(app.delete(&format!("/Users/{}", holders[1])), StatusCode::NO_CONTENT);
+    app.settle();
+    assert_eq!(state(&app, &later), json!("entitled"));
+    assert_eq!(failing(&app), []);
+    let webinar = app.admin_ok(Method::GET, "/products/webinar", None, StatusCode::OK);
+    assert_eq!((webinar["used"].clone(), webinar["seats"].clone()), (json!(2), json!(2)));
+
+    // the reactivated holder waits (nobody is evicted); a user moving to a rule without the product frees it
+    let on = json!({"Operations": [{"op": "replace", "path": "active", "value": true}]});
+    expect_status(app.patch(&format!("/Users/{}", holders[0]), &on), StatusCode::NO_CONTENT);
+    app.settle();
+    assert_eq!(state(&app, &holders[0]), json!("failed"));
+    let basic = id(&app.create_group("Basic"));
+    product(&app, "meeting", "Meeting", None);
+    rule(&app, json!({"group": basic, "products": ["meeting"], "number": 1}));
+    app.add_members(&basic, &[&first]);
+    app.settle();
+    assert_eq!(app.entitlements(&first)["products"], json!(["meeting"]));
+    assert_eq!(
+        app.entitlements(&holders[0])["products"],
+        json!(["webinar"]),
+        "the freed seat went to the waiting user"
+    );
+}
+
+#[test]
+fn a_retry_names_unknown_users_and_leaves_users_who_are_not_failing_alone() {
+    let app = spawn_app();
+    product(&app, "webinar", "Webinar", Some(1));
+    let g = id(&app.create_group("Hosts"));
+    rule(&app, json!({"group": g, "products": ["webinar"]}));
+    sync_on(&app);
+    let holder = user(&app, "holder@example.com", json!({}));
+    let waiting = user(&app, "waiting@example.com", json!({}));
+    app.add_members(&g, &[&holder]);
+    app.settle();
+    app.add_members(&g, &[&waiting]);
+    app.settle();
+    let before = app.entitlements(&holder);
+
+    // unknown users: 404 naming each, and nothing is retried
+    let body = json!({"users": ["nope", "holder@example.com", "ghost@example.com"]});
+    let res = expect_status(app.admin(Method::POST, "/failures/retry", Some(&body)), StatusCode::NOT_FOUND);
+    assert_eq!(
+        res["message"],
+        json!("users: no user 'nope', 'ghost@example.com' in this account; nothing was retried")
+    );
+    let retried = app.admin_ok(Method::GET, "/activity?type=failures.retried", None, StatusCode::OK);
+    assert_eq!(retried["entries"], json!([]));
+
+    // a user who is not failing is answered as such, by id or userName, and not re-evaluated
+    let body = json!({"users": ["HOLDER@example.com", waiting]});
+    let res = app.admin_ok(Method::POST, "/failures/retry", Some(&body), StatusCode::OK);
+    assert_eq!(
+        res,
+        json!({"retried": 1, "resolved": 0, "stillFailing": 1,
+            "notFailing": [{"id": holder, "userName": "holder@example.com"}]})
+    );
+    assert_eq!(app.entitlements(&holder), before, "not re-evaluated");
+    let body = json!({"users": [holder]});
+    let res = app.admin_ok(Method::POST, "/failures/retry", Some(&body), StatusCode::OK);
+    assert_eq!(res["resolved"], json!(0), "a user who is not failing is never counted as resolved");
+}
