@@ -2,12 +2,17 @@
 //! previews, and the worker that re-evaluates users as the directory and the rules change.
 
 mod engine;
+mod explain;
 mod preview;
 mod resolve;
 mod validate;
 mod welcome;
 
 pub use engine::Engine;
+pub use explain::{
+    RuleLine, RuleOutcome, entitlement_view, explain, explain_user, failed_clause, group_names, state_of,
+    top_level_paths,
+};
 pub use preview::preview;
 pub use resolve::{CompiledRule, Resolution, compile, decide, resolve};
 pub use validate::{RuleError, validate_custom_attributes, validate_rule};

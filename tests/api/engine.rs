@@ -153,3 +153,101 @@ fn a_retry_names_unknown_users_and_leaves_users_who_are_not_failing_alone() {
     let res = app.admin_ok(Method::POST, "/failures/retry", Some(&body), StatusCode::OK);
     assert_eq!(res["resolved"], json!(0), "a user who is not failing is never counted as resolved");
 }
+
+#[test]
+fn a_user_s_explanation_names_every_rule_and_what_it_did() {
+    let app = spawn_app();
+    product(&app, "meeting", "Meeting", None);
+    product(&app, "webinar", "Webinar", Some(0));
+    let sales = id(&app.create_group("Sales"));
+    let staff = id(&app.create_group("Staff"));
+    let eng = id(&app.create_group("Engineering"));
+    let r1 = rule(&app, json!({"group": sales, "filter": "title eq \"Manager\"", "products": ["meeting"]}));
+    let r2 = rule(&app, json!({"group": staff, "products": ["meeting"]}));
+    let r3 = rule(&app, json!({"group": sales, "products": ["meeting"]}));
+    let r4 = rule(&app, json!({"group": eng, "products": ["meeting"]}));
+    let clerk = user(&app, "clerk@example.com", json!({"title": "Clerk"}));
+    app.add_members(&sales, &[&clerk]);
+    app.add_members(&staff, &[&clerk]);
+    // before sync is on: nothing evaluated, and the explanation says so
+    let e = app.entitlements("CLERK@example.com");
+    assert_eq!(
+        (e["user"].clone(), e["syncOff"].clone(), e["evaluated"].clone()),
+        (json!(clerk), json!(true), json!(false))
+    );
+    sync_on(&app);
+    app.settle();
+    let e = app.entitlements("clerk@example.com");
+    assert_eq!((e["syncOff"].clone(), e["userInactive"].clone()), (json!(false), json!(false)));
+    assert_eq!(e["rule"], json!({"id": r2["id"], "number": 2}));
+    let lines: Vec<Value> = e["rules"].as_array().unwrap().clone();
+    assert_eq!(
+        lines,
+        [
+            json!({"id": r1["id"], "number": 1, "group": sales, "groupName": "Sales", "outcome": "filterFailed",
+                "clause": "title eq \"Manager\"", "value": "Clerk"}),
+            json!({"id": r2["id"], "number": 2, "group": staff, "groupName": "Staff", "outcome": "decided"}),
+            json!({"id": r3["id"], "number": 3, "group": sales, "groupName": "Sales", "outcome": "lostTo", "lostTo": 2}),
+            json!({"id": r4["id"], "number": 4, "group": eng, "groupName": "Engineering", "outcome": "notMember"}),
+        ]
+    );
+    let unknown = app.admin(Method::GET, "/users/nobody@example.com/entitlements", None);
+    assert_eq!(
+        expect_status(unknown, StatusCode::NOT_FOUND)["message"],
+        json!("no user with id or userName 'nobody@example.com' in this account")
+    );
+
+    // a failing user (first evaluation failed): the deciding rule, its intended bundle, the matching rules
+    let hosts = id(&app.create_group("Hosts"));
+    let r5 = rule(&app, json!({"group": hosts, "products": ["meeting", "webinar"], "number": 1}));
+    let host = user(&app, "host@example.com", json!({}));
+    app.add_members(&hosts, &[&host]);
+    app.settle();
+    let e = app.entitlements(&host);
+    assert_eq!(e["state"], json!("failed"));
+    assert_eq!(e["rule"], json!({"id": r5["id"], "number": 1}), "not null for a failing user");
+    assert_eq!(e["matchedRules"], json!([{"id": r5["id"], "number": 1}]));
+    assert_eq!(e["intended"]["products"], json!(["meeting", "webinar"]));
+    assert_eq!(e["failure"]["detail"], json!("Webinar: 0 of 0 seats in use"));
+    assert_eq!(e["appliedRule"], Value::Null);
+    // an inactive user
+    deactivate(&app, &clerk);
+    app.settle();
+    let e = app.entitlements(&clerk);
+    assert_eq!(
+        (e["userInactive"].clone(), e["rules"][2]["outcome"].clone()),
+        (json!(true), json!("userInactive"))
+    );
+
+    // every user of the account is listed, failing and never-evaluated ones included, by state and product
+    app.admin_ok(Method::PUT, "/sync", Some(&json!({"enabled": false})), StatusCode::OK);
+    let fresh = user(&app, "fresh@example.com", json!({}));
+    let all = app.admin_ok(Method::GET, "/entitlements", None, StatusCode::OK);
+    assert_eq!(all["totalResults"], json!(3));
+    let listed: Vec<&str> =
+        all["Resources"].as_array().unwrap().iter().map(|u| u["user"].as_str().unwrap()).collect();
+    assert!(listed.contains(&host.as_str()) && listed.contains(&fresh.as_str()), "{all}");
+    let failed = app.admin_ok(Method::GET, "/entitlements?state=failed", None, StatusCode::OK);
+    assert_eq!(
+        (failed["totalResults"].clone(), failed["Resources"][0]["user"].clone()),
+        (json!(1), json!(host))
+    );
+    let none = app.admin_ok(Method::GET, "/entitlements?state=none", None, StatusCode::OK);
+    assert_eq!(
+        (none["totalResults"].clone(), none["Resources"][0]["evaluated"].clone()),
+        (json!(1), json!(false))
+    );
+    let suspended =
+        app.admin_ok(Method::GET, "/entitlements?state=suspended&product=meeting", None, StatusCode::OK);
+    assert_eq!(suspended["totalResults"], json!(0));
+    let res = app.admin(Method::GET, "/entitlements?state=happy", None);
+    assert_eq!(
+        expect_status(res, StatusCode::BAD_REQUEST)["message"],
+        json!("state: 'happy' is not one of entitled, none, failed, suspended")
+    );
+    let res = app.admin(Method::GET, "/entitlements?product=nope", None);
+    assert_eq!(
+        expect_status(res, StatusCode::UNPROCESSABLE_ENTITY)["message"],
+        json!("product: no product 'nope' in this account")
+    );
+}

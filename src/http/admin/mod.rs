@@ -3,6 +3,7 @@
 //! `{"error": code, "message": ...}`.
 
 mod catalog;
+mod explain;
 mod rules;
 mod users;
 
@@ -198,8 +199,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/rules/{id}", web::get().to(rules::get))
             .route("/rules/{id}", web::put().to(rules::replace))
             .route("/rules/{id}", web::delete().to(rules::delete))
-            .route("/users/{id}/entitlements", web::get().to(users::entitlements_of))
-            .route("/entitlements", web::get().to(users::entitlements))
+            .route("/users/{id}/entitlements", web::get().to(explain::entitlements_of))
+            .route("/entitlements", web::get().to(explain::entitlements))
             .route("/failures", web::get().to(users::failures))
             .route("/failures/retry", web::post().to(users::retry))
             .route("/activity", web::get().to(users::activity))

@@ -1,5 +1,5 @@
-//! What the engine did for users: one user's entitlements with their provenance, every user's bundle,
-//! failures by reason and their retry, the activity history and the welcome outbox.
+//! What the engine did for users: failures by reason and their retry, the activity history and the
+//! welcome outbox (explanations of entitlements are in `explain`).
 
 use std::collections::BTreeMap;
 
@@ -10,98 +10,16 @@ use serde_json::{Value, json};
 use super::{AdminError, AdminResult, OptionalBody, ok};
 use crate::http::AppState;
 use crate::http::request::{AdminCaller, Params};
-use crate::store::sync::{Applied, Entitlement, EntitlementState, Failure, FailureReason, SyncConfig};
-use crate::store::{AccountId, ActivityQuery, Store, is_active};
+use crate::store::sync::{Applied, Failure, FailureReason};
+use crate::store::{AccountId, ActivityQuery, Store};
 
-fn state_of(entitlement: Option<&Entitlement>, failure: Option<&Failure>, user: &Value) -> EntitlementState {
-    match (failure, entitlement) {
-        (Some(_), _) => EntitlementState::Failed,
-        (None, Some(e)) => e.state,
-        (None, None) if !is_active(user) => EntitlementState::Suspended,
-        (None, None) => EntitlementState::None,
-    }
-}
-
-/// One user's entitlements in the reference's shape.
-fn entitlement_view(
-    store: &Store,
-    acct: AccountId,
-    config: &SyncConfig,
-    uid: &str,
-    user: &Value,
-) -> AdminResult<Value> {
-    let entitlement = store.entitlement(acct, uid)?;
-    let failure = store.failure(acct, uid)?;
-    let bundle = entitlement.as_ref().and_then(|e| e.bundle.clone()).unwrap_or_default();
-    let granted = entitlement.as_ref().is_some_and(|e| e.bundle.is_some());
-    Ok(json!({
-        "user": uid,
-        "userName": user.get("userName"),
-        "state": state_of(entitlement.as_ref(), failure.as_ref(), user),
-        "rule": entitlement.as_ref().and_then(|e| e.rule.as_deref()).and_then(|id| config.reference(id)),
-        "matchedRules": entitlement.as_ref().map(|e| config.references(&e.matched_rules)).unwrap_or_default(),
-        "products": bundle.products,
-        "admin": bundle.admin,
-        "language": granted.then_some(bundle.language),
-        "welcomeEmail": granted.then_some(bundle.welcome_email),
-        "userGroup": bundle.user_group,
-        "settingsTemplate": granted.then_some(bundle.settings_template),
-        "failure": failure.map(|f| json!({"reason": f.reason, "detail": f.detail, "intended": f.intended, "products": f.products, "since": f.since})),
-        "updated": entitlement.as_ref().map(|e| e.updated.clone()),
-    }))
-}
-
-/// `GET /users/{id}/entitlements`.
-pub async fn entitlements_of(
-    state: web::Data<AppState>,
-    caller: AdminCaller,
-    id: web::Path<String>,
-) -> AdminResult<HttpResponse> {
-    let acct = caller.0.account();
-    let user =
-        state.store.user(acct, &id)?.ok_or_else(|| AdminError::not_found(format!("user {id} not found")))?;
-    let config = state.store.sync_config(acct)?;
-    Ok(ok(&entitlement_view(&state.store, acct, &config, &id, &user)?))
-}
-
-fn number(params: &Params, name: &str, default: usize) -> AdminResult<usize> {
+pub(super) fn number(params: &Params, name: &str, default: usize) -> AdminResult<usize> {
     params
         .get(name)
         .map(|v| v.trim().parse::<i64>().map(|n| n.max(0) as usize))
         .transpose()
         .map(|v| v.unwrap_or(default))
         .map_err(|_| AdminError::bad_request(format!("'{name}' must be an integer")))
-}
-
-/// `GET /entitlements?product=&startIndex=&count=`: users and their bundles, in user order.
-pub async fn entitlements(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    caller: AdminCaller,
-) -> AdminResult<HttpResponse> {
-    let acct = caller.0.account();
-    let params = Params::parse(&req).map_err(|e| AdminError::bad_request(e.to_string()))?;
-    let product = params.get("product");
-    let start = number(&params, "startIndex", 1)?.max(1);
-    let count = number(&params, "count", 100)?.min(1000);
-    let all: Vec<(String, Entitlement)> = state
-        .store
-        .entitlements(acct)?
-        .into_iter()
-        .filter(|(_, e)| {
-            product.is_none_or(|p| e.bundle.as_ref().is_some_and(|b| b.products.iter().any(|x| x == p)))
-        })
-        .collect();
-    let config = state.store.sync_config(acct)?;
-    let mut page = Vec::new();
-    for (uid, _) in all.iter().skip(start - 1).take(count) {
-        if let Some(user) = state.store.user(acct, uid)? {
-            page.push(entitlement_view(&state.store, acct, &config, uid, &user)?);
-        }
-    }
-    Ok(ok(
-        &json!({"totalResults": all.len(), "startIndex": start, "itemsPerPage": page.len(), "Resources": page}),
-    ))
 }
 
 /// `GET /failures`: by reason, with the users and a detail each.
