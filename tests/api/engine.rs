@@ -251,3 +251,72 @@ fn a_user_s_explanation_names_every_rule_and_what_it_did() {
         json!("product: no product 'nope' in this account")
     );
 }
+
+#[test]
+fn a_rule_whose_group_was_deleted_stays_broken_until_the_admin_points_it_elsewhere() {
+    let app = spawn_app();
+    product(&app, "meeting", "Meeting", None);
+    let sales = id(&app.create_group("Sales"));
+    let staff = id(&app.create_group("Staff"));
+    let r1 = rule(&app, json!({"group": sales, "products": ["meeting"]}));
+    rule(&app, json!({"group": staff, "products": ["meeting"]}));
+    sync_on(&app);
+    let seller = user(&app, "seller@example.com", json!({}));
+    app.add_members(&sales, &[&seller]);
+    app.settle();
+    assert_eq!(state(&app, &seller), json!("entitled"));
+
+    expect_status(app.delete(&format!("/Groups/{sales}")), StatusCode::NO_CONTENT);
+    app.settle();
+    let rules = app.admin_ok(Method::GET, "/rules", None, StatusCode::OK);
+    assert_eq!(rules.as_array().unwrap().len(), 2, "the rule stays");
+    assert_eq!(
+        (rules[0]["broken"].clone(), rules[0]["groupName"].clone(), rules[0]["suggestedGroup"].clone()),
+        (json!("groupDeleted"), json!("Sales"), Value::Null)
+    );
+    assert_eq!(rules[1]["broken"], Value::Null);
+    assert_eq!(app.admin_ok(Method::GET, "/sync", None, StatusCode::OK)["brokenRules"], json!(1));
+    assert_eq!(state(&app, &seller), json!("none"), "a broken rule matches nobody");
+    assert_eq!(app.entitlements(&seller)["rules"][0]["outcome"], json!("broken"));
+
+    // the current rules preview without failing, and the preview says which rules are broken
+    let current = json!({"rules": [
+        {"id": r1["id"], "group": sales, "products": ["meeting"]},
+        {"group": staff, "products": ["meeting"]},
+    ]});
+    let preview = app.admin_ok(Method::POST, "/rules/preview", Some(&current), StatusCode::OK);
+    assert_eq!(
+        preview["brokenRules"],
+        json!([{"id": r1["id"], "number": 1, "group": sales, "groupName": "Sales", "broken": "groupDeleted",
+            "suggestedGroup": null}])
+    );
+    // a proposed rule naming a group that does not exist is refused, naming the rule
+    let bad = json!({"rules": [{"group": staff, "products": ["meeting"]}, {"group": "nope", "products": ["meeting"]}]});
+    let res = app.admin(Method::POST, "/rules/preview", Some(&bad));
+    assert_eq!(
+        expect_status(res, StatusCode::UNPROCESSABLE_ENTITY)["message"],
+        json!("rules[1] (rule 2): group: no directory group 'nope' in this account")
+    );
+
+    // the IdP pushes a group called Sales again: suggested, not re-bound
+    let again = id(&app.create_group("Sales"));
+    app.add_members(&again, &[&seller]);
+    app.settle();
+    let rules = app.admin_ok(Method::GET, "/rules", None, StatusCode::OK);
+    assert_eq!(rules[0]["broken"], json!("groupDeleted"));
+    assert_eq!(rules[0]["suggestedGroup"], json!({"id": again, "displayName": "Sales"}));
+    assert_eq!(state(&app, &seller), json!("none"), "nothing is re-bound without the admin");
+
+    // the admin points the rule at it
+    let path = format!("/rules/{}", r1["id"].as_str().unwrap());
+    let saved = app.admin_ok(
+        Method::PUT,
+        &path,
+        Some(&json!({"group": again, "products": ["meeting"]})),
+        StatusCode::OK,
+    );
+    assert_eq!((saved["broken"].clone(), saved["groupName"].clone()), (Value::Null, json!("Sales")));
+    app.settle();
+    assert_eq!(state(&app, &seller), json!("entitled"));
+    assert_eq!(app.admin_ok(Method::GET, "/sync", None, StatusCode::OK)["brokenRules"], json!(0));
+}

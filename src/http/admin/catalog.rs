@@ -15,16 +15,15 @@ use crate::scim::schema::{Registry, ResourceKind};
 use crate::store::sync::{CustomAttribute, EmailTemplate, ObjectKind, Product, SettingsTemplate, UserGroup};
 use crate::store::{AccountId, Store, TokenKind};
 
-/// `GET /sync`: `{"enabled", "pending", "failures"}`.
+/// `GET /sync`: `{"enabled", "pending", "failures", "brokenRules"}`.
 pub async fn get_sync(state: web::Data<AppState>, caller: AdminCaller) -> AdminResult<HttpResponse> {
     Ok(ok(&sync_status(&state.store, caller.0.account())?))
 }
 
 fn sync_status(store: &Store, acct: AccountId) -> AdminResult<Value> {
     let config = store.sync_config(acct)?;
-    Ok(
-        json!({"enabled": config.enabled, "pending": store.pending_count(acct)?, "failures": store.failures(acct)?.len()}),
-    )
+    Ok(json!({"enabled": config.enabled, "pending": store.pending_count(acct)?,
+        "failures": store.failures(acct)?.len(), "brokenRules": store.broken_rules(acct, &config)?.len()}))
 }
 
 #[derive(Deserialize)]

@@ -8,14 +8,14 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::{AdminError, AdminResult, Body};
 use crate::http::AppState;
 use crate::http::request::AdminCaller;
 use crate::rules::validate_rule;
 use crate::scim::schema::ResourceKind;
-use crate::store::sync::{Bundle, References, Rule, RuleEdit, SyncConfig, renumber};
+use crate::store::sync::{BrokenRule, Bundle, References, Rule, RuleEdit, SyncConfig, renumber};
 use crate::store::{AccountId, Store};
 
 /// A rule as a client sends it: no id on create; everything else as in the answer.
@@ -51,19 +51,26 @@ impl RuleInput {
     }
 }
 
-/// The rule as the API shows it, with its group's name.
-fn view(store: &Store, acct: AccountId, rule: &Rule) -> Value {
+/// The rule as the API shows it, with its group's name; a rule whose group was deleted says so
+/// (`broken: "groupDeleted"`, the group's last known name, and `suggestedGroup` when a group of that name
+/// exists again).
+fn view(store: &Store, acct: AccountId, rule: &Rule, broken: &[BrokenRule]) -> Value {
     let mut v = serde_json::to_value(rule).unwrap_or_default();
     let name = store.group(acct, &rule.group).ok().flatten().and_then(|g| g.get("displayName").cloned());
+    let broken = broken.iter().find(|b| b.id == rule.id);
     if let Some(map) = v.as_object_mut() {
+        let name = name.or_else(|| broken.and_then(|b| b.group_name.clone()).map(Value::String));
         map.insert("groupName".into(), name.unwrap_or(Value::Null));
+        map.insert("broken".into(), json!(broken.map(|b| b.broken)));
+        map.insert("suggestedGroup".into(), json!(broken.and_then(|b| b.suggested_group.clone())));
     }
     v
 }
 
-fn list_view(store: &Store, acct: AccountId, config: &SyncConfig) -> HttpResponse {
-    let rules: Vec<Value> = config.rules.iter().map(|r| view(store, acct, r)).collect();
-    with_etag(HttpResponse::Ok().json(rules), config.version)
+fn list_view(store: &Store, acct: AccountId, config: &SyncConfig) -> AdminResult<HttpResponse> {
+    let broken = store.broken_rules(acct, config)?;
+    let rules: Vec<Value> = config.rules.iter().map(|r| view(store, acct, r, &broken)).collect();
+    Ok(with_etag(HttpResponse::Ok().json(rules), config.version))
 }
 
 fn with_etag(mut res: HttpResponse, version: u64) -> HttpResponse {
@@ -118,12 +125,12 @@ async fn save(
 /// The saved rule `id` as the answer shows it.
 fn saved_view(state: &AppState, acct: AccountId, saved: &SyncConfig, id: &str) -> AdminResult<Value> {
     let rule = &saved.rules[position_of(saved, id)?];
-    Ok(view(&state.store, acct, rule))
+    Ok(view(&state.store, acct, rule, &state.store.broken_rules(acct, saved)?))
 }
 
 pub async fn list(state: web::Data<AppState>, caller: AdminCaller) -> AdminResult<HttpResponse> {
     let acct = caller.0.account();
-    Ok(list_view(&state.store, acct, &state.store.sync_config(acct)?))
+    list_view(&state.store, acct, &state.store.sync_config(acct)?)
 }
 
 pub async fn get(
@@ -134,7 +141,8 @@ pub async fn get(
     let acct = caller.0.account();
     let config = state.store.sync_config(acct)?;
     let rule = &config.rules[position_of(&config, &id)?];
-    Ok(with_etag(HttpResponse::Ok().json(view(&state.store, acct, rule)), config.version))
+    let broken = state.store.broken_rules(acct, &config)?;
+    Ok(with_etag(HttpResponse::Ok().json(view(&state.store, acct, rule, &broken)), config.version))
 }
 
 /// `POST /rules`: a new rule, at `number` (1 is the highest priority) or last.
@@ -196,7 +204,7 @@ pub async fn reorder(
     body: Body<Order>,
 ) -> AdminResult<HttpResponse> {
     let saved = save(&state, &caller, &req, RuleEdit::Reorder { order: body.0.order }).await?;
-    Ok(list_view(&state.store, caller.0.account(), &saved))
+    list_view(&state.store, caller.0.account(), &saved)
 }
 
 #[derive(Deserialize)]
@@ -222,14 +230,36 @@ pub async fn preview(
         rules.push(input.into_rule(id)?);
     }
     renumber(&mut rules);
-    let refs = state.store.references(acct, &rules)?;
-    let registry = state.store.registry(acct);
+    let mut refs = state.store.references(acct, &rules)?;
+    let current = state.store.sync_config(acct)?;
+    // A saved rule whose group was deleted, proposed unchanged in its group, is previewed as the broken
+    // rule it is (matching nobody) instead of failing the whole preview.
+    let broken = state.store.broken_rules(acct, &current)?;
     for rule in &rules {
-        validate_rule(rule, &refs, registry.resource(ResourceKind::User))?;
+        if broken.iter().any(|b| b.id == rule.id && b.group == rule.group) {
+            refs.groups.insert(rule.group.clone());
+        }
     }
+    let registry = state.store.registry(acct);
+    for (i, rule) in rules.iter().enumerate() {
+        validate_rule(rule, &refs, registry.resource(ResourceKind::User))
+            .map_err(|e| AdminError::unprocessable(format!("rules[{i}] (rule {}): {e}", rule.number)))?;
+    }
+    let proposed_broken: Vec<Value> = rules
+        .iter()
+        .filter_map(|r| {
+            let b = broken.iter().find(|b| b.id == r.id && b.group == r.group)?;
+            Some(json!({"id": r.id, "number": r.number, "group": r.group, "groupName": b.group_name,
+                "broken": b.broken, "suggestedGroup": b.suggested_group}))
+        })
+        .collect();
     let store = state.store.clone();
     let preview = web::block(move || crate::rules::preview(&store, acct, &rules))
         .await
         .map_err(|e| AdminError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
-    Ok(HttpResponse::Ok().json(preview))
+    let mut answer = serde_json::to_value(&preview).unwrap_or_default();
+    if let Some(map) = answer.as_object_mut() {
+        map.insert("brokenRules".into(), Value::Array(proposed_broken));
+    }
+    Ok(HttpResponse::Ok().json(answer))
 }

@@ -164,6 +164,20 @@ fn reorder(config: &mut SyncConfig, order: &[String]) -> StoreResult<Effect> {
     })
 }
 
+/// Records the displayName of every rule's group that exists, keeps the last one seen of groups that no
+/// longer do, and forgets groups no rule names.
+fn remember_group_names(tx: &Tx<'_>, acct: AccountId, config: &mut SyncConfig) -> TxResult<()> {
+    let named: HashSet<&str> = config.rules.iter().map(|r| r.group.as_str()).collect();
+    config.group_names.retain(|g, _| named.contains(g.as_str()));
+    for gid in named {
+        let group: Option<Value> = tx_get(tx, &GROUPS.record_key(acct, gid))?;
+        if let Some(name) = group.as_ref().and_then(|g| g.get("displayName")).and_then(Value::as_str) {
+            config.group_names.insert(gid.to_string(), name.to_string());
+        }
+    }
+    Ok(())
+}
+
 /// Reads, inside `tx`, what `rules` refer to.
 fn references(tx: &Tx<'_>, acct: AccountId, rules: &[Rule]) -> TxResult<References> {
     let mut refs = References::default();
@@ -228,6 +242,7 @@ impl Store {
                 }
             }
             config.version += 1;
+            remember_group_names(tx, acct, &mut config)?;
             tx.insert(config_key(acct), encode(&config))?;
             for scope in &effect.scopes {
                 mark_scope(tx, acct, scope)?;

@@ -409,6 +409,36 @@ impl Store {
             .collect()
     }
 
+    /// The rules whose directory group was deleted, in number order, each with the group's last known
+    /// displayName and a group that exists now under that name, if any.
+    pub fn broken_rules(&self, acct: AccountId, config: &SyncConfig) -> StoreResult<Vec<BrokenRule>> {
+        let mut broken = Vec::new();
+        for rule in &config.rules {
+            if self.tree().contains_key(super::resources::GROUPS.record_key(acct, &rule.group))? {
+                continue;
+            }
+            let group_name = config.group_names.get(&rule.group).cloned();
+            let mut suggested_group = None;
+            if let Some(name) = &group_name
+                && let Some(gid) = super::resources::GROUPS.id_by_name(self, acct, name)?
+                && let Some(group) = self.group(acct, &gid)?
+            {
+                let display_name =
+                    group.get("displayName").and_then(Value::as_str).unwrap_or(name).to_string();
+                suggested_group = Some(SuggestedGroup { id: gid, display_name });
+            }
+            broken.push(BrokenRule {
+                id: rule.id.clone(),
+                number: rule.number,
+                group: rule.group.clone(),
+                group_name,
+                broken: "groupDeleted",
+                suggested_group,
+            });
+        }
+        Ok(broken)
+    }
+
     /// The user named by `key`: a user id, or else a userName (case-insensitively, through the userName
     /// uniqueness index). Returns the user's id and record.
     pub fn user_by_id_or_name(&self, acct: AccountId, key: &str) -> StoreResult<Option<(String, Value)>> {
