@@ -15,7 +15,7 @@ pub use explain::{
 };
 pub use preview::preview;
 pub use resolve::{CompiledRule, Resolution, compile, decide, resolve};
-pub use validate::{RuleError, validate_custom_attributes, validate_rule};
+pub use validate::{RuleError, custom_attributes_used, validate_custom_attributes, validate_rule};
 pub use welcome::render_welcome;
 
 /// The languages a rule can set.

@@ -239,7 +239,7 @@ impl World {
             multi_valued: false,
             description: String::new(),
         };
-        store.put_custom_attributes(acct, &[vip], &actor).unwrap();
+        store.put_custom_attributes(acct, &[vip], &actor, &super::custom_attributes_used).unwrap();
         let registry = store.registry(acct);
         for (i, p) in PRODUCTS.iter().enumerate() {
             let product =

@@ -320,3 +320,90 @@ fn a_rule_whose_group_was_deleted_stays_broken_until_the_admin_points_it_elsewhe
     assert_eq!(state(&app, &seller), json!("entitled"));
     assert_eq!(app.admin_ok(Method::GET, "/sync", None, StatusCode::OK)["brokenRules"], json!(0));
 }
+
+fn rule_refused(app: &TestApp, body: Value) -> Value {
+    let res = app.admin(Method::POST, "/rules", Some(&body));
+    expect_status(res, StatusCode::UNPROCESSABLE_ENTITY)["message"].clone()
+}
+
+#[test]
+fn filters_are_checked_against_the_account_s_schema_when_saved() {
+    let app = spawn_app();
+    product(&app, "meeting", "Meeting", None);
+    let g = id(&app.create_group("G"));
+    let with = |filter: &str| json!({"group": g, "filter": filter, "products": ["meeting"]});
+    assert_eq!(
+        rule_refused(&app, with("titel eq \"Manager\"")),
+        json!("filter: unknown attribute 'titel'; the closest known one is 'title'")
+    );
+    assert_eq!(
+        rule_refused(
+            &app,
+            with("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:departmnt eq \"x\"")
+        ),
+        json!("filter: unknown attribute 'departmnt'; the closest known one is 'department'")
+    );
+    assert_eq!(
+        rule_refused(&app, with("emails.typ eq \"work\"")),
+        json!("filter: unknown attribute 'emails.typ'; the closest known one is 'type'")
+    );
+    assert_eq!(
+        rule_refused(&app, with("emails[tpye eq \"work\"]")),
+        json!("filter: unknown attribute 'emails[tpye]'; the closest known one is 'type'")
+    );
+    let refused = rule_refused(&app, with("costCdoe eq \"7\""));
+    assert!(
+        refused.as_str().unwrap().starts_with("filter: unknown attribute 'costCdoe'; the closest"),
+        "{refused}"
+    );
+
+    // custom attributes count once defined
+    let attrs = json!([{"name": "costCode", "type": "string"}, {"name": "badge", "type": "integer"}]);
+    app.admin_ok(Method::PUT, "/custom-attributes", Some(&attrs), StatusCode::OK);
+    assert_eq!(
+        rule_refused(&app, with("costCdoe eq \"7\"")),
+        json!("filter: unknown attribute 'costCdoe'; the closest known one is 'costCode'")
+    );
+    rule(&app, with("costCode eq \"7\""));
+    rule(&app, with("urn:ietf:params:scim:schemas:extension:usersync:2.0:User:costCode pr and title pr"));
+    let u = user(
+        &app,
+        "cc@example.com",
+        json!({"urn:ietf:params:scim:schemas:extension:usersync:2.0:User": {"costCode": "7"}}),
+    );
+    app.add_members(&g, &[&u]);
+    sync_on(&app);
+    app.settle();
+    assert_eq!(app.entitlements(&u)["products"], json!(["meeting"]));
+    app.admin_ok(Method::PUT, "/sync", Some(&json!({"enabled": false})), StatusCode::OK);
+
+    // a custom attribute a rule filter uses cannot be removed or change type: 409 naming the rules
+    let removed = json!([{"name": "badge", "type": "integer"}]);
+    let res = app.admin(Method::PUT, "/custom-attributes", Some(&removed));
+    assert_eq!(
+        expect_status(res, StatusCode::CONFLICT)["message"],
+        json!("custom attribute 'costCode' cannot be removed: rules 1, 2 use it in a filter")
+    );
+    let retyped = json!([{"name": "costCode", "type": "integer"}, {"name": "badge", "type": "integer"}]);
+    let res = app.admin(Method::PUT, "/custom-attributes", Some(&retyped));
+    assert_eq!(
+        expect_status(res, StatusCode::CONFLICT)["message"],
+        json!("custom attribute 'costCode' cannot be given another type: rules 1, 2 use it in a filter")
+    );
+    let saved = app.admin_ok(Method::GET, "/custom-attributes", None, StatusCode::OK);
+    assert_eq!(
+        (saved[0]["type"].clone(), saved[1]["name"].clone()),
+        (json!("string"), json!("badge")),
+        "nothing saved"
+    );
+
+    // a change of an attribute no rule uses re-evaluates nobody; a change of a used one, the rules' users
+    let pending = || app.admin_ok(Method::GET, "/sync", None, StatusCode::OK)["pending"].clone();
+    assert_eq!(pending(), json!(0));
+    let unused = json!([{"name": "costCode", "type": "string"}]);
+    app.admin_ok(Method::PUT, "/custom-attributes", Some(&unused), StatusCode::OK);
+    assert_eq!(pending(), json!(0));
+    let described = json!([{"name": "costCode", "type": "string", "multiValued": true}]);
+    app.admin_ok(Method::PUT, "/custom-attributes", Some(&described), StatusCode::OK);
+    assert_eq!(pending(), json!(1), "the member of the group of the rules using costCode");
+}

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::{AdminError, AdminResult, Body, created_or_ok, ok};
 use crate::http::AppState;
 use crate::http::request::AdminCaller;
-use crate::rules::{LANGUAGES, PRIVILEGES, validate_custom_attributes};
+use crate::rules::{LANGUAGES, PRIVILEGES, custom_attributes_used, validate_custom_attributes};
 use crate::scim::schema::{Registry, ResourceKind};
 use crate::store::sync::{CustomAttribute, EmailTemplate, ObjectKind, Product, SettingsTemplate, UserGroup};
 use crate::store::{AccountId, Store, TokenKind};
@@ -256,7 +256,12 @@ pub async fn put_custom_attributes(
 ) -> AdminResult<HttpResponse> {
     let standard = Registry::standard();
     validate_custom_attributes(&body.0, standard.resource(ResourceKind::User))?;
-    state.store.put_custom_attributes(caller.0.account(), &body.0, &caller.0.actor())?;
+    state.store.put_custom_attributes(
+        caller.0.account(),
+        &body.0,
+        &caller.0.actor(),
+        &custom_attributes_used,
+    )?;
     state.committed().await;
     Ok(ok(&body.0))
 }

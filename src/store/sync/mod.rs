@@ -120,6 +120,25 @@ fn check_requires(tx: &Tx<'_>, acct: AccountId, product: &Product) -> TxResult<(
     Ok(())
 }
 
+/// `rule 2 uses it`, `rules 2, 5 use it`: the rules whose filters use the custom attribute `name`.
+fn rules_using(
+    config: &SyncConfig,
+    custom: &[CustomAttribute],
+    name: &str,
+    used_by: &dyn Fn(&Rule, &[CustomAttribute]) -> Vec<String>,
+) -> String {
+    let numbers: Vec<String> = config
+        .rules
+        .iter()
+        .filter(|r| used_by(r, custom).iter().any(|u| u.eq_ignore_ascii_case(name)))
+        .map(|r| r.number.to_string())
+        .collect();
+    match numbers.as_slice() {
+        [one] => format!("rule {one} uses it"),
+        many => format!("rules {} use it", many.join(", ")),
+    }
+}
+
 /// The account's User extension schema from its custom attributes (`None` without any).
 pub fn custom_schema(attrs: &[CustomAttribute]) -> Option<crate::scim::schema::Schema> {
     if attrs.is_empty() {
@@ -315,17 +334,49 @@ impl Store {
         Ok(get(self.tree(), &custom_attributes_key(acct))?.unwrap_or_default())
     }
 
-    /// Replaces the account's custom attributes; its schemas change with them.
+    /// Replaces the account's custom attributes; its schemas change with them. `used_by` names the custom
+    /// attributes (lower case) a rule's filter uses: one that a rule uses cannot be removed or change type
+    /// (409 naming the rules), and the members of the groups of rules using a changed one are
+    /// re-evaluated, in the same transaction.
     pub fn put_custom_attributes(
         &self,
         acct: AccountId,
         attrs: &[CustomAttribute],
         actor: &Actor,
+        used_by: &dyn Fn(&Rule, &[CustomAttribute]) -> Vec<String>,
     ) -> StoreResult<()> {
         let now = self.now();
         let names: Vec<&str> = attrs.iter().map(|a| a.name.as_str()).collect();
         self.transact(|tx| {
+            let old: Vec<CustomAttribute> = tx_get(tx, &custom_attributes_key(acct))?.unwrap_or_default();
+            let config: SyncConfig = tx_get(tx, &config_key(acct))?.unwrap_or_default();
+            let find = |list: &[CustomAttribute], name: &str| {
+                list.iter().find(|a| a.name.eq_ignore_ascii_case(name)).cloned()
+            };
+            let both: Vec<CustomAttribute> = old.iter().chain(attrs).cloned().collect();
+            let mut changed_groups = Vec::new();
+            for rule in &config.rules {
+                for name in used_by(rule, &both) {
+                    let (before, after) = (find(&old, &name), find(attrs, &name));
+                    if let (Some(b), a) = (&before, &after)
+                        && a.as_ref().is_none_or(|a| a.kind != b.kind)
+                    {
+                        let what = if a.is_none() { "removed" } else { "given another type" };
+                        return abort(StoreError::Conflict(format!(
+                            "custom attribute '{}' cannot be {what}: {} in a filter",
+                            b.name,
+                            rules_using(&config, &old, &b.name, used_by)
+                        )));
+                    }
+                    if before != after && !changed_groups.contains(&rule.group) {
+                        changed_groups.push(rule.group.clone());
+                    }
+                }
+            }
             tx.insert(custom_attributes_key(acct), encode(&attrs))?;
+            for group in changed_groups {
+                queue::mark_scope(tx, acct, &Scope::Group(group))?;
+            }
             record(tx, acct, now, actor, "custom-attributes.updated", None, json!({"names": names}))
         })?;
         self.forget_registry(acct);
