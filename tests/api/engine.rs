@@ -81,6 +81,24 @@ fn freed_seats_go_to_the_oldest_failure_without_a_retry() {
         ]
     );
 
+    // a preview hands out seats the same way: a seat freed by a rule change goes to the longest waiting
+    // user, though the other comes first in id order
+    let leads = id(&app.create_group("Leads"));
+    app.add_members(&leads, &[&holders[0]]);
+    product(&app, "meeting", "Meeting", None);
+    let proposed = json!({"rules": [
+        {"group": leads, "products": ["meeting"]},
+        {"group": g, "products": ["webinar"]},
+    ]});
+    let preview = app.admin_ok(Method::POST, "/rules/preview", Some(&proposed), StatusCode::OK);
+    let change = |uid: &str| {
+        preview["users"].as_array().unwrap().iter().find(|u| u["id"] == json!(uid)).unwrap().clone()
+    };
+    assert_eq!(change(&holders[0])["loses"], json!(["webinar"]));
+    assert_eq!(change(&first)["wouldFail"], Value::Null, "{preview}");
+    assert_eq!(change(&later)["wouldFail"], json!({"reason": "outOfLicenses", "products": ["webinar"]}));
+    app.remove_member(&leads, &holders[0]);
+
     // a deactivation frees a seat: it goes to the user who has waited longest, without an admin's retry
     deactivate(&app, &holders[0]);
     app.settle();
@@ -103,7 +121,6 @@ fn freed_seats_go_to_the_oldest_failure_without_a_retry() {
     app.settle();
     assert_eq!(state(&app, &holders[0]), json!("failed"));
     let basic = id(&app.create_group("Basic"));
-    product(&app, "meeting", "Meeting", None);
     rule(&app, json!({"group": basic, "products": ["meeting"], "number": 1}));
     app.add_members(&basic, &[&first]);
     app.settle();
