@@ -11,8 +11,11 @@ use std::time::Duration;
 
 use crate::clock::timestamp;
 use crate::scim::schema::{Registry, ResourceKind};
-use crate::store::sync::{Applied, Decision, EmailTemplate, FailureReason, ObjectKind, Scope, SyncConfig};
-use crate::store::{AccountId, GroupsCursor, Store, StoreResult};
+use crate::store::sync::{
+    Applied, BrakeSettings, Decision, EmailTemplate, FailureReason, HeldUser, ObjectKind, Outcome, Scope,
+    SyncConfig,
+};
+use crate::store::{AccountId, Actor, GroupsCursor, Store, StoreResult};
 
 use super::resolve::{CompiledRule, compile, decide};
 use super::welcome::render_welcome;
@@ -121,17 +124,78 @@ impl Engine {
             if !config.enabled {
                 continue;
             }
-            let Some(evaluator) = Evaluator::new(store, acct, &config)? else { continue };
-            evaluated += self.drain_scopes(&evaluator)?;
+            let Some(mut evaluator) = Evaluator::new(store, acct, &config)? else { continue };
+            let scopes = store.pending_scopes(acct)?;
+            evaluator.brake = Some(Mutex::new(Brake::new(store, acct, cause_of(&scopes))?));
+            evaluated += self.drain_scopes(&evaluator, &scopes)?;
             // Last, because applying decisions marks the waiting users a freed seat is offered to.
             evaluated += self.drain_users(&evaluator)?;
+            // Before the scopes are finished: a crash before this re-evaluates them. Revocations applied
+            // now free seats, offered to waiting users by another round.
+            while self.settle_revocations(&evaluator, &config)? {
+                evaluator.brake = Some(Mutex::new(Brake::new(store, acct, "directoryWrites")?));
+                evaluated += self.drain_users(&evaluator)?;
+            }
+            for (scope, seq) in &scopes {
+                store.finish_scope(acct, scope, *seq)?;
+            }
         }
         Ok(evaluated)
     }
 
-    fn drain_scopes(&self, evaluator: &Evaluator<'_>) -> StoreResult<usize> {
+    /// The revocations this pass put aside: held if there are more than the account's threshold (or the
+    /// users are held already), applied otherwise. Returns whether any were applied.
+    fn settle_revocations(&self, evaluator: &Evaluator<'_>, config: &SyncConfig) -> StoreResult<bool> {
         let (store, acct) = (&self.inner.store, evaluator.acct);
-        let scopes = store.pending_scopes(acct)?;
+        let Some(brake) = evaluator.brake.as_ref() else { return Ok(false) };
+        let brake = std::mem::replace(&mut *brake.lock().unwrap_or_else(|p| p.into_inner()), Brake::off());
+        if brake.deferred.is_empty() {
+            return Ok(false);
+        }
+        let (again, new): (Vec<_>, Vec<_>) =
+            brake.deferred.into_iter().partition(|(d, _)| brake.held.contains(&d.user));
+        let _one_at_a_time = self.serialised();
+        // Counting the entitled users reads every entitlement: only when the count could matter.
+        let revoking = new.len() as u64;
+        let hold_new = revoking >= brake.settings.min_users
+            && brake.settings.holds(revoking, store.entitled_count(acct)?);
+        let applies = !hold_new && !new.is_empty();
+        let rules_before = match brake.cause {
+            "ruleChange" | "reorder" => config.previous_rules.as_deref(),
+            _ => None,
+        };
+        let mut held: Vec<(String, Option<u64>, HeldUser)> =
+            again.into_iter().map(|(d, h)| (d.user, d.pending_seq, h)).collect();
+        if hold_new {
+            held.extend(new.into_iter().map(|(d, h)| (d.user, d.pending_seq, h)));
+        } else {
+            let decisions: Vec<Decision> = new.into_iter().map(|(d, _)| d).collect();
+            store.apply_decisions(acct, &decisions)?;
+        }
+        if !held.is_empty() {
+            store.hold_revocations(acct, brake.cause, rules_before, &held)?;
+        }
+        Ok(applies)
+    }
+
+    /// Applies the held revocations as the rules decide now (a user no longer implied to lose anything
+    /// loses nothing) and ends the hold. Returns how many users were evaluated.
+    pub fn release(&self, acct: AccountId, actor: &Actor) -> StoreResult<usize> {
+        let store = &self.inner.store;
+        let config = store.sync_config(acct)?;
+        let Some(evaluator) = Evaluator::new(store, acct, &config)? else { return Ok(0) };
+        let _one_at_a_time = self.serialised();
+        let Some(hold) = store.hold(acct)? else { return Ok(0) };
+        let users: Vec<(String, Option<u64>)> = hold.users.keys().map(|u| (u.clone(), None)).collect();
+        for chunk in users.chunks(BATCH) {
+            store.apply_decisions(acct, &evaluator.decisions(chunk)?)?;
+        }
+        store.end_hold(acct, "sync.released", actor)?;
+        Ok(users.len())
+    }
+
+    fn drain_scopes(&self, evaluator: &Evaluator<'_>, scopes: &[(Scope, u64)]) -> StoreResult<usize> {
+        let (store, acct) = (&self.inner.store, evaluator.acct);
         let has = |wanted: &Scope| scopes.iter().any(|(s, _)| s == wanted);
         // When the whole account is in scope, everyone is evaluated once and the other scopes go with it.
         let walk: Vec<&Scope> = match has(&Scope::All) {
@@ -155,9 +219,6 @@ impl Engine {
             && !has(&Scope::All)
         {
             evaluated += self.reorder_pass(evaluator, *seq, &done)?;
-        }
-        for (scope, seq) in &scopes {
-            store.finish_scope(acct, scope, *seq)?;
         }
         Ok(evaluated)
     }
@@ -188,11 +249,12 @@ impl Engine {
             users.into_iter().partition(|(u, _)| waiting.contains_key(u));
         waiters.sort_by(|(a, _), (b, _)| (&waiting[a], a).cmp(&(&waiting[b], b)));
         let _one_at_a_time = self.serialised();
-        if !others.is_empty() {
-            store.apply_decisions(acct, &evaluator.decisions(&others)?)?;
-        }
-        if !waiters.is_empty() {
-            store.apply_decisions(acct, &evaluator.decisions_as_listed(&waiters)?)?;
+        for decisions in [evaluator.decisions(&others)?, evaluator.decisions_as_listed(&waiters)?] {
+            let decisions = evaluator.sift(decisions)?;
+            if !decisions.is_empty() {
+                store.apply_decisions(acct, &decisions)?;
+                evaluator.unhold_applied(&decisions)?;
+            }
         }
         Ok(count)
     }
@@ -228,14 +290,25 @@ impl Engine {
     fn drain_users(&self, evaluator: &Evaluator<'_>) -> StoreResult<usize> {
         let (store, acct) = (&self.inner.store, evaluator.acct);
         let mut evaluated = 0;
+        // Sweeps in id order until one finds nobody to evaluate but users whose revocation is put aside
+        // (their marks stay until the pass settles them).
         loop {
-            let pending = store.pending_users(acct, BATCH)?;
-            if pending.is_empty() {
+            let (mut after, mut swept) = (None::<String>, 0);
+            loop {
+                let page = store.pending_users_after(acct, after.as_deref(), BATCH)?;
+                let Some((last, _)) = page.last() else { break };
+                after = Some(last.clone());
+                let pending: Vec<(String, Option<u64>)> = page
+                    .into_iter()
+                    .filter(|(u, _)| !evaluator.put_aside(u))
+                    .map(|(u, seq)| (u, Some(seq)))
+                    .collect();
+                swept += pending.len();
+                evaluated += self.apply_waiting_last(evaluator, pending)?;
+            }
+            if swept == 0 {
                 return Ok(evaluated);
             }
-            let pending: Vec<(String, Option<u64>)> =
-                pending.into_iter().map(|(u, seq)| (u, Some(seq))).collect();
-            evaluated += self.apply_waiting_last(evaluator, pending)?;
         }
     }
 
@@ -268,6 +341,53 @@ struct Evaluator<'s> {
     rules: Vec<CompiledRule>,
     registry: Arc<Registry>,
     templates: HashMap<String, EmailTemplate>,
+    /// The mass-revocation brake of an engine pass (`None`: decisions are applied as they come).
+    brake: Option<Mutex<Brake>>,
+}
+
+/// What the brake of one pass knows: the threshold, who is held already, and the revocations put aside
+/// until the pass knows how many there are.
+struct Brake {
+    settings: BrakeSettings,
+    cause: &'static str,
+    held: HashSet<String>,
+    deferred: Vec<(Decision, HeldUser)>,
+    /// The users of `deferred`.
+    aside: HashSet<String>,
+}
+
+impl Brake {
+    fn new(store: &Store, acct: AccountId, cause: &'static str) -> StoreResult<Brake> {
+        let held = store.hold(acct)?.map(|h| h.users.into_keys().collect()).unwrap_or_default();
+        let settings = store.brake_settings(acct)?;
+        Ok(Brake { settings, cause, held, deferred: Vec::new(), aside: HashSet::new() })
+    }
+
+    /// An emptied brake, left in place once a pass has settled its revocations.
+    fn off() -> Brake {
+        Brake {
+            settings: BrakeSettings::default(),
+            cause: "",
+            held: HashSet::new(),
+            deferred: Vec::new(),
+            aside: HashSet::new(),
+        }
+    }
+}
+
+/// What a pass's revocations are held as: the rule change, reorder or sync switch whose scope it walks,
+/// or else directory writes.
+fn cause_of(scopes: &[(Scope, u64)]) -> &'static str {
+    let has = |f: fn(&Scope) -> bool| scopes.iter().any(|(s, _)| f(s));
+    if has(|s| *s == Scope::All) {
+        "syncSwitchedOn"
+    } else if has(|s| matches!(s, Scope::Group(_))) {
+        "ruleChange"
+    } else if has(|s| *s == Scope::Reorder) {
+        "reorder"
+    } else {
+        "directoryWrites"
+    }
 }
 
 impl<'s> Evaluator<'s> {
@@ -285,7 +405,67 @@ impl<'s> Evaluator<'s> {
             .into_iter()
             .map(|t| (t.id.clone(), t))
             .collect();
-        Ok(Some(Evaluator { store, acct, rules, registry: store.registry(acct), templates }))
+        Ok(Some(Evaluator { store, acct, rules, registry: store.registry(acct), templates, brake: None }))
+    }
+
+    /// The decisions to apply now; those that take products away from a user are put aside for the brake.
+    fn sift(&self, decisions: Vec<Decision>) -> StoreResult<Vec<Decision>> {
+        let Some(brake) = &self.brake else { return Ok(decisions) };
+        let mut brake = brake.lock().unwrap_or_else(|p| p.into_inner());
+        let mut now = Vec::with_capacity(decisions.len());
+        for d in decisions {
+            match self.revocation(&d)? {
+                Some(held) => {
+                    brake.aside.insert(d.user.clone());
+                    brake.deferred.push((d, held));
+                }
+                None => now.push(d),
+            }
+        }
+        Ok(now)
+    }
+
+    /// Was this user's revocation put aside in this pass?
+    fn put_aside(&self, uid: &str) -> bool {
+        self.brake.as_ref().is_some_and(|b| b.lock().unwrap_or_else(|p| p.into_inner()).aside.contains(uid))
+    }
+
+    /// Users who were held and whose decision, applied now, takes nothing away leave the hold.
+    fn unhold_applied(&self, decisions: &[Decision]) -> StoreResult<()> {
+        let Some(brake) = &self.brake else { return Ok(()) };
+        let mut brake = brake.lock().unwrap_or_else(|p| p.into_inner());
+        let gone: Vec<String> =
+            decisions.iter().filter(|d| brake.held.contains(&d.user)).map(|d| d.user.clone()).collect();
+        if !gone.is_empty() {
+            self.store.unhold(self.acct, &gone)?;
+            for u in &gone {
+                brake.held.remove(u);
+            }
+        }
+        Ok(())
+    }
+
+    /// What the decision takes away from the user (`None`: nothing).
+    fn revocation(&self, d: &Decision) -> StoreResult<Option<HeldUser>> {
+        let Some(held) = self.store.entitlement(self.acct, &d.user)?.and_then(|e| e.bundle) else {
+            return Ok(None);
+        };
+        let keeps: &[String] = match &d.outcome {
+            Outcome::Entitle { bundle, .. } => &bundle.products,
+            Outcome::Nothing { .. } | Outcome::Deleted => &[],
+        };
+        let loses: Vec<String> = held.products.iter().filter(|p| !keeps.contains(p)).cloned().collect();
+        if loses.is_empty() {
+            return Ok(None);
+        }
+        let user_name = match self.store.user(self.acct, &d.user)? {
+            Some(u) => u.get("userName").and_then(serde_json::Value::as_str).unwrap_or_default().to_string(),
+            None => match &d.outcome {
+                Outcome::Entitle { user_name, .. } => user_name.clone(),
+                _ => String::new(),
+            },
+        };
+        Ok(Some(HeldUser { user_name, loses }))
     }
 
     /// Users waiting for a seat (failing `outOfLicenses`) and since when.

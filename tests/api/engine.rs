@@ -424,3 +424,204 @@ fn filters_are_checked_against_the_account_s_schema_when_saved() {
     app.admin_ok(Method::PUT, "/custom-attributes", Some(&described), StatusCode::OK);
     assert_eq!(pending(), json!(1), "the member of the group of the rules using costCode");
 }
+
+/// `n` users, all members of a new group `name`, created in one go.
+fn members(app: &TestApp, name: &str, n: usize) -> (String, Vec<String>) {
+    let g = id(&app.create_group(name));
+    let users: Vec<String> =
+        (0..n).map(|i| user(app, &format!("{name}-{i}@example.com"), json!({}))).collect();
+    app.add_members(&g, &users.iter().map(String::as_str).collect::<Vec<_>>());
+    (g, users)
+}
+
+fn used(app: &TestApp, product: &str) -> u64 {
+    app.admin_ok(Method::GET, &format!("/products/{product}"), None, StatusCode::OK)["used"].as_u64().unwrap()
+}
+
+fn sync_state(app: &TestApp) -> Value {
+    app.admin_ok(Method::GET, "/sync?count=5", None, StatusCode::OK)
+}
+
+#[test]
+fn deleting_a_group_of_100_entitled_users_holds_their_revocations_until_released() {
+    let app = spawn_app();
+    product(&app, "meeting", "Meeting", Some(200));
+    let (g, users) = members(&app, "Everyone", 100);
+    rule(&app, json!({"group": g, "products": ["meeting"]}));
+    let other = id(&app.create_group("Other"));
+    rule(&app, json!({"group": other, "products": ["meeting"]}));
+    sync_on(&app);
+    app.settle();
+    assert_eq!(used(&app, "meeting"), 100);
+
+    expect_status(app.delete(&format!("/Groups/{g}")), StatusCode::NO_CONTENT);
+    app.settle();
+    let sync = sync_state(&app);
+    assert_eq!(sync["state"], json!("held"), "{sync}");
+    assert_eq!(
+        (sync["hold"]["cause"].clone(), sync["hold"]["count"].clone()),
+        (json!("directoryWrites"), json!(100))
+    );
+    assert_eq!(sync["hold"]["users"].as_array().unwrap().len(), 5, "paged");
+    assert_eq!(sync["hold"]["users"][0]["loses"], json!(["meeting"]));
+    assert_eq!(used(&app, "meeting"), 100, "nobody lost a seat");
+    assert_eq!(state(&app, &users[0]), json!("entitled"));
+    // grants and unrelated users keep flowing
+    let newcomer = user(&app, "newcomer@example.com", json!({}));
+    app.add_members(&other, &[&newcomer]);
+    app.settle();
+    assert_eq!(state(&app, &newcomer), json!("entitled"));
+    let page = app.admin_ok(Method::GET, "/sync?startIndex=96&count=10", None, StatusCode::OK);
+    assert_eq!(page["hold"]["users"].as_array().unwrap().len(), 5);
+
+    let res = app.admin_ok(Method::POST, "/sync/release", None, StatusCode::OK);
+    assert_eq!(res, json!({"released": 100}));
+    app.settle();
+    assert_eq!(sync_state(&app)["state"], json!("running"));
+    assert_eq!(used(&app, "meeting"), 1, "the newcomer's");
+    assert_eq!(state(&app, &users[0]), json!("none"));
+    let res = app.admin(Method::POST, "/sync/release", None);
+    assert_eq!(
+        expect_status(res, StatusCode::CONFLICT)["message"],
+        json!("nothing is held; there is nothing to release")
+    );
+}
+
+#[test]
+fn a_held_reorder_is_reverted_and_a_held_removal_undone_by_the_idp_empties_the_hold() {
+    let app = spawn_app();
+    product(&app, "meeting", "Meeting", None);
+    product(&app, "webinar", "Webinar", None);
+    let (hosts, users) = members(&app, "Hosts", 30);
+    let staff = id(&app.create_group("Staff"));
+    app.add_members(&staff, &users.iter().map(String::as_str).collect::<Vec<_>>());
+    let r1 = rule(&app, json!({"group": hosts, "products": ["meeting", "webinar"]}));
+    let r2 = rule(&app, json!({"group": staff, "products": ["meeting"]}));
+    sync_on(&app);
+    app.settle();
+    assert_eq!(used(&app, "webinar"), 30);
+
+    // a reorder would take webinar from all 30: held, and revert puts the rules back
+    app.admin_ok(Method::PUT, "/rules/order", Some(&json!({"order": [r2["id"], r1["id"]]})), StatusCode::OK);
+    app.settle();
+    let sync = sync_state(&app);
+    assert_eq!(
+        (sync["state"].clone(), sync["hold"]["cause"].clone()),
+        (json!("held"), json!("reorder")),
+        "{sync}"
+    );
+    assert_eq!((sync["hold"]["count"].clone(), sync["hold"]["revertible"].clone()), (json!(30), json!(true)));
+    assert_eq!(sync["hold"]["users"][0]["loses"], json!(["webinar"]));
+    assert_eq!(used(&app, "webinar"), 30);
+    app.admin_ok(Method::POST, "/sync/revert", None, StatusCode::OK);
+    app.settle();
+    let rules = app.admin_ok(Method::GET, "/rules", None, StatusCode::OK);
+    assert_eq!((rules[0]["id"].clone(), rules[1]["id"].clone()), (r1["id"].clone(), r2["id"].clone()));
+    assert_eq!(sync_state(&app)["state"], json!("running"));
+    assert_eq!(used(&app, "webinar"), 30);
+
+    // the IdP empties the group by mistake: held; it puts the members back: the hold empties by itself
+    let empty = json!({"Operations": [{"op": "replace", "path": "members", "value": []}]});
+    expect_status(app.patch(&format!("/Groups/{hosts}"), &empty), StatusCode::NO_CONTENT);
+    app.settle();
+    let sync = sync_state(&app);
+    assert_eq!(
+        (sync["hold"]["cause"].clone(), sync["hold"]["count"].clone()),
+        (json!("directoryWrites"), json!(30))
+    );
+    let res = app.admin(Method::POST, "/sync/revert", None);
+    assert_eq!(
+        expect_status(res, StatusCode::CONFLICT)["message"],
+        json!(
+            "the held revocations come from directoryWrites, not a rule change; release them or change the directory"
+        )
+    );
+    app.add_members(&hosts, &users.iter().map(String::as_str).collect::<Vec<_>>());
+    app.settle();
+    assert_eq!(sync_state(&app)["state"], json!("running"), "nothing is held any more");
+    assert_eq!(used(&app, "webinar"), 30, "nobody lost anything");
+}
+
+#[test]
+fn the_threshold_is_set_per_account_and_a_revocation_under_it_applies() {
+    let app = spawn_app();
+    let settings = app.admin_ok(Method::GET, "/settings", None, StatusCode::OK);
+    assert_eq!(settings, json!({"massRevocation": {"percent": 10, "minUsers": 20}}));
+    let patched = json!({"massRevocation": {"minUsers": 50}});
+    let settings = app.admin_ok(Method::PATCH, "/settings", Some(&patched), StatusCode::OK);
+    assert_eq!(settings, json!({"massRevocation": {"percent": 10, "minUsers": 50}}));
+    let res = app.admin(Method::PATCH, "/settings", Some(&json!({"massRevocation": {"percent": 150}})));
+    assert_eq!(
+        expect_status(res, StatusCode::UNPROCESSABLE_ENTITY)["message"],
+        json!("massRevocation.percent: 150 is not a percentage (0 to 100)")
+    );
+    let res = app.admin(Method::PATCH, "/settings", Some(&json!({"massRevocaton": {}})));
+    expect_status(res, StatusCode::BAD_REQUEST);
+
+    product(&app, "meeting", "Meeting", None);
+    let (g, users) = members(&app, "Team", 30);
+    rule(&app, json!({"group": g, "products": ["meeting"]}));
+    sync_on(&app);
+    app.settle();
+    // 30 revocations of 30 entitled users, but fewer than the 50 this account holds at
+    expect_status(app.delete(&format!("/Groups/{g}")), StatusCode::NO_CONTENT);
+    app.settle();
+    assert_eq!(sync_state(&app)["state"], json!("running"));
+    assert_eq!((used(&app, "meeting"), state(&app, &users[0])), (0, json!("none")));
+}
+
+#[test]
+fn kill_9_while_revocations_are_held_keeps_them_held_and_applies_nothing() {
+    use crate::crash::{admin, start_binary, wait_until_drained};
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr) = start_binary(dir.path());
+    let client =
+        reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(30)).build().unwrap();
+    let scim = |method: Method, path: &str, body: Value| {
+        client
+            .request(method, format!("http://{addr}/scim/v2{path}"))
+            .bearer_auth(SCIM_TOKEN)
+            .body(body.to_string())
+            .send()
+            .unwrap()
+    };
+    admin(&client, &addr, Method::PUT, "/products/meeting", Some(json!({"name": "Meeting", "seats": 50})));
+    let g =
+        id(&expect_status(scim(Method::POST, "/Groups", json!({"displayName": "All"})), StatusCode::CREATED));
+    let users: Vec<String> = (0..40)
+        .map(|i| {
+            id(&expect_status(
+                scim(Method::POST, "/Users", json!({"userName": format!("k{i}@example.com")})),
+                StatusCode::CREATED,
+            ))
+        })
+        .collect();
+    let value: Vec<Value> = users.iter().map(|u| json!({"value": u})).collect();
+    let add = json!({"Operations": [{"op": "add", "path": "members", "value": value}]});
+    expect_status(scim(Method::PATCH, &format!("/Groups/{g}"), add), StatusCode::NO_CONTENT);
+    admin(&client, &addr, Method::POST, "/rules", Some(json!({"group": g, "products": ["meeting"]})));
+    admin(&client, &addr, Method::PUT, "/sync", Some(json!({"enabled": true})));
+    wait_until_drained(&client, &addr);
+    expect_status(scim(Method::DELETE, &format!("/Groups/{g}"), json!(null)), StatusCode::NO_CONTENT);
+    wait_until_drained(&client, &addr);
+    let sync = admin(&client, &addr, Method::GET, "/sync", None);
+    assert_eq!((sync["state"].clone(), sync["hold"]["count"].clone()), (json!("held"), json!(40)), "{sync}");
+    child.kill().expect("kill -9 while held");
+    child.wait().unwrap();
+
+    let (mut child, addr) = start_binary(dir.path());
+    wait_until_drained(&client, &addr);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let sync = admin(&client, &addr, Method::GET, "/sync", None);
+    assert_eq!(
+        (sync["state"].clone(), sync["hold"]["count"].clone()),
+        (json!("held"), json!(40)),
+        "still held: {sync}"
+    );
+    let meeting = admin(&client, &addr, Method::GET, "/products/meeting", None);
+    assert_eq!(meeting["used"], json!(40), "nothing applied");
+    let e = admin(&client, &addr, Method::GET, &format!("/users/{}/entitlements", users[0]), None);
+    assert_eq!(e["products"], json!(["meeting"]));
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -296,7 +296,7 @@ fn sync_off_freezes_and_sync_on_evaluates_everyone() {
     app.add_members(&g, &[&a]);
     assert_eq!(
         app.admin_ok(Method::GET, "/sync", None, StatusCode::OK),
-        json!({"enabled": false, "pending": 1, "failures": 0, "brokenRules": 0}),
+        json!({"enabled": false, "pending": 1, "failures": 0, "brokenRules": 0, "state": "off", "hold": null}),
         "one user owed an evaluation, marked by the create, the join and the rule's group"
     );
     assert_eq!(app.entitlements(&a)["state"], json!("none"), "nothing happens while sync is off");

@@ -2,7 +2,7 @@
 //! privileges, custom attributes and tokens.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -15,15 +15,25 @@ use crate::scim::schema::{Registry, ResourceKind};
 use crate::store::sync::{CustomAttribute, EmailTemplate, ObjectKind, Product, SettingsTemplate, UserGroup};
 use crate::store::{AccountId, Store, TokenKind};
 
-/// `GET /sync`: `{"enabled", "pending", "failures", "brokenRules"}`.
-pub async fn get_sync(state: web::Data<AppState>, caller: AdminCaller) -> AdminResult<HttpResponse> {
-    Ok(ok(&sync_status(&state.store, caller.0.account())?))
+/// `GET /sync?startIndex=&count=`: `{"enabled", "pending", "failures", "brokenRules", "state", "hold"}`, the
+/// held users paged.
+pub async fn get_sync(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: AdminCaller,
+) -> AdminResult<HttpResponse> {
+    Ok(ok(&sync_status(&state.store, caller.0.account(), super::hold::page(&req)?)?))
 }
 
-fn sync_status(store: &Store, acct: AccountId) -> AdminResult<Value> {
+fn sync_status(store: &Store, acct: AccountId, (start, count): (usize, usize)) -> AdminResult<Value> {
     let config = store.sync_config(acct)?;
-    Ok(json!({"enabled": config.enabled, "pending": store.pending_count(acct)?,
-        "failures": store.failures(acct)?.len(), "brokenRules": store.broken_rules(acct, &config)?.len()}))
+    let mut status = json!({"enabled": config.enabled, "pending": store.pending_count(acct)?,
+        "failures": store.failures(acct)?.len(), "brokenRules": store.broken_rules(acct, &config)?.len()});
+    let brake = super::hold::hold_status(store, acct, config.enabled, start, count)?;
+    if let (Some(status), Some(brake)) = (status.as_object_mut(), brake.as_object()) {
+        status.extend(brake.clone());
+    }
+    Ok(status)
 }
 
 #[derive(Deserialize)]
@@ -40,7 +50,7 @@ pub async fn put_sync(
     let acct = caller.0.account();
     state.store.set_sync(acct, body.0.enabled, &caller.0.actor())?;
     state.committed().await;
-    Ok(ok(&sync_status(&state.store, acct)?))
+    Ok(ok(&sync_status(&state.store, acct, (1, 50))?))
 }
 
 #[derive(Serialize)]

@@ -4,6 +4,7 @@
 
 mod catalog;
 mod explain;
+mod hold;
 mod rules;
 mod users;
 
@@ -181,6 +182,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::scope("/admin/v1")
             .route("/sync", web::get().to(catalog::get_sync))
             .route("/sync", web::put().to(catalog::put_sync))
+            .route("/sync/release", web::post().to(hold::release))
+            .route("/sync/revert", web::post().to(hold::revert))
+            .route("/settings", web::get().to(hold::get_settings))
+            .route("/settings", web::patch().to(hold::patch_settings))
             .route("/products", web::get().to(catalog::list_products))
             .route("/products/{id}", web::get().to(catalog::get_product))
             .route("/products/{id}", web::put().to(catalog::put_product))

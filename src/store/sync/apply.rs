@@ -76,10 +76,6 @@ fn user_key(k: u8, acct: AccountId, uid: &str) -> Vec<u8> {
     key(k, acct, &[uid.as_bytes()])
 }
 
-fn seq_of(bytes: &[u8]) -> u64 {
-    bytes.try_into().map(u64::from_be_bytes).unwrap_or(0)
-}
-
 impl Store {
     /// Is `login` (a folded userName) held by an entitled user of an account other than `acct`?
     pub fn login_held_elsewhere(&self, acct: AccountId, login: &str) -> StoreResult<bool> {
@@ -142,14 +138,8 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     fn apply(&self, d: &Decision) -> TxResult<Applied> {
         let uid = d.user.as_str();
-        if let Some(seq) = d.pending_seq {
-            let pending = user_key(kind::PENDING, self.acct, uid);
-            match self.tx.get(&pending)? {
-                Some(v) if seq_of(&v) == seq => {
-                    self.tx.remove(pending)?;
-                }
-                _ => return Ok(Applied::Skipped),
-            }
+        if !super::queue::answer_pending(self.tx, self.acct, uid, d.pending_seq)? {
+            return Ok(Applied::Skipped);
         }
         let old: Option<Entitlement> = tx_get(self.tx, &user_key(kind::ENTITLEMENT, self.acct, uid))?;
         match &d.outcome {

@@ -226,6 +226,7 @@ impl Store {
         let now = self.now();
         self.transact(|tx| {
             let mut config: SyncConfig = tx_get(tx, &config_key(acct))?.unwrap_or_default();
+            let before = config.rules.clone();
             if let Some(v) = expected_version
                 && v != config.version
             {
@@ -242,6 +243,7 @@ impl Store {
                 }
             }
             config.version += 1;
+            config.previous_rules = Some(before.clone());
             remember_group_names(tx, acct, &mut config)?;
             tx.insert(config_key(acct), encode(&config))?;
             for scope in &effect.scopes {

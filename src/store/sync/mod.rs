@@ -5,6 +5,7 @@
 
 mod apply;
 mod edit;
+mod hold;
 pub mod model;
 pub(crate) mod queue;
 
@@ -15,6 +16,7 @@ use serde_json::{Value, json};
 
 pub use apply::{Applied, Decision, Outcome};
 pub use edit::{References, RuleCheck, RuleEdit, renumber};
+pub use hold::{BrakeSettings, HeldUser, Hold};
 pub use model::*;
 pub use queue::{Scope, ScopesUsers};
 

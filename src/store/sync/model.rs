@@ -107,6 +107,9 @@ pub struct SyncConfig {
     /// whose group was deleted still shows, and how a group pushed again under that name is recognised.
     #[serde(default)]
     pub group_names: BTreeMap<String, String>,
+    /// The rules before the last change of them: what reverting a held rule change restores.
+    #[serde(default)]
+    pub previous_rules: Option<Vec<Rule>>,
 }
 
 /// A rule whose directory group no longer exists: it matches nobody until it is pointed at a group.
