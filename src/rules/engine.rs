@@ -126,7 +126,8 @@ impl Engine {
             }
             let Some(mut evaluator) = Evaluator::new(store, acct, &config)? else { continue };
             let scopes = store.pending_scopes(acct)?;
-            evaluator.brake = Some(Mutex::new(Brake::new(store, acct, cause_of(&scopes))?));
+            let cause = cause_of(&scopes, store.scope_cause(acct)?);
+            evaluator.brake = Some(Mutex::new(Brake::new(store, acct, cause)?));
             evaluated += self.drain_scopes(&evaluator, &scopes)?;
             // Last, because applying decisions marks the waiting users a freed seat is offered to.
             evaluated += self.drain_users(&evaluator)?;
@@ -375,9 +376,16 @@ impl Brake {
     }
 }
 
-/// What a pass's revocations are held as: the rule change, reorder or sync switch whose scope it walks,
+/// What a pass's revocations are held as: the change whose scopes it walks (as the change recorded it),
 /// or else directory writes.
-fn cause_of(scopes: &[(Scope, u64)]) -> &'static str {
+fn cause_of(scopes: &[(Scope, u64)], recorded: Option<String>) -> &'static str {
+    if scopes.is_empty() {
+        return "directoryWrites";
+    }
+    let known = ["ruleChange", "reorder", "syncSwitchedOn", "customAttributes"];
+    if let Some(cause) = recorded.and_then(|r| known.into_iter().find(|k| *k == r)) {
+        return cause;
+    }
     let has = |f: fn(&Scope) -> bool| scopes.iter().any(|(s, _)| f(s));
     if has(|s| *s == Scope::All) {
         "syncSwitchedOn"

@@ -249,6 +249,8 @@ impl Store {
             for scope in &effect.scopes {
                 mark_scope(tx, acct, scope)?;
             }
+            let cause = if matches!(edit, RuleEdit::Reorder { .. }) { "reorder" } else { "ruleChange" };
+            super::hold::record_cause(tx, acct, cause)?;
             record(tx, acct, now, actor, effect.event, effect.target.as_deref(), effect.detail.clone())?;
             Ok(config)
         })
@@ -267,6 +269,7 @@ impl Store {
             tx.insert(config_key(acct), encode(&config))?;
             let event = if enabled {
                 mark_scope(tx, acct, &Scope::All)?;
+                super::hold::record_cause(tx, acct, "syncSwitchedOn")?;
                 "sync.enabled"
             } else {
                 "sync.disabled"

@@ -66,6 +66,22 @@ fn brake_key(acct: AccountId) -> Vec<u8> {
     key(kind::OBJECT, acct, &[b"brake"])
 }
 
+fn cause_key(acct: AccountId) -> Vec<u8> {
+    key(kind::OBJECT, acct, &[b"cause"])
+}
+
+/// Records, with a change that puts scopes of users up for re-evaluation, what the change was
+/// (`ruleChange`, `reorder`, `syncSwitchedOn`, `customAttributes`): what the brake names as the cause of
+/// the revocations it holds, and whether they can be reverted.
+pub(crate) fn record_cause(
+    tx: &crate::store::tx::Tx<'_>,
+    acct: AccountId,
+    cause: &str,
+) -> crate::store::TxResult<()> {
+    tx.insert(cause_key(acct), encode(&cause))?;
+    Ok(())
+}
+
 impl Store {
     pub fn brake_settings(&self, acct: AccountId) -> StoreResult<BrakeSettings> {
         Ok(get(self.tree(), &brake_key(acct))?.unwrap_or_default())
@@ -83,6 +99,11 @@ impl Store {
             let detail = json!({"percent": settings.percent, "minUsers": settings.min_users});
             record(tx, acct, now, actor, "settings.updated", None, detail)
         })
+    }
+
+    /// What the last change that put scopes up for re-evaluation was (see [`record_cause`]).
+    pub fn scope_cause(&self, acct: AccountId) -> StoreResult<Option<String>> {
+        get(self.tree(), &cause_key(acct))
     }
 
     /// The revocations held for the account, if any.
@@ -190,6 +211,7 @@ impl Store {
             tx.insert(config_key(acct), encode(&config))?;
             tx.remove(hold_key(acct))?;
             queue::mark_scope(tx, acct, &queue::Scope::All)?;
+            record_cause(tx, acct, "ruleChange")?;
             record(tx, acct, now, actor, "sync.reverted", None, json!({"cause": hold.cause, "users": hold.users.len()}))?;
             Ok(config)
         })

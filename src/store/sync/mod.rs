@@ -376,6 +376,9 @@ impl Store {
                 }
             }
             tx.insert(custom_attributes_key(acct), encode(&attrs))?;
+            if !changed_groups.is_empty() {
+                hold::record_cause(tx, acct, "customAttributes")?;
+            }
             for group in changed_groups {
                 queue::mark_scope(tx, acct, &Scope::Group(group))?;
             }
