@@ -3,7 +3,9 @@
 //! decisions in batches. Evaluation is serialised (one batch at a time, worker or explicit retry), so a
 //! decision can never overtake a newer one for the same user.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use chrono::{DateTime, Utc};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -23,6 +25,10 @@ use super::welcome::render_welcome;
 /// Users evaluated and applied per transaction.
 const BATCH: usize = 512;
 
+/// How far back directory writes count as one cause for the brake: an identity provider deleting users one
+/// request at a time is held once the revocations of the last minute pass the threshold.
+const WINDOW: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
 /// How long the worker lets writes gather once woken: a burst of directory writes then costs one pass
 /// instead of one wake-up and one pass per write, for at most this delay in acting on the first.
 const SETTLE: Duration = Duration::from_millis(2);
@@ -40,6 +46,9 @@ struct Inner {
     stop: AtomicBool,
     evaluating: Mutex<()>,
     worker: Mutex<Option<JoinHandle<()>>>,
+    /// Per account, the revocations directory writes caused recently (applied or held), with when. Kept in
+    /// memory: after a restart the window starts empty.
+    recent: Mutex<HashMap<AccountId, VecDeque<(DateTime<Utc>, u64)>>>,
 }
 
 impl Engine {
@@ -53,6 +62,7 @@ impl Engine {
                 stop: AtomicBool::new(false),
                 evaluating: Mutex::new(()),
                 worker: Mutex::new(None),
+                recent: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -156,10 +166,17 @@ impl Engine {
         let (again, new): (Vec<_>, Vec<_>) =
             brake.deferred.into_iter().partition(|(d, _)| brake.held.contains(&d.user));
         let _one_at_a_time = self.serialised();
-        // Counting the entitled users reads every entitlement: only when the count could matter.
+        // Directory writes of the last minute count together; a rule change or reorder is a cause alone.
         let revoking = new.len() as u64;
-        let hold_new = revoking >= brake.settings.min_users
-            && brake.settings.holds(revoking, store.entitled_count(acct)?);
+        let recent = match brake.cause {
+            "directoryWrites" => self.recent_revocations(acct, revoking),
+            _ => 0,
+        };
+        let together = recent + revoking;
+        // Counting the entitled users reads every entitlement: only when the count could matter.
+        let hold_new = revoking > 0
+            && together >= brake.settings.min_users
+            && brake.settings.holds(together, store.entitled_count(acct)? + recent);
         let applies = !hold_new && !new.is_empty();
         let rules_before = match brake.cause {
             "ruleChange" | "reorder" => config.previous_rules.as_deref(),
@@ -177,6 +194,20 @@ impl Engine {
             store.hold_revocations(acct, brake.cause, rules_before, &held)?;
         }
         Ok(applies)
+    }
+
+    /// Records `revoking` directory-write revocations now and returns how many came before them within the
+    /// window.
+    fn recent_revocations(&self, acct: AccountId, revoking: u64) -> u64 {
+        let now = self.inner.store.now();
+        let mut recent = self.inner.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let window = recent.entry(acct).or_default();
+        while window.front().is_some_and(|(t, _)| now - *t > WINDOW) {
+            window.pop_front();
+        }
+        let before = window.iter().map(|(_, n)| n).sum();
+        window.push_back((now, revoking));
+        before
     }
 
     /// Applies the held revocations as the rules decide now (a user no longer implied to lose anything

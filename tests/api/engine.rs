@@ -625,3 +625,30 @@ fn kill_9_while_revocations_are_held_keeps_them_held_and_applies_nothing() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn users_deleted_one_request_at_a_time_are_held_once_the_last_minute_s_revocations_pass_the_threshold() {
+    let app = spawn_app();
+    product(&app, "meeting", "Meeting", None);
+    let (g, users) = members(&app, "Everyone", 100);
+    rule(&app, json!({"group": g, "products": ["meeting"]}));
+    sync_on(&app);
+    app.settle();
+    for u in &users[..25] {
+        expect_status(app.delete(&format!("/Users/{u}")), StatusCode::NO_CONTENT);
+        app.settle();
+    }
+    let sync = sync_state(&app);
+    assert_eq!(
+        (sync["state"].clone(), sync["hold"]["cause"].clone()),
+        (json!("held"), json!("directoryWrites"))
+    );
+    assert_eq!(
+        sync["hold"]["count"],
+        json!(6),
+        "the 20th revocation of the minute and those after it: {sync}"
+    );
+    assert_eq!(used(&app, "meeting"), 81, "19 applied, 6 held");
+    app.admin_ok(Method::POST, "/sync/release", None, StatusCode::OK);
+    assert_eq!(used(&app, "meeting"), 75);
+}
