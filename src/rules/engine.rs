@@ -29,6 +29,9 @@ const BATCH: usize = 512;
 /// request at a time is held once the revocations of the last minute pass the threshold.
 const WINDOW: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 
+/// Revocations by time, oldest first.
+type Window = VecDeque<(DateTime<Utc>, u64)>;
+
 /// How long the worker lets writes gather once woken: a burst of directory writes then costs one pass
 /// instead of one wake-up and one pass per write, for at most this delay in acting on the first.
 const SETTLE: Duration = Duration::from_millis(2);
@@ -48,7 +51,7 @@ struct Inner {
     worker: Mutex<Option<JoinHandle<()>>>,
     /// Per account, the revocations directory writes caused recently (applied or held), with when. Kept in
     /// memory: after a restart the window starts empty.
-    recent: Mutex<HashMap<AccountId, VecDeque<(DateTime<Utc>, u64)>>>,
+    recent: Mutex<HashMap<AccountId, Window>>,
 }
 
 impl Engine {
