@@ -354,3 +354,35 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod filter_tests {
+    use super::*;
+    use crate::scim::schema::{Registry, ResourceKind};
+
+    #[test]
+    fn an_unknown_attribute_is_named_with_the_closest_known_one() {
+        let registry = Registry::standard();
+        let users = registry.resource(ResourceKind::User);
+        let check = |f: &str| known_attributes(&parse_filter(f).unwrap(), users);
+        assert_eq!(check("userName sw \"a\" and not (title pr) and emails[type eq \"work\"]"), Ok(()));
+        assert_eq!(
+            check("usrName eq \"a\""),
+            Err("unknown attribute 'usrName'; the closest known one is 'userName'".into())
+        );
+        assert_eq!(
+            check("name.famlyName eq \"a\""),
+            Err("unknown attribute 'name.famlyName'; the closest known one is 'familyName'".into())
+        );
+        assert_eq!(
+            check("title.x eq \"a\""),
+            Err("unknown attribute 'title.x': 'title' has no sub-attributes".into())
+        );
+        assert!(
+            check("urn:example:nope:title eq \"a\"")
+                .unwrap_err()
+                .starts_with("unknown schema 'urn:example:nope'")
+        );
+        assert_eq!(distance("kitten", "sitting"), 3);
+    }
+}

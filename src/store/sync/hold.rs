@@ -217,3 +217,19 @@ impl Store {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revocations_are_held_beyond_the_share_and_from_the_minimum_count() {
+        let brake = BrakeSettings::default();
+        assert!(!brake.holds(19, 20), "fewer than 20 users are never held");
+        assert!(brake.holds(20, 20));
+        assert!(brake.holds(20, 199), "more than 10%");
+        assert!(!brake.holds(20, 200), "exactly 10% is not more than 10%");
+        let none = BrakeSettings { percent: 100, min_users: 1 };
+        assert!(!none.holds(50, 50), "100% can never be exceeded");
+    }
+}
