@@ -255,17 +255,10 @@ mod tests {
     use super::*;
     use crate::rules::compile;
     use crate::scim::schema::{Registry, ResourceKind};
-    use crate::store::sync::{Bundle, Rule};
+    use crate::store::sync::Rule;
 
     fn rule(id: &str, number: u32, group: &str, filter: Option<&str>) -> Rule {
-        Rule {
-            id: id.into(),
-            number,
-            group: group.into(),
-            filter: filter.map(str::to_string),
-            description: String::new(),
-            bundle: Bundle::default(),
-        }
+        crate::rules::resolve::tests::rule(id, number, group, filter, &[])
     }
 
     #[test]
