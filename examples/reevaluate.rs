@@ -21,7 +21,7 @@ use usersync::rules::{Engine, compile, preview, resolve};
 use usersync::scim::patch::parse_request;
 use usersync::scim::resource::normalize;
 use usersync::scim::schema::ResourceKind;
-use usersync::store::sync::{Bundle, Product, References, Rule, RuleEdit};
+use usersync::store::sync::{BrakeSettings, Bundle, Product, References, Rule, RuleEdit};
 use usersync::store::{Actor, DurabilityMode, Store, StoreOptions};
 
 #[path = "common/rules_layout.rs"]
@@ -113,6 +113,10 @@ fn main() {
     for rule in &rules {
         edit(RuleEdit::Create { rule: rule.clone(), number: None });
     }
+    // The reversed order takes products from many users; this measures applying it, so the mass-revocation
+    // brake, which would hold those revocations instead, is out of reach.
+    let no_brake = BrakeSettings { percent: 100, min_users: u64::MAX };
+    store.put_brake_settings(acct, &no_brake, &actor).unwrap();
     store.set_sync(acct, true, &actor).unwrap();
     let t = Instant::now();
     let evaluated = engine.run_pending().unwrap();

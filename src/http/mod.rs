@@ -132,8 +132,7 @@ pub fn server(listener: TcpListener, state: AppState) -> std::io::Result<Server>
                     log_request(&res, &method, &path, started);
                     Ok::<ServiceResponse<_>, Error>(res)
                 }
-            },
-        )
+            })
     })
     .workers(workers)
     .max_connections(max_connections)

@@ -4,12 +4,12 @@
 
 use std::cell::RefCell;
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::preview::Preview;
 use super::{Engine, RuleError, preview, validate_rule};
 use crate::scim::schema::ResourceKind;
-use crate::store::sync::{Applied, FailureReason, References, Rule, RuleEdit, SyncConfig, renumber};
+use crate::store::sync::{Applied, Failure, FailureReason, References, Rule, RuleEdit, SyncConfig, renumber};
 use crate::store::{AccountId, Actor, Store, StoreError};
 
 /// Why an edit of the rules was not saved.
@@ -72,32 +72,49 @@ pub enum RetrySelection {
 }
 
 /// What a retry did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RetryOutcome {
     pub users: Vec<String>,
     pub retried: usize,
     pub resolved: usize,
     pub still_failing: usize,
+    /// Chosen users who were not failing: `{"id", "userName"}` each, left as they are.
+    pub not_failing: Vec<Value>,
+}
+
+/// Why a retry did not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RetryError {
+    /// Chosen ids or userNames that are no user of the account: nothing was retried.
+    #[error(
+        "users: no user {} in this account; nothing was retried",
+        .0.iter().map(|u| format!("'{u}'")).collect::<Vec<_>>().join(", ")
+    )]
+    UnknownUsers(Vec<String>),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// Re-evaluates the chosen failing users now and records the retry in the activity history (blocking:
-/// run it off the async threads). Refused while sync is off.
+/// run it off the async threads). Refused while sync is off. Chosen users who are not failing are not
+/// re-evaluated (a retry must not change what a healthy user holds) and never counted as resolved.
 pub fn retry_failures(
     engine: &Engine,
     store: &Store,
     acct: AccountId,
     actor: &Actor,
     selection: &RetrySelection,
-) -> Result<RetryOutcome, StoreError> {
+) -> Result<RetryOutcome, RetryError> {
     if !store.sync_config(acct)?.enabled {
-        return Err(StoreError::Conflict("sync is off; switch it on to apply rules".into()));
+        return Err(StoreError::Conflict("sync is off; switch it on to apply rules".into()).into());
     }
-    let chosen: Vec<String> = match selection {
-        RetrySelection::Users(users) => users.clone(),
+    let failing = store.failures(acct)?;
+    let (chosen, not_failing) = match selection {
+        RetrySelection::Users(users) => chosen_users(store, acct, users, &failing)?,
         RetrySelection::Reason(reason) => {
-            store.failures(acct)?.into_iter().filter(|(_, f)| f.reason == *reason).map(|(u, _)| u).collect()
+            (failing.iter().filter(|(_, f)| f.reason == *reason).map(|(u, _)| u.clone()).collect(), vec![])
         }
-        RetrySelection::All => store.failures(acct)?.into_iter().map(|(u, _)| u).collect(),
+        RetrySelection::All => (failing.iter().map(|(u, _)| u.clone()).collect(), vec![]),
     };
     let results = engine.evaluate_now(acct, &chosen)?;
     let still_failing = results.iter().filter(|(_, a)| matches!(a, Applied::Failed(_))).count();
@@ -106,8 +123,32 @@ pub fn retry_failures(
         RetrySelection::Reason(r) => Some(*r),
         _ => None,
     };
-    let detail =
-        json!({"users": chosen, "reason": reason, "resolved": resolved, "stillFailing": still_failing});
+    let detail = json!({"users": chosen, "reason": reason, "resolved": resolved, "stillFailing": still_failing,
+        "notFailing": not_failing});
     store.record_activity(acct, actor, "failures.retried", None, detail)?;
-    Ok(RetryOutcome { users: chosen, retried: results.len(), resolved, still_failing })
+    Ok(RetryOutcome { users: chosen, retried: results.len(), resolved, still_failing, not_failing })
+}
+
+/// The chosen users (ids or userNames) as ids: those failing, to retry, and those not failing, to answer
+/// as such; every one that is no user of the account is named in the error.
+fn chosen_users(
+    store: &Store,
+    acct: AccountId,
+    users: &[String],
+    failing: &[(String, Failure)],
+) -> Result<(Vec<String>, Vec<Value>), RetryError> {
+    let (mut retry, mut not_failing, mut unknown) = (Vec::new(), Vec::new(), Vec::new());
+    for key in users {
+        match store.resolve_user(acct, key)? {
+            None => unknown.push(key.clone()),
+            Some((uid, _)) if failing.iter().any(|(u, _)| *u == uid) => retry.push(uid),
+            Some((uid, user)) => not_failing.push(json!({"id": uid, "userName": user.get("userName")})),
+        }
+    }
+    if !unknown.is_empty() {
+        return Err(RetryError::UnknownUsers(unknown));
+    }
+    retry.sort();
+    retry.dedup();
+    Ok((retry, not_failing))
 }

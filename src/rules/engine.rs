@@ -3,7 +3,9 @@
 //! decisions in batches. Evaluation is serialised (one batch at a time, worker or explicit retry), so a
 //! decision can never overtake a newer one for the same user.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use chrono::{DateTime, Utc};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -11,14 +13,24 @@ use std::time::Duration;
 
 use crate::clock::timestamp;
 use crate::scim::schema::{Registry, ResourceKind};
-use crate::store::sync::{Applied, Decision, EmailTemplate, ObjectKind, Scope, SyncConfig};
-use crate::store::{AccountId, GroupsCursor, Store, StoreResult};
+use crate::store::sync::{
+    Applied, BrakeSettings, Decision, EmailTemplate, FailureReason, HeldUser, ObjectKind, Outcome, Scope,
+    SyncConfig,
+};
+use crate::store::{AccountId, Actor, GroupsCursor, Store, StoreResult};
 
 use super::resolve::{CompiledRule, compile, decide};
 use super::welcome::render_welcome;
 
 /// Users evaluated and applied per transaction.
 const BATCH: usize = 512;
+
+/// How far back directory writes count as one cause for the brake: an identity provider deleting users one
+/// request at a time is held once the revocations of the last minute pass the threshold.
+const WINDOW: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
+/// Revocations by time, oldest first.
+type Window = VecDeque<(DateTime<Utc>, u64)>;
 
 /// How long the worker lets writes gather once woken: a burst of directory writes then costs one pass
 /// instead of one wake-up and one pass per write, for at most this delay in acting on the first.
@@ -37,6 +49,9 @@ struct Inner {
     stop: AtomicBool,
     evaluating: Mutex<()>,
     worker: Mutex<Option<JoinHandle<()>>>,
+    /// Per account, the revocations directory writes caused recently (applied or held), with when. Kept in
+    /// memory: after a restart the window starts empty.
+    recent: Mutex<HashMap<AccountId, Window>>,
 }
 
 impl Engine {
@@ -50,6 +65,7 @@ impl Engine {
                 stop: AtomicBool::new(false),
                 evaluating: Mutex::new(()),
                 worker: Mutex::new(None),
+                recent: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -121,16 +137,100 @@ impl Engine {
             if !config.enabled {
                 continue;
             }
-            let Some(evaluator) = Evaluator::new(store, acct, &config)? else { continue };
-            evaluated += self.drain_scopes(&evaluator)?;
+            let Some(mut evaluator) = Evaluator::new(store, acct, &config)? else { continue };
+            let scopes = store.pending_scopes(acct)?;
+            let cause = cause_of(&scopes, store.scope_cause(acct)?);
+            evaluator.brake = Some(Mutex::new(Brake::new(store, acct, cause)?));
+            evaluated += self.drain_scopes(&evaluator, &scopes)?;
+            // Last, because applying decisions marks the waiting users a freed seat is offered to.
             evaluated += self.drain_users(&evaluator)?;
+            // Before the scopes are finished: a crash before this re-evaluates them. Revocations applied
+            // now free seats, offered to waiting users by another round.
+            while self.settle_revocations(&evaluator, &config)? {
+                evaluator.brake = Some(Mutex::new(Brake::new(store, acct, "directoryWrites")?));
+                evaluated += self.drain_users(&evaluator)?;
+            }
+            for (scope, seq) in &scopes {
+                store.finish_scope(acct, scope, *seq)?;
+            }
         }
         Ok(evaluated)
     }
 
-    fn drain_scopes(&self, evaluator: &Evaluator<'_>) -> StoreResult<usize> {
+    /// The revocations this pass put aside: held if there are more than the account's threshold (or the
+    /// users are held already), applied otherwise. Returns whether any were applied.
+    fn settle_revocations(&self, evaluator: &Evaluator<'_>, config: &SyncConfig) -> StoreResult<bool> {
         let (store, acct) = (&self.inner.store, evaluator.acct);
-        let scopes = store.pending_scopes(acct)?;
+        let Some(brake) = evaluator.brake.as_ref() else { return Ok(false) };
+        let brake = std::mem::replace(&mut *brake.lock().unwrap_or_else(|p| p.into_inner()), Brake::off());
+        if brake.deferred.is_empty() {
+            return Ok(false);
+        }
+        let (again, new): (Vec<_>, Vec<_>) =
+            brake.deferred.into_iter().partition(|(d, _)| brake.held.contains(&d.user));
+        let _one_at_a_time = self.serialised();
+        // Directory writes of the last minute count together; a rule change or reorder is a cause alone.
+        let revoking = new.len() as u64;
+        let recent = match brake.cause {
+            "directoryWrites" => self.recent_revocations(acct, revoking),
+            _ => 0,
+        };
+        let together = recent + revoking;
+        // Counting the entitled users reads every entitlement: only when the count could matter.
+        let hold_new = revoking > 0
+            && together >= brake.settings.min_users
+            && brake.settings.holds(together, store.entitled_count(acct)? + recent);
+        let applies = !hold_new && !new.is_empty();
+        let rules_before = match brake.cause {
+            "ruleChange" | "reorder" => config.previous_rules.as_deref(),
+            _ => None,
+        };
+        let mut held: Vec<(String, Option<u64>, HeldUser)> =
+            again.into_iter().map(|(d, h)| (d.user, d.pending_seq, h)).collect();
+        if hold_new {
+            held.extend(new.into_iter().map(|(d, h)| (d.user, d.pending_seq, h)));
+        } else {
+            let decisions: Vec<Decision> = new.into_iter().map(|(d, _)| d).collect();
+            store.apply_decisions(acct, &decisions)?;
+        }
+        if !held.is_empty() {
+            store.hold_revocations(acct, brake.cause, rules_before, &held)?;
+        }
+        Ok(applies)
+    }
+
+    /// Records `revoking` directory-write revocations now and returns how many came before them within the
+    /// window.
+    fn recent_revocations(&self, acct: AccountId, revoking: u64) -> u64 {
+        let now = self.inner.store.now();
+        let mut recent = self.inner.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let window = recent.entry(acct).or_default();
+        while window.front().is_some_and(|(t, _)| now - *t > WINDOW) {
+            window.pop_front();
+        }
+        let before = window.iter().map(|(_, n)| n).sum();
+        window.push_back((now, revoking));
+        before
+    }
+
+    /// Applies the held revocations as the rules decide now (a user no longer implied to lose anything
+    /// loses nothing) and ends the hold. Returns how many users were evaluated.
+    pub fn release(&self, acct: AccountId, actor: &Actor) -> StoreResult<usize> {
+        let store = &self.inner.store;
+        let config = store.sync_config(acct)?;
+        let Some(evaluator) = Evaluator::new(store, acct, &config)? else { return Ok(0) };
+        let _one_at_a_time = self.serialised();
+        let Some(hold) = store.hold(acct)? else { return Ok(0) };
+        let users: Vec<(String, Option<u64>)> = hold.users.keys().map(|u| (u.clone(), None)).collect();
+        for chunk in users.chunks(BATCH) {
+            store.apply_decisions(acct, &evaluator.decisions(chunk)?)?;
+        }
+        store.end_hold(acct, "sync.released", actor)?;
+        Ok(users.len())
+    }
+
+    fn drain_scopes(&self, evaluator: &Evaluator<'_>, scopes: &[(Scope, u64)]) -> StoreResult<usize> {
+        let (store, acct) = (&self.inner.store, evaluator.acct);
         let has = |wanted: &Scope| scopes.iter().any(|(s, _)| s == wanted);
         // When the whole account is in scope, everyone is evaluated once and the other scopes go with it.
         let walk: Vec<&Scope> = match has(&Scope::All) {
@@ -155,9 +255,6 @@ impl Engine {
         {
             evaluated += self.reorder_pass(evaluator, *seq, &done)?;
         }
-        for (scope, seq) in &scopes {
-            store.finish_scope(acct, scope, *seq)?;
-        }
         Ok(evaluated)
     }
 
@@ -169,10 +266,32 @@ impl Engine {
             .iter()
             .map(|u| Ok(((*u).clone(), store.pending_seq(acct, u)?)))
             .collect::<StoreResult<Vec<_>>>()?;
+        self.apply_waiting_last(evaluator, users)
+    }
+
+    /// Evaluates users (given in ascending id order) and applies their decisions: first those who do not
+    /// wait for a seat, in id order, then those who do, oldest failure first, so that seats the first ones
+    /// free go to whoever has waited longest.
+    fn apply_waiting_last(
+        &self,
+        evaluator: &Evaluator<'_>,
+        users: Vec<(String, Option<u64>)>,
+    ) -> StoreResult<usize> {
+        let (store, acct) = (&self.inner.store, evaluator.acct);
+        let count = users.len();
+        let waiting = evaluator.waiting_since()?;
+        let (mut waiters, others): (Vec<_>, Vec<_>) =
+            users.into_iter().partition(|(u, _)| waiting.contains_key(u));
+        waiters.sort_by(|(a, _), (b, _)| (&waiting[a], a).cmp(&(&waiting[b], b)));
         let _one_at_a_time = self.serialised();
-        let decisions = evaluator.decisions(&users)?;
-        store.apply_decisions(acct, &decisions)?;
-        Ok(users.len())
+        for decisions in [evaluator.decisions(&others)?, evaluator.decisions_as_listed(&waiters)?] {
+            let decisions = evaluator.sift(decisions)?;
+            if !decisions.is_empty() {
+                store.apply_decisions(acct, &decisions)?;
+                evaluator.unhold_applied(&decisions)?;
+            }
+        }
+        Ok(count)
     }
 
     /// After a pure reorder, only users whose lowest-numbered matching rule changed (or who are failing or
@@ -206,17 +325,25 @@ impl Engine {
     fn drain_users(&self, evaluator: &Evaluator<'_>) -> StoreResult<usize> {
         let (store, acct) = (&self.inner.store, evaluator.acct);
         let mut evaluated = 0;
+        // Sweeps in id order until one finds nobody to evaluate but users whose revocation is put aside
+        // (their marks stay until the pass settles them).
         loop {
-            let pending = store.pending_users(acct, BATCH)?;
-            if pending.is_empty() {
+            let (mut after, mut swept) = (None::<String>, 0);
+            loop {
+                let page = store.pending_users_after(acct, after.as_deref(), BATCH)?;
+                let Some((last, _)) = page.last() else { break };
+                after = Some(last.clone());
+                let pending: Vec<(String, Option<u64>)> = page
+                    .into_iter()
+                    .filter(|(u, _)| !evaluator.put_aside(u))
+                    .map(|(u, seq)| (u, Some(seq)))
+                    .collect();
+                swept += pending.len();
+                evaluated += self.apply_waiting_last(evaluator, pending)?;
+            }
+            if swept == 0 {
                 return Ok(evaluated);
             }
-            let _one_at_a_time = self.serialised();
-            let pending: Vec<(String, Option<u64>)> =
-                pending.into_iter().map(|(u, seq)| (u, Some(seq))).collect();
-            let decisions = evaluator.decisions(&pending)?;
-            store.apply_decisions(acct, &decisions)?;
-            evaluated += pending.len();
         }
     }
 
@@ -225,14 +352,16 @@ impl Engine {
         let store = &self.inner.store;
         let config = store.sync_config(acct)?;
         let Some(evaluator) = Evaluator::new(store, acct, &config)? else { return Ok(Vec::new()) };
+        // Oldest failure first, as seats are handed out everywhere else.
+        let waiting = evaluator.waiting_since()?;
         let mut sorted = uids.to_vec();
-        sorted.sort();
+        sorted.sort_by(|a, b| (waiting.get(a), a).cmp(&(waiting.get(b), b)));
         sorted.dedup();
         let mut out = Vec::with_capacity(sorted.len());
         for chunk in sorted.chunks(BATCH) {
             let _one_at_a_time = self.serialised();
             let batch: Vec<(String, Option<u64>)> = chunk.iter().map(|u| (u.clone(), None)).collect();
-            let decisions = evaluator.decisions(&batch)?;
+            let decisions = evaluator.decisions_as_listed(&batch)?;
             let applied = store.apply_decisions(acct, &decisions)?;
             out.extend(chunk.iter().cloned().zip(applied));
         }
@@ -247,6 +376,60 @@ struct Evaluator<'s> {
     rules: Vec<CompiledRule>,
     registry: Arc<Registry>,
     templates: HashMap<String, EmailTemplate>,
+    /// The mass-revocation brake of an engine pass (`None`: decisions are applied as they come).
+    brake: Option<Mutex<Brake>>,
+}
+
+/// What the brake of one pass knows: the threshold, who is held already, and the revocations put aside
+/// until the pass knows how many there are.
+struct Brake {
+    settings: BrakeSettings,
+    cause: &'static str,
+    held: HashSet<String>,
+    deferred: Vec<(Decision, HeldUser)>,
+    /// The users of `deferred`.
+    aside: HashSet<String>,
+}
+
+impl Brake {
+    fn new(store: &Store, acct: AccountId, cause: &'static str) -> StoreResult<Brake> {
+        let held = store.hold(acct)?.map(|h| h.users.into_keys().collect()).unwrap_or_default();
+        let settings = store.brake_settings(acct)?;
+        Ok(Brake { settings, cause, held, deferred: Vec::new(), aside: HashSet::new() })
+    }
+
+    /// An emptied brake, left in place once a pass has settled its revocations.
+    fn off() -> Brake {
+        Brake {
+            settings: BrakeSettings::default(),
+            cause: "",
+            held: HashSet::new(),
+            deferred: Vec::new(),
+            aside: HashSet::new(),
+        }
+    }
+}
+
+/// What a pass's revocations are held as: the change whose scopes it walks (as the change recorded it),
+/// or else directory writes.
+fn cause_of(scopes: &[(Scope, u64)], recorded: Option<String>) -> &'static str {
+    if scopes.is_empty() {
+        return "directoryWrites";
+    }
+    let known = ["ruleChange", "reorder", "syncSwitchedOn", "customAttributes"];
+    if let Some(cause) = recorded.and_then(|r| known.into_iter().find(|k| *k == r)) {
+        return cause;
+    }
+    let has = |f: fn(&Scope) -> bool| scopes.iter().any(|(s, _)| f(s));
+    if has(|s| *s == Scope::All) {
+        "syncSwitchedOn"
+    } else if has(|s| matches!(s, Scope::Group(_))) {
+        "ruleChange"
+    } else if has(|s| *s == Scope::Reorder) {
+        "reorder"
+    } else {
+        "directoryWrites"
+    }
 }
 
 impl<'s> Evaluator<'s> {
@@ -264,7 +447,87 @@ impl<'s> Evaluator<'s> {
             .into_iter()
             .map(|t| (t.id.clone(), t))
             .collect();
-        Ok(Some(Evaluator { store, acct, rules, registry: store.registry(acct), templates }))
+        Ok(Some(Evaluator { store, acct, rules, registry: store.registry(acct), templates, brake: None }))
+    }
+
+    /// The decisions to apply now; those that take products away from a user are put aside for the brake.
+    fn sift(&self, decisions: Vec<Decision>) -> StoreResult<Vec<Decision>> {
+        let Some(brake) = &self.brake else { return Ok(decisions) };
+        let mut brake = brake.lock().unwrap_or_else(|p| p.into_inner());
+        let mut now = Vec::with_capacity(decisions.len());
+        for d in decisions {
+            match self.revocation(&d)? {
+                Some(held) => {
+                    brake.aside.insert(d.user.clone());
+                    brake.deferred.push((d, held));
+                }
+                None => now.push(d),
+            }
+        }
+        Ok(now)
+    }
+
+    /// Was this user's revocation put aside in this pass?
+    fn put_aside(&self, uid: &str) -> bool {
+        self.brake.as_ref().is_some_and(|b| b.lock().unwrap_or_else(|p| p.into_inner()).aside.contains(uid))
+    }
+
+    /// Users who were held and whose decision, applied now, takes nothing away leave the hold.
+    fn unhold_applied(&self, decisions: &[Decision]) -> StoreResult<()> {
+        let Some(brake) = &self.brake else { return Ok(()) };
+        let mut brake = brake.lock().unwrap_or_else(|p| p.into_inner());
+        let gone: Vec<String> =
+            decisions.iter().filter(|d| brake.held.contains(&d.user)).map(|d| d.user.clone()).collect();
+        if !gone.is_empty() {
+            self.store.unhold(self.acct, &gone)?;
+            for u in &gone {
+                brake.held.remove(u);
+            }
+        }
+        Ok(())
+    }
+
+    /// What the decision takes away from the user (`None`: nothing).
+    fn revocation(&self, d: &Decision) -> StoreResult<Option<HeldUser>> {
+        let Some(held) = self.store.entitlement(self.acct, &d.user)?.and_then(|e| e.bundle) else {
+            return Ok(None);
+        };
+        let keeps: &[String] = match &d.outcome {
+            Outcome::Entitle { bundle, .. } => &bundle.products,
+            Outcome::Nothing { .. } | Outcome::Deleted => &[],
+        };
+        let loses: Vec<String> = held.products.iter().filter(|p| !keeps.contains(p)).cloned().collect();
+        if loses.is_empty() {
+            return Ok(None);
+        }
+        let user_name = match self.store.user(self.acct, &d.user)? {
+            Some(u) => u.get("userName").and_then(serde_json::Value::as_str).unwrap_or_default().to_string(),
+            None => match &d.outcome {
+                Outcome::Entitle { user_name, .. } => user_name.clone(),
+                _ => String::new(),
+            },
+        };
+        Ok(Some(HeldUser { user_name, loses }))
+    }
+
+    /// Users waiting for a seat (failing `outOfLicenses`) and since when.
+    fn waiting_since(&self) -> StoreResult<HashMap<String, String>> {
+        Ok(self
+            .store
+            .stored_failures(self.acct)?
+            .into_iter()
+            .filter(|(_, f)| f.reason == FailureReason::OutOfLicenses)
+            .map(|(u, f)| (u, f.since))
+            .collect())
+    }
+
+    /// Decisions for users in any order, in that order (reading them in ascending id order).
+    fn decisions_as_listed(&self, users: &[(String, Option<u64>)]) -> StoreResult<Vec<Decision>> {
+        let mut by_id: Vec<(String, Option<u64>)> = users.to_vec();
+        by_id.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut decided: HashMap<String, Decision> =
+            self.decisions(&by_id)?.into_iter().map(|d| (d.user.clone(), d)).collect();
+        Ok(users.iter().filter_map(|(u, _)| decided.remove(u)).collect())
     }
 
     /// Decisions for users in ascending id order, computed on every core: the work is all reads.

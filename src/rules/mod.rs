@@ -3,16 +3,25 @@
 
 mod admin;
 mod engine;
+mod explain;
 mod preview;
 mod resolve;
 mod validate;
 mod welcome;
 
-pub use admin::{RetryOutcome, RetrySelection, SaveError, preview_rules, retry_failures, save_rules};
+pub use admin::{
+    RetryError, RetryOutcome, RetrySelection, SaveError, preview_rules, retry_failures, save_rules,
+};
 pub use engine::Engine;
+pub use explain::{
+    RuleLine, RuleOutcome, entitlement_view, explain, explain_user, failed_clause, group_names, state_of,
+    top_level_paths,
+};
 pub use preview::{Preview, UserChange, preview};
 pub use resolve::{CompiledRule, Resolution, compile, decide, resolve};
-pub use validate::{RuleError, rule_problems, validate_custom_attributes, validate_rule};
+pub use validate::{
+    RuleError, custom_attributes_used, rule_problems, validate_custom_attributes, validate_rule,
+};
 pub use welcome::{
     PLACEHOLDERS, address_of, builtin_template, language_for, render, render_welcome, unknown_placeholders,
 };

@@ -2,9 +2,12 @@
 //! and the one they would get, which parts of it change, and whether applying it would fail; per product
 //! how many users would gain and lose it and who would find no free seat.
 //!
-//! Seats are simulated the way the engine applies decisions: users in ascending id order (the order in
-//! which it walks the users of a rule change), each bundle all or nothing, so a user whose bundle does not
-//! fit in the seats left by the users before them keeps what they have and would fail `outOfLicenses`.
+//! Seats are simulated the way the engine applies decisions: users who are not waiting for a seat in
+//! ascending id order (the order in which it walks the users of a rule change), then those waiting for one
+//! (failing `outOfLicenses`) oldest failure first, each bundle all or nothing, and a free seat promised to
+//! whoever has waited longest and could take their whole bundle with it; seats freed along the way are
+//! offered to the waiting users again. A user whose bundle does not fit keeps what they have and would fail
+//! `outOfLicenses`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -114,24 +117,69 @@ pub struct Preview {
     pub would_fail: usize,
 }
 
-/// Seats of each product as the simulated application takes and frees them.
-struct Pools(HashMap<String, (Option<u64>, u64)>);
+/// When a user who starts waiting during the simulated application started: after everyone already waiting.
+const NOW: &str = "~";
+
+/// Seats of each product as the simulated application takes and frees them, and the users waiting for
+/// seats: (since, user, products lacked).
+struct Pools(HashMap<String, (Option<u64>, u64)>, Vec<(String, String, Vec<String>)>);
 
 impl Pools {
-    fn full(&self, product: &str) -> bool {
-        self.0.get(product).is_none_or(|(seats, used)| seats.is_some_and(|s| *used >= s))
+    fn seats_left(&self, product: &str) -> u64 {
+        match self.0.get(product) {
+            None => 0,
+            Some((None, _)) => u64::MAX,
+            Some((Some(seats), used)) => seats.saturating_sub(*used),
+        }
     }
 
-    /// Moves a user from `held` to `wanted` if every product they do not hold yet has a free seat;
-    /// otherwise changes nothing and returns the products without one.
-    fn take(&mut self, held: &[String], wanted: &[String]) -> Vec<String> {
-        let lacking: Vec<String> =
-            wanted.iter().filter(|p| !held.contains(p) && self.full(p)).cloned().collect();
+    /// How many users waiting longer than `uid` (since `since`) the free seats of `product` are promised
+    /// to: those lacking it who could take their whole bundle with it (as the store applies decisions).
+    fn promised(&self, uid: &str, since: &str, product: &str) -> u64 {
+        let older =
+            |(s, u, _): &&(String, String, Vec<String>)| u != uid && (s.as_str(), u.as_str()) < (since, uid);
+        self.1
+            .iter()
+            .filter(older)
+            .filter(|(_, _, lacked)| lacked.iter().any(|p| p == product))
+            .filter(|(_, _, lacked)| lacked.iter().all(|p| p == product || self.seats_left(p) > 0))
+            .count() as u64
+    }
+
+    fn since(&self, uid: &str) -> String {
+        self.1.iter().find(|(_, u, _)| u == uid).map_or_else(|| NOW.to_string(), |(s, _, _)| s.clone())
+    }
+
+    /// Moves a user from `held` to `wanted` if every product they do not hold yet has a seat free for
+    /// them; otherwise changes nothing, records them as waiting and returns the products without one.
+    fn take(&mut self, uid: &str, held: &[String], wanted: &[String]) -> Vec<String> {
+        let since = self.since(uid);
+        let lacking: Vec<String> = wanted
+            .iter()
+            .filter(|p| !held.contains(p))
+            .filter(|p| {
+                let left = self.seats_left(p);
+                left == 0 || self.promised(uid, &since, p) >= left
+            })
+            .cloned()
+            .collect();
+        self.1.retain(|(_, u, _)| u != uid);
         if lacking.is_empty() {
             self.adjust(held.iter().filter(|p| !wanted.contains(p)), |u| u.saturating_sub(1));
             self.adjust(wanted.iter().filter(|p| !held.contains(p)), |u| u + 1);
+        } else {
+            self.1.push((since, uid.to_string(), lacking.clone()));
         }
         lacking
+    }
+
+    /// Is a seat free for this waiting user now (one they lacked, not promised to someone before them)?
+    fn offered(&self, uid: &str) -> bool {
+        let since = self.since(uid);
+        self.1.iter().filter(|(_, u, _)| u == uid).flat_map(|(_, _, lacked)| lacked).any(|p| {
+            let left = self.seats_left(p);
+            left > 0 && self.promised(uid, &since, p) < left
+        })
     }
 
     fn adjust<'a>(&mut self, products: impl Iterator<Item = &'a String>, f: impl Fn(u64) -> u64) {
@@ -162,8 +210,14 @@ pub fn preview(store: &Store, acct: AccountId, proposed: &[Rule]) -> StoreResult
         rules: compile(proposed).map_err(StoreError::Invalid)?,
         schema: registry.resource(ResourceKind::User),
     };
+    let waiting: Vec<(String, String, Vec<String>)> = store
+        .failures(acct)?
+        .into_iter()
+        .filter(|(_, f)| f.reason == FailureReason::OutOfLicenses)
+        .map(|(u, f)| (f.since, u, f.products))
+        .collect();
     let mut pools =
-        Pools(store.products(acct)?.into_iter().map(|(p, used)| (p.id, (p.seats, used))).collect());
+        Pools(store.products(acct)?.into_iter().map(|(p, used)| (p.id, (p.seats, used))).collect(), waiting);
     let (mut users, mut evaluated) = (Vec::new(), 0);
     let all = [&Scope::All];
     let mut walk = store.scopes_users(acct, &all);
@@ -175,9 +229,10 @@ pub fn preview(store: &Store, acct: AccountId, proposed: &[Rule]) -> StoreResult
         for uid in &page {
             let Some(user) = store.user(acct, uid)? else { continue };
             evaluated += 1;
-            users.extend(ctx.change(uid, &user, &mut pools)?);
+            users.extend(ctx.change(uid, &user)?);
         }
     }
+    hand_out_seats(&mut users, &mut pools);
     let products = impacts(store, acct, &users, &pools)?;
     let run_out = products.iter().filter(|p| p.shortfall > 0).map(|p| p.id.clone()).collect();
     let would_fail = users.iter().filter(|u| u.would_fail.is_some()).count();
@@ -185,8 +240,8 @@ pub fn preview(store: &Store, acct: AccountId, proposed: &[Rule]) -> StoreResult
 }
 
 impl Context<'_> {
-    /// The user's change under the proposed rules, if their bundle would change, applied to `pools`.
-    fn change(&self, uid: &str, user: &Value, pools: &mut Pools) -> StoreResult<Option<UserChange>> {
+    /// The user's change under the proposed rules, if their bundle would change (seats not yet handed out).
+    fn change(&self, uid: &str, user: &Value) -> StoreResult<Option<UserChange>> {
         let groups: HashSet<String> = self.store.groups_of(self.acct, uid)?.into_iter().collect();
         let deciding = resolve(user, &groups, &self.rules, self.schema).deciding();
         let current = self.store.entitlement(self.acct, uid)?;
@@ -203,16 +258,48 @@ impl Context<'_> {
             Some(_) if self.store.login_held_elsewhere(self.acct, &fold(&user_name))? => {
                 Some(WouldFail { reason: FailureReason::ExistingAccount, products: Vec::new() })
             }
-            _ => {
-                let lacking = pools.take(&from.products, &to.products);
-                (!lacking.is_empty())
-                    .then_some(WouldFail { reason: FailureReason::OutOfLicenses, products: lacking })
-            }
+            _ => None,
         };
         let gains = to.products.iter().filter(|p| !from.products.contains(p)).cloned().collect();
         let loses = from.products.iter().filter(|p| !to.products.contains(p)).cloned().collect();
         Ok(Some(UserChange { id: uid.to_string(), user_name, from, to, changes, gains, loses, would_fail }))
     }
+}
+
+/// The most rounds of offering freed seats to waiting users (each round gives someone a bundle or stops).
+const OFFER_ROUNDS: usize = 64;
+
+/// Hands out seats as the engine would: users not waiting in id order, then waiting users oldest first,
+/// then seats freed meanwhile offered to whoever still waits. Sets `wouldFail` for `outOfLicenses`.
+fn hand_out_seats(users: &mut [UserChange], pools: &mut Pools) {
+    let waits = |pools: &Pools, u: &UserChange| pools.1.iter().any(|(_, w, _)| *w == u.id);
+    let seat_seekers = |u: &UserChange| u.would_fail.is_none();
+    let mut order: Vec<usize> = (0..users.len()).filter(|i| seat_seekers(&users[*i])).collect();
+    order.sort_by_key(|i| (waits(pools, &users[*i]), pools.since(&users[*i].id), users[*i].id.clone()));
+    for i in order {
+        take(&mut users[i], pools);
+    }
+    for _ in 0..OFFER_ROUNDS {
+        let mut offered: Vec<usize> = (0..users.len())
+            .filter(|i| {
+                users[*i].would_fail.as_ref().is_some_and(|f| f.reason == FailureReason::OutOfLicenses)
+            })
+            .filter(|i| pools.offered(&users[*i].id))
+            .collect();
+        if offered.is_empty() {
+            break;
+        }
+        offered.sort_by_key(|i| (pools.since(&users[*i].id), users[*i].id.clone()));
+        for i in offered {
+            take(&mut users[i], pools);
+        }
+    }
+}
+
+fn take(user: &mut UserChange, pools: &mut Pools) {
+    let lacking = pools.take(&user.id, &user.from.products, &user.to.products);
+    user.would_fail = (!lacking.is_empty())
+        .then_some(WouldFail { reason: FailureReason::OutOfLicenses, products: lacking });
 }
 
 fn impacts(

@@ -107,14 +107,21 @@ pub fn decide(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use serde_json::json;
 
     use super::*;
     use crate::scim::schema::{Registry, ResourceKind};
     use crate::store::sync::Bundle;
 
-    fn rule(id: &str, number: u32, group: &str, filter: Option<&str>, products: &[&str]) -> Rule {
+    /// A rule for tests: products only, the rest of the bundle by default.
+    pub(in crate::rules) fn rule(
+        id: &str,
+        number: u32,
+        group: &str,
+        filter: Option<&str>,
+        products: &[&str],
+    ) -> Rule {
         Rule {
             id: id.into(),
             number,

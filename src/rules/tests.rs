@@ -1,21 +1,25 @@
 //! The engine against a brute-force reference: random groups, memberships, rules and seat limits, a random
-//! sequence of directory changes, rule creates, edits, deletes and reorders and seat raises, and after it
-//! the entitlements the final state alone implies.
+//! sequence of directory changes (deactivations and deletions among them), rule creates, edits, deletes and
+//! reorders and seat raises and cuts, and after it the entitlements the final state alone implies. With
+//! seat limits, after every step: no seat is oversubscribed, no user waits for a seat that is free, and a
+//! seat went to nobody who waited less than someone who needed only that seat.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use super::Engine;
+use crate::clock::ManualClock;
 use crate::scim::patch::parse_request;
 use crate::scim::resource::normalize;
 use crate::scim::schema::{ResourceKind, USERSYNC_URN};
 use crate::store::sync::{
-    Bundle, CustomAttribute, EntitlementState, FailureReason, Product, References, Rule, RuleEdit, Scope,
+    Bundle, CustomAttribute, EntitlementState, Failure, FailureReason, Product, References, Rule, RuleEdit,
+    Scope,
 };
-use crate::store::testing::temp_store;
-use crate::store::{AccountId, Actor, Store};
+use crate::store::{AccountId, Actor, DurabilityMode, Store, StoreOptions};
 
 const USERS: usize = 7;
 const GROUPS: usize = 4;
@@ -92,6 +96,9 @@ enum Step {
     Delete(usize),
     /// Raise a product's seats by this much (unlimited stays unlimited).
     Raise(usize, u64),
+    /// Cut a product's seats by this much, never below the seats in use.
+    Cut(usize, u64),
+    DeleteUser(usize),
 }
 
 #[derive(Debug, Clone)]
@@ -124,7 +131,9 @@ fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         6 => (0..USERS, 0..GROUPS).prop_map(|(u, g)| Step::Join(u, g)),
         3 => (0..USERS, 0..GROUPS).prop_map(|(u, g)| Step::Leave(u, g)),
-        1 => (0..USERS, any::<bool>()).prop_map(|(u, a)| Step::Active(u, a)),
+        3 => (0..USERS, any::<bool>()).prop_map(|(u, a)| Step::Active(u, a)),
+        1 => (0..USERS).prop_map(Step::DeleteUser),
+        1 => (0..3usize, 1..3u64).prop_map(|(p, k)| Step::Cut(p, k)),
         1 => (0..USERS, title).prop_map(|(u, t)| Step::Title(u, t)),
         1 => (0..USERS, any::<bool>()).prop_map(|(u, v)| Step::Vip(u, v)),
         1 => proptest::collection::vec(any::<u8>(), MAX_RULES).prop_map(Step::Reorder),
@@ -150,6 +159,7 @@ fn scenario(limited: bool) -> impl Strategy<Value = Scenario> {
 /// The directory and the rule list as the test models them.
 struct Model {
     active: [bool; USERS],
+    deleted: [bool; USERS],
     titles: [Title; USERS],
     vips: [bool; USERS],
     members: BTreeSet<(usize, usize)>,
@@ -163,6 +173,7 @@ impl Model {
         let rules = s.rules.iter().enumerate().map(|(i, r)| (format!("r{i}"), r.clone())).collect();
         Model {
             active: [true; USERS],
+            deleted: [false; USERS],
             titles: s.titles,
             vips: s.vips,
             members: BTreeSet::new(),
@@ -173,7 +184,7 @@ impl Model {
 
     /// The rule that decides for user `u` in this state, if any applies.
     fn deciding(&self, u: usize) -> Option<&(String, RuleSpec)> {
-        if !self.active[u] {
+        if !self.active[u] || self.deleted[u] {
             return None;
         }
         self.rules
@@ -194,6 +205,7 @@ fn slot(number: Option<u32>, len: usize) -> usize {
 
 struct World {
     store: Store,
+    clock: Arc<ManualClock>,
     engine: Engine,
     acct: AccountId,
     users: Vec<String>,
@@ -209,7 +221,15 @@ fn validate(rule: &Rule, refs: &References, store: &Store, acct: AccountId) -> R
 
 impl World {
     fn new(s: &Scenario) -> World {
-        let (store, dir) = temp_store();
+        let dir = tempfile::tempdir().unwrap();
+        let start = chrono::DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z").unwrap().into();
+        let clock = Arc::new(ManualClock::new(start));
+        let options = StoreOptions {
+            path: dir.path().to_path_buf(),
+            durability: DurabilityMode::Flush,
+            clock: clock.clone(),
+        };
+        let store = Store::open(options).unwrap();
         let (account, _) = store.ensure_account("default").unwrap();
         let acct = account.id;
         let actor = Actor::engine();
@@ -219,7 +239,7 @@ impl World {
             multi_valued: false,
             description: String::new(),
         };
-        store.put_custom_attributes(acct, &[vip], &actor).unwrap();
+        store.put_custom_attributes(acct, &[vip], &actor, &super::custom_attributes_used).unwrap();
         let registry = store.registry(acct);
         for (i, p) in PRODUCTS.iter().enumerate() {
             let product =
@@ -249,7 +269,7 @@ impl World {
             })
             .collect();
         let engine = Engine::new(store.clone());
-        let world = World { store, engine, acct, users, groups, _dir: dir };
+        let world = World { store, clock, engine, acct, users, groups, _dir: dir };
         for (id, spec) in &Model::new(s).rules {
             world.edit(RuleEdit::Create { rule: world.rule(id, spec), number: None });
         }
@@ -295,7 +315,23 @@ impl World {
     }
 
     fn apply(&self, step: &Step, model: &mut Model) {
+        // Each step a second later: failures recorded by different steps have different ages.
+        self.clock.advance(chrono::Duration::seconds(1));
+        let user_step = match step {
+            Step::Join(u, _) | Step::Leave(u, _) | Step::Active(u, _) | Step::Title(u, _) => Some(*u),
+            Step::Vip(u, _) | Step::DeleteUser(u) => Some(*u),
+            _ => None,
+        };
+        if user_step.is_some_and(|u| model.deleted[u]) {
+            return;
+        }
         match step {
+            Step::DeleteUser(u) => {
+                self.store.delete_user(self.acct, &self.users[*u], None, &Actor::engine()).unwrap();
+                model.deleted[*u] = true;
+                model.members.retain(|(_, m)| m != u);
+            }
+            Step::Cut(p, k) => self.cut(*p, *k),
             Step::Join(u, g) => {
                 let op = json!({"op": "add", "path": "members", "value": [{"value": self.users[*u]}]});
                 self.patch(ResourceKind::Group, &self.groups[*g], op);
@@ -365,6 +401,66 @@ impl World {
         self.store.put_product(self.acct, &product, &Actor::engine()).unwrap();
     }
 
+    fn cut(&self, p: usize, k: u64) {
+        let (mut product, used) = self.store.product(self.acct, PRODUCTS[p]).unwrap().unwrap();
+        product.seats = product.seats.map(|s| s.saturating_sub(k).max(used));
+        self.store.put_product(self.acct, &product, &Actor::engine()).unwrap();
+    }
+
+    /// The users waiting for seats: (since, user index, failure).
+    fn waiting(&self) -> Vec<(String, usize, Failure)> {
+        let mut waiting: Vec<(String, usize, Failure)> = self
+            .store
+            .failures(self.acct)
+            .unwrap()
+            .into_iter()
+            .filter(|(_, f)| f.reason == FailureReason::OutOfLicenses)
+            .map(|(uid, f)| (f.since.clone(), self.users.iter().position(|u| *u == uid).unwrap(), f))
+            .collect();
+        waiting.sort_by(|a, b| (&a.0, &self.users[a.1]).cmp(&(&b.0, &self.users[b.1])));
+        waiting
+    }
+
+    /// Nobody waits for a seat that is free: every product a waiting user lacks is full.
+    fn assert_no_free_seat_waited_for(&self) {
+        let seats = self.seats();
+        for (_, u, f) in self.waiting() {
+            for p in &f.products {
+                let (used, limit) = seats[p];
+                assert!(
+                    limit.is_some_and(|l| used >= l),
+                    "user {u} waits for {p} ({used} of {limit:?} used): {f:?}"
+                );
+            }
+        }
+    }
+
+    /// Of the users waiting before a step, none who waited less got a seat of a product that an older one,
+    /// lacking only that product before and after, still waits for; nor did anyone who did not wait.
+    fn assert_oldest_served_first(
+        &self,
+        before: &[(String, usize, Failure)],
+        held_before: &[Option<BTreeSet<usize>>],
+    ) {
+        let after = self.waiting();
+        for (i, (_, a, fa)) in before.iter().enumerate() {
+            let Some((_, _, fa_now)) = after.iter().find(|(_, u, _)| u == a) else { continue };
+            let [p] = fa.products.as_slice() else { continue };
+            if fa_now.products != fa.products || fa_now.intended != fa.intended {
+                continue;
+            }
+            // Everyone but those who waited longer than `a`: newer waiters and users who did not wait.
+            let older: Vec<usize> = before[..=i].iter().map(|(_, u, _)| *u).collect();
+            for b in (0..USERS).filter(|b| !older.contains(b)) {
+                let gained = self.held(b).is_some_and(|h| {
+                    h.contains(&product_index(p))
+                        && !held_before[b].as_ref().is_some_and(|h| h.contains(&product_index(p)))
+                });
+                assert!(!gained, "user {b} got {p} while user {a}, waiting longer for it alone, still waits");
+            }
+        }
+    }
+
     /// Seats used and seats of each product.
     fn seats(&self) -> HashMap<String, (u64, Option<u64>)> {
         self.store.products(self.acct).unwrap().into_iter().map(|(p, used)| (p.id, (used, p.seats))).collect()
@@ -405,9 +501,13 @@ fn run(s: &Scenario) -> (World, Model) {
     world.engine.run_pending().unwrap();
     world.assert_no_oversubscription();
     for step in &s.steps {
+        let waiting = world.waiting();
+        let held: Vec<Option<BTreeSet<usize>>> = (0..USERS).map(|u| world.held(u)).collect();
         world.apply(step, &mut model);
         world.engine.run_pending().unwrap();
         world.assert_no_oversubscription();
+        world.assert_no_free_seat_waited_for();
+        world.assert_oldest_served_first(&waiting, &held);
     }
     let ids: Vec<String> =
         world.store.sync_config(world.acct).unwrap().rules.into_iter().map(|r| r.id).collect();
@@ -427,7 +527,7 @@ proptest! {
             prop_assert_eq!(world.held(u), want.clone(), "user {}", u);
             prop_assert_eq!(world.deciding_rule(u), model.deciding(u).map(|(id, _)| id.clone()), "user {}", u);
             let state = world.state(u).unwrap_or(EntitlementState::None);
-            let expected = match (&want, model.active[u]) {
+            let expected = match (&want, model.active[u] || model.deleted[u]) {
                 (Some(_), _) => EntitlementState::Entitled,
                 (None, false) => EntitlementState::Suspended,
                 (None, true) => EntitlementState::None,
@@ -543,4 +643,34 @@ fn the_users_of_several_scopes_come_in_one_id_order_each_once() {
         seen.extend(page);
     }
     assert_eq!(seen, in_groups);
+}
+
+/// A seat freed in the same pass as a user who never waited asks for one goes to the user who has been
+/// waiting for it, whatever the order of the two in the pass.
+#[test]
+fn a_freed_seat_goes_to_the_waiting_user_before_a_newcomer() {
+    let p0 = |group| RuleSpec { group, cond: Cond::Any, products: BTreeSet::from([0]) };
+    let s = Scenario {
+        rules: vec![p0(0), p0(1)],
+        seats: [Some(1), None, None],
+        titles: [None; USERS],
+        vips: [false; USERS],
+        steps: vec![],
+    };
+    let world = World::new(&s);
+    let mut model = Model::new(&s);
+    world.apply(&Step::Join(0, 0), &mut model);
+    world.engine.run_pending().unwrap();
+    world.apply(&Step::Join(1, 1), &mut model);
+    world.engine.run_pending().unwrap();
+    assert_eq!(world.waiting().iter().map(|(_, u, _)| *u).collect::<Vec<_>>(), [1]);
+    let failure = world.store.failure(world.acct, &world.users[1]).unwrap().unwrap();
+    assert_eq!(failure.detail, "p0: 1 of 1 seats in use");
+    // user 0 frees the seat and user 2 (after 0 in id order, never waiting) asks for one in the same pass
+    world.apply(&Step::Leave(0, 0), &mut model);
+    world.apply(&Step::Join(2, 1), &mut model);
+    world.engine.run_pending().unwrap();
+    assert_eq!(world.held(1), Some(BTreeSet::from([0])), "the waiting user got the seat");
+    assert_eq!(world.held(2), None);
+    assert_eq!(world.waiting().iter().map(|(_, u, _)| *u).collect::<Vec<_>>(), [2]);
 }

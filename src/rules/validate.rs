@@ -3,8 +3,8 @@
 
 use std::collections::HashSet;
 
-use crate::scim::filter::{check, parse_filter};
-use crate::scim::schema::ResourceSchema;
+use crate::scim::filter::{AttrPath, Filter, check, parse_filter};
+use crate::scim::schema::{AttrDef, ResourceSchema, USERSYNC_URN};
 use crate::store::sync::{AdminRole, CustomAttribute, References, Rule};
 
 use super::welcome::{builtin_template, language_for};
@@ -44,6 +44,8 @@ pub fn rule_problems(rule: &Rule, refs: &References, users: &ResourceSchema) -> 
             Ok(filter) => {
                 if let Err(e) = check(&filter, users) {
                     err("filter".into(), e.detail);
+                } else if let Err(message) = known_attributes(&filter, users) {
+                    err("filter".into(), message);
                 }
             }
         }
@@ -103,6 +105,117 @@ pub fn rule_problems(rule: &Rule, refs: &References, users: &ResourceSchema) -> 
         err("settingsTemplate".into(), format!("unknown settings template '{}'", b.settings_template));
     }
     out
+}
+
+/// Every attribute a filter names must exist in the account's User schema (core, enterprise or custom
+/// attributes): a misspelt one would be saved and never match. The message names it and the closest
+/// known name.
+fn known_attributes(filter: &Filter, users: &ResourceSchema) -> Result<(), String> {
+    match filter {
+        Filter::And(operands) | Filter::Or(operands) => {
+            operands.iter().try_for_each(|f| known_attributes(f, users))
+        }
+        Filter::Not(inner) => known_attributes(inner, users),
+        Filter::Present(path) | Filter::Compare(path, _, _) => known_path(path, users).map(drop),
+        Filter::ValuePath(path, inner) => {
+            let def = known_path(path, users)?;
+            known_sub_attributes(inner, path, def)
+        }
+    }
+}
+
+/// The inside of `attr[...]`: names of `parent`'s sub-attributes.
+fn known_sub_attributes(filter: &Filter, parent_path: &AttrPath, parent: &AttrDef) -> Result<(), String> {
+    match filter {
+        Filter::And(operands) | Filter::Or(operands) => {
+            operands.iter().try_for_each(|f| known_sub_attributes(f, parent_path, parent))
+        }
+        Filter::Not(inner) => known_sub_attributes(inner, parent_path, parent),
+        Filter::Present(path) | Filter::Compare(path, _, _) | Filter::ValuePath(path, _) => {
+            known_sub(parent, &format!("{parent_path}[{}]", path.name), &path.name).map(drop)
+        }
+    }
+}
+
+fn known_path<'s>(path: &AttrPath, users: &'s ResourceSchema) -> Result<&'s AttrDef, String> {
+    if let Some(urn) = path.urn.as_deref()
+        && !users.knows_schema(urn)
+    {
+        let schemas: Vec<&str> = std::iter::once(users.core.id.as_str())
+            .chain(users.extensions.iter().map(|e| e.id.as_str()))
+            .collect();
+        return Err(unknown("schema", urn, &schemas));
+    }
+    let Some(resolved) = users.resolve(path.urn.as_deref(), &path.name) else {
+        let names: Vec<&str> = match path.urn.as_deref().and_then(|u| users.extension(u)) {
+            Some(ext) => ext.attributes.iter().map(|a| a.name.as_str()).collect(),
+            None => users
+                .top_level_attrs()
+                .chain(users.extensions.iter().flat_map(|e| e.attributes.iter()))
+                .map(|a| a.name.as_str())
+                .collect(),
+        };
+        return Err(unknown("attribute", &path.name, &names));
+    };
+    match path.sub.as_deref() {
+        None => Ok(resolved.def),
+        Some(sub) => known_sub(resolved.def, &format!("{}.{sub}", path.name), sub),
+    }
+}
+
+fn known_sub<'s>(parent: &'s AttrDef, written: &str, sub: &str) -> Result<&'s AttrDef, String> {
+    if parent.sub_attributes.is_empty() {
+        return Err(format!("unknown attribute '{written}': '{}' has no sub-attributes", parent.name));
+    }
+    parent.sub(sub).ok_or_else(|| {
+        let names: Vec<&str> = parent.sub_attributes.iter().map(|a| a.name.as_str()).collect();
+        unknown("attribute", written, &names)
+    })
+}
+
+/// `unknown attribute 'titel'; the closest known one is 'title'`.
+fn unknown(what: &str, name: &str, known: &[&str]) -> String {
+    let last = name.rsplit(['.', '[']).next().unwrap_or(name);
+    let closest = known.iter().min_by_key(|k| distance(&last.to_lowercase(), &k.to_lowercase()));
+    match closest {
+        Some(c) => format!("unknown {what} '{name}'; the closest known one is '{c}'"),
+        None => format!("unknown {what} '{name}'"),
+    }
+}
+
+/// Levenshtein distance between two strings.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (row[j + 1] + 1).min(row[j] + 1).min(diagonal + usize::from(ca != *cb));
+            diagonal = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
+/// The custom attributes (lower case) a rule's filter names, qualified by the account's extension URN or
+/// not: what a change of the custom attributes must not break and must re-evaluate.
+pub fn custom_attributes_used(rule: &Rule, custom: &[CustomAttribute]) -> Vec<String> {
+    let Some(filter) = rule.filter.as_deref().and_then(|f| parse_filter(f).ok()) else { return Vec::new() };
+    let mut used: Vec<String> = super::top_level_paths(&filter)
+        .into_iter()
+        .filter(|p| match p.urn.as_deref() {
+            Some(urn) => urn.eq_ignore_ascii_case(USERSYNC_URN),
+            // Unqualified: custom names never clash with standard ones, and a rule saved before the
+            // attribute existed names it this way too.
+            None => custom.iter().any(|a| a.name.eq_ignore_ascii_case(&p.name)),
+        })
+        .map(|p| p.name.to_lowercase())
+        .collect();
+    used.sort();
+    used.dedup();
+    used
 }
 
 /// Attribute types a custom attribute may have.
@@ -282,5 +395,37 @@ mod tests {
         ] {
             assert_eq!(validate_custom_attributes(&attrs, users).unwrap_err().field, field);
         }
+    }
+}
+
+#[cfg(test)]
+mod filter_tests {
+    use super::*;
+    use crate::scim::schema::{Registry, ResourceKind};
+
+    #[test]
+    fn an_unknown_attribute_is_named_with_the_closest_known_one() {
+        let registry = Registry::standard();
+        let users = registry.resource(ResourceKind::User);
+        let check = |f: &str| known_attributes(&parse_filter(f).unwrap(), users);
+        assert_eq!(check("userName sw \"a\" and not (title pr) and emails[type eq \"work\"]"), Ok(()));
+        assert_eq!(
+            check("usrName eq \"a\""),
+            Err("unknown attribute 'usrName'; the closest known one is 'userName'".into())
+        );
+        assert_eq!(
+            check("name.famlyName eq \"a\""),
+            Err("unknown attribute 'name.famlyName'; the closest known one is 'familyName'".into())
+        );
+        assert_eq!(
+            check("title.x eq \"a\""),
+            Err("unknown attribute 'title.x': 'title' has no sub-attributes".into())
+        );
+        assert!(
+            check("urn:example:nope:title eq \"a\"")
+                .unwrap_err()
+                .starts_with("unknown schema 'urn:example:nope'")
+        );
+        assert_eq!(distance("kitten", "sitting"), 3);
     }
 }

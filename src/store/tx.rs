@@ -36,12 +36,7 @@ struct Sequences(HashMap<Vec<u8>, u64>);
 
 impl Sequences {
     /// Turns the sequenced records of committed jobs into writes, numbering them in order.
-    fn number(
-        &mut self,
-        tree: &Records,
-        records: Vec<Sequenced>,
-        writes: &mut Entries,
-    ) -> sled::Result<()> {
+    fn number(&mut self, tree: &Records, records: Vec<Sequenced>, writes: &mut Entries) -> sled::Result<()> {
         for record in records {
             let last = match self.0.get(&record.prefix) {
                 Some(n) => *n,
@@ -311,7 +306,8 @@ fn commit_group(tree: &Records, jobs: Vec<Job>, sequences: &mut Sequences) -> Ha
     }
     // Numbered on a copy, kept only once written, so a failed batch leaves no gap.
     let mut numbered = Sequences(sequences.0.clone());
-    let result = numbered.number(tree, sequenced, &mut pending).and_then(|()| tree.apply(pending.into_iter()));
+    let result =
+        numbered.number(tree, sequenced, &mut pending).and_then(|()| tree.apply(pending.into_iter()));
     if result.is_ok() {
         *sequences = numbered;
     }
@@ -422,12 +418,8 @@ mod tests {
                             tx.insert_sequenced(record(if (t + i) % 2 == 0 { b"a/" } else { b"b/" }));
                             Ok(())
                         };
-                        if t == 0 {
-                            committer.exclusive(tree, write)
-                        } else {
-                            committer.run(tree, write)
-                        }
-                        .unwrap();
+                        if t == 0 { committer.exclusive(tree, write) } else { committer.run(tree, write) }
+                            .unwrap();
                     }
                 });
             }

@@ -155,7 +155,7 @@ fn kill_9_loses_no_acknowledged_write() {
 }
 
 /// An admin call on a server started from the binary.
-fn admin(
+pub fn admin(
     client: &reqwest::blocking::Client,
     addr: &str,
     method: reqwest::Method,
@@ -254,6 +254,10 @@ fn kill_9_after_membership_changes_loses_no_entitlement_consequence() {
         patch(&client, g, "add", &chunk);
         members.lock().unwrap().extend((0..users.len()).filter(|i| i % 3 == g).map(|i| (g, i)));
     }
+    // The burst takes products from many users at once, which the mass-revocation brake would hold; this
+    // test is about every consequence being applied, so the brake is set out of reach.
+    let brake = json!({"massRevocation": {"minUsers": 1_000_000}});
+    admin(&client, &addr, reqwest::Method::PATCH, "/settings", Some(brake));
     admin(&client, &addr, reqwest::Method::PUT, "/sync", Some(json!({"enabled": true})));
     wait_until_drained(&client, &addr);
 
@@ -330,7 +334,7 @@ fn kill_9_after_membership_changes_loses_no_entitlement_consequence() {
 }
 
 /// Waits until the server's engine owes no evaluation.
-fn wait_until_drained(client: &reqwest::blocking::Client, addr: &str) {
+pub fn wait_until_drained(client: &reqwest::blocking::Client, addr: &str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while admin(client, addr, reqwest::Method::GET, "/sync", None)["pending"] != json!(0) {
         assert!(std::time::Instant::now() < deadline, "pending never drained");

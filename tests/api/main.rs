@@ -11,6 +11,7 @@ mod concurrency;
 mod console;
 mod crash;
 mod discovery;
+mod engine;
 mod entra;
 mod etag;
 mod hardening;

@@ -15,26 +15,33 @@ use super::{AdminError, AdminResult, MergePatch, Strict, created_or_ok, ok};
 use crate::http::AppState;
 use crate::http::request::AdminCaller;
 use crate::rules::{
-    LANGUAGES, PLACEHOLDERS, PRIVILEGES, builtin_template, unknown_placeholders, validate_custom_attributes,
+    LANGUAGES, PLACEHOLDERS, PRIVILEGES, builtin_template, custom_attributes_used, unknown_placeholders,
+    validate_custom_attributes,
 };
 use crate::scim::schema::{Registry, ResourceKind};
 use crate::store::sync::{CustomAttribute, EmailTemplate, ObjectKind, Product, SettingsTemplate, UserGroup};
 use crate::store::{AccountId, Store, TokenKind};
 
-/// `GET /sync`: `{"enabled", "pending", "failures", "store"}` (see [`Store::health`]).
+/// `GET /sync?startIndex=&count=`: `{"enabled", "pending", "failures", "brokenRules", "state", "hold"}`, the
+/// held users paged.
 pub async fn get_sync(
+    req: HttpRequest,
     state: web::Data<AppState>,
     caller: AdminCaller,
-    _: NoQuery,
 ) -> AdminResult<HttpResponse> {
-    Ok(ok(&sync_status(&state.store, caller.0.account())?))
+    Ok(ok(&sync_status(&state.store, caller.0.account(), super::hold::page(&req)?)?))
 }
 
-fn sync_status(store: &Store, acct: AccountId) -> AdminResult<Value> {
+fn sync_status(store: &Store, acct: AccountId, (start, count): (usize, usize)) -> AdminResult<Value> {
     let config = store.sync_config(acct)?;
-    Ok(
-        json!({"enabled": config.enabled, "pending": store.pending_count(acct)?, "failures": store.failures(acct)?.len(), "store": store.health()}),
-    )
+    let mut status = json!({"enabled": config.enabled, "pending": store.pending_count(acct)?,
+        "failures": store.failures(acct)?.len(), "brokenRules": store.broken_rules(acct, &config)?.len(),
+        "store": store.health()});
+    let brake = super::hold::hold_status(store, acct, config.enabled, start, count)?;
+    if let (Some(status), Some(brake)) = (status.as_object_mut(), brake.as_object()) {
+        status.extend(brake.clone());
+    }
+    Ok(status)
 }
 
 pub struct SyncSwitch {
@@ -57,7 +64,7 @@ pub async fn put_sync(
     let acct = caller.0.account();
     state.store.set_sync(acct, body.0.enabled, &caller.0.actor())?;
     state.committed().await?;
-    Ok(ok(&sync_status(&state.store, acct)?))
+    Ok(ok(&sync_status(&state.store, acct, (1, input::DEFAULT_PAGE))?))
 }
 
 #[derive(Serialize)]
@@ -559,7 +566,13 @@ pub async fn put_custom_attributes(
     validate_custom_attributes(&attrs, standard.resource(ResourceKind::User))?;
     let acct = caller.0.account();
     let wanted = if_match(&req)?.map(|v| if v == "none" { String::new() } else { v });
-    state.store.put_custom_attributes_if(acct, &attrs, wanted.as_deref(), &caller.0.actor())?;
+    state.store.put_custom_attributes_if(
+        acct,
+        &attrs,
+        wanted.as_deref(),
+        &caller.0.actor(),
+        &custom_attributes_used,
+    )?;
     state.committed().await?;
     let (attrs, version) = state.store.custom_attributes_with_version(acct)?;
     Ok(with_etag(ok(&attrs), attributes_version(&version)))

@@ -17,6 +17,8 @@ macro_rules! resource {
 
 mod catalog;
 mod directory;
+mod explain;
+mod hold;
 pub mod input;
 mod rules;
 mod templates;
@@ -36,7 +38,7 @@ use serde_json::json;
 use input::{FieldError, FromBody};
 
 use super::request::{AdminCaller, AuthError, BodyError, authenticate, parse_json, read_body};
-use crate::rules::{RuleError, SaveError};
+use crate::rules::{RetryError, RuleError, SaveError};
 use crate::store::{StoreError, TokenKind};
 
 /// An admin API error.
@@ -151,6 +153,15 @@ fn rejected(m: String) -> AdminError {
 impl From<RuleError> for AdminError {
     fn from(e: RuleError) -> Self {
         input::one(StatusCode::UNPROCESSABLE_ENTITY, e.field, e.message)
+    }
+}
+
+impl From<RetryError> for AdminError {
+    fn from(e: RetryError) -> Self {
+        match e {
+            RetryError::UnknownUsers(_) => AdminError::not_found(e.to_string()),
+            RetryError::Store(e) => e.into(),
+        }
     }
 }
 
@@ -290,6 +301,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/admin/v1")
             .service(resource!("/sync", get => catalog::get_sync, put => catalog::put_sync))
+            .service(resource!("/sync/release", post => hold::release))
+            .service(resource!("/sync/revert", post => hold::revert))
+            .service(resource!("/settings", get => hold::get_settings, patch => hold::patch_settings))
             .service(resource!("/products", get => catalog::list_products))
             .service(resource!("/products/{id}", get => catalog::get_product, put => catalog::put_product,
                 patch => catalog::patch_product, delete => catalog::delete_product))
@@ -309,8 +323,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 resource!("/rules/{id}", get => rules::get, put => rules::replace, patch => rules::patch,
                 delete => rules::delete),
             )
-            .service(resource!("/users/{id}/entitlements", get => users::entitlements_of))
-            .service(resource!("/entitlements", get => users::entitlements))
+            .service(resource!("/users/{id}/entitlements", get => explain::entitlements_of))
+            .service(resource!("/entitlements", get => explain::entitlements))
             .service(resource!("/failures", get => users::failures))
             .service(resource!("/failures/retry", post => users::retry))
             .service(resource!("/activity", get => users::activity))

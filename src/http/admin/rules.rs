@@ -17,7 +17,7 @@ use crate::http::AppState;
 use crate::http::request::AdminCaller;
 use crate::rules::{rule_problems, save_rules};
 use crate::scim::schema::ResourceKind;
-use crate::store::sync::{AdminRole, Bundle, Rule, RuleEdit, SyncConfig, renumber};
+use crate::store::sync::{AdminRole, BrokenRule, Bundle, References, Rule, RuleEdit, SyncConfig, renumber};
 use crate::store::{AccountId, Store};
 
 /// A rule as a client sends it: no id on create; `group` and `products` required; `group` may be the
@@ -118,11 +118,21 @@ fn check_number(number: Option<u32>, last: usize) -> AdminResult<()> {
 
 /// Every problem of `rules` against what they refer to, at once (a 422), before anything is saved.
 fn check_rules(state: &AppState, acct: AccountId, rules: &[Rule], prefix: &str) -> AdminResult<()> {
-    let refs = state.store.references(acct, rules)?;
+    check_rules_against(state, acct, rules, &state.store.references(acct, rules)?, prefix)
+}
+
+/// [`check_rules`] against references the caller read.
+fn check_rules_against(
+    state: &AppState,
+    acct: AccountId,
+    rules: &[Rule],
+    refs: &References,
+    prefix: &str,
+) -> AdminResult<()> {
     let registry = state.store.registry(acct);
     let mut problems = Problems::default();
     for (i, rule) in rules.iter().enumerate() {
-        for e in rule_problems(rule, &refs, registry.resource(ResourceKind::User)) {
+        for e in rule_problems(rule, refs, registry.resource(ResourceKind::User)) {
             let field = if prefix.is_empty() { e.field } else { format!("{prefix}[{i}].{}", e.field) };
             problems.add(field, e.message);
         }
@@ -130,19 +140,31 @@ fn check_rules(state: &AppState, acct: AccountId, rules: &[Rule], prefix: &str) 
     problems.values()
 }
 
-/// The rule as the API shows it, with its group's name.
-fn view(store: &Store, acct: AccountId, rule: &Rule) -> Value {
+/// The rule as the API shows it, with its group's name; a rule whose group was deleted says so
+/// (`broken: "groupDeleted"`, the group's last known name, and `suggestedGroup` when a group of that name
+/// exists again).
+fn view(store: &Store, acct: AccountId, rule: &Rule, broken: &[BrokenRule]) -> Value {
     let mut v = serde_json::to_value(rule).unwrap_or_default();
     let name = store.group(acct, &rule.group).ok().flatten().and_then(|g| g.get("displayName").cloned());
+    let broken = broken.iter().find(|b| b.id == rule.id);
     if let Some(map) = v.as_object_mut() {
+        let name = name.or_else(|| broken.and_then(|b| b.group_name.clone()).map(Value::String));
         map.insert("groupName".into(), name.unwrap_or(Value::Null));
+        map.insert("broken".into(), json!(broken.map(|b| b.broken)));
+        map.insert("suggestedGroup".into(), json!(broken.and_then(|b| b.suggested_group.clone())));
     }
     v
 }
 
-fn list_view(store: &Store, acct: AccountId, config: &SyncConfig, paging: Paging) -> HttpResponse {
-    let page = paging.page(config.rules.iter()).map(|r| view(store, acct, r));
-    with_etag(HttpResponse::Ok().json(page), config.version)
+fn list_view(
+    store: &Store,
+    acct: AccountId,
+    config: &SyncConfig,
+    paging: Paging,
+) -> AdminResult<HttpResponse> {
+    let broken = store.broken_rules(acct, config)?;
+    let page = paging.page(config.rules.iter()).map(|r| view(store, acct, r, &broken));
+    Ok(with_etag(HttpResponse::Ok().json(page), config.version))
 }
 
 fn with_etag(res: HttpResponse, version: u64) -> HttpResponse {
@@ -182,7 +204,7 @@ async fn save(
 /// The saved rule `id` as the answer shows it.
 fn saved_view(state: &AppState, acct: AccountId, saved: &SyncConfig, id: &str) -> AdminResult<Value> {
     let rule = &saved.rules[position_of(saved, id)?];
-    Ok(view(&state.store, acct, rule))
+    Ok(view(&state.store, acct, rule, &state.store.broken_rules(acct, saved)?))
 }
 
 /// `GET /rules?startIndex=&count=`: in number order.
@@ -193,7 +215,7 @@ pub async fn list(
 ) -> AdminResult<HttpResponse> {
     let paging = Paging::from_query(&Query::parse(&req, &PAGING_PARAMS)?)?;
     let acct = caller.0.account();
-    Ok(list_view(&state.store, acct, &state.store.sync_config(acct)?, paging))
+    list_view(&state.store, acct, &state.store.sync_config(acct)?, paging)
 }
 
 pub async fn get(
@@ -205,7 +227,8 @@ pub async fn get(
     let acct = caller.0.account();
     let config = state.store.sync_config(acct)?;
     let rule = &config.rules[position_of(&config, &id)?];
-    Ok(with_etag(HttpResponse::Ok().json(view(&state.store, acct, rule)), config.version))
+    let broken = state.store.broken_rules(acct, &config)?;
+    Ok(with_etag(HttpResponse::Ok().json(view(&state.store, acct, rule, &broken)), config.version))
 }
 
 /// `POST /rules`: a new rule, at `number` (1 is the highest priority; at most one past the last) or last.
@@ -316,7 +339,7 @@ pub async fn reorder(
     body: Strict<Order>,
 ) -> AdminResult<HttpResponse> {
     let saved = save(&state, &caller, &req, RuleEdit::Reorder { order: body.0.order }).await?;
-    Ok(list_view(&state.store, caller.0.account(), &saved, Paging { start_index: 1, count: MAX_PAGE }))
+    list_view(&state.store, caller.0.account(), &saved, Paging { start_index: 1, count: MAX_PAGE })
 }
 
 pub struct ProposedRules {
@@ -372,14 +395,32 @@ pub async fn preview(
         rules.push(input.into_rule(&state.store, acct, id)?);
     }
     renumber(&mut rules);
-    check_rules(&state, acct, &rules, "rules")?;
+    let mut refs = state.store.references(acct, &rules)?;
+    let current = state.store.sync_config(acct)?;
+    // A saved rule whose group was deleted, proposed unchanged in its group, is previewed as the broken
+    // rule it is (matching nobody) instead of failing the whole preview.
+    let broken = state.store.broken_rules(acct, &current)?;
+    for rule in &rules {
+        if broken.iter().any(|b| b.id == rule.id && b.group == rule.group) {
+            refs.groups.insert(rule.group.clone());
+        }
+    }
+    check_rules_against(&state, acct, &rules, &refs, "rules")?;
+    let proposed_broken: Vec<Value> = rules
+        .iter()
+        .filter_map(|r| {
+            let b = broken.iter().find(|b| b.id == r.id && b.group == r.group)?;
+            Some(json!({"id": r.id, "number": r.number, "group": r.group, "groupName": b.group_name,
+                "broken": b.broken, "suggestedGroup": b.suggested_group}))
+        })
+        .collect();
     let store = state.store.clone();
     let preview = web::block(move || crate::rules::preview(&store, acct, &rules))
         .await
         .map_err(|e| AdminError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
     let mut summary = json!({"evaluated": preview.evaluated, "changing": preview.users.len(),
         "products": preview.products, "runOut": preview.run_out, "wouldFail": preview.would_fail,
-        "changes": change_counts(&preview.users)});
+        "changes": change_counts(&preview.users), "brokenRules": proposed_broken});
     let page = paging.page(preview.users);
     let body = match view {
         Some("summary") => summary,

@@ -1,5 +1,5 @@
-//! What the engine did for users: one user's entitlements with their provenance, every user's bundle,
-//! failures by reason and their retry, the activity history and the welcome outbox.
+//! What the engine did for users: failures by reason and their retry, the activity history and the
+//! welcome outbox (explanations of entitlements are in `explain`).
 
 use std::collections::BTreeMap;
 
@@ -13,10 +13,10 @@ use super::input::{self, DEFAULT_PAGE, MAX_PAGE, NoQuery, Paging, Query};
 use super::{AdminError, AdminResult, OptionalBody, ok};
 use crate::http::AppState;
 use crate::http::request::AdminCaller;
-use crate::rules::{RetrySelection, retry_failures};
+use crate::rules::{RetrySelection, retry_failures, state_of};
 use crate::store::activity::ACTIVITY_TYPES;
-use crate::store::sync::{Entitlement, EntitlementState, Failure, FailureReason, SyncConfig};
-use crate::store::{AccountId, ActivityQuery, Store, is_active};
+use crate::store::sync::{EntitlementState, FailureReason};
+use crate::store::{AccountId, ActivityQuery, Store};
 
 /// A user's entitlement state as the admin API shows it.
 pub(super) fn user_state(
@@ -28,44 +28,6 @@ pub(super) fn user_state(
     Ok(state_of(store.entitlement(acct, uid)?.as_ref(), store.failure(acct, uid)?.as_ref(), user))
 }
 
-fn state_of(entitlement: Option<&Entitlement>, failure: Option<&Failure>, user: &Value) -> EntitlementState {
-    match (failure, entitlement) {
-        (Some(_), _) => EntitlementState::Failed,
-        (None, Some(e)) => e.state,
-        (None, None) if !is_active(user) => EntitlementState::Suspended,
-        (None, None) => EntitlementState::None,
-    }
-}
-
-/// One user's entitlements in the reference's shape.
-fn entitlement_view(
-    store: &Store,
-    acct: AccountId,
-    config: &SyncConfig,
-    uid: &str,
-    user: &Value,
-) -> AdminResult<Value> {
-    let entitlement = store.entitlement(acct, uid)?;
-    let failure = store.failure(acct, uid)?;
-    let bundle = entitlement.as_ref().and_then(|e| e.bundle.clone()).unwrap_or_default();
-    let granted = entitlement.as_ref().is_some_and(|e| e.bundle.is_some());
-    Ok(json!({
-        "user": uid,
-        "userName": user.get("userName"),
-        "state": state_of(entitlement.as_ref(), failure.as_ref(), user),
-        "rule": entitlement.as_ref().and_then(|e| e.rule.as_deref()).and_then(|id| config.reference(id)),
-        "matchedRules": entitlement.as_ref().map(|e| config.references(&e.matched_rules)).unwrap_or_default(),
-        "products": bundle.products,
-        "admin": bundle.admin,
-        "language": granted.then_some(bundle.language),
-        "welcomeEmail": granted.then_some(bundle.welcome_email),
-        "userGroup": bundle.user_group,
-        "settingsTemplate": granted.then_some(bundle.settings_template),
-        "failure": failure.map(|f| json!({"reason": f.reason, "detail": f.detail, "intended": f.intended, "products": f.products, "since": f.since})),
-        "updated": entitlement.as_ref().map(|e| e.updated.clone()),
-    }))
-}
-
 /// The user an admin path names by id or userName, or a 404 saying so.
 pub(super) fn user_or_404(store: &Store, acct: AccountId, id_or_name: &str) -> AdminResult<(String, Value)> {
     store
@@ -73,22 +35,8 @@ pub(super) fn user_or_404(store: &Store, acct: AccountId, id_or_name: &str) -> A
         .ok_or_else(|| AdminError::not_found(format!("no user has the id or userName '{id_or_name}'")))
 }
 
-/// `GET /users/{id or userName}/entitlements`.
-pub async fn entitlements_of(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    caller: AdminCaller,
-    id: web::Path<String>,
-) -> AdminResult<HttpResponse> {
-    Query::parse(&req, &[])?;
-    let acct = caller.0.account();
-    let (uid, user) = user_or_404(&state.store, acct, &id)?;
-    let config = state.store.sync_config(acct)?;
-    Ok(ok(&entitlement_view(&state.store, acct, &config, &uid, &user)?))
-}
-
 /// A `?product=` that must name a product of the account (a 422 otherwise).
-fn known_product(store: &Store, acct: AccountId, query: &Query) -> AdminResult<Option<String>> {
+pub(super) fn known_product(store: &Store, acct: AccountId, query: &Query) -> AdminResult<Option<String>> {
     let Some(p) = query.get("product") else { return Ok(None) };
     if store.product(acct, p)?.is_none() {
         return Err(input::one(
@@ -98,35 +46,6 @@ fn known_product(store: &Store, acct: AccountId, query: &Query) -> AdminResult<O
         ));
     }
     Ok(Some(p.to_string()))
-}
-
-/// `GET /entitlements?product=&startIndex=&count=`: users and their bundles, in user order.
-pub async fn entitlements(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    caller: AdminCaller,
-) -> AdminResult<HttpResponse> {
-    let acct = caller.0.account();
-    let query = Query::parse(&req, &["product", "startIndex", "count"])?;
-    let paging = Paging::from_query(&query)?;
-    let product = known_product(&state.store, acct, &query)?;
-    let product = product.as_deref();
-    let all: Vec<(String, Entitlement)> = state
-        .store
-        .entitlements(acct)?
-        .into_iter()
-        .filter(|(_, e)| {
-            product.is_none_or(|p| e.bundle.as_ref().is_some_and(|b| b.products.iter().any(|x| x == p)))
-        })
-        .collect();
-    let config = state.store.sync_config(acct)?;
-    let mut page = Vec::new();
-    for (uid, _) in all.iter().skip(paging.skip()).take(paging.count) {
-        if let Some(user) = state.store.user(acct, uid)? {
-            page.push(entitlement_view(&state.store, acct, &config, uid, &user)?);
-        }
-    }
-    Ok(ok(&paging.of(all.len(), page)))
 }
 
 const REASONS: [&str; 2] = ["outOfLicenses", "existingAccount"];
@@ -168,7 +87,9 @@ pub struct RetryRequest {
     users: Option<Vec<String>>,
 }
 
-/// `POST /failures/retry`: re-evaluates all failing users, those of one reason, or chosen users, now.
+/// `POST /failures/retry`: re-evaluates all failing users, those of one reason, or chosen users (ids or
+/// userNames), now. Chosen users who are not failing are answered as `notFailing` and left alone; unknown
+/// ones fail the whole request (404 listing them) before anything is retried.
 pub async fn retry(
     state: web::Data<AppState>,
     caller: AdminCaller,
@@ -196,9 +117,8 @@ pub async fn retry(
             AdminError::new(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
         })??;
     state.store.durable().await?;
-    Ok(ok(
-        &json!({"retried": outcome.retried, "resolved": outcome.resolved, "stillFailing": outcome.still_failing}),
-    ))
+    Ok(ok(&json!({"retried": outcome.retried, "resolved": outcome.resolved,
+        "stillFailing": outcome.still_failing, "notFailing": outcome.not_failing})))
 }
 
 /// `GET /activity?type=&user=&target=&limit=&before=`: newest first, `next` is the cursor of the following

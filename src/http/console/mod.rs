@@ -22,7 +22,7 @@ use askama::Template;
 
 pub use session::shared as shared_sessions;
 
-use crate::rules::SaveError;
+use crate::rules::{RetryError, SaveError};
 use crate::store::StoreError;
 
 /// Only the console's own scripts and styles, no inline script, no framing.
@@ -73,6 +73,15 @@ impl From<SaveError> for ConsoleError {
         match e {
             SaveError::Rule(e) => ConsoleError::Conflict(e.to_string()),
             SaveError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<RetryError> for ConsoleError {
+    fn from(e: RetryError) -> Self {
+        match e {
+            RetryError::UnknownUsers(_) => ConsoleError::NotFound(e.to_string()),
+            RetryError::Store(e) => e.into(),
         }
     }
 }

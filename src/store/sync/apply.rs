@@ -2,6 +2,8 @@
 //! per user, the server-wide login claims behind `existingAccount`, failures, welcome messages and activity
 //! entries — each batch one transaction.
 
+use std::cell::RefCell;
+
 use crate::store::tx::Tx;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -74,10 +76,6 @@ fn user_key(k: u8, acct: AccountId, uid: &str) -> Vec<u8> {
     key(k, acct, &[uid.as_bytes()])
 }
 
-fn seq_of(bytes: &[u8]) -> u64 {
-    bytes.try_into().map(u64::from_be_bytes).unwrap_or(0)
-}
-
 impl Store {
     /// Is `login` (a folded userName) held by an entitled user of an account other than `acct`?
     pub fn login_held_elsewhere(&self, acct: AccountId, login: &str) -> StoreResult<bool> {
@@ -85,13 +83,45 @@ impl Store {
         Ok(claim.is_some_and(|c| c.account != acct))
     }
 
-    /// Applies a batch of decisions in one transaction.
+    /// Applies a batch of decisions in one transaction, in the order given. A free seat is promised to the
+    /// users who have waited longest for it (see [`Ctx::promised`]): nobody who waits less, or does not
+    /// wait, can take it from them, whatever order the engine evaluates users in.
     pub fn apply_decisions(&self, acct: AccountId, decisions: &[Decision]) -> StoreResult<Vec<Applied>> {
         let now = self.now();
         self.transact_exclusive(|tx| {
-            let ctx = Ctx { tx, acct, now: timestamp(now), clock: now };
-            decisions.iter().map(|d| ctx.apply(d)).collect()
+            // Exclusive, so a scan of the failures is as consistent as a read inside the transaction.
+            let waiters = match self.stored_failures(acct) {
+                Ok(failures) => failures.into_iter().filter_map(|(u, f)| Waiter::of(u, &f)).collect(),
+                Err(e) => return crate::store::abort(e),
+            };
+            let ctx = Ctx { tx, acct, now: timestamp(now), clock: now, waiters: RefCell::new(waiters) };
+            let applied = decisions.iter().map(|d| ctx.apply(d)).collect::<TxResult<Vec<_>>>()?;
+            ctx.offer_free_seats()?;
+            Ok(applied)
         })
+    }
+}
+
+/// A user waiting for seats: since when, and the products they lacked when last evaluated.
+#[derive(Debug, Clone)]
+struct Waiter {
+    since: String,
+    user: String,
+    products: Vec<String>,
+}
+
+impl Waiter {
+    fn of(user: String, failure: &Failure) -> Option<Waiter> {
+        (failure.reason == FailureReason::OutOfLicenses).then(|| Waiter {
+            since: failure.since.clone(),
+            user,
+            products: failure.products.clone(),
+        })
+    }
+
+    /// Does this user wait longer than a user waiting since `since` (`None`: not waiting)?
+    fn before(&self, since: Option<&str>, user: &str) -> bool {
+        since.is_none_or(|s| (self.since.as_str(), self.user.as_str()) < (s, user))
     }
 }
 
@@ -100,19 +130,16 @@ struct Ctx<'a> {
     acct: AccountId,
     now: String,
     clock: chrono::DateTime<chrono::Utc>,
+    /// The users of the account waiting for seats, kept up to date as the batch records and clears
+    /// failures.
+    waiters: RefCell<Vec<Waiter>>,
 }
 
 impl Ctx<'_> {
     fn apply(&self, d: &Decision) -> TxResult<Applied> {
         let uid = d.user.as_str();
-        if let Some(seq) = d.pending_seq {
-            let pending = user_key(kind::PENDING, self.acct, uid);
-            match self.tx.get(&pending)? {
-                Some(v) if seq_of(&v) == seq => {
-                    self.tx.remove(pending)?;
-                }
-                _ => return Ok(Applied::Skipped),
-            }
+        if !super::queue::answer_pending(self.tx, self.acct, uid, d.pending_seq)? {
+            return Ok(Applied::Skipped);
         }
         let old: Option<Entitlement> = tx_get(self.tx, &user_key(kind::ENTITLEMENT, self.acct, uid))?;
         match &d.outcome {
@@ -197,7 +224,8 @@ impl Ctx<'_> {
             login: Some(login.to_string()),
             updated: self.now.clone(),
         };
-        let failed = self.tx.get(user_key(kind::FAILURE, self.acct, uid))?.is_some();
+        let failure: Option<Failure> = tx_get(self.tx, &user_key(kind::FAILURE, self.acct, uid))?;
+        let failed = failure.is_some();
         if !failed && old.as_ref().is_some_and(|o| same_entitlement(o, &next)) {
             return Ok(Applied::Unchanged);
         }
@@ -224,9 +252,11 @@ impl Ctx<'_> {
         }
         let old_products: Vec<String> =
             old.as_ref().and_then(|e| e.bundle.as_ref()).map(|b| b.products.clone()).unwrap_or_default();
-        let lacking = self.lacking_seats(&old_products, &bundle.products)?;
+        let since =
+            failure.as_ref().filter(|f| f.reason == FailureReason::OutOfLicenses).map(|f| f.since.as_str());
+        let lacking = self.lacking_seats(uid, since, &old_products, &bundle.products)?;
         if !lacking.is_empty() {
-            let detail = format!("no free seat of {}", lacking.join(", "));
+            let detail = self.seats_detail(uid, since, &lacking)?;
             return self.fail(uid, fail(FailureReason::OutOfLicenses, detail, lacking));
         }
         self.move_seats(&old_products, &bundle.products)?;
@@ -237,6 +267,7 @@ impl Ctx<'_> {
             self.claim_login(login, uid)?;
         }
         if failed {
+            self.track_waiting(uid, None);
             self.tx.remove(user_key(kind::FAILURE, self.acct, uid))?;
         }
         self.tx.insert(user_key(kind::ENTITLEMENT, self.acct, uid), encode(&next))?;
@@ -259,10 +290,14 @@ impl Ctx<'_> {
     }
 
     /// Records a failure (the user keeps what they had). A failure already recorded unchanged is not
-    /// recorded twice.
-    fn fail(&self, uid: &str, failure: Failure) -> TxResult<Applied> {
+    /// recorded twice. A user failing again for the same reason keeps the time they first failed: who waits
+    /// longest for a seat gets the next one.
+    fn fail(&self, uid: &str, mut failure: Failure) -> TxResult<Applied> {
         let fkey = user_key(kind::FAILURE, self.acct, uid);
         let old: Option<Failure> = tx_get(self.tx, &fkey)?;
+        if let Some(o) = old.as_ref().filter(|o| o.reason == failure.reason) {
+            failure.since = o.since.clone();
+        }
         let same = old.as_ref().is_some_and(|o| {
             o.reason == failure.reason
                 && o.products == failure.products
@@ -270,6 +305,7 @@ impl Ctx<'_> {
                 && o.rule == failure.rule
         });
         if !same {
+            self.track_waiting(uid, Some(&failure));
             self.tx.insert(fkey, encode(&failure))?;
             let detail =
                 json!({"reason": failure.reason, "detail": failure.detail, "products": failure.products});
@@ -278,22 +314,35 @@ impl Ctx<'_> {
         Ok(Applied::Failed(failure.reason))
     }
 
-    /// Products of `wanted` not held before that have no free seat.
-    fn lacking_seats(&self, held: &[String], wanted: &[String]) -> TxResult<Vec<String>> {
+    /// Products of `wanted` not held before that have no free seat for this user: none is free, or the
+    /// free ones are promised to users who have waited longer.
+    fn lacking_seats(
+        &self,
+        uid: &str,
+        since: Option<&str>,
+        held: &[String],
+        wanted: &[String],
+    ) -> TxResult<Vec<String>> {
         let mut lacking = Vec::new();
         for p in wanted.iter().filter(|p| !held.contains(p)) {
-            let product: Option<Product> = tx_get(self.tx, &product_key(self.acct, p))?;
-            let full = match product {
-                None => true,
-                Some(product) => product
-                    .seats
-                    .is_some_and(|seats| tx_used(self.tx, self.acct, p).map(|u| u >= seats).unwrap_or(true)),
-            };
-            if full {
+            let seats_left = self.seats_left(p)?;
+            if seats_left == 0 || self.promised(uid, since, p)? >= seats_left {
                 lacking.push(p.clone());
             }
         }
         Ok(lacking)
+    }
+
+    /// The detail of an `outOfLicenses` failure for these products, as the seats stand now.
+    fn seats_detail(&self, uid: &str, since: Option<&str>, lacking: &[String]) -> TxResult<String> {
+        let mut parts = Vec::with_capacity(lacking.len());
+        for p in lacking {
+            let product: Option<Product> = tx_get(self.tx, &product_key(self.acct, p))?;
+            let used = tx_used(self.tx, self.acct, p)?;
+            let ahead = self.promised(uid, since, p)?;
+            parts.push(seats_text(p, product.as_ref(), used, ahead));
+        }
+        Ok(parts.join("; "))
     }
 
     /// Frees the seats of products in `from` but not `to`, and takes those in `to` but not `from`.
@@ -312,10 +361,68 @@ impl Ctx<'_> {
     /// Removing a key costs a write even when it is absent, and most users have no failure to clear.
     fn clear_failure(&self, uid: &str) -> TxResult<()> {
         let fkey = user_key(kind::FAILURE, self.acct, uid);
-        if self.tx.get(&fkey)?.is_some() {
+        if let Some(old) = tx_get::<Failure>(self.tx, &fkey)? {
+            drop(old);
+            self.track_waiting(uid, None);
             self.tx.remove(fkey)?;
         }
         Ok(())
+    }
+
+    /// Keeps the waiting users in step with the user's failure replaced by `new` (`None`: cleared).
+    fn track_waiting(&self, uid: &str, new: Option<&Failure>) {
+        let mut waiters = self.waiters.borrow_mut();
+        waiters.retain(|w| w.user != uid);
+        waiters.extend(new.and_then(|f| Waiter::of(uid.to_string(), f)));
+    }
+
+    /// Marks for re-evaluation every waiting user who lacks a product with a seat free for them (not
+    /// promised to someone who waited longer), in the transaction that freed it: the seat is offered
+    /// without an admin's retry, and the offer survives a crash. A user just evaluated lacks only seats that
+    /// were taken or promised then, so only a seat freed (or a promise dropped) later is offered again.
+    fn offer_free_seats(&self) -> TxResult<()> {
+        let waiters = self.waiters.borrow().clone();
+        for w in &waiters {
+            for p in &w.products {
+                if self.seats_left(p)? > self.promised(&w.user, Some(&w.since), p)? {
+                    mark_pending(self.tx, self.acct, &w.user)?;
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Free seats of a product (`u64::MAX`: unlimited; 0 for a product that no longer exists).
+    fn seats_left(&self, p: &str) -> TxResult<u64> {
+        Ok(match tx_get::<Product>(self.tx, &product_key(self.acct, p))? {
+            Some(Product { seats: Some(seats), .. }) => seats.saturating_sub(tx_used(self.tx, self.acct, p)?),
+            Some(Product { seats: None, .. }) => u64::MAX,
+            None => 0,
+        })
+    }
+
+    /// How many users waiting longer than `uid` (waiting since `since`, `None`: not waiting) the free
+    /// seats of `product` are promised to: those who lacked it and could take their whole bundle if they
+    /// got it (everything else they lacked has a free seat now).
+    fn promised(&self, uid: &str, since: Option<&str>, product: &str) -> TxResult<u64> {
+        let waiters = self.waiters.borrow().clone();
+        let mut ahead = 0;
+        for w in waiters.iter().filter(|w| w.user != uid && w.before(since, uid)) {
+            if !w.products.iter().any(|p| p == product) {
+                continue;
+            }
+            let mut could_take = true;
+            for p in w.products.iter().filter(|p| *p != product) {
+                could_take &= self.has_free_seat(p)?;
+            }
+            ahead += u64::from(could_take);
+        }
+        Ok(ahead)
+    }
+
+    fn has_free_seat(&self, p: &str) -> TxResult<bool> {
+        Ok(self.seats_left(p)? > 0)
     }
 
     fn login_holder(&self, login: &str) -> TxResult<Option<LoginClaim>> {
@@ -370,6 +477,19 @@ impl Ctx<'_> {
     fn activity(&self, event: &str, uid: &str, detail: Value) -> TxResult<()> {
         record(self.tx, self.acct, self.clock, &Actor::engine(), event, Some(uid), detail)
     }
+}
+
+/// One product's part of an `outOfLicenses` detail: `"Webinar: 11 of 11 seats in use"`, and when seats are
+/// free but promised to users who wait (`ahead` of them), says so.
+pub(crate) fn seats_text(id: &str, product: Option<&Product>, used: u64, ahead: u64) -> String {
+    let Some(product) = product else { return format!("{id}: no such product") };
+    let name = &product.name;
+    let full = product.seats.is_some_and(|s| used >= s);
+    let in_use = match product.seats {
+        Some(seats) => format!("{name}: {used} of {seats} seats in use"),
+        None => format!("{name}: {used} seats in use (unlimited)"),
+    };
+    if full || ahead == 0 { in_use } else { format!("{in_use}, promised to {ahead} users waiting longer") }
 }
 
 /// Equal but for the time of the last change and the order of the rules that also matched.

@@ -168,6 +168,20 @@ fn reorder(config: &mut SyncConfig, order: &[String]) -> StoreResult<Effect> {
     })
 }
 
+/// Records the displayName of every rule's group that exists, keeps the last one seen of groups that no
+/// longer do, and forgets groups no rule names.
+fn remember_group_names(tx: &Tx<'_>, acct: AccountId, config: &mut SyncConfig) -> TxResult<()> {
+    let named: HashSet<&str> = config.rules.iter().map(|r| r.group.as_str()).collect();
+    config.group_names.retain(|g, _| named.contains(g.as_str()));
+    for gid in named {
+        let group: Option<Value> = tx_get(tx, &GROUPS.record_key(acct, gid))?;
+        if let Some(name) = group.as_ref().and_then(|g| g.get("displayName")).and_then(Value::as_str) {
+            config.group_names.insert(gid.to_string(), name.to_string());
+        }
+    }
+    Ok(())
+}
+
 /// Reads, inside `tx`, what `rules` refer to.
 fn references(tx: &Tx<'_>, acct: AccountId, rules: &[Rule]) -> TxResult<References> {
     let mut refs = References::default();
@@ -217,6 +231,7 @@ impl Store {
         let now = self.now();
         self.transact(|tx| {
             let mut config: SyncConfig = tx_get(tx, &config_key(acct))?.unwrap_or_default();
+            let before = config.rules.clone();
             if let Some(v) = expected_version
                 && v != config.version
             {
@@ -233,10 +248,14 @@ impl Store {
                 }
             }
             config.version += 1;
+            config.previous_rules = Some(before.clone());
+            remember_group_names(tx, acct, &mut config)?;
             tx.insert(config_key(acct), encode(&config))?;
             for scope in &effect.scopes {
                 mark_scope(tx, acct, scope)?;
             }
+            let cause = if matches!(edit, RuleEdit::Reorder { .. }) { "reorder" } else { "ruleChange" };
+            super::hold::record_cause(tx, acct, cause)?;
             record(tx, acct, now, actor, effect.event, effect.target.as_deref(), effect.detail.clone())?;
             Ok(config)
         })
@@ -255,6 +274,7 @@ impl Store {
             tx.insert(config_key(acct), encode(&config))?;
             let event = if enabled {
                 mark_scope(tx, acct, &Scope::All)?;
+                super::hold::record_cause(tx, acct, "syncSwitchedOn")?;
                 "sync.enabled"
             } else {
                 "sync.disabled"

@@ -5,6 +5,7 @@
 
 mod apply;
 mod edit;
+mod hold;
 pub mod model;
 pub(crate) mod queue;
 
@@ -15,6 +16,7 @@ use serde_json::{Value, json};
 
 pub use apply::{Applied, Decision, Outcome};
 pub use edit::{References, RuleCheck, RuleEdit, renumber};
+pub use hold::{BrakeSettings, HeldUser, Hold};
 pub use model::*;
 pub use queue::{Scope, ScopesUsers};
 
@@ -161,6 +163,25 @@ fn attribute_changes(before: &[CustomAttribute], after: &[CustomAttribute]) -> V
     changes(Some(&Value::Object(by_name(before))), &Value::Object(by_name(after)))
 }
 
+/// `rule 2 uses it`, `rules 2, 5 use it`: the rules whose filters use the custom attribute `name`.
+fn rules_using(
+    config: &SyncConfig,
+    custom: &[CustomAttribute],
+    name: &str,
+    used_by: &dyn Fn(&Rule, &[CustomAttribute]) -> Vec<String>,
+) -> String {
+    let numbers: Vec<String> = config
+        .rules
+        .iter()
+        .filter(|r| used_by(r, custom).iter().any(|u| u.eq_ignore_ascii_case(name)))
+        .map(|r| r.number.to_string())
+        .collect();
+    match numbers.as_slice() {
+        [one] => format!("rule {one} uses it"),
+        many => format!("rules {} use it", many.join(", ")),
+    }
+}
+
 /// The account's User extension schema from its custom attributes (`None` without any).
 pub fn custom_schema(attrs: &[CustomAttribute]) -> Option<crate::scim::schema::Schema> {
     if attrs.is_empty() {
@@ -265,7 +286,7 @@ impl Store {
     /// Users with an `outOfLicenses` failure that names `product`.
     fn users_failing_for(&self, acct: AccountId, product: &str) -> StoreResult<Vec<String>> {
         Ok(self
-            .failures(acct)?
+            .stored_failures(acct)?
             .into_iter()
             .filter(|(_, f)| {
                 f.reason == FailureReason::OutOfLicenses && f.products.iter().any(|p| p == product)
@@ -442,14 +463,18 @@ impl Store {
         Ok(get(self.tree(), &custom_attributes_key(acct))?.unwrap_or_default())
     }
 
-    /// Replaces the account's custom attributes; its schemas change with them.
+    /// Replaces the account's custom attributes; its schemas change with them. `used_by` names the custom
+    /// attributes (lower case) a rule's filter uses: one that a rule uses cannot be removed or change type
+    /// (409 naming the rules), and the members of the groups of rules using a changed one are
+    /// re-evaluated, in the same transaction.
     pub fn put_custom_attributes(
         &self,
         acct: AccountId,
         attrs: &[CustomAttribute],
         actor: &Actor,
+        used_by: &dyn Fn(&Rule, &[CustomAttribute]) -> Vec<String>,
     ) -> StoreResult<()> {
-        self.put_custom_attributes_if(acct, attrs, None, actor)
+        self.put_custom_attributes_if(acct, attrs, None, actor, used_by)
     }
 
     /// [`Store::put_custom_attributes`] if the list is still at version `if_match` (412 otherwise).
@@ -459,14 +484,45 @@ impl Store {
         attrs: &[CustomAttribute],
         if_match: Option<&str>,
         actor: &Actor,
+        used_by: &dyn Fn(&Rule, &[CustomAttribute]) -> Vec<String>,
     ) -> StoreResult<()> {
         let now = self.now();
         let names: Vec<&str> = attrs.iter().map(|a| a.name.as_str()).collect();
         self.transact(|tx| {
             check_version(tx.get(custom_attributes_key(acct))?.as_deref(), if_match)?;
-            let before: Vec<CustomAttribute> = tx_get(tx, &custom_attributes_key(acct))?.unwrap_or_default();
+            let old: Vec<CustomAttribute> = tx_get(tx, &custom_attributes_key(acct))?.unwrap_or_default();
+            let config: SyncConfig = tx_get(tx, &config_key(acct))?.unwrap_or_default();
+            let find = |list: &[CustomAttribute], name: &str| {
+                list.iter().find(|a| a.name.eq_ignore_ascii_case(name)).cloned()
+            };
+            let both: Vec<CustomAttribute> = old.iter().chain(attrs).cloned().collect();
+            let mut changed_groups = Vec::new();
+            for rule in &config.rules {
+                for name in used_by(rule, &both) {
+                    let (before, after) = (find(&old, &name), find(attrs, &name));
+                    if let (Some(b), a) = (&before, &after)
+                        && a.as_ref().is_none_or(|a| a.kind != b.kind)
+                    {
+                        let what = if a.is_none() { "removed" } else { "given another type" };
+                        return abort(StoreError::Conflict(format!(
+                            "custom attribute '{}' cannot be {what}: {} in a filter",
+                            b.name,
+                            rules_using(&config, &old, &b.name, used_by)
+                        )));
+                    }
+                    if before != after && !changed_groups.contains(&rule.group) {
+                        changed_groups.push(rule.group.clone());
+                    }
+                }
+            }
             tx.insert(custom_attributes_key(acct), encode(&attrs))?;
-            let detail = json!({"names": names, "changes": attribute_changes(&before, attrs)});
+            if !changed_groups.is_empty() {
+                hold::record_cause(tx, acct, "customAttributes")?;
+            }
+            for group in changed_groups {
+                queue::mark_scope(tx, acct, &Scope::Group(group))?;
+            }
+            let detail = json!({"names": names, "changes": attribute_changes(&old, attrs)});
             record(tx, acct, now, actor, "custom-attributes.updated", None, detail)
         })?;
         self.forget_registry(acct);
@@ -482,12 +538,62 @@ impl Store {
         self.scan_by_user(acct, kind::ENTITLEMENT)
     }
 
+    /// The user's failure, its detail as the seats stand now.
     pub fn failure(&self, acct: AccountId, uid: &str) -> StoreResult<Option<Failure>> {
-        get(self.tree(), &key(kind::FAILURE, acct, &[uid.as_bytes()]))
+        let Some(failure) = get(self.tree(), &key(kind::FAILURE, acct, &[uid.as_bytes()]))? else {
+            return Ok(None);
+        };
+        let mut one = [(uid.to_string(), failure)];
+        self.refresh_details(acct, &mut one)?;
+        let [(_, failure)] = one;
+        Ok(Some(failure))
     }
 
+    /// Every failure in user-id order, their details as the seats stand now.
     pub fn failures(&self, acct: AccountId) -> StoreResult<Vec<(String, Failure)>> {
+        let mut failures = self.stored_failures(acct)?;
+        self.refresh_details(acct, &mut failures)?;
+        Ok(failures)
+    }
+
+    /// The failures as recorded, details as they were when recorded.
+    pub(crate) fn stored_failures(&self, acct: AccountId) -> StoreResult<Vec<(String, Failure)>> {
         self.scan_by_user(acct, kind::FAILURE)
+    }
+
+    /// Rewrites the detail of `outOfLicenses` failures from the seats as they are now: the detail stays
+    /// true while seats are taken, freed and bought.
+    fn refresh_details(&self, acct: AccountId, failures: &mut [(String, Failure)]) -> StoreResult<()> {
+        let waits = |f: &Failure| f.reason == FailureReason::OutOfLicenses;
+        if !failures.iter().any(|(_, f)| waits(f)) {
+            return Ok(());
+        }
+        let products: std::collections::HashMap<String, (Product, u64)> =
+            self.products(acct)?.into_iter().map(|(p, used)| (p.id.clone(), (p, used))).collect();
+        // Per product, when each of its waiting users started waiting, oldest first.
+        let mut since: std::collections::HashMap<&str, Vec<&str>> = std::collections::HashMap::new();
+        let all = self.stored_failures(acct)?;
+        for (_, f) in all.iter().filter(|(_, f)| waits(f)) {
+            for p in &f.products {
+                since.entry(p.as_str()).or_default().push(f.since.as_str());
+            }
+        }
+        since.values_mut().for_each(|times| times.sort_unstable());
+        for (_, failure) in failures.iter_mut().filter(|(_, f)| waits(f)) {
+            let parts: Vec<String> = failure
+                .products
+                .iter()
+                .map(|p| {
+                    let times = since.get(p.as_str()).map_or(&[][..], Vec::as_slice);
+                    // Those who started waiting before this user (ties count, this user aside).
+                    let ahead = times.partition_point(|t| *t <= failure.since.as_str()).saturating_sub(1);
+                    let (product, used) = products.get(p).map_or((None, 0), |(p, u)| (Some(p), *u));
+                    apply::seats_text(p, product, used, ahead as u64)
+                })
+                .collect();
+            failure.detail = parts.join("; ");
+        }
+        Ok(())
     }
 
     fn scan_by_user<T: DeserializeOwned>(&self, acct: AccountId, kind_: u8) -> StoreResult<Vec<(String, T)>> {
@@ -498,6 +604,36 @@ impl Store {
                 Ok((super::keys::suffix(&k, false).to_string(), decode(&v)?))
             })
             .collect()
+    }
+
+    /// The rules whose directory group was deleted, in number order, each with the group's last known
+    /// displayName and a group that exists now under that name, if any.
+    pub fn broken_rules(&self, acct: AccountId, config: &SyncConfig) -> StoreResult<Vec<BrokenRule>> {
+        let mut broken = Vec::new();
+        for rule in &config.rules {
+            if self.tree().contains_key(super::resources::GROUPS.record_key(acct, &rule.group))? {
+                continue;
+            }
+            let group_name = config.group_names.get(&rule.group).cloned();
+            let mut suggested_group = None;
+            if let Some(name) = &group_name
+                && let Some(gid) = super::resources::GROUPS.id_by_name(self, acct, name)?
+                && let Some(group) = self.group(acct, &gid)?
+            {
+                let display_name =
+                    group.get("displayName").and_then(Value::as_str).unwrap_or(name).to_string();
+                suggested_group = Some(SuggestedGroup { id: gid, display_name });
+            }
+            broken.push(BrokenRule {
+                id: rule.id.clone(),
+                number: rule.number,
+                group: rule.group.clone(),
+                group_name,
+                broken: "groupDeleted",
+                suggested_group,
+            });
+        }
+        Ok(broken)
     }
 
     /// Has the user been sent a welcome message?

@@ -103,6 +103,36 @@ pub struct SyncConfig {
     /// Changes with every rule change; the rules' ETag.
     #[serde(default)]
     pub version: u64,
+    /// The displayName of each rule's directory group as last seen when the rules were saved: what a rule
+    /// whose group was deleted still shows, and how a group pushed again under that name is recognised.
+    #[serde(default)]
+    pub group_names: BTreeMap<String, String>,
+    /// The rules before the last change of them: what reverting a held rule change restores.
+    #[serde(default)]
+    pub previous_rules: Option<Vec<Rule>>,
+}
+
+/// A rule whose directory group no longer exists: it matches nobody until it is pointed at a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BrokenRule {
+    pub id: String,
+    pub number: u32,
+    pub group: String,
+    /// The deleted group's displayName as last seen.
+    pub group_name: Option<String>,
+    /// Always `"groupDeleted"`.
+    pub broken: &'static str,
+    /// A group that exists now under the deleted group's displayName; the rule is not re-bound to it
+    /// unless an admin points it there.
+    pub suggested_group: Option<SuggestedGroup>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SuggestedGroup {
+    pub id: String,
+    pub display_name: String,
 }
 
 impl SyncConfig {

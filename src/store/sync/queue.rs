@@ -47,6 +47,20 @@ pub(crate) fn mark_scope(tx: &Tx<'_>, acct: AccountId, scope: &Scope) -> TxResul
     Ok(())
 }
 
+/// Consumes the user's pending mark if it is still the one numbered `seq` (`None`: no mark to answer);
+/// `false` when the user was marked again since, and the newer mark is left for its own evaluation.
+pub(crate) fn answer_pending(tx: &Tx<'_>, acct: AccountId, uid: &str, seq: Option<u64>) -> TxResult<bool> {
+    let Some(seq) = seq else { return Ok(true) };
+    let pending = key(kind::PENDING, acct, &[uid.as_bytes()]);
+    match tx.get(&pending)? {
+        Some(v) if seq_of(&v) == seq => {
+            tx.remove(pending)?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
 fn seq_of(bytes: &[u8]) -> u64 {
     bytes.try_into().map(u64::from_be_bytes).unwrap_or(0)
 }
@@ -128,6 +142,29 @@ impl Store {
                 Ok((suffix(&k, false).to_string(), seq_of(&v)))
             })
             .collect()
+    }
+
+    /// Up to `limit` pending users after `after` (exclusive), in id order.
+    pub fn pending_users_after(
+        &self,
+        acct: AccountId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<(String, u64)>> {
+        let start = prefix(kind::PENDING, acct);
+        let from = match after {
+            Some(id) => [start.as_slice(), id.as_bytes(), &[0]].concat(),
+            None => start.clone(),
+        };
+        let mut out = Vec::new();
+        for item in self.tree().range(from..) {
+            let (k, v) = item?;
+            if !k.starts_with(&start) || out.len() == limit {
+                break;
+            }
+            out.push((suffix(&k, false).to_string(), seq_of(&v)));
+        }
+        Ok(out)
     }
 
     /// The sequence number of the user's pending mark, if the user is marked.
