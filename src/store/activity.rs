@@ -30,7 +30,7 @@ pub struct Activity {
 }
 
 /// Every activity type, for `?type=` to be checked against.
-pub const ACTIVITY_TYPES: [&str; 33] = [
+pub const ACTIVITY_TYPES: [&str; 37] = [
     "user.created",
     "user.updated",
     "user.deactivated",
@@ -64,6 +64,10 @@ pub const ACTIVITY_TYPES: [&str; 33] = [
     "email-template.reset",
     "token.created",
     "token.revoked",
+    "settings.updated",
+    "sync.held",
+    "sync.released",
+    "sync.reverted",
 ];
 
 /// A page request: newest first, optionally of one type or about one user, strictly older than `before`.

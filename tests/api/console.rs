@@ -146,7 +146,7 @@ fn console_app() -> (TestApp, Arc<ManualClock>, tempfile::TempDir) {
 }
 
 fn put_product(app: &TestApp, id: &str, name: &str, seats: u64) {
-    let body = json!({"name": name, "seats": seats});
+    let body = json!({"name": name, "seats": seats, "requires": []});
     let res = app.admin(Method::PUT, &format!("/products/{id}"), Some(&body));
     assert!(res.status().is_success(), "product {id}: {}", res.status());
 }
@@ -457,7 +457,7 @@ fn the_user_sync_workflow_in_chromium() {
         assert_eq!(h1(c).await, "Rules");
         assert_eq!(rule_order(c).await, ["Sales", "Support", "Marketing"], "cancel deletes nothing");
     });
-    let rules = app.admin_ok(Method::GET, "/rules", None, StatusCode::OK);
+    let rules = app.admin_ok(Method::GET, "/rules", None, StatusCode::OK)["Resources"].clone();
     assert_eq!(rules[0]["admin"], json!({"access": "full"}));
     assert_eq!(
         rules[1]["admin"],
@@ -485,7 +485,7 @@ fn the_user_sync_workflow_in_chromium() {
         wait_until(c, "document.getElementById('rules-announce').textContent.includes('The rule for Support is now number 1 of 3.')", "drop announced").await;
         accessible(c, "the rules after moving").await;
     });
-    let rules = app.admin_ok(Method::GET, "/rules", None, StatusCode::OK);
+    let rules = app.admin_ok(Method::GET, "/rules", None, StatusCode::OK)["Resources"].clone();
     let order: Vec<&str> =
         rules.as_array().unwrap().iter().map(|r| r["description"].as_str().unwrap()).collect();
     assert_eq!(
@@ -691,7 +691,7 @@ fn without_javascript_rules_are_created_and_reordered_with_plain_forms() {
         wait_for_text(c, "The rule was deleted.", false).await;
         assert_eq!(rule_order(c).await, ["Sales"]);
     });
-    let rules = app.admin_ok(Method::GET, "/rules", None, StatusCode::OK);
+    let rules = app.admin_ok(Method::GET, "/rules", None, StatusCode::OK)["Resources"].clone();
     assert_eq!(rules.as_array().unwrap().len(), 1);
     assert_eq!(rules[0]["description"], json!("Sales, edited"));
     assert_eq!(rules[0]["products"], json!(["meeting"]), "the rest of the rule is kept");

@@ -505,7 +505,11 @@ fn look_alike_logins_collide_across_accounts() {
     let other = app.as_account(&scim_b, &admin_b);
     let mut ids = Vec::new();
     for (account, login) in [(&app, NFC_JOSE), (&other, NFD_JOSE)] {
-        let res = account.admin(Method::PUT, "/products/meeting", Some(&json!({"name": "meeting"})));
+        let res = account.admin(
+            Method::PUT,
+            "/products/meeting",
+            Some(&json!({"name": "meeting", "seats": null, "requires": []})),
+        );
         assert!(res.status().is_success(), "{}", res.text().unwrap());
         let g = id(&account.create_group("G"));
         account.admin_ok(
