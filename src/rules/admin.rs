@@ -129,6 +129,29 @@ pub fn retry_failures(
     Ok(RetryOutcome { users: chosen, retried: results.len(), resolved, still_failing, not_failing })
 }
 
+/// Why held revocations were not released.
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseError {
+    #[error("nothing is held; there is nothing to release")]
+    NothingHeld,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Applies the held revocations as the rules decide now and ends the hold (blocking: run it off the async
+/// threads). Returns how many held users were re-evaluated.
+pub fn release_hold(
+    engine: &Engine,
+    store: &Store,
+    acct: AccountId,
+    actor: &Actor,
+) -> Result<usize, ReleaseError> {
+    if store.hold(acct)?.is_none() {
+        return Err(ReleaseError::NothingHeld);
+    }
+    Ok(engine.release(acct, actor)?)
+}
+
 /// The chosen users (ids or userNames) as ids: those failing, to retry, and those not failing, to answer
 /// as such; every one that is no user of the account is named in the error.
 fn chosen_users(

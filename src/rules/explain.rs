@@ -108,11 +108,7 @@ pub fn group_names(store: &Store, acct: AccountId, rules: &[Rule]) -> StoreResul
 /// rule intended, and every rule's outcome.
 pub fn explain_user(store: &Store, acct: AccountId, uid: &str, user: &Value) -> StoreResult<Value> {
     let config = store.sync_config(acct)?;
-    let rules = compile(&config.rules).map_err(StoreError::Invalid)?;
-    let registry = store.registry(acct);
-    let names = group_names(store, acct, &config.rules)?;
-    let groups: HashSet<String> = store.groups_of(acct, uid)?.into_iter().collect();
-    let lines = explain(user, &groups, &rules, registry.resource(ResourceKind::User), &names);
+    let lines = rule_lines(store, acct, &config, uid, user)?;
     let mut view = entitlement_view(store, acct, &config, uid, user)?;
     let failure = store.failure(acct, uid)?;
     let applied = store.entitlement(acct, uid)?.and_then(|e| e.rule).and_then(|id| config.reference(&id));
@@ -134,6 +130,21 @@ pub fn explain_user(store: &Store, acct: AccountId, uid: &str, user: &Value) -> 
         map.insert("rules".into(), json!(lines));
     }
     Ok(view)
+}
+
+/// Every rule's outcome for the stored user `uid`, in number order (what [`explain_user`] lists).
+pub fn rule_lines(
+    store: &Store,
+    acct: AccountId,
+    config: &SyncConfig,
+    uid: &str,
+    user: &Value,
+) -> StoreResult<Vec<RuleLine>> {
+    let rules = compile(&config.rules).map_err(StoreError::Invalid)?;
+    let registry = store.registry(acct);
+    let names = group_names(store, acct, &config.rules)?;
+    let groups: HashSet<String> = store.groups_of(acct, uid)?.into_iter().collect();
+    Ok(explain(user, &groups, &rules, registry.resource(ResourceKind::User), &names))
 }
 
 /// A user's state: failing, as applied, or (never evaluated) inactive or without entitlements.

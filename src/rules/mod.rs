@@ -4,23 +4,32 @@
 mod admin;
 mod engine;
 mod explain;
+mod objects;
 mod preview;
 mod resolve;
+mod users;
 mod validate;
 mod welcome;
 
 pub use admin::{
-    RetryError, RetryOutcome, RetrySelection, SaveError, preview_rules, retry_failures, save_rules,
+    ReleaseError, RetryError, RetryOutcome, RetrySelection, SaveError, preview_rules, release_hold,
+    retry_failures, save_rules,
 };
 pub use engine::Engine;
 pub use explain::{
-    RuleLine, RuleOutcome, entitlement_view, explain, explain_user, failed_clause, group_names, state_of,
-    top_level_paths,
+    RuleLine, RuleOutcome, entitlement_view, explain, explain_user, failed_clause, group_names, rule_lines,
+    state_of, top_level_paths,
+};
+pub use objects::{
+    FieldProblem, ObjectError, PreviewError, RuleObject, TemplatePreview, delete_object, is_object_id,
+    list_objects, object_or_builtin, preview_template, save_custom_attributes, save_object,
 };
 pub use preview::{Preview, UserChange, preview};
 pub use resolve::{CompiledRule, Resolution, compile, decide, resolve};
+pub use users::{FoundUser, UserPage, find_users};
 pub use validate::{
-    RuleError, custom_attributes_used, rule_problems, validate_custom_attributes, validate_rule,
+    CUSTOM_TYPES, RuleError, custom_attributes_used, filter_problem, rule_problems,
+    validate_custom_attributes, validate_rule,
 };
 pub use welcome::{
     PLACEHOLDERS, address_of, builtin_template, language_for, render, render_welcome, unknown_placeholders,

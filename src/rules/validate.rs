@@ -38,17 +38,8 @@ pub fn rule_problems(rule: &Rule, refs: &References, users: &ResourceSchema) -> 
     if rule.group.is_empty() || !refs.groups.contains(&rule.group) {
         err("group".into(), format!("no directory group '{}' in this account", rule.group));
     }
-    if let Some(text) = rule.filter.as_deref().filter(|f| !f.trim().is_empty()) {
-        match parse_filter(text) {
-            Err(e) => err("filter".into(), e.detail.clone()),
-            Ok(filter) => {
-                if let Err(e) = check(&filter, users) {
-                    err("filter".into(), e.detail);
-                } else if let Err(message) = known_attributes(&filter, users) {
-                    err("filter".into(), message);
-                }
-            }
-        }
+    if let Some(message) = rule.filter.as_deref().and_then(|f| filter_problem(f, users)) {
+        err("filter".into(), message);
     }
     let b = &rule.bundle;
     for (i, p) in b.products.iter().enumerate() {
@@ -105,6 +96,22 @@ pub fn rule_problems(rule: &Rule, refs: &References, users: &ResourceSchema) -> 
         err("settingsTemplate".into(), format!("unknown settings template '{}'", b.settings_template));
     }
     out
+}
+
+/// What is wrong with a rule's filter (`None` when it is empty or fine): its syntax, a value of the wrong
+/// type, or an attribute the account's User schema does not have. The check saving a rule makes; the
+/// console also asks it while the filter is typed.
+pub fn filter_problem(text: &str, users: &ResourceSchema) -> Option<String> {
+    if text.trim().is_empty() {
+        return None;
+    }
+    match parse_filter(text) {
+        Err(e) => Some(e.detail),
+        Ok(filter) => match check(&filter, users) {
+            Err(e) => Some(e.detail),
+            Ok(_) => known_attributes(&filter, users).err(),
+        },
+    }
 }
 
 /// Every attribute a filter names must exist in the account's User schema (core, enterprise or custom

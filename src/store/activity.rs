@@ -77,6 +77,8 @@ pub struct ActivityQuery {
     pub user: Option<String>,
     /// Only entries about this id (their target).
     pub target: Option<String>,
+    /// Only entries by this actor: as recorded (`admin:ci`, `usersync`) or a token's name alone (`ci`).
+    pub actor: Option<String>,
     pub limit: usize,
     pub before: Option<u64>,
 }
@@ -149,6 +151,10 @@ fn name_of(
 }
 
 impl Activity {
+    fn by_actor(&self, actor: &str) -> bool {
+        self.actor == actor || self.actor.split_once(':').is_some_and(|(_, name)| name == actor)
+    }
+
     fn concerns_user(&self, user: &str) -> bool {
         self.target.as_deref() == Some(user)
             || self.detail.get("users").and_then(Value::as_array).is_some_and(|u| u.iter().any(|v| v == user))
@@ -178,6 +184,9 @@ impl Store {
                 continue;
             }
             if q.target.as_deref().is_some_and(|t| entry.target.as_deref() != Some(t)) {
+                continue;
+            }
+            if q.actor.as_deref().is_some_and(|a| !entry.by_actor(a)) {
                 continue;
             }
             if page.len() == limit {

@@ -4,7 +4,6 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::input::{
@@ -14,11 +13,7 @@ use super::input::{
 use super::{AdminError, AdminResult, MergePatch, Strict, created_or_ok, ok};
 use crate::http::AppState;
 use crate::http::request::AdminCaller;
-use crate::rules::{
-    LANGUAGES, PLACEHOLDERS, PRIVILEGES, builtin_template, custom_attributes_used, unknown_placeholders,
-    validate_custom_attributes,
-};
-use crate::scim::schema::{Registry, ResourceKind};
+use crate::rules::{ObjectError, PRIVILEGES, RuleObject, object_or_builtin, save_custom_attributes};
 use crate::store::sync::{CustomAttribute, EmailTemplate, ObjectKind, Product, SettingsTemplate, UserGroup};
 use crate::store::{AccountId, Store, TokenKind};
 
@@ -220,45 +215,21 @@ pub async fn delete_product(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// An admin-defined object type: its path, store kind and how a body is read and checked.
-pub trait AdminObject: FromFields + Serialize + DeserializeOwned + 'static {
-    const KIND: ObjectKind;
-    fn id_mut(&mut self) -> &mut String;
-    /// Values that do not fit (a 422), beyond the shape the body already has.
-    fn check(&self, _problems: &mut Problems) {}
-    /// The built-in object `id` stands for until the account stores its own, if any.
-    fn builtin(_id: &str) -> Option<Self> {
-        None
-    }
-    /// Can the account store its own version of the built-in object?
-    const BUILTIN_EDITABLE: bool = false;
-}
+/// An admin-defined object type: how a body is read (its checks, built-in version and saving are the
+/// shared [`RuleObject`]'s).
+pub trait AdminObject: FromFields + RuleObject {}
 
-/// `name`: required, not empty.
+impl<T: FromFields + RuleObject> AdminObject for T {}
+
+/// `name`: required.
 fn read_name(f: &mut Fields) -> Option<String> {
     f.required("name")
-}
-
-fn check_name(name: &str, problems: &mut Problems) {
-    if name.trim().is_empty() {
-        problems.add("name", "must not be empty");
-    }
 }
 
 impl FromFields for UserGroup {
     fn from_fields(f: &mut Fields) -> Option<Self> {
         let id = f.optional("id").unwrap_or_default();
         Some(UserGroup { id, name: read_name(f)? })
-    }
-}
-
-impl AdminObject for UserGroup {
-    const KIND: ObjectKind = ObjectKind::UserGroup;
-    fn id_mut(&mut self) -> &mut String {
-        &mut self.id
-    }
-    fn check(&self, problems: &mut Problems) {
-        check_name(&self.name, problems);
     }
 }
 
@@ -274,23 +245,6 @@ impl FromFields for SettingsTemplate {
     }
 }
 
-impl AdminObject for SettingsTemplate {
-    const KIND: ObjectKind = ObjectKind::SettingsTemplate;
-    fn id_mut(&mut self) -> &mut String {
-        &mut self.id
-    }
-    fn check(&self, problems: &mut Problems) {
-        check_name(&self.name, problems);
-    }
-    fn builtin(id: &str) -> Option<Self> {
-        (id == "default").then(|| SettingsTemplate {
-            id: "default".into(),
-            name: "Default settings".into(),
-            settings: json!({}),
-        })
-    }
-}
-
 impl FromFields for EmailTemplate {
     fn from_fields(f: &mut Fields) -> Option<Self> {
         let id = f.optional("id").unwrap_or_default();
@@ -299,57 +253,6 @@ impl FromFields for EmailTemplate {
         let body = f.required("body");
         let fallback_language = f.optional("fallbackLanguage");
         Some(EmailTemplate { id, name: name?, subject: subject?, body: body?, fallback_language })
-    }
-}
-
-impl AdminObject for EmailTemplate {
-    const KIND: ObjectKind = ObjectKind::EmailTemplate;
-    const BUILTIN_EDITABLE: bool = true;
-    fn id_mut(&mut self) -> &mut String {
-        &mut self.id
-    }
-    fn check(&self, problems: &mut Problems) {
-        check_name(&self.name, problems);
-        for (part, texts) in [("subject", &self.subject), ("body", &self.body)] {
-            if texts.is_empty() {
-                problems.add(part, "needs the text of at least one language");
-            }
-            for (language, text) in texts {
-                let field = format!("{part}.{language}");
-                if !LANGUAGES.contains(&language.as_str()) {
-                    problems.add(&field, format!("'{language}' is not one of {}", LANGUAGES.join(", ")));
-                }
-                match unknown_placeholders(text) {
-                    Err(why) => problems.add(&field, why),
-                    Ok(unknown) => {
-                        for name in unknown {
-                            problems.add(
-                                &field,
-                                format!(
-                                    "unknown placeholder {{{{{name}}}}} (known: {})",
-                                    PLACEHOLDERS.join(", ")
-                                ),
-                            );
-                        }
-                    }
-                }
-            }
-            for language in self.subject.keys().filter(|l| !self.body.contains_key(*l)) {
-                problems
-                    .add(format!("body.{language}"), "the subject has this language; the body needs it too");
-            }
-        }
-        if let Some(l) = &self.fallback_language
-            && !(self.subject.contains_key(l) && self.body.contains_key(l))
-        {
-            problems.add(
-                "fallbackLanguage",
-                format!("'{l}' is not a language of this template's subject and body"),
-            );
-        }
-    }
-    fn builtin(id: &str) -> Option<Self> {
-        (id == "default").then(builtin_template)
     }
 }
 
@@ -370,11 +273,7 @@ fn object_resource<T: AdminObject>(cfg: &mut web::ServiceConfig, path: &str) {
 
 /// The stored object `id` with its version, else the built-in one (versioned `builtin`), else 404.
 fn object_or_404<T: AdminObject>(state: &AppState, acct: AccountId, id: &str) -> AdminResult<(T, String)> {
-    if let Some(found) = state.store.object_with_version::<T>(acct, T::KIND, id)? {
-        return Ok(found);
-    }
-    T::builtin(id)
-        .map(|b| (b, "builtin".to_string()))
+    object_or_builtin::<T>(&state.store, acct, id)?
         .ok_or_else(|| AdminError::not_found(format!("{} {id} not found", T::KIND.noun())))
 }
 
@@ -385,13 +284,7 @@ async fn list_objects<T: AdminObject>(
     caller: AdminCaller,
 ) -> AdminResult<HttpResponse> {
     let paging = Paging::from_query(&Query::parse(&req, &PAGING_PARAMS)?)?;
-    let acct = caller.0.account();
-    let mut objects: Vec<Value> = state.store.objects::<Value>(acct, T::KIND)?;
-    let stored_default = objects.iter().any(|o| o["id"] == "default");
-    if let Some(builtin) = T::builtin("default").filter(|_| !stored_default) {
-        objects.insert(0, serde_json::to_value(builtin).unwrap_or_default());
-    }
-    Ok(ok(&paging.page(objects)))
+    Ok(ok(&paging.page(crate::rules::list_objects::<T>(&state.store, caller.0.account())?)))
 }
 
 async fn get_object<T: AdminObject>(
@@ -409,29 +302,33 @@ async fn save_object<T: AdminObject>(
     state: &AppState,
     caller: &AdminCaller,
     id: &str,
-    mut object: T,
+    object: T,
     if_match: Option<String>,
 ) -> AdminResult<HttpResponse> {
     let acct = caller.0.account();
-    let body_id = object.id_mut().clone();
-    check_ids(id, Some(body_id.as_str()).filter(|b| !b.is_empty()))?;
-    if T::builtin(id).is_some() && !T::BUILTIN_EDITABLE {
-        return Err(AdminError::conflict(format!(
-            "the {} '{id}' is built in and cannot be changed",
-            T::KIND.noun()
-        )));
-    }
-    *object.id_mut() = id.to_string();
-    let mut problems = Problems::default();
-    object.check(&mut problems);
-    problems.values()?;
-    // The built-in version stands for "not stored yet".
-    let if_match = if_match.filter(|v| v != "builtin");
+    check_ids(id, Some(object.id()).filter(|b| !b.is_empty()))?;
     let created =
-        state.store.put_object_if(acct, T::KIND, id, &object, if_match.as_deref(), &caller.0.actor())?;
+        crate::rules::save_object(&state.store, acct, id, object, if_match.as_deref(), &caller.0.actor())
+            .map_err(object_error)?;
     state.committed().await?;
     let (object, version) = object_or_404::<T>(state, acct, id)?;
     Ok(with_etag(created_or_ok(created, &object), &version))
+}
+
+/// A shared object error as the admin API answers it: every value problem at once (422), a built-in
+/// object (409), or the store's error.
+fn object_error(e: ObjectError) -> AdminError {
+    match e {
+        ObjectError::Invalid(list) => {
+            let mut problems = Problems::default();
+            for (field, message) in list {
+                problems.add(field, message);
+            }
+            problems.values().err().unwrap_or_else(|| AdminError::unprocessable("invalid"))
+        }
+        ObjectError::BuiltIn(m) => AdminError::conflict(m),
+        ObjectError::Store(e) => e.into(),
+    }
 }
 
 /// `PUT /{objects}/{id}`: creates or replaces the whole object; every field but `id` is required.
@@ -478,17 +375,7 @@ async fn delete_object<T: AdminObject>(
     let acct = caller.0.account();
     let (_, version) = object_or_404::<T>(&state, acct, &id)?;
     check_if_match(if_match(&req)?.as_deref(), &version, &format!("{} {id}", T::KIND.noun()))?;
-    if T::builtin(&id).is_some() {
-        if !T::BUILTIN_EDITABLE {
-            return Err(AdminError::conflict(format!(
-                "the {} '{id}' is built in and cannot be deleted",
-                T::KIND.noun()
-            )));
-        }
-        state.store.reset_object(acct, T::KIND, &id, &caller.0.actor())?;
-    } else {
-        state.store.delete_object(acct, T::KIND, &id, &caller.0.actor())?;
-    }
+    crate::rules::delete_object::<T>(&state.store, acct, &id, &caller.0.actor()).map_err(object_error)?;
     state.committed().await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -562,17 +449,9 @@ pub async fn put_custom_attributes(
     body: Strict<CustomAttributes>,
 ) -> AdminResult<HttpResponse> {
     let attrs = body.0.0;
-    let standard = Registry::standard();
-    validate_custom_attributes(&attrs, standard.resource(ResourceKind::User))?;
     let acct = caller.0.account();
     let wanted = if_match(&req)?.map(|v| if v == "none" { String::new() } else { v });
-    state.store.put_custom_attributes_if(
-        acct,
-        &attrs,
-        wanted.as_deref(),
-        &caller.0.actor(),
-        &custom_attributes_used,
-    )?;
+    save_custom_attributes(&state.store, acct, &attrs, wanted.as_deref(), &caller.0.actor())?;
     state.committed().await?;
     let (attrs, version) = state.store.custom_attributes_with_version(acct)?;
     Ok(with_etag(ok(&attrs), attributes_version(&version)))

@@ -4,13 +4,13 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
+use super::explain::STATES;
 use super::input::{NoQuery, Paging, Query};
-use super::users::user_state;
 use super::{AdminError, AdminResult, ok};
 use crate::http::AppState;
 use crate::http::request::AdminCaller;
-use crate::rules::address_of;
-use crate::store::sync::{EntitlementState, SyncConfig};
+use crate::rules::find_users;
+use crate::store::sync::SyncConfig;
 use crate::store::{AccountId, Store};
 
 /// A group as the directory look-up shows it.
@@ -71,17 +71,6 @@ pub async fn group(
     Ok(ok(&group_view(&state.store, acct, &config, &gid, &group)?))
 }
 
-const STATES: [&str; 4] = ["entitled", "none", "failed", "suspended"];
-
-fn state_name(s: EntitlementState) -> &'static str {
-    match s {
-        EntitlementState::Entitled => "entitled",
-        EntitlementState::None => "none",
-        EntitlementState::Failed => "failed",
-        EntitlementState::Suspended => "suspended",
-    }
-}
-
 /// `GET /users?search=&state=&startIndex=&count=`: users whose userName contains `search`
 /// (case-insensitively), in userName order, optionally only those in one entitlement state.
 pub async fn users(
@@ -91,29 +80,18 @@ pub async fn users(
 ) -> AdminResult<HttpResponse> {
     let query = Query::parse(&req, &["search", "state", "startIndex", "count"])?;
     let paging = Paging::from_query(&query)?;
-    let wanted = query.choice("state", &STATES)?;
+    let names: Vec<&str> = STATES.iter().map(|(n, _)| *n).collect();
+    let wanted =
+        query.choice("state", &names)?.and_then(|s| STATES.iter().find(|(n, _)| *n == s).map(|(_, st)| *st));
     let acct = caller.0.account();
-    let found = state.store.find_users(acct, query.get("search"))?;
-    let mut total = 0;
-    let mut page = Vec::new();
-    for m in &found {
-        let in_page = total >= paging.skip() && page.len() < paging.count;
-        if wanted.is_none() && !in_page {
-            total += 1;
-            continue;
-        }
-        let Some(user) = state.store.user(acct, &m.id)? else { continue };
-        let user_state = state_name(user_state(&state.store, acct, &m.id, &user)?);
-        if wanted.is_some_and(|w| w != user_state) {
-            continue;
-        }
-        if total >= paging.skip() && page.len() < paging.count {
-            page.push(
-                json!({"id": m.id, "userName": user.get("userName"), "displayName": user.get("displayName"),
-                "email": address_of(&user), "active": crate::store::is_active(&user), "state": user_state}),
-            );
-        }
-        total += 1;
-    }
-    Ok(ok(&paging.of(total, page)))
+    let found = find_users(&state.store, acct, query.get("search"), wanted, paging.skip(), paging.count)?;
+    let page: Vec<Value> = found
+        .users
+        .into_iter()
+        .map(|u| {
+            json!({"id": u.id, "userName": u.user_name, "displayName": u.display_name, "email": u.email,
+                "active": u.active, "state": u.state})
+        })
+        .collect();
+    Ok(ok(&paging.of(found.total, page)))
 }

@@ -25,7 +25,8 @@ pub async fn entitlements_of(
     Ok(ok(&explain_user(&state.store, acct, &uid, &user)?))
 }
 
-const STATES: [(&str, EntitlementState); 4] = [
+/// The entitlement states as `?state=` names them.
+pub(super) const STATES: [(&str, EntitlementState); 4] = [
     ("entitled", EntitlementState::Entitled),
     ("none", EntitlementState::None),
     ("failed", EntitlementState::Failed),

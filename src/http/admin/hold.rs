@@ -9,6 +9,7 @@ use super::input::{NoQuery, PAGING_PARAMS, Paging, Query};
 use super::{AdminError, AdminResult, MergePatch, ok};
 use crate::http::AppState;
 use crate::http::request::AdminCaller;
+use crate::rules::{ReleaseError, release_hold};
 use crate::store::sync::BrakeSettings;
 use crate::store::{AccountId, Store};
 
@@ -47,16 +48,20 @@ pub fn page(req: &HttpRequest) -> AdminResult<(usize, usize)> {
 /// `POST /sync/release`: applies the held revocations, as the rules decide now.
 pub async fn release(state: web::Data<AppState>, caller: AdminCaller) -> AdminResult<HttpResponse> {
     let acct = caller.0.account();
-    if state.store.hold(acct)?.is_none() {
-        return Err(AdminError::conflict("nothing is held; there is nothing to release"));
-    }
     let Some(engine) = state.engine.clone() else {
         return Err(AdminError::conflict("the rule engine is not running"));
     };
-    let actor = caller.0.actor();
-    let released = web::block(move || engine.release(acct, &actor)).await.map_err(|e| {
+    let (store, actor) = (state.store.clone(), caller.0.actor());
+    let released = web::block(move || release_hold(&engine, &store, acct, &actor)).await.map_err(|e| {
         AdminError::new(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-    })??;
+    })?;
+    let released = match released {
+        Ok(n) => n,
+        Err(ReleaseError::NothingHeld) => {
+            return Err(AdminError::conflict(ReleaseError::NothingHeld.to_string()));
+        }
+        Err(ReleaseError::Store(e)) => return Err(e.into()),
+    };
     state.committed().await?;
     Ok(ok(&json!({"released": released})))
 }

@@ -243,9 +243,7 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
 
 /// Admin object ids (products, user groups, templates): 1 to 64 of `A-Z a-z 0-9 _ . -`.
 pub fn check_object_id(id: &str) -> AdminResult<()> {
-    let valid = (1..=64).contains(&id.len())
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-    if valid {
+    if crate::rules::is_object_id(id) {
         return Ok(());
     }
     Err(one(

@@ -13,20 +13,10 @@ use super::input::{self, DEFAULT_PAGE, MAX_PAGE, NoQuery, Paging, Query};
 use super::{AdminError, AdminResult, OptionalBody, ok};
 use crate::http::AppState;
 use crate::http::request::AdminCaller;
-use crate::rules::{RetrySelection, retry_failures, state_of};
+use crate::rules::{RetrySelection, retry_failures};
 use crate::store::activity::ACTIVITY_TYPES;
-use crate::store::sync::{EntitlementState, FailureReason};
+use crate::store::sync::FailureReason;
 use crate::store::{AccountId, ActivityQuery, Store};
-
-/// A user's entitlement state as the admin API shows it.
-pub(super) fn user_state(
-    store: &Store,
-    acct: AccountId,
-    uid: &str,
-    user: &Value,
-) -> AdminResult<EntitlementState> {
-    Ok(state_of(store.entitlement(acct, uid)?.as_ref(), store.failure(acct, uid)?.as_ref(), user))
-}
 
 /// The user an admin path names by id or userName, or a 404 saying so.
 pub(super) fn user_or_404(store: &Store, acct: AccountId, id_or_name: &str) -> AdminResult<(String, Value)> {
@@ -155,6 +145,7 @@ pub async fn activity(
         kind,
         user,
         target,
+        actor: None,
         limit: query.number("limit", 1, MAX_PAGE)?.unwrap_or(DEFAULT_PAGE),
         before,
     };

@@ -10,7 +10,7 @@ use super::session::{Signed, SignedForm};
 use super::{ConsoleError, ConsoleResult, page, redirect};
 use crate::http::AppState;
 use crate::rules::{RetrySelection, retry_failures};
-use crate::store::sync::{Failure, FailureReason};
+use crate::store::sync::FailureReason;
 
 /// Users per page.
 const PAGE: usize = 50;
@@ -58,19 +58,16 @@ pub async fn details(
     let number = page_number(query.page.as_deref())?;
     let acct = signed.caller.account();
     let store = &state.store;
-    let failures: Vec<(String, Failure)> =
-        store.failures(acct)?.into_iter().filter(|(_, f)| f.reason == reason).collect();
-    let refs: Vec<&Failure> = failures.iter().map(|(_, f)| f).collect();
-    let heading = if failures.is_empty() {
+    let found = store.failure_page(acct, Some(reason), (number - 1) * PAGE, PAGE)?;
+    let heading = if found.total == 0 {
         "No users are failing for this reason now.".to_string()
     } else {
-        banner_text(store, acct, reason, &refs)?
+        banner_text(store, acct, reason, found.total, &found.products)?
     };
     let config = store.sync_config(acct)?;
-    let users = failures
+    let users = found
+        .failures
         .iter()
-        .skip((number - 1) * PAGE)
-        .take(PAGE)
         .map(|(uid, f)| FailedUser {
             id: uid.clone(),
             user_name: f.user_name.clone(),
@@ -95,7 +92,7 @@ pub async fn details(
         heading,
         users,
         page: number,
-        pages: failures.len().div_ceil(PAGE).max(1),
+        pages: found.total.div_ceil(PAGE).max(1),
         notice,
     })
 }

@@ -1,4 +1,5 @@
-//! The User Sync home: the switch, one banner per failure reason, and the users still to evaluate; the
+//! The User Sync home: the switch, the mass-revocation hold (who would lose what, Release / Revert), rules
+//! whose directory group was deleted, one banner per failure reason, and the users still to evaluate; the
 //! status part refreshes itself (htmx polling) while the page is open.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -10,7 +11,8 @@ use super::pages::{Layout, and_list, count_of};
 use super::session::{Signed, SignedForm};
 use super::{ConsoleError, ConsoleResult, is_htmx, page, redirect};
 use crate::http::AppState;
-use crate::store::sync::{Failure, FailureReason};
+use crate::rules::{ReleaseError, release_hold};
+use crate::store::sync::{FailureReason, Hold};
 use crate::store::{AccountId, Store};
 
 /// One failure reason as a banner.
@@ -21,25 +23,25 @@ pub struct Banner {
     pub text: String,
 }
 
-/// The banner sentence for `users` failing for `reason`.
+/// The banner sentence for `count` users failing for `reason`, who lack seats of `products`.
 pub fn banner_text(
     store: &Store,
     acct: AccountId,
     reason: FailureReason,
-    users: &[&Failure],
+    count: usize,
+    products: &BTreeSet<String>,
 ) -> ConsoleResult<String> {
-    let who = count_of(users.len(), "user", "users");
+    let who = count_of(count, "user", "users");
     Ok(match reason {
         FailureReason::OutOfLicenses => {
-            let ids: BTreeSet<&String> = users.iter().flat_map(|f| &f.products).collect();
             let names: BTreeMap<String, String> =
                 store.products(acct)?.into_iter().map(|(p, _)| (p.id, p.name)).collect();
             let mut products: Vec<String> =
-                ids.into_iter().map(|id| names.get(id).cloned().unwrap_or_else(|| id.clone())).collect();
+                products.iter().map(|id| names.get(id).cloned().unwrap_or_else(|| id.clone())).collect();
             products.sort();
             format!("{who} could not be synced: out of licenses for {}", and_list(&products))
         }
-        FailureReason::ExistingAccount if users.len() == 1 => {
+        FailureReason::ExistingAccount if count == 1 => {
             format!("{who} could not be synced: the login belongs to an existing account elsewhere")
         }
         FailureReason::ExistingAccount => {
@@ -48,19 +50,83 @@ pub fn banner_text(
     })
 }
 
-/// The banners of an account, one per reason, in a fixed order.
+/// The banners of an account, one per reason that has failures, in a fixed order.
 fn banners(store: &Store, acct: AccountId) -> ConsoleResult<Vec<Banner>> {
-    let failures = store.failures(acct)?;
-    let mut by_reason: BTreeMap<FailureReason, Vec<&Failure>> = BTreeMap::new();
-    for (_, f) in &failures {
-        by_reason.entry(f.reason).or_default().push(f);
+    let mut out = Vec::new();
+    for reason in [FailureReason::OutOfLicenses, FailureReason::ExistingAccount] {
+        let summary = store.failure_page(acct, Some(reason), 0, 0)?;
+        if summary.total > 0 {
+            let text = banner_text(store, acct, reason, summary.total, &summary.products)?;
+            out.push(Banner { reason: reason.as_str(), text });
+        }
     }
-    by_reason
-        .into_iter()
-        .map(|(reason, users)| {
-            Ok(Banner { reason: reason.as_str(), text: banner_text(store, acct, reason, &users)? })
+    Ok(out)
+}
+
+/// How many held users the banner names; the rest are counted.
+const HELD_SHOWN: usize = 10;
+
+/// The mass-revocation hold as a banner.
+pub struct HoldBanner {
+    /// "User Sync is holding back 30 revocations, caused by a reorder of the rules."
+    text: String,
+    /// "jane@example.com would lose Webinar", the first [`HELD_SHOWN`].
+    users: Vec<String>,
+    /// "and 20 more users", or empty.
+    more: String,
+    /// Whether Revert can put the rules back (the hold comes from a rule change).
+    revertible: bool,
+}
+
+/// The words for what caused a hold.
+fn cause_words(cause: &str) -> &str {
+    match cause {
+        "ruleChange" => "a change of the rules",
+        "reorder" => "a reorder of the rules",
+        "syncSwitchedOn" => "switching User Sync on",
+        "directoryWrites" => "changes from the company directory",
+        "customAttributes" => "a change of the custom attributes",
+        other => other,
+    }
+}
+
+fn hold_banner(store: &Store, acct: AccountId, hold: &Hold) -> ConsoleResult<HoldBanner> {
+    let names: BTreeMap<String, String> =
+        store.products(acct)?.into_iter().map(|(p, _)| (p.id, p.name)).collect();
+    let count = hold.users.len();
+    let users = hold
+        .users
+        .values()
+        .take(HELD_SHOWN)
+        .map(|u| {
+            let lost: Vec<String> =
+                u.loses.iter().map(|p| names.get(p).cloned().unwrap_or_else(|| p.clone())).collect();
+            format!("{} would lose {}", u.user_name, and_list(&lost))
         })
-        .collect()
+        .collect();
+    let more = match count.saturating_sub(HELD_SHOWN) {
+        0 => String::new(),
+        n => format!("and {} more", count_of(n, "user", "users")),
+    };
+    Ok(HoldBanner {
+        text: format!(
+            "User Sync is holding back the revocations of {}, caused by {}, since {}. Release applies them; \
+             Revert puts the rules back as they were.",
+            count_of(count, "user", "users"),
+            cause_words(&hold.cause),
+            hold.since
+        ),
+        users,
+        more,
+        revertible: hold.rules_before.is_some(),
+    })
+}
+
+/// A rule whose directory group was deleted, as a banner line.
+pub struct BrokenBanner {
+    id: String,
+    number: u32,
+    text: String,
 }
 
 /// What the status part shows.
@@ -69,6 +135,8 @@ pub struct Status {
     enabled: bool,
     pending: usize,
     rules: usize,
+    hold: Option<HoldBanner>,
+    broken: Vec<BrokenBanner>,
     banners: Vec<Banner>,
 }
 
@@ -81,6 +149,30 @@ impl Status {
             enabled: config.enabled,
             pending: store.pending_count(acct)?,
             rules: config.rules.len(),
+            hold: store.hold(acct)?.map(|h| hold_banner(store, acct, &h)).transpose()?,
+            broken: store
+                .broken_rules(acct, &config)?
+                .into_iter()
+                .map(|b| {
+                    let group = match &b.group_name {
+                        Some(name) => format!("the directory group {name}"),
+                        None => "a directory group".to_string(),
+                    };
+                    let again = match &b.suggested_group {
+                        Some(g) => format!(" A group named {} exists now.", g.display_name),
+                        None => String::new(),
+                    };
+                    BrokenBanner {
+                        text: format!(
+                            "Rule {} names {group}, which was deleted: it matches nobody until it is pointed \
+                             at another group.{again}",
+                            b.number
+                        ),
+                        id: b.id,
+                        number: b.number,
+                    }
+                })
+                .collect(),
             banners: banners(store, acct)?,
         })
     }
@@ -129,5 +221,43 @@ pub async fn switch(
     if is_htmx(&req) {
         return page(&StatusPart { status: Status::read(&state.store, signed)? });
     }
+    redirect(&req, "/console/")
+}
+
+/// `POST /sync/release`: applies the held revocations (the same function as the admin API's release).
+pub async fn release(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    form: SignedForm,
+) -> ConsoleResult<HttpResponse> {
+    form.fields.only(&[])?;
+    let engine = state
+        .engine
+        .clone()
+        .ok_or_else(|| ConsoleError::Conflict("The rule engine is not running.".into()))?;
+    let (store, acct, actor) =
+        (state.store.clone(), form.signed.caller.account(), form.signed.caller.actor());
+    match web::block(move || release_hold(&engine, &store, acct, &actor)).await? {
+        Ok(_) => {}
+        Err(ReleaseError::NothingHeld) => {
+            return Err(ConsoleError::Conflict("Nothing is held; there is nothing to release.".into()));
+        }
+        Err(ReleaseError::Store(e)) => return Err(e.into()),
+    }
+    state.committed().await?;
+    redirect(&req, "/console/")
+}
+
+/// `POST /sync/revert`: puts the rules back as they were before the held change (as the admin API's
+/// revert does).
+pub async fn revert(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    form: SignedForm,
+) -> ConsoleResult<HttpResponse> {
+    form.fields.only(&[])?;
+    let signed = &form.signed;
+    state.store.revert_held_change(signed.caller.account(), &signed.caller.actor())?;
+    state.committed().await?;
     redirect(&req, "/console/")
 }

@@ -5,14 +5,17 @@
 
 mod activity;
 mod assets;
+mod attributes;
 mod failures;
 mod home;
+mod objects;
 mod pages;
 mod products;
 mod rules;
 mod session;
 mod signin;
 mod tokens;
+mod users;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
@@ -24,6 +27,7 @@ pub use session::shared as shared_sessions;
 
 use crate::rules::{RetryError, SaveError};
 use crate::store::StoreError;
+use crate::store::sync::{EmailTemplate, SettingsTemplate, UserGroup};
 
 /// Only the console's own scripts and styles, no inline script, no framing.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
@@ -177,9 +181,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::scope("/console")
             .wrap(headers)
             .configure(assets::routes)
+            .configure(objects::routes_of::<UserGroup>)
+            .configure(objects::routes_of::<SettingsTemplate>)
+            .configure(objects::routes_of::<EmailTemplate>)
             .route("", web::get().to(home::show))
             .route("/status", web::get().to(home::status))
             .route("/sync", web::post().to(home::switch))
+            .route("/sync/release", web::post().to(home::release))
+            .route("/sync/revert", web::post().to(home::revert))
             .route("/signin", web::get().to(signin::form))
             .route("/signin", web::post().to(signin::sign_in))
             .route("/signout", web::post().to(signin::sign_out))
@@ -187,6 +196,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/rules/new", web::get().to(rules::new_form))
             .route("/rules/new", web::post().to(rules::create))
             .route("/rules/order", web::post().to(rules::reorder))
+            .route("/rules/check-filter", web::get().to(rules::check_filter))
             .route("/rules/{id}", web::get().to(rules::show))
             .route("/rules/{id}", web::post().to(rules::replace))
             .route("/rules/{id}/move", web::post().to(rules::move_rule))
@@ -196,7 +206,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/failures/{reason}/retry", web::post().to(failures::retry))
             .route("/products", web::get().to(products::list))
             .route("/products/{id}/seats", web::post().to(products::set_seats))
+            .route("/users", web::get().to(users::list))
+            .route("/users/{id}", web::get().to(users::show))
             .route("/activity", web::get().to(activity::list))
+            .route("/custom-attributes", web::get().to(attributes::list))
+            .route("/custom-attributes", web::post().to(attributes::add))
+            .route("/custom-attributes/{name}/remove", web::post().to(attributes::remove))
+            .route("/email-templates/{id}/preview", web::get().to(objects::preview))
             .route("/tokens", web::get().to(tokens::list))
             .route("/tokens", web::post().to(tokens::create))
             .route("/tokens/{id}/revoke", web::get().to(tokens::confirm_revoke))

@@ -6,10 +6,15 @@ use askama::Template;
 use super::session::Signed;
 
 /// The main navigation: (key, label, address).
-pub const NAVIGATION: [(&str, &str, &str); 5] = [
+pub const NAVIGATION: [(&str, &str, &str); 10] = [
     ("home", "User Sync", "/console/"),
     ("rules", "Rules", "/console/rules"),
+    ("users", "Users", "/console/users"),
     ("products", "Products", "/console/products"),
+    ("user-groups", "User groups", "/console/user-groups"),
+    ("settings-templates", "Settings templates", "/console/settings-templates"),
+    ("email-templates", "Email templates", "/console/email-templates"),
+    ("custom-attributes", "Custom attributes", "/console/custom-attributes"),
     ("activity", "Administrative Activity History", "/console/activity"),
     ("tokens", "Tokens", "/console/tokens"),
 ];

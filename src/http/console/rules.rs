@@ -7,11 +7,11 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 
-use super::pages::{ConfirmPage, Layout, count_of, language_name};
+use super::pages::{ConfirmPage, Layout, capitalised, count_of, language_name};
 use super::session::{Fields, Signed, SignedForm};
 use super::{ConsoleError, ConsoleResult, html, is_htmx, page, redirect};
 use crate::http::AppState;
-use crate::rules::{LANGUAGES, PRIVILEGES, Preview, SaveError, preview_rules, save_rules};
+use crate::rules::{LANGUAGES, PRIVILEGES, Preview, SaveError, filter_problem, preview_rules, save_rules};
 use crate::scim::filter::parse_filter;
 use crate::scim::schema::ResourceKind;
 use crate::store::sync::{
@@ -80,11 +80,11 @@ fn object_names<T: serde::de::DeserializeOwned>(
     Ok(store.objects::<T>(acct, kind)?.iter().map(name).collect())
 }
 
-fn user_group_names(store: &Store, acct: AccountId) -> ConsoleResult<Vec<(String, String)>> {
+pub(super) fn user_group_names(store: &Store, acct: AccountId) -> ConsoleResult<Vec<(String, String)>> {
     object_names::<UserGroup>(store, acct, ObjectKind::UserGroup, |g| (g.id.clone(), g.name.clone()))
 }
 
-fn admin_words(admin: Option<&AdminRole>, user_groups: &HashMap<String, String>) -> String {
+pub(super) fn admin_words(admin: Option<&AdminRole>, user_groups: &HashMap<String, String>) -> String {
     match admin {
         None => "None".into(),
         Some(AdminRole::Full) => "Full access".into(),
@@ -825,6 +825,32 @@ pub async fn delete(
     save_rules(&state.store, signed.caller.account(), &edit, None, &signed.caller.actor())?;
     state.committed().await?;
     redirect(&req, "/console/rules?deleted=1")
+}
+
+#[derive(Template)]
+#[template(path = "filter_check.html")]
+struct FilterCheck {
+    problem: Option<String>,
+    empty: bool,
+}
+
+#[derive(serde::Deserialize)]
+pub struct FilterQuery {
+    #[serde(default)]
+    filter: String,
+}
+
+/// `GET /rules/check-filter?filter=`: what saving would say about the filter, as it is typed (htmx swaps
+/// the answer in beside the field; the check is the one saving makes, `rules::filter_problem`).
+pub async fn check_filter(
+    state: web::Data<AppState>,
+    signed: Signed,
+    query: web::Query<FilterQuery>,
+) -> ConsoleResult<HttpResponse> {
+    let registry = state.store.registry(signed.caller.account());
+    let problem = filter_problem(&query.filter, registry.resource(ResourceKind::User))
+        .map(|m| format!("{}.", capitalised(&m)));
+    page(&FilterCheck { problem, empty: query.filter.trim().is_empty() })
 }
 
 #[cfg(test)]

@@ -16,6 +16,8 @@ pub struct TokenRow {
     name: String,
     kind: &'static str,
     created: String,
+    /// When the token was last used (to the minute), or "Never".
+    last_used: String,
 }
 
 #[derive(Template)]
@@ -40,12 +42,18 @@ fn kind_words(kind: TokenKind) -> &'static str {
 }
 
 fn tokens_page(state: &AppState, signed: &Signed, title_notice: String) -> ConsoleResult<TokensPage> {
-    let tokens = state
-        .store
-        .tokens(Some(signed.caller.account()))?
-        .into_iter()
-        .map(|t| TokenRow { kind: kind_words(t.kind), id: t.id, name: t.name, created: t.created })
-        .collect();
+    let acct = signed.caller.account();
+    let mut tokens = Vec::new();
+    for t in state.store.tokens(Some(acct))? {
+        let last_used = state.store.token_last_used(acct, &t.id)?.unwrap_or_else(|| "Never".into());
+        tokens.push(TokenRow {
+            kind: kind_words(t.kind),
+            id: t.id,
+            name: t.name,
+            created: t.created,
+            last_used,
+        });
+    }
     Ok(TokensPage {
         layout: Layout::signed(signed, "Tokens", "tokens"),
         csrf: signed.csrf.clone(),

@@ -20,6 +20,17 @@ pub use hold::{BrakeSettings, HeldUser, Hold};
 pub use model::*;
 pub use queue::{Scope, ScopesUsers};
 
+/// A page of failures (see [`Store::failure_page`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FailurePage {
+    /// How many users fail (for the reason asked) in all.
+    pub total: usize,
+    /// The products those users lack a seat of.
+    pub products: std::collections::BTreeSet<String>,
+    /// The page: user id and failure.
+    pub failures: Vec<(String, Failure)>,
+}
+
 use super::activity::record;
 use super::codec::{decode, encode, get, tx_get};
 use super::keys::{AccountId, key, kind, prefix};
@@ -556,6 +567,33 @@ impl Store {
         Ok(failures)
     }
 
+    /// A page of the failures for `reason` (all reasons without one), in user-id order: `count` of them
+    /// after skipping `skip`, their details as the seats stand now, with how many fail in all and the
+    /// products they lack. Only the page is kept in memory.
+    pub fn failure_page(
+        &self,
+        acct: AccountId,
+        reason: Option<FailureReason>,
+        skip: usize,
+        count: usize,
+    ) -> StoreResult<FailurePage> {
+        let mut page = FailurePage::default();
+        for item in self.tree().scan_prefix(prefix(kind::FAILURE, acct)) {
+            let (k, v) = item?;
+            let failure: Failure = decode(&v)?;
+            if reason.is_some_and(|r| r != failure.reason) {
+                continue;
+            }
+            page.total += 1;
+            page.products.extend(failure.products.iter().cloned());
+            if page.total > skip && page.failures.len() < count {
+                page.failures.push((super::keys::suffix(&k, false).to_string(), failure));
+            }
+        }
+        self.refresh_details(acct, &mut page.failures)?;
+        Ok(page)
+    }
+
     /// The failures as recorded, details as they were when recorded.
     pub(crate) fn stored_failures(&self, acct: AccountId) -> StoreResult<Vec<(String, Failure)>> {
         self.scan_by_user(acct, kind::FAILURE)
@@ -570,12 +608,22 @@ impl Store {
         }
         let products: std::collections::HashMap<String, (Product, u64)> =
             self.products(acct)?.into_iter().map(|(p, used)| (p.id.clone(), (p, used))).collect();
-        // Per product, when each of its waiting users started waiting, oldest first.
-        let mut since: std::collections::HashMap<&str, Vec<&str>> = std::collections::HashMap::new();
-        let all = self.stored_failures(acct)?;
-        for (_, f) in all.iter().filter(|(_, f)| waits(f)) {
+        // Per product of these failures, when each of its waiting users started waiting, oldest first (read
+        // one failure at a time: a page of failures does not load them all).
+        let mut since: std::collections::HashMap<String, Vec<String>> = failures
+            .iter()
+            .filter(|(_, f)| waits(f))
+            .flat_map(|(_, f)| f.products.iter().map(|p| (p.clone(), Vec::new())))
+            .collect();
+        for item in self.tree().scan_prefix(prefix(kind::FAILURE, acct)) {
+            let f: Failure = decode(&item?.1)?;
+            if !waits(&f) {
+                continue;
+            }
             for p in &f.products {
-                since.entry(p.as_str()).or_default().push(f.since.as_str());
+                if let Some(times) = since.get_mut(p) {
+                    times.push(f.since.clone());
+                }
             }
         }
         since.values_mut().for_each(|times| times.sort_unstable());
@@ -586,7 +634,8 @@ impl Store {
                 .map(|p| {
                     let times = since.get(p.as_str()).map_or(&[][..], Vec::as_slice);
                     // Those who started waiting before this user (ties count, this user aside).
-                    let ahead = times.partition_point(|t| *t <= failure.since.as_str()).saturating_sub(1);
+                    let ahead =
+                        times.partition_point(|t| t.as_str() <= failure.since.as_str()).saturating_sub(1);
                     let (product, used) = products.get(p).map_or((None, 0), |(p, u)| (Some(p), *u));
                     apply::seats_text(p, product, used, ahead as u64)
                 })
