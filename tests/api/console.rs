@@ -821,3 +821,309 @@ fn console_pages_carry_their_security_headers_and_refuse_forms_without_the_csrf_
     assert_eq!(res.status(), StatusCode::OK);
     assert!(res.text().unwrap().contains("htmx"));
 }
+
+/// `n` active users, members of a new directory group `name`; their ids.
+fn members_of(app: &TestApp, name: &str, n: usize) -> (String, Vec<String>) {
+    let gid = id(&app.create_group(name));
+    let users: Vec<String> = (1..=n)
+        .map(|i| {
+            let login = format!("{}{i}@example.com", name.to_lowercase());
+            let body = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": login, "active": true, "title": "Host",
+                "name": {"givenName": format!("Host{i}"), "familyName": "Example"},
+                "emails": [{"value": login, "primary": true}]});
+            id(&app.create_user(&body))
+        })
+        .collect();
+    app.add_members(&gid, &users.iter().map(String::as_str).collect::<Vec<_>>());
+    (gid, users)
+}
+
+fn rule_ids(app: &TestApp) -> Vec<String> {
+    let rules = app.admin_ok(Method::GET, "/rules", None, StatusCode::OK)["Resources"].clone();
+    rules.as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_string()).collect()
+}
+
+/// The text of an element found by CSS, or `None` when there is none.
+async fn text_of(c: &Client, css: &str) -> Option<String> {
+    match c.find(Locator::Css(css)).await {
+        Ok(e) => e.text().await.ok(),
+        Err(_) => None,
+    }
+}
+
+/// A mass revocation held and reverted, then held and released from the home page; the broken rule it
+/// leaves; a user's explanation; the pages of user groups, settings and email templates and custom
+/// attributes; the filter checked as it is typed; the history in words, filtered by who did it; and the
+/// last use of tokens.
+#[test]
+fn holds_broken_rules_users_objects_and_the_history_in_chromium() {
+    let Some(browser) =
+        browser(true, "console::holds_broken_rules_users_objects_and_the_history_in_chromium")
+    else {
+        return;
+    };
+    let (app, _clock, _dir) = console_app();
+    put_product(&app, "meeting", "Meeting", 100);
+    put_product(&app, "webinar", "Webinar", 10);
+    let settings = json!({"massRevocation": {"percent": 10, "minUsers": 2}});
+    app.admin_ok(Method::PATCH, "/settings", Some(&settings), StatusCode::OK);
+    let (hosts, users) = members_of(&app, "Hosts", 5);
+    let staff = id(&app.create_group("Staff"));
+    app.add_members(&staff, &users.iter().map(String::as_str).collect::<Vec<_>>());
+    let hosts_rule = json!({"group": hosts, "products": ["meeting", "webinar"]});
+    app.admin_ok(Method::POST, "/rules", Some(&hosts_rule), StatusCode::CREATED);
+    let staff_rule = json!({"group": staff, "products": ["meeting"]});
+    app.admin_ok(Method::POST, "/rules", Some(&staff_rule), StatusCode::CREATED);
+    app.admin_ok(Method::PUT, "/sync", Some(&json!({"enabled": true})), StatusCode::OK);
+    app.settle();
+    let order = rule_ids(&app);
+    // a reorder would take Webinar from all five: held
+    let reversed = json!({"order": [order[1], order[0]]});
+    app.admin_ok(Method::PUT, "/rules/order", Some(&reversed), StatusCode::OK);
+    app.settle();
+    assert_eq!(app.admin_ok(Method::GET, "/sync", None, StatusCode::OK)["state"], json!("held"));
+    let base = format!("http://{}", app.addr);
+
+    browser.run(async |c| {
+        sign_in(c, &base, ADMIN_TOKEN).await;
+        wait_for_text(
+            c,
+            "User Sync is holding back the revocations of 5 users, caused by a reorder of the rules",
+            false,
+        )
+        .await;
+        wait_for_text(c, "hosts1@example.com would lose Webinar", false).await;
+        accessible(c, "User Sync with a hold").await;
+        screenshot(c, "hold").await;
+        by_role(c, "button", "Revert").await.click().await.unwrap();
+        wait_until(c, "document.getElementById('banner-hold') === null", "the hold is gone").await;
+    });
+    assert_eq!(rule_ids(&app), order, "Revert put the rules back");
+    app.settle();
+    assert_eq!(app.admin_ok(Method::GET, "/products/webinar", None, StatusCode::OK)["used"], json!(5));
+
+    // the directory deletes Hosts: held again, from the directory (nothing to revert); Release applies it
+    let res = app.delete(&format!("/Groups/{hosts}"));
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    app.settle();
+    browser.run(async |c| {
+        c.goto(&format!("{base}/console/")).await.unwrap();
+        wait_for_text(c, "caused by changes from the company directory", false).await;
+        let revert = c.find(Locator::XPath("//button[normalize-space(.)='Revert']")).await;
+        assert!(revert.is_err(), "a directory change cannot be reverted");
+        by_role(c, "button", "Release").await.click().await.unwrap();
+        wait_until(c, "document.getElementById('banner-hold') === null", "released").await;
+        // the rule of the deleted group is broken: a banner links to it to be pointed elsewhere
+        wait_for_text(
+            c,
+            "Rule 1 names the directory group Hosts, which was deleted: it matches nobody",
+            false,
+        )
+        .await;
+        accessible(c, "User Sync with a broken rule").await;
+        by_role(c, "link", "Re-point rule 1").await.click().await.unwrap();
+        assert_eq!(h1(c).await, "Rule 1");
+
+        // the filter is checked as it is typed, by the check saving makes
+        let filter = labelled(c, "Filter (optional)").await;
+        filter.send_keys("titel eq \"Host\"").await.unwrap();
+        wait_until(
+            c,
+            "document.getElementById('filter-check').textContent.includes('titel')",
+            "the misspelt attribute is named",
+        )
+        .await;
+        assert!(
+            text_of(c, "#filter-check.field-error").await.is_some(),
+            "shown as an error: {:?}",
+            text_of(c, "#filter-check").await
+        );
+        filter.clear().await.unwrap();
+        filter.send_keys("title eq \"Host\"").await.unwrap();
+        wait_until(
+            c,
+            "document.getElementById('filter-check').textContent === 'The filter is valid.'",
+            "a valid filter",
+        )
+        .await;
+        accessible(c, "the rule form with a checked filter").await;
+    });
+    assert_eq!(app.admin_ok(Method::GET, "/sync", None, StatusCode::OK)["state"], json!("running"));
+    app.settle();
+    assert_eq!(app.admin_ok(Method::GET, "/products/webinar", None, StatusCode::OK)["used"], json!(0));
+
+    browser.run(async |c| {
+        // Users: the search of the admin API, and a user's explanation rule by rule
+        by_role(c, "link", "Users").await.click().await.unwrap();
+        assert_eq!(h1(c).await, "Users");
+        wait_for_text(c, "5 users, page 1 of 1", false).await;
+        accessible(c, "Users").await;
+        labelled(c, "Search users").await.send_keys("hosts3").await.unwrap();
+        by_role(c, "button", "Search").await.click().await.unwrap();
+        wait_for_text(c, "1 user matching \"hosts3\"", false).await;
+        by_role(c, "link", "hosts3@example.com").await.click().await.unwrap();
+        assert_eq!(h1(c).await, "hosts3@example.com");
+        wait_for_text(c, "Rule 1 names a directory group that was deleted", false).await;
+        wait_for_text(c, "Rule 2 (Staff) decided: its products, role and settings are the user's.", false)
+            .await;
+        wait_for_text(c, "Meeting", false).await;
+        accessible(c, "a user's explanation").await;
+        screenshot(c, "user").await;
+
+        // User groups
+        by_role(c, "link", "User groups").await.click().await.unwrap();
+        by_role(c, "link", "Create user group").await.click().await.unwrap();
+        by_role(c, "button", "Save").await.click().await.unwrap();
+        wait_for_text(c, "Must not be empty.", false).await;
+        accessible(c, "the user group form with an error").await;
+        labelled(c, "Name").await.send_keys("Support team").await.unwrap();
+        by_role(c, "button", "Save").await.click().await.unwrap();
+        wait_for_text(c, "The user group Support team was saved.", false).await;
+        accessible(c, "User groups").await;
+
+        // Settings templates: the settings are JSON, checked next to the field
+        by_role(c, "link", "Settings templates").await.click().await.unwrap();
+        wait_for_text(c, "Default settings", false).await;
+        by_role(c, "link", "Create settings template").await.click().await.unwrap();
+        labelled(c, "Name").await.send_keys("Recording on").await.unwrap();
+        let settings = labelled(c, "Settings").await;
+        settings.clear().await.unwrap();
+        settings.send_keys("{\"recording\": ").await.unwrap();
+        by_role(c, "button", "Save").await.click().await.unwrap();
+        wait_for_text(c, "Is not JSON", false).await;
+        assert_eq!(labelled(c, "Name").await.prop("value").await.unwrap().as_deref(), Some("Recording on"));
+        accessible(c, "the settings template form with an error").await;
+        let settings = labelled(c, "Settings").await;
+        settings.clear().await.unwrap();
+        settings.send_keys("{\"recording\": \"cloud\"}").await.unwrap();
+        by_role(c, "button", "Save").await.click().await.unwrap();
+        wait_for_text(c, "The settings template Recording on was saved.", false).await;
+        accessible(c, "Settings templates").await;
+
+        // Email templates: Create New Template, its placeholders checked; Preview; Edit; Delete
+        by_role(c, "link", "Email templates").await.click().await.unwrap();
+        by_role(c, "link", "Create New Template").await.click().await.unwrap();
+        labelled(c, "Name").await.send_keys("Willkommen").await.unwrap();
+        labelled(c, "Subject (Deutsch)").await.send_keys("Hallo {{frstName}}").await.unwrap();
+        labelled(c, "Body (Deutsch)").await.send_keys("Willkommen, {{displayName}}.").await.unwrap();
+        by_role(c, "button", "Save").await.click().await.unwrap();
+        wait_for_text(c, "Unknown placeholder {{frstName}}", false).await;
+        assert!(c.find(Locator::Id("subject-de_DE-error")).await.is_ok(), "next to the subject");
+        accessible(c, "the email template form with an error").await;
+        let subject = labelled(c, "Subject (Deutsch)").await;
+        subject.clear().await.unwrap();
+        subject.send_keys("Hallo {{givenName}}").await.unwrap();
+        by_role(c, "button", "Save").await.click().await.unwrap();
+        wait_for_text(c, "The email template Willkommen was saved.", false).await;
+        accessible(c, "Email templates").await;
+        by_role(c, "link", "Preview Willkommen").await.click().await.unwrap();
+        choose(c, "Language", "Deutsch").await;
+        labelled(c, "User (login)").await.send_keys("hosts2@example.com").await.unwrap();
+        by_role(c, "button", "Preview").await.click().await.unwrap();
+        wait_for_text(c, "Hallo Host2", false).await;
+        assert_eq!(text_of(c, "#preview-subject").await.as_deref(), Some("Hallo Host2"));
+        accessible(c, "an email template's preview").await;
+        by_role(c, "link", "Back to Email templates").await.click().await.unwrap();
+        by_role(c, "link", "Edit Willkommen").await.click().await.unwrap();
+        assert_eq!(h1(c).await, "Edit the email template Willkommen");
+        by_role(c, "link", "Delete").await.click().await.unwrap();
+        assert_eq!(h1(c).await, "Delete the email template Willkommen?");
+        accessible(c, "the delete confirmation of a template").await;
+        by_role(c, "button", "Delete").await.click().await.unwrap();
+        wait_for_text(c, "The email template Willkommen was deleted.", false).await;
+
+        // Custom attributes: a standard name is refused next to the form
+        by_role(c, "link", "Custom attributes").await.click().await.unwrap();
+        labelled(c, "Name").await.send_keys("badgeColour").await.unwrap();
+        by_role(c, "button", "Add attribute").await.click().await.unwrap();
+        wait_for_text(c, "The custom attribute badgeColour was added.", false).await;
+        labelled(c, "Name").await.send_keys("userName").await.unwrap();
+        by_role(c, "button", "Add attribute").await.click().await.unwrap();
+        wait_for_text(c, "'userName' is a standard User attribute.", false).await;
+        accessible(c, "Custom attributes").await;
+        by_role(c, "button", "Remove badgeColour").await.click().await.unwrap();
+        wait_for_text(c, "The custom attribute badgeColour was removed.", false).await;
+    });
+    let groups = app.admin_ok(Method::GET, "/user-groups", None, StatusCode::OK);
+    assert_eq!(groups["Resources"][0]["name"], json!("Support team"));
+    let templates = app.admin_ok(Method::GET, "/settings-templates", None, StatusCode::OK);
+    assert_eq!(templates["Resources"][1]["settings"], json!({"recording": "cloud"}));
+    let emails = app.admin_ok(Method::GET, "/email-templates", None, StatusCode::OK);
+    assert_eq!(emails["totalResults"], json!(1), "only the built-in one is left: {emails}");
+    assert_eq!(app.admin_ok(Method::GET, "/custom-attributes", None, StatusCode::OK), json!([]));
+
+    browser.run(async |c| {
+        // the history in words, filtered by who did it
+        by_role(c, "link", "Administrative Activity History").await.click().await.unwrap();
+        wait_for_text(c, "User group Support team created by admin token 'environment'", false).await;
+        wait_for_text(c, "Custom attribute badgeColour removed by admin token 'environment'", false).await;
+        wait_for_text(c, "held (caused by changes from the company directory) by User Sync", false).await;
+        labelled(c, "Type").await.send_keys("rules.reordered").await.unwrap();
+        by_role(c, "button", "Filter").await.click().await.unwrap();
+        wait_for_text(c, "Rule 2 moved to 1, rule 1 moved to 2 by admin token 'environment'", false).await;
+        labelled(c, "Type").await.clear().await.unwrap();
+        labelled(c, "Who").await.send_keys("usersync").await.unwrap();
+        by_role(c, "button", "Filter").await.click().await.unwrap();
+        wait_for_text(c, "by User Sync", false).await;
+        for who in c.find_all(Locator::Css("tbody tr td:nth-child(2)")).await.unwrap() {
+            assert_eq!(who.text().await.unwrap(), "User Sync");
+        }
+        accessible(c, "the history filtered by who").await;
+        // the admin token's last use
+        by_role(c, "link", "Tokens").await.click().await.unwrap();
+        let used = c
+            .find(Locator::XPath(
+                "//tr[th[normalize-space(.)='environment'] and td[1][starts-with(normalize-space(.),'Admin')]]/td[3]",
+            ))
+            .await
+            .unwrap();
+        let used = used.text().await.unwrap();
+        assert!(used != "Never" && used.starts_with("20"), "last used: {used}");
+    });
+}
+
+/// Without JavaScript: the hold's Release, the Users search and an object form are plain forms.
+#[test]
+fn without_javascript_holds_users_and_objects_work_as_plain_forms() {
+    let Some(browser) =
+        browser(false, "console::without_javascript_holds_users_and_objects_work_as_plain_forms")
+    else {
+        return;
+    };
+    let (app, _clock, _dir) = console_app();
+    put_product(&app, "meeting", "Meeting", 100);
+    let settings = json!({"massRevocation": {"percent": 10, "minUsers": 2}});
+    app.admin_ok(Method::PATCH, "/settings", Some(&settings), StatusCode::OK);
+    let (hosts, _) = members_of(&app, "Hosts", 3);
+    let rule = json!({"group": hosts, "products": ["meeting"]});
+    app.admin_ok(Method::POST, "/rules", Some(&rule), StatusCode::CREATED);
+    app.admin_ok(Method::PUT, "/sync", Some(&json!({"enabled": true})), StatusCode::OK);
+    app.settle();
+    let empty = json!({"Operations": [{"op": "replace", "path": "members", "value": []}]});
+    assert_eq!(app.patch(&format!("/Groups/{hosts}"), &empty).status(), StatusCode::NO_CONTENT);
+    app.settle();
+    let base = format!("http://{}", app.addr);
+    browser.run(async |c| {
+        sign_in(c, &base, ADMIN_TOKEN).await;
+        wait_for_text(c, "holding back the revocations of 3 users", false).await;
+        by_role(c, "button", "Release").await.click().await.unwrap();
+        wait_for_text(c, "Sync is running", false).await;
+        assert!(!page_text(c).await.contains("holding back"), "released");
+        by_role(c, "link", "Users").await.click().await.unwrap();
+        labelled(c, "Search users").await.send_keys("hosts2").await.unwrap();
+        by_role(c, "button", "Search").await.click().await.unwrap();
+        wait_for_text(c, "1 user matching \"hosts2\"", false).await;
+        by_role(c, "link", "hosts2@example.com").await.click().await.unwrap();
+        wait_for_text(c, "Rule 1 (Hosts) did not match: the user is not a member of Hosts.", false).await;
+        by_role(c, "link", "User groups").await.click().await.unwrap();
+        by_role(c, "link", "Create user group").await.click().await.unwrap();
+        labelled(c, "Name").await.send_keys("Plain team").await.unwrap();
+        by_role(c, "button", "Save").await.click().await.unwrap();
+        wait_for_text(c, "The user group Plain team was saved.", false).await;
+    });
+    assert_eq!(app.admin_ok(Method::GET, "/sync", None, StatusCode::OK)["state"], json!("running"));
+    assert_eq!(app.admin_ok(Method::GET, "/products/meeting", None, StatusCode::OK)["used"], json!(0));
+    let groups = app.admin_ok(Method::GET, "/user-groups", None, StatusCode::OK);
+    assert_eq!(groups["Resources"][0]["id"], json!("plain-team"));
+}

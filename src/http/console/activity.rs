@@ -9,7 +9,8 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use super::pages::{Layout, and_list, capitalised, query_escape};
+use super::home::cause_words;
+use super::pages::{Layout, and_list, capitalised, count_of, query_escape};
 use super::session::Signed;
 use super::{ConsoleError, ConsoleResult, page};
 use crate::http::AppState;
@@ -26,9 +27,15 @@ pub struct Entry {
     detail: String,
 }
 
-/// "rule.created" → "Rule created".
+/// "rule.created" → "Rule created", "email-template.deleted" → "Email template deleted".
 fn words(kind: &str) -> String {
-    capitalised(&kind.replace(['.', '_'], " "))
+    capitalised(&kind.replace(['.', '_', '-'], " "))
+}
+
+/// Whether the changes of an `*.updated` entry are those of a creation (nothing was there before).
+fn created(changes: Option<&Value>) -> bool {
+    let Some(Value::Object(map)) = changes else { return false };
+    !map.is_empty() && map.values().all(|c| c.get("before").is_none_or(Value::is_null))
 }
 
 /// "admin:ci" → "admin token 'ci'"; the engine by its name.
@@ -144,11 +151,29 @@ fn sentence(a: &Activity, products: &HashMap<String, String>) -> String {
             format!("Token '{name}' {}", if a.kind == "token.created" { "created" } else { "revoked" })
         }
         "sync.held" => format!(
-            "Revocations of {} users held",
-            d.get("users")
-                .and_then(|u| u.as_u64().or_else(|| u.as_array().map(|a| a.len() as u64)))
-                .unwrap_or_default()
+            "Revocations of {} held (caused by {})",
+            count_of(number("held").unwrap_or_default() as usize, "user", "users"),
+            cause_words(&text(d, "cause").unwrap_or_default())
         ),
+        "sync.released" => "Held revocations released".into(),
+        "sync.reverted" => "The held rule change reverted".into(),
+        "custom-attributes.updated" => {
+            let Some(Value::Object(changes)) = d.get("changes") else {
+                return format!("Custom attributes updated by {}", actor_words(&a.actor));
+            };
+            let lines: Vec<String> = changes
+                .iter()
+                .map(|(name, c)| match (c.get("before"), c.get("after")) {
+                    (None | Some(Value::Null), _) => format!("custom attribute {name} added"),
+                    (_, None | Some(Value::Null)) => format!("custom attribute {name} removed"),
+                    _ => format!("custom attribute {name} changed"),
+                })
+                .collect();
+            capitalised(&lines.join(", "))
+        }
+        kind if kind.ends_with(".updated") && created(d.get("changes")) => {
+            format!("{} {about} created", words(kind.trim_end_matches(".updated")))
+        }
         kind => {
             let changes = change_words(d.get("changes"));
             let mut line = words(kind);

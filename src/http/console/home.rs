@@ -79,7 +79,7 @@ pub struct HoldBanner {
 }
 
 /// The words for what caused a hold.
-fn cause_words(cause: &str) -> &str {
+pub fn cause_words(cause: &str) -> &str {
     match cause {
         "ruleChange" => "a change of the rules",
         "reorder" => "a reorder of the rules",
