@@ -948,6 +948,28 @@ fn holds_broken_rules_users_objects_and_the_history_in_chromium() {
         )
         .await;
         accessible(c, "the rule form with a checked filter").await;
+        // the welcome email's Preview opens in a new tab; the unsaved rule stays in this one
+        let this = c.window().await.unwrap();
+        by_role(c, "button", "Preview the welcome email").await.click().await.unwrap();
+        let deadline = Instant::now() + WAIT;
+        let other = loop {
+            let windows = c.windows().await.unwrap();
+            if let Some(w) = windows.into_iter().find(|w| *w != this) {
+                break w;
+            }
+            assert!(Instant::now() < deadline, "no new tab");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        c.switch_to_window(other).await.unwrap();
+        assert_eq!(h1(c).await, "Preview of Default welcome email");
+        wait_for_text(c, "Email to jane.doe@example.com", false).await;
+        c.close_window().await.unwrap();
+        c.switch_to_window(this).await.unwrap();
+        assert_eq!(
+            labelled(c, "Filter (optional)").await.prop("value").await.unwrap().as_deref(),
+            Some("title eq \"Host\""),
+            "the unsaved rule is still there"
+        );
     });
     assert_eq!(app.admin_ok(Method::GET, "/sync", None, StatusCode::OK)["state"], json!("running"));
     app.settle();

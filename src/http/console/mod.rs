@@ -181,6 +181,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::scope("/console")
             .wrap(headers)
             .configure(assets::routes)
+            .route("/email-templates/chosen", web::get().to(objects::chosen))
             .configure(objects::routes_of::<UserGroup>)
             .configure(objects::routes_of::<SettingsTemplate>)
             .configure(objects::routes_of::<EmailTemplate>)

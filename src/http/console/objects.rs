@@ -557,6 +557,30 @@ pub async fn preview(
     }
 }
 
+/// `GET /email-templates/chosen?welcomeEmail=&go=preview|edit|delete`: what the rule form's Preview, Edit
+/// and Delete buttons send (the whole rule form, in a new tab, so that the unsaved rule stays open): the
+/// page of the chosen template.
+pub async fn chosen(
+    state: web::Data<AppState>,
+    signed: Signed,
+    query: web::Query<Vec<(String, String)>>,
+) -> ConsoleResult<HttpResponse> {
+    let value = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let id = value("welcomeEmail").filter(|v| !v.is_empty()).unwrap_or("default");
+    object_of::<EmailTemplate>(&state.store, signed.caller.account(), id)?;
+    let to = match value("go") {
+        Some("preview") => format!("/console/email-templates/{id}/preview"),
+        Some("edit") => format!("/console/email-templates/{id}"),
+        Some("delete") => format!("/console/email-templates/{id}/delete"),
+        other => {
+            return Err(ConsoleError::BadRequest(format!(
+                "go must be preview, edit or delete, not {other:?}"
+            )));
+        }
+    };
+    Ok(HttpResponse::SeeOther().insert_header((actix_web::http::header::LOCATION, to)).finish())
+}
+
 /// The pages of one kind of object.
 pub fn routes_of<T: ConsoleObject>(cfg: &mut web::ServiceConfig) {
     let path = T::PATH;

@@ -11,7 +11,9 @@ use super::pages::{ConfirmPage, Layout, capitalised, count_of, language_name};
 use super::session::{Fields, Signed, SignedForm};
 use super::{ConsoleError, ConsoleResult, html, is_htmx, page, redirect};
 use crate::http::AppState;
-use crate::rules::{LANGUAGES, PRIVILEGES, Preview, SaveError, filter_problem, preview_rules, save_rules};
+use crate::rules::{
+    LANGUAGES, PRIVILEGES, Preview, SaveError, filter_problem, list_objects, preview_rules, save_rules,
+};
 use crate::scim::filter::parse_filter;
 use crate::scim::schema::ResourceKind;
 use crate::store::sync::{
@@ -590,10 +592,9 @@ fn form_view(
         .collect();
     let privileges = PRIVILEGES.iter().map(|(id, d)| (id.to_string(), d.to_string())).collect();
     let user_groups = user_group_names(store, acct)?;
-    let mut welcome = vec![("default".to_string(), "Default Welcome Email".to_string())];
-    welcome.extend(object_names::<EmailTemplate>(store, acct, ObjectKind::EmailTemplate, |t| {
-        (t.id.clone(), t.name.clone())
-    })?);
+    // The built-in default first, or the account's edited version of it.
+    let welcome: Vec<(String, String)> =
+        list_objects::<EmailTemplate>(store, acct)?.into_iter().map(|t| (t.id, t.name)).collect();
     let mut settings = vec![("default".to_string(), "Default".to_string())];
     settings.extend(object_names::<SettingsTemplate>(store, acct, ObjectKind::SettingsTemplate, |t| {
         (t.id.clone(), t.name.clone())

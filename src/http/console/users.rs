@@ -13,8 +13,8 @@ use super::rules::{admin_words, user_group_names};
 use super::session::Signed;
 use super::{ConsoleError, ConsoleResult, page};
 use crate::http::AppState;
-use crate::rules::{RuleLine, RuleOutcome, find_users, rule_lines, state_of};
-use crate::store::sync::EntitlementState;
+use crate::rules::{RuleLine, RuleOutcome, find_users, object_or_builtin, rule_lines, state_of};
+use crate::store::sync::{EntitlementState, SettingsTemplate};
 
 /// Users per page.
 const PAGE: usize = 50;
@@ -183,7 +183,9 @@ pub async fn show(
                 let group =
                     bundle.user_group.as_ref().map(|g| user_groups.get(g).cloned().unwrap_or(g.clone()));
                 facts.push(("User group", group.unwrap_or_else(|| "No Group".into())));
-                facts.push(("Settings template", bundle.settings_template.clone()));
+                let settings = object_or_builtin::<SettingsTemplate>(store, acct, &bundle.settings_template)?
+                    .map_or_else(|| bundle.settings_template.clone(), |(t, _)| t.name);
+                facts.push(("Settings template", settings));
             }
         }
         None if failure.is_none() => facts.push(("Evaluated", "Not yet".to_string())),
