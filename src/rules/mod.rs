@@ -26,7 +26,7 @@ pub use objects::{
 };
 pub use preview::{Preview, UserChange, preview};
 pub use resolve::{CompiledRule, Resolution, compile, decide, resolve};
-pub use users::{FoundUser, UserPage, find_users};
+pub use users::{ENTITLEMENT_STATES, FoundUser, UserPage, find_users};
 pub use validate::{
     CUSTOM_TYPES, RuleError, custom_attributes_used, filter_problem, rule_problems,
     validate_custom_attributes, validate_rule,

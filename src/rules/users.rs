@@ -7,6 +7,14 @@ use super::{address_of, state_of};
 use crate::store::sync::EntitlementState;
 use crate::store::{AccountId, Store, StoreResult, is_active};
 
+/// The entitlement states by the names queries give them (`?state=`).
+pub const ENTITLEMENT_STATES: [(&str, EntitlementState); 4] = [
+    ("entitled", EntitlementState::Entitled),
+    ("none", EntitlementState::None),
+    ("failed", EntitlementState::Failed),
+    ("suspended", EntitlementState::Suspended),
+];
+
 /// One user as a search lists them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FoundUser {

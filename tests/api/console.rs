@@ -1133,6 +1133,13 @@ fn without_javascript_holds_users_and_objects_work_as_plain_forms() {
         wait_for_text(c, "Sync is running", false).await;
         assert!(!page_text(c).await.contains("holding back"), "released");
         by_role(c, "link", "Users").await.click().await.unwrap();
+        choose(c, "State", "No products").await;
+        by_role(c, "button", "Search").await.click().await.unwrap();
+        wait_for_text(c, "3 users, page 1 of 1", false).await;
+        choose(c, "State", "Synced").await;
+        by_role(c, "button", "Search").await.click().await.unwrap();
+        wait_for_text(c, "No user matches this search.", false).await;
+        choose(c, "State", "Any state").await;
         labelled(c, "Search users").await.send_keys("hosts2").await.unwrap();
         by_role(c, "button", "Search").await.click().await.unwrap();
         wait_for_text(c, "1 user matching \"hosts2\"", false).await;

@@ -10,7 +10,7 @@ use super::{AdminResult, ok};
 use crate::http::AppState;
 use crate::http::request::AdminCaller;
 use crate::rules::{entitlement_view, explain_user, state_of};
-use crate::store::sync::{EntitlementState, Scope};
+use crate::store::sync::Scope;
 use crate::store::{AccountId, Store, StoreResult};
 
 /// `GET /users/{id or userName}/entitlements`.
@@ -25,13 +25,7 @@ pub async fn entitlements_of(
     Ok(ok(&explain_user(&state.store, acct, &uid, &user)?))
 }
 
-/// The entitlement states as `?state=` names them.
-pub(super) const STATES: [(&str, EntitlementState); 4] = [
-    ("entitled", EntitlementState::Entitled),
-    ("none", EntitlementState::None),
-    ("failed", EntitlementState::Failed),
-    ("suspended", EntitlementState::Suspended),
-];
+pub(super) use crate::rules::ENTITLEMENT_STATES as STATES;
 
 /// `GET /entitlements?state=&product=&startIndex=&count=`: every user of the account in id order, with
 /// their state and applied bundle.

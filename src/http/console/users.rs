@@ -13,7 +13,9 @@ use super::rules::{admin_words, user_group_names};
 use super::session::Signed;
 use super::{ConsoleError, ConsoleResult, page};
 use crate::http::AppState;
-use crate::rules::{RuleLine, RuleOutcome, find_users, object_or_builtin, rule_lines, state_of};
+use crate::rules::{
+    ENTITLEMENT_STATES, RuleLine, RuleOutcome, find_users, object_or_builtin, rule_lines, state_of,
+};
 use crate::store::sync::{EntitlementState, SettingsTemplate};
 
 /// Users per page.
@@ -45,6 +47,9 @@ pub struct UserRow {
 struct UsersPage {
     layout: Layout,
     search: String,
+    /// (value, words, chosen) of the state chooser; the first is "Any state".
+    states: Vec<(&'static str, &'static str, bool)>,
+    state: String,
     users: Vec<UserRow>,
     total: usize,
     page: usize,
@@ -57,6 +62,7 @@ struct UsersPage {
 #[serde(deny_unknown_fields)]
 pub struct UsersQuery {
     search: Option<String>,
+    state: Option<String>,
     page: Option<String>,
 }
 
@@ -68,15 +74,28 @@ pub async fn list(
 ) -> ConsoleResult<HttpResponse> {
     let number = page_number(query.page.as_deref())?;
     let search = query.search.as_deref().map(str::trim).unwrap_or_default().to_string();
+    let chosen = query.state.as_deref().unwrap_or_default().to_string();
+    let wanted = match chosen.as_str() {
+        "" => None,
+        name => Some(
+            ENTITLEMENT_STATES
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, s)| *s)
+                .ok_or_else(|| ConsoleError::BadRequest(format!("there is no state '{name}'")))?,
+        ),
+    };
     let acct = signed.caller.account();
     let found = find_users(
         &state.store,
         acct,
         Some(search.as_str()).filter(|s| !s.is_empty()),
-        None,
+        wanted,
         (number - 1) * PAGE,
         PAGE,
     )?;
+    let mut states = vec![("", "Any state", chosen.is_empty())];
+    states.extend(ENTITLEMENT_STATES.iter().map(|(n, s)| (*n, state_words(*s), *n == chosen)));
     let users = found
         .users
         .into_iter()
@@ -90,8 +109,10 @@ pub async fn list(
         .collect();
     page(&UsersPage {
         layout: Layout::signed(&signed, "Users", "users"),
-        search_query: query_escape(&search),
+        search_query: format!("{}&amp;state={}", query_escape(&search), query_escape(&chosen)),
         search,
+        states,
+        state: chosen,
         users,
         total: found.total,
         page: number,
