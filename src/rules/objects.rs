@@ -43,30 +43,29 @@ pub trait RuleObject: Serialize + DeserializeOwned + Clone + 'static {
     }
 }
 
+/// The accessors of an object with `id` and `name` fields.
+macro_rules! id_and_name {
+    () => {
+        fn id(&self) -> &str {
+            &self.id
+        }
+        fn id_mut(&mut self) -> &mut String {
+            &mut self.id
+        }
+        fn name(&self) -> &str {
+            &self.name
+        }
+    };
+}
+
 impl RuleObject for UserGroup {
     const KIND: ObjectKind = ObjectKind::UserGroup;
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn id_mut(&mut self) -> &mut String {
-        &mut self.id
-    }
-    fn name(&self) -> &str {
-        &self.name
-    }
+    id_and_name!();
 }
 
 impl RuleObject for SettingsTemplate {
     const KIND: ObjectKind = ObjectKind::SettingsTemplate;
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn id_mut(&mut self) -> &mut String {
-        &mut self.id
-    }
-    fn name(&self) -> &str {
-        &self.name
-    }
+    id_and_name!();
     fn builtin(id: &str) -> Option<Self> {
         (id == "default").then(|| SettingsTemplate {
             id: "default".into(),
@@ -79,15 +78,7 @@ impl RuleObject for SettingsTemplate {
 impl RuleObject for EmailTemplate {
     const KIND: ObjectKind = ObjectKind::EmailTemplate;
     const BUILTIN_EDITABLE: bool = true;
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn id_mut(&mut self) -> &mut String {
-        &mut self.id
-    }
-    fn name(&self) -> &str {
-        &self.name
-    }
+    id_and_name!();
     fn problems(&self, problems: &mut Vec<FieldProblem>) {
         let mut add = |field: String, message: String| problems.push((field, message));
         if self.name.trim().is_empty() {
