@@ -1156,3 +1156,63 @@ fn without_javascript_holds_users_and_objects_work_as_plain_forms() {
     let groups = app.admin_ok(Method::GET, "/user-groups", None, StatusCode::OK);
     assert_eq!(groups["Resources"][0]["id"], json!("plain-team"));
 }
+
+/// A signed-in console session over plain HTTP: the client (no redirects followed) and the session cookie.
+fn http_session(app: &TestApp) -> (reqwest::blocking::Client, String) {
+    let client =
+        reqwest::blocking::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let base = format!("http://{}", app.addr);
+    let res = client.get(format!("{base}/console/signin")).send().unwrap();
+    let jar = res.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let body = res.text().unwrap();
+    let csrf = body.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let res = client
+        .post(format!("{base}/console/signin"))
+        .header("Cookie", &jar)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(form(&[("csrf", csrf.as_str()), ("token", ADMIN_TOKEN), ("next", "/console/")]))
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let session = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|c| c.starts_with("usersync_console="))
+        .unwrap();
+    (client, session.split(';').next().unwrap().to_string())
+}
+
+/// Details and Users are paged by the store's paged queries: the second page holds the rest, and the
+/// banner counts every failing user.
+#[test]
+fn details_and_users_come_a_page_at_a_time() {
+    let (app, _clock, _dir) = console_app();
+    put_product(&app, "webinar", "Webinar", 3);
+    let (gid, _) = members_of(&app, "Crowd", 63);
+    let rule = json!({"group": gid, "products": ["webinar"]});
+    app.admin_ok(Method::POST, "/rules", Some(&rule), StatusCode::CREATED);
+    app.admin_ok(Method::PUT, "/sync", Some(&json!({"enabled": true})), StatusCode::OK);
+    app.settle();
+    let (client, session) = http_session(&app);
+    let get = |path: &str| {
+        let res = client.get(format!("http://{}{path}", app.addr)).header("Cookie", &session).send().unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{path}");
+        res.text().unwrap()
+    };
+    let home = get("/console/");
+    assert!(home.contains("60 users could not be synced: out of licenses for Webinar"), "{home}");
+    let rows = |page: &str| page.matches("name=\"users\" value=").count();
+    let first = get("/console/failures/outOfLicenses");
+    assert!(first.contains("page 1 of 2") && first.contains("60 users could not be synced"), "{first}");
+    assert_eq!(rows(&first), 50);
+    let second = get("/console/failures/outOfLicenses?page=2");
+    assert!(second.contains("page 2 of 2"), "{second}");
+    assert_eq!(rows(&second), 10);
+    let users = get("/console/users?page=2");
+    assert!(users.contains("63 users, page 2 of 2"), "{users}");
+    assert_eq!(users.matches("<a href=\"/console/users/").count(), 13);
+    let failed = get("/console/users?state=failed&search=crowd");
+    assert!(failed.contains("60 users matching \"crowd\", page 1 of 2"), "{failed}");
+}
