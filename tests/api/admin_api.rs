@@ -551,6 +551,16 @@ fn history_names_targets_lists_changes_and_numbers_each_account_without_gaps() {
     // by name as well as by id
     let about = app.admin_ok(Method::GET, "/activity?target=sales", None, StatusCode::OK);
     assert_eq!(about["entries"][0]["target"], json!(g));
+    // by who did it: as recorded, or by the token's name alone
+    let actors = |actor: &str| -> Vec<String> {
+        let by = app.admin_ok(Method::GET, &format!("/activity?actor={actor}"), None, StatusCode::OK);
+        by["entries"].as_array().unwrap().iter().map(|e| e["actor"].as_str().unwrap().to_string()).collect()
+    };
+    let admin = actors("admin:environment");
+    assert!(!admin.is_empty() && admin.iter().all(|a| a == "admin:environment"), "{admin:?}");
+    let named = actors("environment");
+    assert!(named.len() >= admin.len() && named.iter().all(|a| a.ends_with(":environment")), "{named:?}");
+    assert_eq!(actors("nobody"), Vec::<String>::new());
     let theirs = other.admin_ok(Method::GET, "/activity", None, StatusCode::OK);
     assert_eq!(
         theirs["entries"][0]["seq"],

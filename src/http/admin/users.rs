@@ -111,14 +111,15 @@ pub async fn retry(
         "stillFailing": outcome.still_failing, "notFailing": outcome.not_failing})))
 }
 
-/// `GET /activity?type=&user=&target=&limit=&before=`: newest first, `next` is the cursor of the following
-/// page. `user` and `target` take an id or a name (userName, group displayName).
+/// `GET /activity?type=&user=&target=&actor=&limit=&before=`: newest first, `next` is the cursor of the
+/// following page. `user` and `target` take an id or a name (userName, group displayName); `actor` a recorded
+/// actor or a token's name.
 pub async fn activity(
     req: HttpRequest,
     state: web::Data<AppState>,
     caller: AdminCaller,
 ) -> AdminResult<HttpResponse> {
-    let query = Query::parse(&req, &["type", "user", "target", "limit", "before"])?;
+    let query = Query::parse(&req, &["type", "user", "target", "actor", "limit", "before"])?;
     let acct = caller.0.account();
     let before = query
         .get("before")
@@ -145,7 +146,7 @@ pub async fn activity(
         kind,
         user,
         target,
-        actor: None,
+        actor: query.get("actor").map(str::to_string),
         limit: query.number("limit", 1, MAX_PAGE)?.unwrap_or(DEFAULT_PAGE),
         before,
     };
