@@ -896,7 +896,13 @@ fn holds_broken_rules_users_objects_and_the_history_in_chromium() {
         wait_for_text(c, "hosts1@example.com would lose Webinar", false).await;
         accessible(c, "User Sync with a hold").await;
         screenshot(c, "hold").await;
+        // the hold's own page lists every held user; Revert there as on the home page
+        c.goto(&format!("{base}/console/hold")).await.unwrap();
+        assert_eq!(h1(c).await, "Held revocations");
+        wait_for_text(c, "hosts5@example.com would lose Webinar", false).await;
+        accessible(c, "Held revocations").await;
         by_role(c, "button", "Revert").await.click().await.unwrap();
+        by_role(c, "heading", "User Sync").await;
         wait_until(c, "document.getElementById('banner-hold') === null", "the hold is gone").await;
     });
     assert_eq!(rule_ids(&app), order, "Revert put the rules back");
@@ -1184,10 +1190,10 @@ fn http_session(app: &TestApp) -> (reqwest::blocking::Client, String) {
     (client, session.split(';').next().unwrap().to_string())
 }
 
-/// Details and Users are paged by the store's paged queries: the second page holds the rest, and the
-/// banner counts every failing user.
+/// Details and Users are paged by the store's paged queries (the second page holds the rest, the banner
+/// counts every failing user), and so are the held users.
 #[test]
-fn details_and_users_come_a_page_at_a_time() {
+fn details_users_and_held_users_come_a_page_at_a_time() {
     let (app, _clock, _dir) = console_app();
     put_product(&app, "webinar", "Webinar", 3);
     let (gid, _) = members_of(&app, "Crowd", 63);
@@ -1215,4 +1221,23 @@ fn details_and_users_come_a_page_at_a_time() {
     assert_eq!(users.matches("<a href=\"/console/users/").count(), 13);
     let failed = get("/console/users?state=failed&search=crowd");
     assert!(failed.contains("60 users matching \"crowd\", page 1 of 2"), "{failed}");
+
+    // 60 held revocations: the banner names ten, the hold's page shows them all, 50 a page
+    put_product(&app, "meeting", "Meeting", 1000);
+    let (team, _) = members_of(&app, "Team", 60);
+    let rule = json!({"group": team, "products": ["meeting"]});
+    app.admin_ok(Method::POST, "/rules", Some(&rule), StatusCode::CREATED);
+    app.settle();
+    let empty = json!({"Operations": [{"op": "replace", "path": "members", "value": []}]});
+    assert_eq!(app.patch(&format!("/Groups/{team}"), &empty).status(), StatusCode::NO_CONTENT);
+    app.settle();
+    let home = get("/console/");
+    assert!(home.contains("holding back the revocations of 60 users"), "{home}");
+    assert_eq!(home.matches("would lose Meeting").count(), 10);
+    assert!(home.contains("and 50 more users: <a href=\"/console/hold\">see every held user</a>"), "{home}");
+    let first = get("/console/hold");
+    assert_eq!(first.matches("would lose Meeting").count(), 50);
+    let second = get("/console/hold?page=2");
+    assert!(second.contains("Page 2 of 2"), "{second}");
+    assert_eq!(second.matches("would lose Meeting").count(), 10);
 }

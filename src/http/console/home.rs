@@ -90,23 +90,31 @@ pub fn cause_words(cause: &str) -> &str {
     }
 }
 
-fn hold_banner(store: &Store, acct: AccountId, hold: &Hold) -> ConsoleResult<HoldBanner> {
+fn hold_banner(
+    store: &Store,
+    acct: AccountId,
+    hold: &Hold,
+    skip: usize,
+    shown: usize,
+) -> ConsoleResult<HoldBanner> {
     let names: BTreeMap<String, String> =
         store.products(acct)?.into_iter().map(|(p, _)| (p.id, p.name)).collect();
     let count = hold.users.len();
     let users = hold
         .users
         .values()
-        .take(HELD_SHOWN)
+        .skip(skip)
+        .take(shown)
         .map(|u| {
             let lost: Vec<String> =
                 u.loses.iter().map(|p| names.get(p).cloned().unwrap_or_else(|| p.clone())).collect();
             format!("{} would lose {}", u.user_name, and_list(&lost))
         })
         .collect();
-    let more = match count.saturating_sub(HELD_SHOWN) {
+    let more = match count.saturating_sub(skip + shown) {
         0 => String::new(),
-        n => format!("and {} more", count_of(n, "user", "users")),
+        1 => "and 1 more user".to_string(),
+        n => format!("and {n} more users"),
     };
     Ok(HoldBanner {
         text: format!(
@@ -119,6 +127,46 @@ fn hold_banner(store: &Store, acct: AccountId, hold: &Hold) -> ConsoleResult<Hol
         users,
         more,
         revertible: hold.rules_before.is_some(),
+    })
+}
+
+/// Held users per page of the hold's own page.
+const HELD_PAGE: usize = 50;
+
+#[derive(Template)]
+#[template(path = "hold.html")]
+struct HoldPage {
+    layout: Layout,
+    csrf: String,
+    hold: Option<HoldBanner>,
+    page: usize,
+    pages: usize,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HoldQuery {
+    page: Option<String>,
+}
+
+/// `GET /hold?page=`: every held user and what they would lose, 50 a page, with Release / Revert.
+pub async fn held(
+    state: web::Data<AppState>,
+    signed: Signed,
+    query: web::Query<HoldQuery>,
+) -> ConsoleResult<HttpResponse> {
+    let number = super::pages::page_number(query.page.as_deref())?;
+    let acct = signed.caller.account();
+    let hold = state.store.hold(acct)?;
+    let pages = hold.as_ref().map_or(1, |h| h.users.len().div_ceil(HELD_PAGE).max(1));
+    let banner =
+        hold.map(|h| hold_banner(&state.store, acct, &h, (number - 1) * HELD_PAGE, HELD_PAGE)).transpose()?;
+    page(&HoldPage {
+        layout: Layout::signed(&signed, "Held revocations", "home"),
+        csrf: signed.csrf.clone(),
+        hold: banner,
+        page: number,
+        pages,
     })
 }
 
@@ -149,7 +197,7 @@ impl Status {
             enabled: config.enabled,
             pending: store.pending_count(acct)?,
             rules: config.rules.len(),
-            hold: store.hold(acct)?.map(|h| hold_banner(store, acct, &h)).transpose()?,
+            hold: store.hold(acct)?.map(|h| hold_banner(store, acct, &h, 0, HELD_SHOWN)).transpose()?,
             broken: store
                 .broken_rules(acct, &config)?
                 .into_iter()

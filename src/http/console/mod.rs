@@ -188,6 +188,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("", web::get().to(home::show))
             .route("/status", web::get().to(home::status))
             .route("/sync", web::post().to(home::switch))
+            .route("/hold", web::get().to(home::held))
             .route("/sync/release", web::post().to(home::release))
             .route("/sync/revert", web::post().to(home::revert))
             .route("/signin", web::get().to(signin::form))
