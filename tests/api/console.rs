@@ -928,6 +928,17 @@ fn holds_broken_rules_users_objects_and_the_history_in_chromium() {
         )
         .await;
         accessible(c, "User Sync with a broken rule").await;
+    });
+    // a group named as the deleted one was appears: the banner offers it, and the form comes pointed at it
+    let new_hosts = id(&app.create_group("Hosts"));
+    browser.run(async |c| {
+        c.goto(&format!("{base}/console/")).await.unwrap();
+        wait_for_text(c, "A group named Hosts exists now.", false).await;
+        by_role(c, "link", "Point rule 1 at the new Hosts").await.click().await.unwrap();
+        assert_eq!(h1(c).await, "Rule 1");
+        let chosen = labelled(c, "Directory group").await.prop("value").await.unwrap();
+        assert_eq!(chosen.as_deref(), Some(new_hosts.as_str()), "the suggested group is chosen, not saved");
+        by_role(c, "link", "User Sync").await.click().await.unwrap();
         by_role(c, "link", "Re-point rule 1").await.click().await.unwrap();
         assert_eq!(h1(c).await, "Rule 1");
 

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 
-use super::pages::{Layout, and_list, count_of};
+use super::pages::{Layout, and_list, count_of, query_escape};
 use super::session::{Signed, SignedForm};
 use super::{ConsoleError, ConsoleResult, is_htmx, page, redirect};
 use crate::http::AppState;
@@ -175,6 +175,9 @@ pub struct BrokenBanner {
     id: String,
     number: u32,
     text: String,
+    /// The address of the rule's form pointed at the group now named as the deleted one was, and that
+    /// group's name.
+    suggested: Option<(String, String)>,
 }
 
 /// What the status part shows.
@@ -210,6 +213,12 @@ impl Status {
                         Some(g) => format!(" A group named {} exists now.", g.display_name),
                         None => String::new(),
                     };
+                    let suggested = b.suggested_group.as_ref().map(|g| {
+                        (
+                            format!("/console/rules/{}?suggested={}", b.id, query_escape(&g.id)),
+                            g.display_name.clone(),
+                        )
+                    });
                     BrokenBanner {
                         text: format!(
                             "Rule {} names {group}, which was deleted: it matches nobody until it is pointed \
@@ -218,6 +227,7 @@ impl Status {
                         ),
                         id: b.id,
                         number: b.number,
+                        suggested,
                     }
                 })
                 .collect(),

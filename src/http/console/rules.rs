@@ -781,9 +781,16 @@ pub async fn show(
     let acct = signed.caller.account();
     let config = state.store.sync_config(acct)?;
     let rule = &config.rules[position_of(&config, &id)?];
-    let values = match req.query_string() {
-        "" => RuleFormValues::of_rule(rule),
-        _ => RuleFormValues::from_fields(&query_fields(&req)?)?,
+    let fields = query_fields(&req)?;
+    let values = match fields.0.as_slice() {
+        [] => RuleFormValues::of_rule(rule),
+        // From a broken rule's banner: the rule as saved, pointed at the group suggested for it.
+        [(key, group)] if key == "suggested" => {
+            let mut values = RuleFormValues::of_rule(rule);
+            values.group = group.clone();
+            values
+        }
+        _ => RuleFormValues::from_fields(&fields)?,
     };
     let view = form_view(&state.store, &signed, values, Vec::new(), String::new())?;
     let view = targeted(&state.store, acct, view, &Target::Edit(id.into_inner()))?;
