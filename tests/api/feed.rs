@@ -187,7 +187,7 @@ fn churn(
                 let products: &[&str] = if wide { &["meeting", "webinar", "phone"] } else { &["meeting"] };
                 let body = json!({"products": products});
                 app.admin_ok(Method::PATCH, &format!("/rules/{rule_id}"), Some(&body), StatusCode::OK);
-                std::thread::sleep(Duration::from_millis(150));
+                std::thread::sleep(Duration::from_millis(40));
                 if snapshot.lock().unwrap().is_none() && feed_cursor(app) > target / 2 {
                     *snapshot.lock().unwrap() = Some(entitlements(app));
                 }
@@ -484,7 +484,7 @@ fn webhooks_get_every_change_in_order_signed_through_failures_and_an_outage() {
         pause_after: 8,
         timeout: Duration::from_secs(5),
     };
-    let app = spawn_with(settings);
+    let app = spawn_with(settings.clone());
     let receiver = Receiver::start();
     let secret = format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode([7u8; 32]));
     let all = json!({"url": receiver.url("/all"), "secret": secret,
@@ -637,6 +637,21 @@ fn webhooks_get_every_change_in_order_signed_through_failures_and_an_outage() {
     );
     let list = app.admin_ok(Method::GET, "/webhooks", None, StatusCode::OK);
     assert_eq!(list["totalResults"], json!(2));
+
+    // positions are stored: after a restart nothing delivered is sent again, and what comes next is
+    drop(app);
+    let app = spawn_with(settings);
+    let delivered =
+        |hook: &str| app.admin_ok(Method::GET, &format!("/webhooks/{hook}"), None, StatusCode::OK);
+    assert_eq!(delivered("revoked")["position"].as_u64(), Some(head));
+    set_active(&app, &users[20], false);
+    app.settle();
+    wait_until("the change after the restart is delivered", || {
+        delivered("revoked")["position"].as_u64() == Some(head + 1)
+    });
+    let after_restart = distinct(&receiver.accepted()[received.len()..]);
+    assert_eq!(after_restart.len(), 1, "only the new change is sent: {after_restart:?}");
+    assert_eq!(after_restart[0].1["data"]["userId"], json!(users[20]));
     app.admin_ok(Method::DELETE, "/webhooks/all", None, StatusCode::NO_CONTENT);
     app.admin_ok(Method::GET, "/webhooks/all", None, StatusCode::NOT_FOUND);
 }

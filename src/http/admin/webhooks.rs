@@ -6,8 +6,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
 use super::input::{
-    Fields, FromFields, NoQuery, PAGING_PARAMS, Paging, Problems, Query, check_if_match, check_object_id,
-    if_match, with_etag,
+    Fields, FromFields, NoQuery, PAGING_PARAMS, Paging, Problems, Query, check_object_id, if_match, with_etag,
 };
 use super::{AdminError, AdminResult, Strict, created_or_ok, ok};
 use crate::delivery::webhooks::{KEY_BYTES, SECRET_PREFIX, signing_key};
@@ -201,9 +200,6 @@ pub async fn put(
         problems.add("events", "must name at least one event");
     }
     problems.values()?;
-    if let (Some(w), Some((_, version, _))) = (wanted.as_deref(), &existing) {
-        check_if_match(Some(w), version, &format!("webhook {id}"))?;
-    }
     let hook = Webhook { id: id.to_string(), url: input.url, secret, events };
     let created = state.store.put_webhook_if(acct, &hook, wanted.as_deref(), &caller.0.actor())?;
     state.committed().await?;
