@@ -655,3 +655,45 @@ fn webhooks_get_every_change_in_order_signed_through_failures_and_an_outage() {
     app.admin_ok(Method::DELETE, "/webhooks/all", None, StatusCode::NO_CONTENT);
     app.admin_ok(Method::GET, "/webhooks/all", None, StatusCode::NOT_FOUND);
 }
+
+#[test]
+fn a_receiver_that_never_answers_holds_up_neither_scim_nor_the_engine() {
+    // accepts connections and never answers them
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            held.push(stream);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = Settings::new(dir.path());
+    settings.listen = "127.0.0.1:0".into();
+    settings.durability = DurabilityMode::Flush;
+    settings.scim_token = Some(SCIM_TOKEN.into());
+    settings.admin_token = Some(ADMIN_TOKEN.into());
+    // far longer than the engine may take to settle (30 s in `settle`)
+    settings.webhooks = WebhookConfig { timeout: Duration::from_secs(600), ..WebhookConfig::default() };
+    let app = spawn_with(settings);
+    let secret = format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode([1u8; 24]));
+    let hook =
+        json!({"url": format!("http://{addr}/hook"), "secret": secret, "events": ["entitlement.granted"]});
+    app.admin_ok(Method::PUT, "/webhooks/stuck", Some(&hook), StatusCode::CREATED);
+    product(&app, "meeting", None);
+    let staff = id(&app.create_group("Staff"));
+    rule(&app, &staff, &["meeting"]);
+    sync_on(&app);
+    for round in 0..3 {
+        let users: Vec<String> = (0..10).map(|i| user(&app, &format!("s{round}-{i}@example.com"))).collect();
+        app.add_members(&staff, &users.iter().map(String::as_str).collect::<Vec<_>>());
+        app.settle();
+        for uid in &users {
+            assert_eq!(app.entitlements(uid)["state"], json!("entitled"));
+        }
+    }
+    let view = app.admin_ok(Method::GET, "/webhooks/stuck", None, StatusCode::OK);
+    assert_eq!((view["position"].clone(), view["waiting"].clone()), (json!(0), json!(30)), "{view}");
+    let page = app.admin_ok(Method::GET, "/entitlements/changes?after=0&limit=1000", None, StatusCode::OK);
+    assert_eq!(page["totalResults"], json!(30), "the feed is read as usual meanwhile");
+}
