@@ -126,11 +126,9 @@ impl Webhooks {
     }
 }
 
-/// The HTTP client: rustls with ring, no redirects followed (a receiver that moved answers 3xx, which
-/// is a failure the log shows).
+/// The HTTP client: rustls, the system's trusted roots, no redirects followed (a receiver that moved
+/// answers 3xx, which is a failure the log shows).
 fn client(config: &WebhookConfig) -> Result<reqwest::Client, reqwest::Error> {
-    // Another part of the process may have installed a provider first; either serves.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .timeout(config.timeout)
         .connect_timeout(config.timeout)

@@ -697,3 +697,139 @@ fn a_receiver_that_never_answers_holds_up_neither_scim_nor_the_engine() {
     let page = app.admin_ok(Method::GET, "/entitlements/changes?after=0&limit=1000", None, StatusCode::OK);
     assert_eq!(page["totalResults"], json!(30), "the feed is read as usual meanwhile");
 }
+
+/// An admin request to a server started as a process.
+fn admin_at(
+    client: &reqwest::blocking::Client,
+    addr: &str,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> Value {
+    let mut req = client.request(method, format!("http://{addr}/admin/v1{path}")).bearer_auth(ADMIN_TOKEN);
+    if let Some(body) = body {
+        req = req.header("Content-Type", "application/json").body(body.to_string());
+    }
+    let res = req.send().expect("admin request");
+    assert!(res.status().is_success(), "{path}: {}", res.status());
+    res.json().unwrap_or(Value::Null)
+}
+
+#[test]
+fn kill_9_takes_back_no_change_the_feed_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr) = crate::crash::start_binary(dir.path());
+    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
+    let admin = |addr: &str, method: Method, path: &str, body: Option<Value>| {
+        admin_at(&client, addr, method, path, body)
+    };
+    admin(
+        &addr,
+        Method::PUT,
+        "/products/meeting",
+        Some(json!({"name": "Meeting", "seats": null, "requires": []})),
+    );
+    let scim = |addr: &str, method: Method, path: &str, body: Value| {
+        client
+            .request(method, format!("http://{addr}/scim/v2{path}"))
+            .bearer_auth(SCIM_TOKEN)
+            .body(body.to_string())
+            .send()
+    };
+    let group: Value =
+        scim(&addr, Method::POST, "/Groups", json!({"displayName": "Staff"})).unwrap().json().unwrap();
+    let gid = group["id"].as_str().unwrap().to_string();
+    admin(&addr, Method::POST, "/rules", Some(json!({"group": gid, "products": ["meeting"]})));
+    admin(&addr, Method::PUT, "/sync", Some(json!({"enabled": true})));
+
+    // users join while a reader follows the feed; the server is killed mid-stream
+    let seen = Mutex::new(Vec::<Value>::new());
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut after = 0;
+            while !stop.load(Ordering::SeqCst) {
+                let url = format!("http://{addr}/admin/v1/entitlements/changes?after={after}&wait=1");
+                let Ok(res) = client.get(url).bearer_auth(ADMIN_TOKEN).send() else { return };
+                let Ok(page) = res.json::<Value>() else { return };
+                after = page["cursor"].as_u64().unwrap_or(after);
+                seen.lock().unwrap().extend(page["Resources"].as_array().cloned().unwrap_or_default());
+            }
+        });
+        for w in 0..2 {
+            let (stop, scim, gid, addr) = (&stop, &scim, &gid, &addr);
+            s.spawn(move || {
+                for i in 0.. {
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let name = format!("k{w}-{i}@example.com");
+                    let Ok(res) = scim(addr, Method::POST, "/Users", json!({"userName": name})) else {
+                        return;
+                    };
+                    let Ok(user) = res.json::<Value>() else { return };
+                    let Some(uid) = user["id"].as_str() else { return };
+                    let add =
+                        json!({"Operations": [{"op": "add", "path": "members", "value": [{"value": uid}]}]});
+                    if scim(addr, Method::PATCH, &format!("/Groups/{gid}"), add).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while seen.lock().unwrap().len() < 100 {
+            assert!(Instant::now() < deadline, "the feed did not grow");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        child.kill().expect("kill -9");
+        child.wait().unwrap();
+        stop.store(true, Ordering::SeqCst);
+    });
+    let seen = seen.into_inner().unwrap();
+    rebuild(&seen, 0);
+
+    let (mut child, addr) = crate::crash::start_binary(dir.path());
+    let settle = |addr: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while admin(addr, Method::GET, "/sync", None)["pending"] != json!(0) {
+            assert!(Instant::now() < deadline, "the engine did not settle");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    settle(&addr);
+    let read_all = |addr: &str| {
+        let mut out: Vec<Value> = Vec::new();
+        loop {
+            let after = out.last().map_or(0, |c| c["cursor"].as_u64().unwrap());
+            let page =
+                admin(addr, Method::GET, &format!("/entitlements/changes?after={after}&limit=1000"), None);
+            let changes = page["Resources"].as_array().unwrap();
+            if changes.is_empty() {
+                return out;
+            }
+            out.extend(changes.iter().cloned());
+        }
+    };
+    let after_restart = read_all(&addr);
+    assert!(
+        after_restart.len() >= seen.len(),
+        "{} changes after the restart, {} read before",
+        after_restart.len(),
+        seen.len()
+    );
+    assert_eq!(
+        after_restart[..seen.len()],
+        seen[..],
+        "every change read before the crash is there, the same"
+    );
+    let rebuilt = rebuild(&after_restart, 0);
+    let listed = admin(&addr, Method::GET, "/entitlements?count=1000", None);
+    assert_eq!(listed["cursor"].as_u64(), Some(after_restart.len() as u64));
+    for u in listed["Resources"].as_array().unwrap() {
+        let from_feed = rebuilt.get(u["user"].as_str().unwrap()).map_or(json!([]), products_of);
+        assert_eq!(from_feed, u["products"], "{u}");
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
