@@ -213,6 +213,7 @@ async fn deliver_some(
     }
     let page = store.changes(acct, state.position, 100, Duration::from_secs(1)).await?;
     let mut skipped = None;
+    let mut failures = state.failures;
     for change in page.changes {
         if shared.stop.load(Ordering::SeqCst) {
             break;
@@ -224,6 +225,7 @@ async fn deliver_some(
         let attempt = send(client, &hook, &change, store.now()).await;
         let outcome = if attempt.error.is_none() {
             skipped = None;
+            failures = 0;
             Outcome::Delivered { cursor: change.cursor, attempt: Some(attempt) }
         } else {
             log::warn!(
@@ -231,7 +233,7 @@ async fn deliver_some(
                 change.cursor,
                 attempt.error.as_deref().unwrap_or_default()
             );
-            let wait = backoff(config, state.failures);
+            let wait = backoff(config, failures);
             let next_attempt = store.now() + chrono::Duration::from_std(wait).unwrap_or_default();
             Outcome::Failed { attempt, next_attempt, pause_after: config.pause_after }
         };
