@@ -8,6 +8,7 @@ use std::sync::Arc;
 use actix_web::dev::Server;
 
 use crate::clock::{Clock, SystemClock};
+use crate::delivery::webhooks::{WebhookConfig, Webhooks};
 use crate::http::{AppState, HttpConfig, server};
 use crate::rules::Engine;
 use crate::store::{Actor, DurabilityMode, OnDamage, Store, StoreOptions, StoreResult, TokenKind};
@@ -25,6 +26,8 @@ pub struct Settings {
     pub admin_token: Option<String>,
     /// Open a store that fails its start-up check anyway, taking what it holds as the truth.
     pub accept_data_loss: bool,
+    /// How webhook deliveries are retried.
+    pub webhooks: WebhookConfig,
 }
 
 impl Settings {
@@ -37,6 +40,7 @@ impl Settings {
             scim_token: None,
             admin_token: None,
             accept_data_loss: false,
+            webhooks: WebhookConfig::default(),
         }
     }
 }
@@ -162,6 +166,8 @@ pub struct Running {
     pub server: Server,
     pub store: Store,
     pub engine: Engine,
+    /// The webhook sender: stopped with the engine, before the store is shut down.
+    pub webhooks: Webhooks,
     pub new_tokens: Vec<NewToken>,
 }
 
@@ -180,8 +186,9 @@ pub fn start_with_clock(
     let listener = TcpListener::bind(&settings.listen)?;
     let addr = listener.local_addr()?;
     let engine = Engine::start(store.clone())?;
+    let webhooks = Webhooks::start(store.clone(), settings.webhooks.clone())?;
     let state =
         AppState { store: store.clone(), config: settings.http.clone(), engine: Some(engine.clone()) };
     let server = server(listener, state)?;
-    Ok(Running { addr, server, store, engine, new_tokens })
+    Ok(Running { addr, server, store, engine, webhooks, new_tokens })
 }

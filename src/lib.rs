@@ -2,10 +2,11 @@
 //! into product entitlements.
 //!
 //! Layers, each depending only on those above it: [`scim`] (protocol, pure), `store` (sled),
-//! `rules` (entitlement engine), `http` (actix handlers).
+//! `rules` (entitlement engine), `delivery` (outbound webhooks), `http` (actix handlers).
 
 pub mod app;
 pub mod clock;
+pub mod delivery;
 pub mod http;
 pub mod rules;
 pub mod scim;

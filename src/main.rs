@@ -84,6 +84,18 @@ struct ServeArgs {
     /// what is missing stays lost.
     #[arg(long)]
     accept_data_loss: bool,
+    /// Seconds before a failed webhook delivery is tried again; the wait doubles with each failure.
+    #[arg(long, env = "USERSYNC_WEBHOOK_RETRY_MIN", default_value_t = 5)]
+    webhook_retry_min: u64,
+    /// Longest wait in seconds between two attempts of a webhook delivery.
+    #[arg(long, env = "USERSYNC_WEBHOOK_RETRY_MAX", default_value_t = 3600)]
+    webhook_retry_max: u64,
+    /// Failed deliveries in a row after which a webhook pauses until resumed.
+    #[arg(long, env = "USERSYNC_WEBHOOK_PAUSE_AFTER", default_value_t = 20)]
+    webhook_pause_after: u32,
+    /// Seconds a webhook receiver has to answer.
+    #[arg(long, env = "USERSYNC_WEBHOOK_TIMEOUT", default_value_t = 15)]
+    webhook_timeout: u64,
 }
 
 #[derive(Subcommand)]
@@ -183,6 +195,14 @@ fn serve(data: &std::path::Path, args: ServeArgs) -> Result<()> {
         scim_token: std::env::var("USERSYNC_SCIM_TOKEN").ok(),
         admin_token: std::env::var("USERSYNC_ADMIN_TOKEN").ok(),
         accept_data_loss: args.accept_data_loss,
+        webhooks: usersync::delivery::webhooks::WebhookConfig {
+            retry_min: std::time::Duration::from_secs(args.webhook_retry_min.max(1)),
+            retry_max: std::time::Duration::from_secs(
+                args.webhook_retry_max.max(args.webhook_retry_min).max(1),
+            ),
+            pause_after: args.webhook_pause_after.max(1),
+            timeout: std::time::Duration::from_secs(args.webhook_timeout.max(1)),
+        },
     };
     actix_web::rt::System::new().block_on(async move {
         let running = app::start(&settings)?;
@@ -196,6 +216,7 @@ fn serve(data: &std::path::Path, args: ServeArgs) -> Result<()> {
         log::info!("data in {}, durability {:?}", settings.data.display(), settings.durability);
         running.server.await?;
         running.engine.stop();
+        running.webhooks.stop();
         running.store.shutdown();
         log::info!("stopped; store flushed");
         Ok(())

@@ -30,7 +30,7 @@ pub struct Activity {
 }
 
 /// Every activity type, for `?type=` to be checked against.
-pub const ACTIVITY_TYPES: [&str; 37] = [
+pub const ACTIVITY_TYPES: [&str; 41] = [
     "user.created",
     "user.updated",
     "user.deactivated",
@@ -68,6 +68,10 @@ pub const ACTIVITY_TYPES: [&str; 37] = [
     "sync.held",
     "sync.released",
     "sync.reverted",
+    "webhook.updated",
+    "webhook.deleted",
+    "webhook.resumed",
+    "webhook.paused",
 ];
 
 /// A page request: newest first, optionally of one type or about one user, strictly older than `before`.

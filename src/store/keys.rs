@@ -67,6 +67,11 @@ pub mod kind {
     /// `W acct seq` → welcome message in the outbox; `w acct uid` → welcomed marker
     pub const OUTBOX: u8 = b'W';
     pub const WELCOMED: u8 = b'w';
+    /// `N acct seq` → an entitlement change: the change feed, numbered one by one at commit
+    pub const FEED: u8 = b'N';
+    /// `B acct webhook-id` → webhook; `b acct webhook-id` → its delivery position, log and state
+    pub const WEBHOOK: u8 = b'B';
+    pub const WEBHOOK_STATE: u8 = b'b';
     /// `X lower(login)` → (account, uid) holding the login server-wide
     pub const LOGIN: u8 = b'X';
     /// `V lower(login) acct uid` → () : a user waiting for a login held by another account

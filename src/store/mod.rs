@@ -8,6 +8,7 @@ mod codec;
 pub mod compact;
 mod directory;
 pub mod durability;
+pub mod feed;
 mod groups;
 pub mod health;
 pub mod integrity;
@@ -21,6 +22,7 @@ pub mod sync;
 mod tx;
 mod users;
 mod verify;
+pub mod webhooks;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -10,7 +10,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use sled::IVec;
 use sled::transaction::ConflictableTransactionError;
@@ -49,6 +49,17 @@ impl Sequences {
         }
         Ok(())
     }
+}
+
+/// The distinct key ranges of sequenced records.
+fn prefixes(records: &[Sequenced]) -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    for r in records {
+        if !out.contains(&r.prefix) {
+            out.push(r.prefix.clone());
+        }
+    }
+    out
 }
 
 /// The highest number stored under `prefix` (0 without any).
@@ -149,8 +160,11 @@ struct Queue {
 pub(crate) struct Committer {
     queue: Mutex<Queue>,
     finished: Condvar,
-    /// Used only by whoever holds the committer.
+    /// Used only by whoever holds the committer (and by [`Committer::last_number`], which so waits for a
+    /// commit under way).
     sequences: Mutex<Sequences>,
+    /// Woken after each commit that numbered records of their key range (see [`Committer::watch`]).
+    watchers: Mutex<HashMap<Vec<u8>, Arc<tokio::sync::Notify>>>,
 }
 
 impl Committer {
@@ -190,9 +204,11 @@ impl Committer {
         drop(queue);
         let tx = Tx::new(tree, false);
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&tx)));
+        let mut announce = Vec::new();
         let applied = match &result {
             Ok(Ok(_)) => {
                 let job = tx.into_job(0);
+                announce = prefixes(&job.sequenced);
                 let mut writes = job.writes;
                 let mut sequences = self.sequences();
                 let mut numbered = Sequences(sequences.0.clone());
@@ -206,6 +222,9 @@ impl Committer {
             _ => Ok(()),
         };
         self.release(self.lock(), HashMap::new());
+        if applied.is_ok() {
+            self.announce(&announce);
+        }
         match result {
             Ok(Ok(value)) => applied.map(|()| value).map_err(StoreError::from),
             Ok(Err(ConflictableTransactionError::Abort(e))) => Err(e),
@@ -223,6 +242,42 @@ impl Committer {
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
         self.release(self.lock(), HashMap::new());
         result.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
+
+    /// The number of the last record committed under `prefix` (0 without any). Every record up to it
+    /// is in the tree: the numbers of a commit become visible together, since this waits for a commit
+    /// under way.
+    pub(crate) fn last_number(&self, tree: &Records, prefix: &[u8]) -> sled::Result<u64> {
+        let mut sequences = self.sequences();
+        if let Some(n) = sequences.0.get(prefix) {
+            return Ok(*n);
+        }
+        let n = last_number(tree, prefix)?;
+        sequences.0.insert(prefix.to_vec(), n);
+        Ok(n)
+    }
+
+    /// What is woken after every commit that numbers records under `prefix`.
+    pub(crate) fn watch(&self, prefix: &[u8]) -> Arc<tokio::sync::Notify> {
+        let mut watchers = self.watchers.lock().unwrap_or_else(|p| p.into_inner());
+        watchers.entry(prefix.to_vec()).or_default().clone()
+    }
+
+    /// Wakes the watchers of these key ranges (a commit that failed wakes them for nothing: they look
+    /// again and wait again).
+    fn announce(&self, prefixes: &[Vec<u8>]) {
+        if prefixes.is_empty() {
+            return;
+        }
+        let watchers = self.watchers.lock().unwrap_or_else(|p| p.into_inner());
+        if watchers.is_empty() {
+            return;
+        }
+        for prefix in prefixes {
+            if let Some(notify) = watchers.get(prefix) {
+                notify.notify_waiters();
+            }
+        }
     }
 
     fn sequences(&self) -> MutexGuard<'_, Sequences> {
@@ -265,6 +320,7 @@ impl Committer {
                 let jobs = std::mem::take(&mut queue.jobs);
                 drop(queue);
                 let ids: Vec<u64> = jobs.iter().map(|j| j.id).collect();
+                let announce: Vec<Vec<u8>> = jobs.iter().flat_map(|j| prefixes(&j.sequenced)).collect();
                 // A panic inside sled must not leave `committing` set, or every writer would wait forever.
                 let outcomes = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     commit_group(tree, jobs, &mut self.sequences())
@@ -274,6 +330,7 @@ impl Committer {
                     ids.into_iter().map(|id| (id, Err(panicked()))).collect()
                 });
                 self.release(self.lock(), outcomes);
+                self.announce(&announce);
                 queue = self.lock();
                 continue;
             }

@@ -93,6 +93,7 @@ mod tests {
             matched_rules: vec![],
             bundle: Some(bundle),
             login: None,
+            user_name: None,
             updated: String::new(),
         };
         store.tree().insert(key(kind::ENTITLEMENT, acct, &[uid.as_bytes()]), encode(&entitlement)).unwrap();

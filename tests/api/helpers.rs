@@ -73,6 +73,7 @@ pub fn spawn_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> TestApp {
             tx.send((running.addr, running.server.handle(), running.store.clone())).expect("test is waiting");
             running.server.await.expect("server runs");
             running.engine.stop();
+            running.webhooks.stop();
             running.store.shutdown();
         })
     });

@@ -14,6 +14,7 @@ mod discovery;
 mod engine;
 mod entra;
 mod etag;
+mod feed;
 mod hardening;
 mod helpers;
 mod integrity;

@@ -299,7 +299,8 @@ fn sync_off_freezes_and_sync_on_evaluates_everyone() {
     status.as_object_mut().unwrap().remove("store");
     assert_eq!(
         status,
-        json!({"enabled": false, "pending": 1, "failures": 0, "brokenRules": 0, "state": "off", "hold": null}),
+        json!({"enabled": false, "pending": 1, "failures": 0, "brokenRules": 0, "state": "off", "hold": null,
+            "delivery": {"feedCursor": 0, "webhooks": []}}),
         "one user owed an evaluation, marked by the create, the join and the rule's group"
     );
     assert_eq!(app.entitlements(&a)["state"], json!("none"), "nothing happens while sync is off");

@@ -28,7 +28,7 @@ pub async fn entitlements_of(
 pub(super) use crate::rules::ENTITLEMENT_STATES as STATES;
 
 /// `GET /entitlements?state=&product=&startIndex=&count=`: every user of the account in id order, with
-/// their state and applied bundle.
+/// their state and applied bundle, and the change feed's `cursor` the page is consistent with.
 pub async fn entitlements(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -44,27 +44,35 @@ pub async fn entitlements(
     let product = product.as_deref();
     let store = &state.store;
     let config = store.sync_config(acct)?;
-    let (mut total, mut page) = (0, Vec::new());
-    for_each_user(store, acct, |uid, user| {
-        let entitlement = store.entitlement(acct, uid)?;
-        let failure = store.failure(acct, uid)?;
-        let in_state =
-            wanted_state.is_none_or(|w| state_of(entitlement.as_ref(), failure.as_ref(), user) == w);
-        let holds = product.is_none_or(|p| {
-            entitlement
-                .as_ref()
-                .and_then(|e| e.bundle.as_ref())
-                .is_some_and(|b| b.products.iter().any(|x| x == p))
-        });
-        if in_state && holds {
-            total += 1;
-            if total > paging.skip() && page.len() < paging.count {
-                page.push(entitlement_view(store, acct, &config, uid, user)?);
+    // Read at one point of the change feed, answered as `cursor`: a consumer that starts from this
+    // list reads the feed from there on.
+    let read = || {
+        let (mut total, mut page) = (0, Vec::new());
+        for_each_user(store, acct, |uid, user| {
+            let entitlement = store.entitlement(acct, uid)?;
+            let failure = store.failure(acct, uid)?;
+            let in_state =
+                wanted_state.is_none_or(|w| state_of(entitlement.as_ref(), failure.as_ref(), user) == w);
+            let holds = product.is_none_or(|p| {
+                entitlement
+                    .as_ref()
+                    .and_then(|e| e.bundle.as_ref())
+                    .is_some_and(|b| b.products.iter().any(|x| x == p))
+            });
+            if in_state && holds {
+                total += 1;
+                if total > paging.skip() && page.len() < paging.count {
+                    page.push(entitlement_view(store, acct, &config, uid, user)?);
+                }
             }
-        }
-        Ok(())
-    })?;
-    Ok(ok(&paging.of(total, page)))
+            Ok(())
+        })?;
+        Ok((total, page))
+    };
+    let ((total, page), cursor) = store.at_feed_cursor(acct, read)?;
+    let mut body = serde_json::to_value(paging.of(total, page)).unwrap_or_default();
+    body["cursor"] = cursor.into();
+    Ok(ok(&body))
 }
 
 /// Calls `f` with every user of the account, in id order, a page at a time.

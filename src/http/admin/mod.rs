@@ -1,5 +1,6 @@
-//! The admin API (`/admin/v1`): sync switch, products, user groups, templates, rules, entitlements,
-//! failures, activity, outbox, custom attributes and tokens of the caller's account. Errors are
+//! The admin API (`/admin/v1`): sync switch, products, user groups, templates, rules, entitlements and
+//! their change feed, webhooks, failures, activity, outbox, custom attributes and tokens of the caller's
+//! account. Errors are
 //! `{"error": code, "message": ..., "errors": [{"field", "message"}]}`; a wrong method is a 405 with `Allow`.
 
 /// A resource with its handlers by method; any other method is a 405 whose `Allow` lists these.
@@ -18,11 +19,13 @@ macro_rules! resource {
 mod catalog;
 mod directory;
 mod explain;
+mod feed;
 mod hold;
 pub mod input;
 mod rules;
 mod templates;
 mod users;
+mod webhooks;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -325,6 +328,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             )
             .service(resource!("/users/{id}/entitlements", get => explain::entitlements_of))
             .service(resource!("/entitlements", get => explain::entitlements))
+            .service(resource!("/entitlements/changes", get => feed::changes))
+            .service(resource!("/webhooks", get => webhooks::list))
+            .service(resource!("/webhooks/{id}", get => webhooks::get, put => webhooks::put,
+                delete => webhooks::delete))
+            .service(resource!("/webhooks/{id}/resume", post => webhooks::resume))
             .service(resource!("/failures", get => users::failures))
             .service(resource!("/failures/retry", post => users::retry))
             .service(resource!("/activity", get => users::activity))

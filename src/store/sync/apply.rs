@@ -13,8 +13,10 @@ use super::{product_key, tx_used, used_key};
 use crate::clock::timestamp;
 use crate::store::activity::record;
 use crate::store::codec::{encode, tx_get};
+use crate::store::feed::{Change, ChangeKind, record_change};
 use crate::store::keys::{AccountId, global, key, kind};
 use crate::store::pending::mark_pending;
+use crate::store::resources::USERS;
 use crate::store::{Actor, Store, StoreResult, TxResult};
 
 /// What the engine decided for one user.
@@ -187,6 +189,7 @@ impl Ctx<'_> {
                     matched_rules: matched.iter().map(|r| r.id.clone()).collect(),
                     bundle: None,
                     login: None,
+                    user_name: None,
                     updated: self.now.clone(),
                 };
                 if old.as_ref().is_none_or(|o| !same_entitlement(o, &next)) {
@@ -198,6 +201,13 @@ impl Ctx<'_> {
             Some(bundle) => {
                 let detail = json!({"products": bundle.products, "admin": bundle.admin, "reason": why});
                 self.activity("entitlement.revoked", uid, detail)?;
+                let user_name = match self.user_name(uid)? {
+                    Some(name) => Some(name),
+                    None => old.as_ref().and_then(|e| e.user_name.clone().or_else(|| e.login.clone())),
+                };
+                let mut change = self.change(ChangeKind::Revoked, uid, user_name, Some(bundle), None);
+                change.reason = Some(why.to_string());
+                record_change(self.tx, self.acct, change);
                 Ok(Applied::Revoked)
             }
             None => Ok(Applied::Unchanged),
@@ -222,6 +232,7 @@ impl Ctx<'_> {
             matched_rules: matched.iter().map(|r| r.id.clone()).collect(),
             bundle: Some(bundle.clone()),
             login: Some(login.to_string()),
+            user_name: Some(user_name.to_string()),
             updated: self.now.clone(),
         };
         let failure: Option<Failure> = tx_get(self.tx, &user_key(kind::FAILURE, self.acct, uid))?;
@@ -248,7 +259,7 @@ impl Ctx<'_> {
         {
             self.wait_for_login(login, holder, uid)?;
             let detail = format!("the login '{user_name}' is held by an entitled user of another account");
-            return self.fail(uid, fail(FailureReason::ExistingAccount, detail, Vec::new()));
+            return self.fail(uid, old.as_ref(), fail(FailureReason::ExistingAccount, detail, Vec::new()));
         }
         let old_products: Vec<String> =
             old.as_ref().and_then(|e| e.bundle.as_ref()).map(|b| b.products.clone()).unwrap_or_default();
@@ -257,7 +268,7 @@ impl Ctx<'_> {
         let lacking = self.lacking_seats(uid, since, &old_products, &bundle.products)?;
         if !lacking.is_empty() {
             let detail = self.seats_detail(uid, since, &lacking)?;
-            return self.fail(uid, fail(FailureReason::OutOfLicenses, detail, lacking));
+            return self.fail(uid, old.as_ref(), fail(FailureReason::OutOfLicenses, detail, lacking));
         }
         self.move_seats(&old_products, &bundle.products)?;
         if !holds_login {
@@ -277,22 +288,26 @@ impl Ctx<'_> {
         let previous = old.as_ref().and_then(|e| e.bundle.clone());
         let detail = json!({"rule": rule, "products": bundle.products, "admin": bundle.admin,
             "previousProducts": previous.as_ref().map(|b| b.products.clone())});
-        match previous {
-            None => {
-                self.activity("entitlement.granted", uid, detail)?;
-                Ok(Applied::Granted)
-            }
-            Some(_) => {
-                self.activity("entitlement.changed", uid, detail)?;
-                Ok(Applied::Changed)
-            }
-        }
+        let (kind, applied, event) = match previous {
+            None => (ChangeKind::Granted, Applied::Granted, "entitlement.granted"),
+            Some(_) => (ChangeKind::Changed, Applied::Changed, "entitlement.changed"),
+        };
+        self.activity(event, uid, detail)?;
+        let mut change = self.change(kind, uid, Some(user_name.to_string()), previous, Some(bundle.clone()));
+        change.rule = Some(rule.clone());
+        record_change(self.tx, self.acct, change);
+        Ok(applied)
     }
 
     /// Records a failure (the user keeps what they had). A failure already recorded unchanged is not
     /// recorded twice. A user failing again for the same reason keeps the time they first failed: who waits
     /// longest for a seat gets the next one.
-    fn fail(&self, uid: &str, mut failure: Failure) -> TxResult<Applied> {
+    fn fail(
+        &self,
+        uid: &str,
+        old_entitlement: Option<&Entitlement>,
+        mut failure: Failure,
+    ) -> TxResult<Applied> {
         let fkey = user_key(kind::FAILURE, self.acct, uid);
         let old: Option<Failure> = tx_get(self.tx, &fkey)?;
         if let Some(o) = old.as_ref().filter(|o| o.reason == failure.reason) {
@@ -310,6 +325,16 @@ impl Ctx<'_> {
             let detail =
                 json!({"reason": failure.reason, "detail": failure.detail, "products": failure.products});
             self.activity("sync.failed", uid, detail)?;
+            // The user keeps what they had: before and after are the same.
+            let held = old_entitlement.and_then(|e| e.bundle.clone());
+            let user_name = Some(failure.user_name.clone());
+            let mut change = self.change(ChangeKind::Failed, uid, user_name, held.clone(), held);
+            change.rule = tx_get::<SyncConfig>(self.tx, &super::config_key(self.acct))?
+                .and_then(|c| c.reference(&failure.rule));
+            change.reason = Some(failure.reason.as_str().to_string());
+            change.detail = Some(failure.detail.clone());
+            change.intended = Some(failure.intended.clone());
+            record_change(self.tx, self.acct, change);
         }
         Ok(Applied::Failed(failure.reason))
     }
@@ -472,6 +497,37 @@ impl Ctx<'_> {
         self.tx.insert(key(kind::OUTBOX, self.acct, &[&seq.to_be_bytes()]), encode(message))?;
         self.tx.insert(marker, &[])?;
         Ok(())
+    }
+
+    /// A feed record of this user's change (its cursor and id are given when it is recorded).
+    fn change(
+        &self,
+        kind: ChangeKind,
+        uid: &str,
+        user_name: Option<String>,
+        before: Option<Bundle>,
+        after: Option<Bundle>,
+    ) -> Change {
+        Change {
+            cursor: 0,
+            id: String::new(),
+            kind,
+            time: self.now.clone(),
+            user_id: uid.to_string(),
+            user_name,
+            before,
+            after,
+            rule: None,
+            reason: None,
+            detail: None,
+            intended: None,
+        }
+    }
+
+    /// The user's userName as the transaction sees it (`None` once the user is deleted).
+    fn user_name(&self, uid: &str) -> TxResult<Option<String>> {
+        let doc: Option<Value> = tx_get(self.tx, &USERS.record_key(self.acct, uid))?;
+        Ok(doc.and_then(|d| d.get("userName").and_then(Value::as_str).map(str::to_string)))
     }
 
     fn activity(&self, event: &str, uid: &str, detail: Value) -> TxResult<()> {

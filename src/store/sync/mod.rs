@@ -141,7 +141,7 @@ pub fn object_version(bytes: &[u8]) -> String {
 }
 
 /// The 412 of an `If-Match` naming a version other than that of `stored` (a missing object has none).
-fn check_version(stored: Option<&[u8]>, if_match: Option<&str>) -> TxResult<()> {
+pub(crate) fn check_version(stored: Option<&[u8]>, if_match: Option<&str>) -> TxResult<()> {
     let Some(wanted) = if_match else { return Ok(()) };
     let current = stored.map(object_version).unwrap_or_default();
     if wanted != current {

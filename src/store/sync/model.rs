@@ -182,6 +182,9 @@ pub struct Entitlement {
     /// The login (folded userName) this user holds server-wide while entitled.
     #[serde(default)]
     pub login: Option<String>,
+    /// The userName while entitled, as the change feed names a user revoked after being deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_name: Option<String>,
     pub updated: String,
 }
 
