@@ -70,7 +70,8 @@ pub async fn list(
     let filter =
         |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_string);
     let (kind, user) = (filter(&params.kind), filter(&params.user));
-    let query = ActivityQuery { kind: kind.clone(), user: user.clone(), target: None, limit: PAGE, before };
+    let query =
+        ActivityQuery { kind: kind.clone(), user: user.clone(), target: None, limit: PAGE, before, skip: 0 };
     let (entries, next) = state.store.activity(signed.caller.account(), &query)?;
     let kind = kind.unwrap_or_default();
     let user = user.unwrap_or_default();
