@@ -129,9 +129,10 @@ impl Engine {
             let scopes = store.pending_scopes(acct)?;
             let mut cause = cause_of(&scopes, store.scope_cause(acct)?);
             // Directory writes that follow a group's deletion are named by the group.
-            let deleted = if cause == "directoryWrites" { store.deleted_groups(acct)? } else { Vec::new() };
-            let groups: Vec<DeletedGroup> = deleted.iter().map(|(g, _)| g.clone()).collect();
-            if !groups.is_empty() {
+            let deleted = store.deleted_groups(acct)?;
+            let mut groups: Vec<DeletedGroup> = Vec::new();
+            if cause == "directoryWrites" && !deleted.is_empty() {
+                groups = deleted.iter().map(|(g, _)| g.clone()).collect();
                 cause = "groupDeleted";
             }
             evaluator.brake = Some(Mutex::new(Brake::new(store, acct, cause, groups.clone())?));
@@ -146,7 +147,8 @@ impl Engine {
                 evaluated += self.drain_users(&evaluator)?;
             }
             // A group whose memberships were all removed before this pass began has had its members
-            // evaluated by it: later directory writes are no longer its doing.
+            // evaluated by it (every pass drains every pending user): later directory writes are no
+            // longer its doing.
             let settled: Vec<String> =
                 deleted.into_iter().filter(|(_, finished)| *finished).map(|(g, _)| g.id).collect();
             store.forget_deleted_groups(acct, &settled)?;
