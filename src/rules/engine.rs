@@ -306,7 +306,10 @@ impl Engine {
         for chunk in owed.chunks(BATCH) {
             let batch: Vec<&String> = chunk.iter().collect();
             evaluated += self.evaluate_batch(evaluator, &batch)?;
-            store.reorder_evaluated(acct, &batch);
+            // A user whose revocation is put aside stays owed (and counted pending) until the pass has
+            // held or applied it, so that `pending: 0` never shows before a hold does.
+            let settled: Vec<&String> = batch.into_iter().filter(|u| !evaluator.put_aside(u)).collect();
+            store.reorder_evaluated(acct, &settled);
         }
         Ok(evaluated)
     }
