@@ -207,6 +207,14 @@ for run in $(seq 1 "$runs"); do
   done
 done
 
+# --- workload 7: admin API look-ups ---------------------------------------------------------------------------
+# examples/admin_lookup.rs starts usersync in process (relaxed durability) with N users in the rules of
+# workload 4 among 10,000 directory groups, then times explanations, group searches and preview views.
+cargo build --release --example admin_lookup
+for run in $(seq 1 "$runs_large"); do
+  "$target_dir/release/examples/admin_lookup" 10000 "$n_large" "$run" | tee -a "$results"
+done
+
 # --- report ---------------------------------------------------------------------------------------------------
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 peer_version=$("$venv/bin/pip" show scim2-server 2>/dev/null | sed -n 's/^Version: //p')

@@ -1276,13 +1276,14 @@ mod report {
     use super::{IN_MEMORY, LOOP_TIME, REORDER_TIME, ReportArgs, Result};
 
     /// Workloads in report order, with their headings.
-    const WORKLOADS: [(&str, &str); 6] = [
+    const WORKLOADS: [(&str, &str); 7] = [
         ("import", "Workload 1: Okta-style import and lookup"),
         ("groups", "Workload 2: Entra-style group sync"),
         ("read", "Workload 3: read throughput"),
         ("rules", "Workload 4: rule re-evaluation"),
         ("durability", "Workload 5: durability cost"),
         ("footprint", "Workload 6: footprint"),
+        ("admin", "Workload 7: admin API look-ups"),
     ];
 
     const HOW_TO: &str = "\

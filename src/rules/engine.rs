@@ -3,9 +3,8 @@
 //! decisions in batches. Evaluation is serialised (one batch at a time, worker or explicit retry), so a
 //! decision can never overtake a newer one for the same user.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 
-use chrono::{DateTime, Utc};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -14,8 +13,8 @@ use std::time::Duration;
 use crate::clock::timestamp;
 use crate::scim::schema::{Registry, ResourceKind};
 use crate::store::sync::{
-    Applied, BrakeSettings, Decision, EmailTemplate, FailureReason, HeldUser, ObjectKind, Outcome, Scope,
-    SyncConfig,
+    Applied, BrakeSettings, Decision, DeletedGroup, EmailTemplate, FailureReason, HeldUser, ObjectKind,
+    Outcome, Scope, SyncConfig,
 };
 use crate::store::{AccountId, Actor, GroupsCursor, Store, StoreResult};
 
@@ -24,13 +23,6 @@ use super::welcome::render_welcome;
 
 /// Users evaluated and applied per transaction.
 const BATCH: usize = 512;
-
-/// How far back directory writes count as one cause for the brake: an identity provider deleting users one
-/// request at a time is held once the revocations of the last minute pass the threshold.
-const WINDOW: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
-
-/// Revocations by time, oldest first.
-type Window = VecDeque<(DateTime<Utc>, u64)>;
 
 /// How long the worker lets writes gather once woken: a burst of directory writes then costs one pass
 /// instead of one wake-up and one pass per write, for at most this delay in acting on the first.
@@ -49,9 +41,6 @@ struct Inner {
     stop: AtomicBool,
     evaluating: Mutex<()>,
     worker: Mutex<Option<JoinHandle<()>>>,
-    /// Per account, the revocations directory writes caused recently (applied or held), with when. Kept in
-    /// memory: after a restart the window starts empty.
-    recent: Mutex<HashMap<AccountId, Window>>,
 }
 
 impl Engine {
@@ -65,7 +54,6 @@ impl Engine {
                 stop: AtomicBool::new(false),
                 evaluating: Mutex::new(()),
                 worker: Mutex::new(None),
-                recent: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -139,17 +127,31 @@ impl Engine {
             }
             let Some(mut evaluator) = Evaluator::new(store, acct, &config)? else { continue };
             let scopes = store.pending_scopes(acct)?;
-            let cause = cause_of(&scopes, store.scope_cause(acct)?);
-            evaluator.brake = Some(Mutex::new(Brake::new(store, acct, cause)?));
+            let mut cause = cause_of(&scopes, store.scope_cause(acct)?);
+            // Directory writes that follow a group's deletion are named by the group.
+            let deleted = store.deleted_groups(acct)?;
+            let mut groups: Vec<DeletedGroup> = Vec::new();
+            if cause == "directoryWrites" && !deleted.is_empty() {
+                groups = deleted.iter().map(|(g, _)| g.clone()).collect();
+                cause = "groupDeleted";
+            }
+            evaluator.brake = Some(Mutex::new(Brake::new(store, acct, cause, groups.clone())?));
             evaluated += self.drain_scopes(&evaluator, &scopes)?;
             // Last, because applying decisions marks the waiting users a freed seat is offered to.
             evaluated += self.drain_users(&evaluator)?;
             // Before the scopes are finished: a crash before this re-evaluates them. Revocations applied
             // now free seats, offered to waiting users by another round.
+            let again = if cause == "groupDeleted" { cause } else { "directoryWrites" };
             while self.settle_revocations(&evaluator, &config)? {
-                evaluator.brake = Some(Mutex::new(Brake::new(store, acct, "directoryWrites")?));
+                evaluator.brake = Some(Mutex::new(Brake::new(store, acct, again, groups.clone())?));
                 evaluated += self.drain_users(&evaluator)?;
             }
+            // A group whose memberships were all removed before this pass began has had its members
+            // evaluated by it (every pass drains every pending user): later directory writes are no
+            // longer its doing.
+            let settled: Vec<String> =
+                deleted.into_iter().filter(|(_, finished)| *finished).map(|(g, _)| g.id).collect();
+            store.forget_deleted_groups(acct, &settled)?;
             for (scope, seq) in &scopes {
                 store.finish_scope(acct, scope, *seq)?;
             }
@@ -169,10 +171,11 @@ impl Engine {
         let (again, new): (Vec<_>, Vec<_>) =
             brake.deferred.into_iter().partition(|(d, _)| brake.held.contains(&d.user));
         let _one_at_a_time = self.serialised();
-        // Directory writes of the last minute count together; a rule change or reorder is a cause alone.
+        // Directory writes of the last minute count together (a group's deletion among them); a rule
+        // change or reorder is a cause alone.
         let revoking = new.len() as u64;
         let recent = match brake.cause {
-            "directoryWrites" => self.recent_revocations(acct, revoking),
+            "directoryWrites" | "groupDeleted" => store.count_revocations(acct, revoking)?,
             _ => 0,
         };
         let together = recent + revoking;
@@ -194,23 +197,9 @@ impl Engine {
             store.apply_decisions(acct, &decisions)?;
         }
         if !held.is_empty() {
-            store.hold_revocations(acct, brake.cause, rules_before, &held)?;
+            store.hold_revocations(acct, brake.cause, rules_before, &brake.groups, &held)?;
         }
         Ok(applies)
-    }
-
-    /// Records `revoking` directory-write revocations now and returns how many came before them within the
-    /// window.
-    fn recent_revocations(&self, acct: AccountId, revoking: u64) -> u64 {
-        let now = self.inner.store.now();
-        let mut recent = self.inner.recent.lock().unwrap_or_else(|p| p.into_inner());
-        let window = recent.entry(acct).or_default();
-        while window.front().is_some_and(|(t, _)| now - *t > WINDOW) {
-            window.pop_front();
-        }
-        let before = window.iter().map(|(_, n)| n).sum();
-        window.push_back((now, revoking));
-        before
     }
 
     /// Applies the held revocations as the rules decide now (a user no longer implied to lose anything
@@ -317,7 +306,10 @@ impl Engine {
         for chunk in owed.chunks(BATCH) {
             let batch: Vec<&String> = chunk.iter().collect();
             evaluated += self.evaluate_batch(evaluator, &batch)?;
-            store.reorder_evaluated(acct, &batch);
+            // A user whose revocation is put aside stays owed (and counted pending) until the pass has
+            // held or applied it, so that `pending: 0` never shows before a hold does.
+            let settled: Vec<&String> = batch.into_iter().filter(|u| !evaluator.put_aside(u)).collect();
+            store.reorder_evaluated(acct, &settled);
         }
         Ok(evaluated)
     }
@@ -385,6 +377,8 @@ struct Evaluator<'s> {
 struct Brake {
     settings: BrakeSettings,
     cause: &'static str,
+    /// For `groupDeleted`: the groups named.
+    groups: Vec<DeletedGroup>,
     held: HashSet<String>,
     deferred: Vec<(Decision, HeldUser)>,
     /// The users of `deferred`.
@@ -392,10 +386,15 @@ struct Brake {
 }
 
 impl Brake {
-    fn new(store: &Store, acct: AccountId, cause: &'static str) -> StoreResult<Brake> {
+    fn new(
+        store: &Store,
+        acct: AccountId,
+        cause: &'static str,
+        groups: Vec<DeletedGroup>,
+    ) -> StoreResult<Brake> {
         let held = store.hold(acct)?.map(|h| h.users.into_keys().collect()).unwrap_or_default();
         let settings = store.brake_settings(acct)?;
-        Ok(Brake { settings, cause, held, deferred: Vec::new(), aside: HashSet::new() })
+        Ok(Brake { settings, cause, groups, held, deferred: Vec::new(), aside: HashSet::new() })
     }
 
     /// An emptied brake, left in place once a pass has settled its revocations.
@@ -403,6 +402,7 @@ impl Brake {
         Brake {
             settings: BrakeSettings::default(),
             cause: "",
+            groups: Vec::new(),
             held: HashSet::new(),
             deferred: Vec::new(),
             aside: HashSet::new(),

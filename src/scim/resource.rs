@@ -303,6 +303,37 @@ pub fn changed_attributes(
     old.keys().chain(new.keys()).filter(|k| old.get(*k) != new.get(*k)).cloned().collect()
 }
 
+/// The attributes that differ between two versions of a resource, with their values before and after:
+/// `{name: {"before", "after"}}` (a value absent on one side is `null`). An extension's attributes are
+/// compared one by one and named `urn:...:name`. A password is never shown, not even as it was stored.
+pub fn attribute_changes(old: &Map<String, Value>, new: &Map<String, Value>) -> Map<String, Value> {
+    let mut out = Map::new();
+    for name in changed_attributes(old, new) {
+        if name.eq_ignore_ascii_case("password") {
+            continue;
+        }
+        let (before, after) = (old.get(&name), new.get(&name));
+        let object = |v: Option<&Value>| match v {
+            Some(Value::Object(o)) => Some(o.clone()),
+            None | Some(Value::Null) => Some(Map::new()),
+            Some(_) => None,
+        };
+        match (name.starts_with("urn:"), object(before), object(after)) {
+            // an extension, added, removed or changed: attribute by attribute
+            (true, Some(b), Some(a)) => {
+                for (sub, change) in attribute_changes(&b, &a) {
+                    out.insert(format!("{name}:{sub}"), change);
+                }
+            }
+            _ => {
+                let shown = |v: Option<&Value>| v.cloned().unwrap_or(Value::Null);
+                out.insert(name, serde_json::json!({"before": shown(before), "after": shown(after)}));
+            }
+        }
+    }
+    out
+}
+
 /// Refuses a change to an immutable attribute that has a value: RFC 7643 §7 lets it be given a value
 /// once, when it has none, and never changed or removed after. Covers core, common and extension
 /// attributes and the sub-attributes of single-valued complex ones. The elements of a multi-valued
@@ -382,6 +413,23 @@ mod tests {
 
     fn users() -> ResourceSchema {
         Registry::standard().resource(ResourceKind::User).clone()
+    }
+
+    #[test]
+    fn attribute_changes_show_before_and_after_by_attribute_and_never_a_password() {
+        let old = json!({"userName": "a", "title": "Rep", "password": "old-secret",
+            ENTERPRISE_URN: {"department": "Sales", "costCenter": "1"}});
+        let new = json!({"userName": "a", "nickName": "Al", "password": "new-secret",
+            ENTERPRISE_URN: {"department": "Support", "costCenter": "1"}});
+        let changes = attribute_changes(old.as_object().unwrap(), new.as_object().unwrap());
+        assert_eq!(
+            Value::Object(changes),
+            json!({
+                "nickName": {"before": null, "after": "Al"},
+                "title": {"before": "Rep", "after": null},
+                format!("{ENTERPRISE_URN}:department"): {"before": "Sales", "after": "Support"},
+            })
+        );
     }
 
     fn groups() -> ResourceSchema {

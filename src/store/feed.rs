@@ -95,6 +95,7 @@ pub(crate) fn record_change(tx: &Tx<'_>, acct: AccountId, mut change: Change) {
             change.cursor = cursor;
             encode(&change)
         }),
+        index: Vec::new(),
     });
 }
 

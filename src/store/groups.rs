@@ -6,12 +6,14 @@ use serde_json::{Map, Value, json};
 
 use super::activity::record;
 use super::codec::{bumped_meta, check_if_match, new_meta};
-use super::keys::AccountId;
+use super::keys::{AccountId, child_prefix, key, kind};
 use super::members::{GroupPatch, Resolved, apply_member_changes, cleanup_key, remove_all_members_of};
 use super::resources::GROUPS;
 use super::{Actor, Store, StoreResult, TxResult, check_id, not_found};
 use crate::scim::patch::{MemberChange, Operation, PatchLimits, apply_within};
-use crate::scim::resource::{Normalized, assemble, attrs_of, changed_attributes, check_immutable};
+use crate::scim::resource::{
+    Normalized, assemble, attribute_changes, attrs_of, changed_attributes, check_immutable,
+};
 use crate::scim::schema::{ResourceKind, ResourceSchema};
 
 /// Ids listed in one activity entry; larger changes are summarised by their counts.
@@ -135,7 +137,9 @@ impl Store {
             GROUPS.write(tx, acct, id, Some(&old), Some(&new))?;
             if attrs != old_attrs {
                 let changed = changed_attributes(&old_attrs, &attrs);
-                let detail = json!({"displayName": new["displayName"], "changed": changed});
+                let changes = attribute_changes(&old_attrs, &attrs);
+                let detail =
+                    json!({"displayName": new["displayName"], "changed": changed, "changes": changes});
                 record(tx, acct, now, actor, "group.updated", Some(id), detail)?;
             }
             record_member_changes(tx, acct, now, actor, id, &patch)?;
@@ -154,10 +158,16 @@ impl Store {
         check_id(ResourceKind::Group, id)?;
         let _serialised = self.group_lock(acct, id);
         let now = self.now();
+        // Only a group with members can cause revocations for the brake to name.
+        let has_members = self.tree().scan_prefix(child_prefix(kind::MEMBER, acct, id)).next().is_some();
         self.transact(|tx| {
             let old = GROUPS.load_for_write(tx, acct, id, if_match)?;
             GROUPS.write(tx, acct, id, Some(&old), None)?;
             tx.insert(cleanup_key(acct, b'g', id), &[])?;
+            if has_members {
+                let name = old["displayName"].as_str().unwrap_or_default();
+                super::sync::record_group_deleted(tx, acct, id, name)?;
+            }
             record(
                 tx,
                 acct,
@@ -184,10 +194,27 @@ fn record_member_changes(
     if patch.added.is_empty() && patch.removed.is_empty() {
         return Ok(());
     }
-    let cap = |ids: &[String]| ids.iter().take(ACTIVITY_ID_LIMIT).cloned().collect::<Vec<_>>();
+    // The first members of each list, with the name an admin knows them by; the counts say how many.
+    let named = |ids: &[String]| -> TxResult<Vec<Value>> {
+        ids.iter()
+            .take(ACTIVITY_ID_LIMIT)
+            .map(|mid| Ok(json!({"value": mid, "display": member_name(tx, acct, mid)?})))
+            .collect()
+    };
     let detail = json!({
-        "added": cap(&patch.added), "removed": cap(&patch.removed),
+        "added": named(&patch.added)?, "removed": named(&patch.removed)?,
         "addedCount": patch.added.len(), "removedCount": patch.removed.len(),
     });
     record(tx, acct, now, actor, "group.members.changed", Some(gid), detail)
+}
+
+/// A member's display text (a user's displayName or userName, a group's displayName), read from the
+/// user's display record so that a user edited meanwhile does not make the membership change retry.
+fn member_name(tx: &Tx<'_>, acct: AccountId, mid: &str) -> TxResult<Option<String>> {
+    if let Some(text) = tx.get(key(kind::USER_DISPLAY, acct, &[mid.as_bytes()]))? {
+        return Ok(Some(String::from_utf8_lossy(&text).into_owned()));
+    }
+    let group: Option<Value> =
+        tx.get(GROUPS.record_key(acct, mid))?.and_then(|b| serde_json::from_slice(&b).ok());
+    Ok(group.and_then(|g| g.get("displayName").and_then(Value::as_str).map(str::to_string)))
 }

@@ -64,6 +64,8 @@ pub mod kind {
     pub const FAILURE: u8 = b'F';
     /// `H acct seq` → activity entry
     pub const ACTIVITY: u8 = b'H';
+    /// `h acct ...` → the activity history's indexes (see `activity`)
+    pub const ACTIVITY_INDEX: u8 = b'h';
     /// `W acct seq` → welcome message in the outbox; `w acct uid` → welcomed marker
     pub const OUTBOX: u8 = b'W';
     pub const WELCOMED: u8 = b'w';

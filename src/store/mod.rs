@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 pub use accounts::{Account, TokenInfo, TokenKind};
-pub use activity::{Activity, ActivityQuery};
+pub use activity::{Activity, ActivityPage, ActivityQuery};
 pub use codec::{display_of, version_of};
 pub use directory::NameMatch;
 pub use durability::{Durability, DurabilityMode};
@@ -215,6 +215,7 @@ impl Store {
         store.count_resources()?;
         if on_damage != OnDamage::Inspect {
             store.finish_cleanups()?;
+            store.migrate_activity_index()?;
             health::watch(&store);
         }
         Ok((store, problems))

@@ -28,6 +28,17 @@ pub(crate) struct Sequenced {
     pub prefix: Vec<u8>,
     /// The record's value given its number.
     pub value: Box<dyn FnOnce(u64) -> Vec<u8> + Send>,
+    /// Index entries written with it, each holding the record's number followed by its payload.
+    pub index: Vec<IndexEntry>,
+}
+
+/// An index entry of a [`Sequenced`] record.
+pub(crate) struct IndexEntry {
+    pub prefix: Vec<u8>,
+    pub payload: Vec<u8>,
+    /// `true`: the entry's key is the next number of its own range (so the range's last number is how many
+    /// entries it has, and the k-th is found by key); `false`: its key ends with the record's number.
+    pub numbered: bool,
 }
 
 /// The last number given out per key range (read from the tree the first time a range is used).
@@ -38,16 +49,27 @@ impl Sequences {
     /// Turns the sequenced records of committed jobs into writes, numbering them in order.
     fn number(&mut self, tree: &Records, records: Vec<Sequenced>, writes: &mut Entries) -> sled::Result<()> {
         for record in records {
-            let last = match self.0.get(&record.prefix) {
-                Some(n) => *n,
-                None => last_number(tree, &record.prefix)?,
-            };
-            let n = last + 1;
-            self.0.insert(record.prefix.clone(), n);
+            let n = self.next(tree, &record.prefix)?;
             let key = [record.prefix.as_slice(), &n.to_be_bytes()].concat();
             writes.insert(key, Some(IVec::from((record.value)(n))));
+            for entry in record.index {
+                let at = if entry.numbered { self.next(tree, &entry.prefix)? } else { n };
+                let key = [entry.prefix.as_slice(), &at.to_be_bytes()].concat();
+                let value = [n.to_be_bytes().as_slice(), &entry.payload].concat();
+                writes.insert(key, Some(IVec::from(value)));
+            }
         }
         Ok(())
+    }
+
+    /// The next number of the range `prefix`.
+    fn next(&mut self, tree: &Records, prefix: &[u8]) -> sled::Result<u64> {
+        let last = match self.0.get(prefix) {
+            Some(n) => *n,
+            None => last_number(tree, prefix)?,
+        };
+        self.0.insert(prefix.to_vec(), last + 1);
+        Ok(last + 1)
     }
 }
 
@@ -464,6 +486,7 @@ mod tests {
         let record = |prefix: &'static [u8]| Sequenced {
             prefix: prefix.to_vec(),
             value: Box::new(|n: u64| n.to_be_bytes().to_vec()),
+            index: vec![IndexEntry { prefix: [b"i/", prefix].concat(), payload: vec![7], numbered: true }],
         };
         let committer = Arc::new(Committer::default());
         std::thread::scope(|s| {
@@ -487,6 +510,16 @@ mod tests {
                 .collect()
         };
         assert_eq!(numbers(b"a/"), (1..=100).collect::<Vec<_>>());
+        // each record's index entry is numbered in its own range and holds the record's number
+        let index: Vec<(u64, Vec<u8>)> = tree
+            .scan_prefix(b"i/a/")
+            .map(|kv| {
+                let (k, v) = kv.unwrap();
+                (u64::from_be_bytes(k[4..].try_into().unwrap()), v.to_vec())
+            })
+            .collect();
+        assert_eq!(index.len(), 100);
+        assert!(index.iter().enumerate().all(|(i, (k, v))| *k == i as u64 + 1 && v[8] == 7));
         assert_eq!(numbers(b"b/"), (1..=100).collect::<Vec<_>>());
         let restarted = Committer::default();
         restarted

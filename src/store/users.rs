@@ -14,7 +14,9 @@ use super::pending::mark_pending;
 use super::resources::{GROUPS, USERS};
 use super::{Actor, Store, StoreResult, TxResult, abort, check_id};
 use crate::scim::patch::{Operation, PatchLimits, apply_within};
-use crate::scim::resource::{Normalized, assemble, attrs_of, changed_attributes, check_immutable};
+use crate::scim::resource::{
+    Normalized, assemble, attribute_changes, attrs_of, changed_attributes, check_immutable,
+};
 use crate::scim::schema::{ResourceKind, ResourceSchema};
 
 impl Store {
@@ -135,7 +137,13 @@ impl Store {
                 password.as_deref().map(hash_password).as_deref(),
             )?;
             mark_pending(tx, acct, id)?;
-            let changed = changed_attributes(&old_attrs, &attrs);
+            let mut changed: Vec<String> = changed_attributes(&old_attrs, &attrs).into_iter().collect();
+            // A new password is said, never shown (not even hashed).
+            if password.is_some() && !changed.iter().any(|c| c == "password") {
+                changed.push("password".into());
+                changed.sort();
+            }
+            let changes = attribute_changes(&old_attrs, &attrs);
             let event = if is_active(&old) && !is_active(&new) { "user.deactivated" } else { "user.updated" };
             record(
                 tx,
@@ -144,7 +152,7 @@ impl Store {
                 actor,
                 event,
                 Some(id),
-                json!({"userName": new["userName"], "changed": changed}),
+                json!({"userName": new["userName"], "changed": changed, "changes": changes}),
             )?;
             Ok(new)
         })

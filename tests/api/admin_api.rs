@@ -106,7 +106,7 @@ fn directory_groups_and_users_are_found_by_name_and_answers_carry_names() {
         expect_status(app.admin(Method::GET, "/users/carol/entitlements", None), StatusCode::NOT_FOUND);
     assert_eq!(nobody["message"], json!("no user has the id or userName 'carol'"));
     let about_ann = app.admin_ok(Method::GET, "/activity?user=ann@example.com", None, StatusCode::OK);
-    assert!(about_ann["entries"].as_array().unwrap().iter().any(|e| e["type"] == json!("user.created")));
+    assert!(about_ann["Resources"].as_array().unwrap().iter().any(|e| e["type"] == json!("user.created")));
 }
 
 #[test]
@@ -234,15 +234,15 @@ fn patch_moves_one_rule_and_numbers_beyond_the_end_are_refused() {
         [pair("number", "5 is not a place in the list; this rule can be numbered 1 to 4")]
     );
     // the activity entry of an update lists what changed
-    let updated = app.admin_ok(Method::GET, "/activity?type=rule.updated&limit=1", None, StatusCode::OK);
-    let entry = &updated["entries"][0];
+    let updated = app.admin_ok(Method::GET, "/activity?type=rule.updated&count=1", None, StatusCode::OK);
+    let entry = &updated["Resources"][0];
     assert_eq!(
         entry["detail"]["changes"],
         json!({"description": {"before": "r0", "after": "first sales"}}),
         "{entry}"
     );
-    let moved = app.admin_ok(Method::GET, "/activity?type=rule.updated&limit=2", None, StatusCode::OK);
-    assert_eq!(moved["entries"][1]["detail"]["changes"]["number"], json!({"before": 3, "after": 1}));
+    let moved = app.admin_ok(Method::GET, "/activity?type=rule.updated&count=2", None, StatusCode::OK);
+    assert_eq!(moved["Resources"][1]["detail"]["changes"]["number"], json!({"before": 3, "after": 1}));
     assert_eq!(entry["targetName"], json!("rule 2"));
 }
 
@@ -500,8 +500,8 @@ fn history_names_targets_lists_changes_and_numbers_each_account_without_gaps() {
     app.admin_ok(Method::PATCH, "/products/meeting", Some(&json!({"seats": 8})), StatusCode::OK);
     other.admin_ok(Method::PUT, "/user-groups/x", Some(&json!({"name": "X"})), StatusCode::CREATED);
 
-    let history = app.admin_ok(Method::GET, "/activity?limit=100", None, StatusCode::OK);
-    let entries = history["entries"].as_array().unwrap();
+    let history = app.admin_ok(Method::GET, "/activity?count=100", None, StatusCode::OK);
+    let entries = history["Resources"].as_array().unwrap();
     let seqs: Vec<u64> = entries.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     let want: Vec<u64> = (1..=seqs.len() as u64).rev().collect();
     assert_eq!(seqs, want, "one account's entries are numbered 1, 2, 3, ... with no gap");
@@ -534,8 +534,8 @@ fn history_names_targets_lists_changes_and_numbers_each_account_without_gaps() {
     expect_status(put_if(&retyped), StatusCode::OK);
     expect_status(put_if(&attrs), StatusCode::PRECONDITION_FAILED);
     let latest =
-        app.admin_ok(Method::GET, "/activity?type=custom-attributes.updated&limit=1", None, StatusCode::OK);
-    let changes = &latest["entries"][0]["detail"]["changes"];
+        app.admin_ok(Method::GET, "/activity?type=custom-attributes.updated&count=1", None, StatusCode::OK);
+    let changes = &latest["Resources"][0]["detail"]["changes"];
     assert_eq!(changes["costCode"]["before"]["type"], json!("string"));
     assert_eq!(changes["costCode"]["after"]["type"], json!("integer"));
     assert_eq!(
@@ -550,11 +550,11 @@ fn history_names_targets_lists_changes_and_numbers_each_account_without_gaps() {
     assert_eq!(errors(res, StatusCode::BAD_REQUEST), [pair("[0].nme", "unknown field")]);
     // by name as well as by id
     let about = app.admin_ok(Method::GET, "/activity?target=sales", None, StatusCode::OK);
-    assert_eq!(about["entries"][0]["target"], json!(g));
+    assert_eq!(about["Resources"][0]["target"], json!(g));
     // by who did it: as recorded, or by the token's name alone
     let actors = |actor: &str| -> Vec<String> {
         let by = app.admin_ok(Method::GET, &format!("/activity?actor={actor}"), None, StatusCode::OK);
-        by["entries"].as_array().unwrap().iter().map(|e| e["actor"].as_str().unwrap().to_string()).collect()
+        by["Resources"].as_array().unwrap().iter().map(|e| e["actor"].as_str().unwrap().to_string()).collect()
     };
     let admin = actors("admin:environment");
     assert!(!admin.is_empty() && admin.iter().all(|a| a == "admin:environment"), "{admin:?}");
@@ -563,21 +563,21 @@ fn history_names_targets_lists_changes_and_numbers_each_account_without_gaps() {
     assert_eq!(actors("nobody"), Vec::<String>::new());
     let theirs = other.admin_ok(Method::GET, "/activity", None, StatusCode::OK);
     assert_eq!(
-        theirs["entries"][0]["seq"],
+        theirs["Resources"][0]["seq"],
         json!(3),
         "the other account counts its own entries (2 tokens, 1 user group)"
     );
 
     // a restart goes on where the numbers ended
-    let last = app.admin_ok(Method::GET, "/activity?limit=1", None, StatusCode::OK)["entries"][0]["seq"]
+    let last = app.admin_ok(Method::GET, "/activity?count=1", None, StatusCode::OK)["Resources"][0]["seq"]
         .as_u64()
         .unwrap();
     drop(other);
     let dir = app.stop().expect("owns its directory");
     let app = spawn_app_in(dir.path());
     user(&app, "bob@example.com");
-    let after = app.admin_ok(Method::GET, "/activity?limit=1", None, StatusCode::OK);
-    assert_eq!(after["entries"][0]["seq"], json!(last + 1));
+    let after = app.admin_ok(Method::GET, "/activity?count=1", None, StatusCode::OK);
+    assert_eq!(after["Resources"][0]["seq"], json!(last + 1));
 }
 
 #[test]
@@ -615,4 +615,149 @@ fn token_names_are_unique_and_tokens_show_when_they_were_last_used() {
     let last_used = listed["lastUsed"].as_str().unwrap();
     assert_eq!(last_used.len(), "2026-12-02T04:58Z".len(), "{last_used}");
     assert!(listed["created"].as_str().is_some() && listed.get("secret").is_none());
+}
+
+#[test]
+fn the_history_is_paged_like_every_list_and_counts_what_each_filter_matches() {
+    let app = spawn_app();
+    let ann = user(&app, "ann@example.com");
+    let bob = user(&app, "bob@example.com");
+    let g = id(&app.create_group("Sales"));
+    app.add_members(&g, &[&ann, &bob]);
+    app.remove_member(&g, &bob);
+    let patch = json!({"Operations": [{"op": "replace", "value": {"title": "Lead"}}]});
+    expect_status(app.patch(&format!("/Users/{ann}"), &patch), StatusCode::NO_CONTENT);
+    // 2 users created, 1 group created, 2 membership changes, 1 user update
+    let all = app.admin_ok(Method::GET, "/activity?count=2", None, StatusCode::OK);
+    let total = all["totalResults"].as_u64().unwrap();
+    assert_eq!((all["startIndex"].clone(), all["itemsPerPage"].clone()), (json!(1), json!(2)));
+    assert_eq!(all["Resources"][0]["seq"], json!(total), "newest first");
+    assert_eq!(all["Resources"][1]["seq"], json!(total - 1));
+    assert_eq!(all["next"], json!(total - 1), "the cursor of the following page");
+    let second = app.admin_ok(Method::GET, "/activity?startIndex=2&count=1", None, StatusCode::OK);
+    assert_eq!(
+        (second["totalResults"].clone(), second["Resources"][0]["seq"].clone()),
+        (json!(total), json!(total - 1))
+    );
+    let past =
+        app.admin_ok(Method::GET, &format!("/activity?startIndex={}", total + 1), None, StatusCode::OK);
+    assert_eq!(
+        (past["totalResults"].clone(), past["Resources"].clone(), past["next"].clone()),
+        (json!(total), json!([]), Value::Null)
+    );
+    let counted = app.admin_ok(Method::GET, "/activity?count=0", None, StatusCode::OK);
+    assert_eq!((counted["totalResults"].clone(), counted["Resources"].clone()), (json!(total), json!([])));
+    // with the cursor, the count is of the entries older than it
+    let older =
+        app.admin_ok(Method::GET, &format!("/activity?before={}&count=1", total - 1), None, StatusCode::OK);
+    assert_eq!(
+        (older["totalResults"].clone(), older["Resources"][0]["seq"].clone()),
+        (json!(total - 2), json!(total - 2))
+    );
+
+    let count = |query: &str| -> Value {
+        app.admin_ok(Method::GET, &format!("/activity?{query}"), None, StatusCode::OK)["totalResults"].clone()
+    };
+    assert_eq!(count("type=user.created"), json!(2));
+    assert_eq!(count("type=group.members.changed"), json!(2));
+    assert_eq!(count("type=rule.created"), json!(0));
+    assert_eq!(count("target=ann@example.com"), json!(2), "created and updated");
+    assert_eq!(count("target=sales"), json!(3), "created and two membership changes");
+    assert_eq!(count("user=bob@example.com"), json!(3), "created, added, removed");
+    assert_eq!(count("type=group.members.changed&user=bob@example.com"), json!(2));
+    assert_eq!(count("type=user.updated&target=ann@example.com"), json!(1));
+    assert_eq!(count("user=bob@example.com&target=Sales"), json!(2), "the group's entries that list bob");
+    assert_eq!(count("user=ann@example.com&target=Sales"), json!(1));
+    assert_eq!(count(&format!("user={bob}&before={total}")), json!(3));
+    let page = app.admin_ok(
+        Method::GET,
+        "/activity?user=bob@example.com&startIndex=2&count=1",
+        None,
+        StatusCode::OK,
+    );
+    assert_eq!(
+        (page["totalResults"].clone(), page["Resources"][0]["type"].clone()),
+        (json!(3), json!("group.members.changed"))
+    );
+    assert_eq!(
+        page["Resources"][0]["detail"]["added"],
+        json!([{"value": ann, "display": "ANN"}, {"value": bob, "display": "BOB"}])
+    );
+
+    // the old cursor parameter is refused, naming what the endpoint takes
+    let res = app.admin(Method::GET, "/activity?limit=5", None);
+    assert_eq!(
+        errors(res, StatusCode::BAD_REQUEST),
+        [pair(
+            "?limit",
+            "unknown query parameter (this endpoint takes: type, user, target, before, startIndex, count)"
+        )]
+    );
+    let res = app.admin(Method::GET, "/activity?count=5000", None);
+    assert_eq!(
+        errors(res, StatusCode::UNPROCESSABLE_ENTITY),
+        [pair("?count", "5000 is out of range: 0 to 1000")]
+    );
+    let res = app.admin(Method::GET, "/activity?before=soon", None);
+    assert_eq!(errors(res, StatusCode::BAD_REQUEST), [pair("?before", "must be a cursor from 'next'")]);
+}
+
+#[test]
+fn directory_updates_say_what_changed_before_and_after_and_never_show_a_password() {
+    let app = spawn_app();
+    let ann = user(&app, "ann@example.com");
+    let g = id(&app.create_group("Sales"));
+    let secret = "Correct-Horse-Battery-9";
+    let patch = json!({"Operations": [
+        {"op": "replace", "value": {"title": "Lead", "password": secret}},
+        {"op": "add", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department", "value": "Sales"},
+    ]});
+    expect_status(app.patch(&format!("/Users/{ann}"), &patch), StatusCode::NO_CONTENT);
+    let updated = app.admin_ok(Method::GET, "/activity?type=user.updated", None, StatusCode::OK);
+    assert_eq!(updated["totalResults"], json!(1));
+    let detail = &updated["Resources"][0]["detail"];
+    assert_eq!(
+        detail["changes"],
+        json!({
+            "title": {"before": null, "after": "Lead"},
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department": {"before": null, "after": "Sales"},
+        }),
+        "{detail}"
+    );
+    assert!(
+        detail["changed"].as_array().unwrap().contains(&json!("password")),
+        "a new password is said: {detail}"
+    );
+    // a password change alone is said, and never shown
+    let patch = json!({"Operations": [{"op": "replace", "path": "password", "value": "Another-Secret-77"}]});
+    expect_status(app.patch(&format!("/Users/{ann}"), &patch), StatusCode::NO_CONTENT);
+    let history = app.admin(Method::GET, "/activity?count=1000", None).text().unwrap();
+    for hidden in [secret, "Another-Secret-77", "sha256$"] {
+        assert!(!history.contains(hidden), "{hidden} appears in the history");
+    }
+    let last = app.admin_ok(Method::GET, "/activity?type=user.updated&count=1", None, StatusCode::OK);
+    assert_eq!(last["Resources"][0]["detail"]["changed"], json!(["password"]));
+    assert_eq!(last["Resources"][0]["detail"]["changes"], json!({}));
+
+    // a group's attributes, before and after; its members as who joined and left, bounded, with names
+    let rename = json!({"Operations": [{"op": "replace", "value": {"displayName": "Sales EMEA"}}]});
+    expect_status(app.patch(&format!("/Groups/{g}"), &rename), StatusCode::NO_CONTENT);
+    let renamed = app.admin_ok(Method::GET, "/activity?type=group.updated", None, StatusCode::OK);
+    assert_eq!(
+        renamed["Resources"][0]["detail"]["changes"],
+        json!({"displayName": {"before": "Sales", "after": "Sales EMEA"}})
+    );
+    let many: Vec<String> = (0..120).map(|i| user(&app, &format!("m{i}@example.com"))).collect();
+    app.add_members(&g, &many.iter().map(String::as_str).collect::<Vec<_>>());
+    let body = json!({"Operations": [{"op": "replace", "path": "members", "value": [{"value": ann}]}]});
+    expect_status(app.patch(&format!("/Groups/{g}"), &body), StatusCode::NO_CONTENT);
+    let changes = app.admin_ok(Method::GET, "/activity?type=group.members.changed", None, StatusCode::OK);
+    assert_eq!(changes["totalResults"], json!(2));
+    let replaced = &changes["Resources"][0]["detail"];
+    assert_eq!((replaced["addedCount"].clone(), replaced["removedCount"].clone()), (json!(1), json!(120)));
+    assert_eq!(replaced["added"], json!([{"value": ann, "display": "ANN"}]));
+    assert_eq!(replaced["removed"].as_array().unwrap().len(), 100, "a bounded list");
+    assert_eq!(replaced["removed"][0], json!({"value": many[0], "display": "M0"}));
+    assert!(replaced.get("members").is_none(), "never the whole member list");
+    assert_eq!(changes["Resources"][1]["detail"]["addedCount"], json!(120));
 }

@@ -150,7 +150,7 @@ fn a_retry_names_unknown_users_and_leaves_users_who_are_not_failing_alone() {
         json!("users: no user 'nope', 'ghost@example.com' in this account; nothing was retried")
     );
     let retried = app.admin_ok(Method::GET, "/activity?type=failures.retried", None, StatusCode::OK);
-    assert_eq!(retried["entries"], json!([]));
+    assert_eq!(retried["Resources"], json!([]));
 
     // a user who is not failing is answered as such, by id or userName, and not re-evaluated
     let body = json!({"users": ["HOLDER@example.com", waiting]});
@@ -453,11 +453,31 @@ fn deleting_a_group_of_100_entitled_users_holds_their_revocations_until_released
     app.settle();
     let sync = sync_state(&app);
     assert_eq!(sync["state"], json!("held"), "{sync}");
+    // the deletion is the cause, and the group is named
     assert_eq!(
         (sync["hold"]["cause"].clone(), sync["hold"]["count"].clone()),
-        (json!("directoryWrites"), json!(100))
+        (json!("groupDeleted"), json!(100))
     );
+    assert_eq!(sync["hold"]["groups"], json!([{"id": g, "displayName": "Everyone"}]));
     assert_eq!(sync["hold"]["users"].as_array().unwrap().len(), 5, "paged");
+    assert_eq!(
+        (
+            sync["hold"]["totalResults"].clone(),
+            sync["hold"]["startIndex"].clone(),
+            sync["hold"]["itemsPerPage"].clone()
+        ),
+        (json!(100), json!(1), json!(5))
+    );
+    let held = app.admin_ok(Method::GET, "/activity?type=sync.held", None, StatusCode::OK);
+    assert_eq!(held["Resources"][0]["detail"]["cause"], json!("groupDeleted"));
+    assert_eq!(held["Resources"][0]["detail"]["groups"], json!([{"id": g, "displayName": "Everyone"}]));
+    let res = app.admin(Method::POST, "/sync/revert", None);
+    assert_eq!(
+        expect_status(res, StatusCode::CONFLICT)["message"],
+        json!(
+            "the held revocations come from groupDeleted, not a rule change; release them or change the directory"
+        )
+    );
     assert_eq!(sync["hold"]["users"][0]["loses"], json!(["meeting"]));
     assert_eq!(used(&app, "meeting"), 100, "nobody lost a seat");
     assert_eq!(state(&app, &users[0]), json!("entitled"));
@@ -466,8 +486,27 @@ fn deleting_a_group_of_100_entitled_users_holds_their_revocations_until_released
     app.add_members(&other, &[&newcomer]);
     app.settle();
     assert_eq!(state(&app, &newcomer), json!("entitled"));
+    // the whole list of who would lose what, page by page, each user once
+    let mut seen = std::collections::BTreeSet::new();
+    for start in (1..=100).step_by(30) {
+        let page =
+            app.admin_ok(Method::GET, &format!("/sync?startIndex={start}&count=30"), None, StatusCode::OK);
+        assert_eq!(page["hold"]["totalResults"], json!(100));
+        for u in page["hold"]["users"].as_array().unwrap() {
+            assert!(seen.insert(u["id"].as_str().unwrap().to_string()), "listed twice: {u}");
+        }
+    }
+    assert_eq!(seen, users.iter().cloned().collect(), "every held user, and only them");
     let page = app.admin_ok(Method::GET, "/sync?startIndex=96&count=10", None, StatusCode::OK);
-    assert_eq!(page["hold"]["users"].as_array().unwrap().len(), 5);
+    assert_eq!(
+        (page["hold"]["users"].as_array().unwrap().len(), page["hold"]["itemsPerPage"].clone()),
+        (5, json!(5))
+    );
+    let res = app.admin(Method::GET, "/sync?count=5000", None);
+    assert_eq!(
+        expect_status(res, StatusCode::UNPROCESSABLE_ENTITY)["message"],
+        json!("?count: 5000 is out of range: 0 to 1000")
+    );
 
     let res = app.admin_ok(Method::POST, "/sync/release", None, StatusCode::OK);
     assert_eq!(res, json!({"released": 100}));
@@ -550,8 +589,50 @@ fn the_threshold_is_set_per_account_and_a_revocation_under_it_applies() {
         expect_status(res, StatusCode::UNPROCESSABLE_ENTITY)["message"],
         json!("massRevocation.percent: 150 is not a percentage (0 to 100)")
     );
+    let res = app.admin(Method::PATCH, "/settings", Some(&json!({"massRevocation": {"percent": 150}})));
+    assert_eq!(
+        expect_status(res, StatusCode::UNPROCESSABLE_ENTITY)["errors"],
+        json!([{"field": "massRevocation.percent", "message": "150 is not a percentage (0 to 100)"}])
+    );
+    // every shape problem of the body at once, each named
     let res = app.admin(Method::PATCH, "/settings", Some(&json!({"massRevocaton": {}})));
-    expect_status(res, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        expect_status(res, StatusCode::BAD_REQUEST)["errors"],
+        json!([{"field": "massRevocaton", "message": "unknown field"}])
+    );
+    let body = json!({"massRevocation": {"precent": 5, "minUsers": "ten"}, "extra": 1});
+    let answer = expect_status(app.admin(Method::PATCH, "/settings", Some(&body)), StatusCode::BAD_REQUEST);
+    let fields: Vec<&str> =
+        answer["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["massRevocation.minUsers", "massRevocation.precent", "extra"], "{answer}");
+    assert!(
+        answer["errors"][0]["message"].as_str().unwrap().starts_with("a string is not allowed here"),
+        "{answer}"
+    );
+    assert_eq!(answer["errors"][1]["message"], json!("unknown field"));
+    let res = app.admin(Method::PATCH, "/settings", Some(&json!({"massRevocation": null})));
+    assert_eq!(expect_status(res, StatusCode::BAD_REQUEST)["message"], json!("massRevocation: is required"));
+    let res = app.admin(Method::PATCH, "/settings", Some(&json!({"massRevocation": {"percent": -1}})));
+    assert_eq!(
+        expect_status(res, StatusCode::BAD_REQUEST)["errors"][0]["field"],
+        json!("massRevocation.percent")
+    );
+    let res = app.admin(Method::PATCH, "/settings", Some(&json!([1])));
+    assert_eq!(
+        expect_status(res, StatusCode::BAD_REQUEST)["message"],
+        json!("body: a merge patch of an admin object is a JSON object")
+    );
+    assert_eq!(
+        app.admin_ok(Method::GET, "/settings", None, StatusCode::OK),
+        json!({"massRevocation": {"percent": 10, "minUsers": 50}}),
+        "refused patches changed nothing"
+    );
+    let updated = app.admin_ok(Method::GET, "/activity?type=settings.updated", None, StatusCode::OK);
+    assert_eq!(updated["totalResults"], json!(1));
+    assert_eq!(
+        updated["Resources"][0]["detail"]["changes"],
+        json!({"minUsers": {"before": 20, "after": 50}})
+    );
 
     product(&app, "meeting", "Meeting", None);
     let (g, users) = members(&app, "Team", 30);
@@ -652,4 +733,36 @@ fn users_deleted_one_request_at_a_time_are_held_once_the_last_minute_s_revocatio
     assert_eq!(used(&app, "meeting"), 81, "19 applied, 6 held");
     app.admin_ok(Method::POST, "/sync/release", None, StatusCode::OK);
     assert_eq!(used(&app, "meeting"), 75);
+}
+
+#[test]
+fn the_last_minute_s_directory_revocations_are_counted_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app_in(dir.path());
+    product(&app, "meeting", "Meeting", None);
+    let (g, users) = members(&app, "Everyone", 100);
+    rule(&app, json!({"group": g, "products": ["meeting"]}));
+    sync_on(&app);
+    app.settle();
+    for u in &users[..15] {
+        expect_status(app.delete(&format!("/Users/{u}")), StatusCode::NO_CONTENT);
+        app.settle();
+    }
+    assert_eq!(sync_state(&app)["state"], json!("running"), "15 revocations are under the 20 users held at");
+    app.stop();
+
+    // the identity provider goes on deleting after the restart: the minute's count goes on too
+    let app = spawn_app_in(dir.path());
+    app.settle();
+    for u in &users[15..25] {
+        expect_status(app.delete(&format!("/Users/{u}")), StatusCode::NO_CONTENT);
+        app.settle();
+    }
+    let sync = sync_state(&app);
+    assert_eq!(
+        (sync["state"].clone(), sync["hold"]["cause"].clone(), sync["hold"]["count"].clone()),
+        (json!("held"), json!("directoryWrites"), json!(6)),
+        "the 20th revocation of the minute and those after it: {sync}"
+    );
+    assert_eq!(used(&app, "meeting"), 81, "19 applied, 6 held");
 }

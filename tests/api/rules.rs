@@ -421,11 +421,11 @@ fn activity_records_every_event_type_with_its_actor() {
     let mut cursor: Option<u64> = None;
     loop {
         let path = match cursor {
-            Some(c) => format!("/activity?limit=7&before={c}"),
-            None => "/activity?limit=7".into(),
+            Some(c) => format!("/activity?count=7&before={c}"),
+            None => "/activity?count=7".into(),
         };
         let page = app.admin_ok(Method::GET, &path, None, StatusCode::OK);
-        entries.extend(page["entries"].as_array().unwrap().clone());
+        entries.extend(page["Resources"].as_array().unwrap().clone());
         match page["next"].as_u64() {
             Some(next) => cursor = Some(next),
             None => break,
@@ -467,11 +467,11 @@ fn activity_records_every_event_type_with_its_actor() {
     assert_eq!(actor("entitlement.granted"), json!("usersync"));
     // filters by type and by user
     let only = app.admin_ok(Method::GET, "/activity?type=user.deactivated", None, StatusCode::OK);
-    assert!(only["entries"].as_array().unwrap().iter().all(|e| e["type"] == json!("user.deactivated")));
-    assert_eq!(only["entries"][0]["target"], json!(a));
-    let about_b = app.admin_ok(Method::GET, &format!("/activity?user={b}&limit=100"), None, StatusCode::OK);
+    assert!(only["Resources"].as_array().unwrap().iter().all(|e| e["type"] == json!("user.deactivated")));
+    assert_eq!(only["Resources"][0]["target"], json!(a));
+    let about_b = app.admin_ok(Method::GET, &format!("/activity?user={b}&count=100"), None, StatusCode::OK);
     let b_types: Vec<&str> =
-        about_b["entries"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+        about_b["Resources"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert!(
         b_types.contains(&"user.created")
             && b_types.contains(&"user.deleted")
@@ -869,19 +869,36 @@ fn a_retry_with_a_malformed_body_is_refused_and_retries_nothing() {
             .send()
             .unwrap()
     };
-    for (body, says) in [
-        (r#"{"reason": "typo"}"#, "unknown variant `typo`, expected `outOfLicenses` or `existingAccount`"),
-        ("retry everything", "the request body is not valid JSON"),
-        (r#"{"reasons": "outOfLicenses"}"#, "unknown field `reasons`"),
-        (r#"{"users": "a"}"#, "invalid type: string \"a\", expected a sequence"),
-        (r#"{"reason": "outOfLicenses", "users": []}"#, "give either \"reason\" or \"users\", not both"),
+    for (body, status, says) in [
+        (
+            r#"{"reason": "typo"}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "reason: 'typo' is not a failure reason (outOfLicenses, existingAccount)",
+        ),
+        ("retry everything", StatusCode::BAD_REQUEST, "the request body is not valid JSON"),
+        (r#"{"reasons": "outOfLicenses"}"#, StatusCode::BAD_REQUEST, "reasons: unknown field"),
+        (
+            r#"{"users": "a"}"#,
+            StatusCode::BAD_REQUEST,
+            "users: a string is not allowed here (invalid type: string \"a\", expected a sequence)",
+        ),
+        (
+            r#"{"reason": "outOfLicenses", "users": []}"#,
+            StatusCode::BAD_REQUEST,
+            "users: give either \"reason\" or \"users\", not both",
+        ),
     ] {
-        let answer = expect_status(retry(body), StatusCode::BAD_REQUEST);
-        assert_eq!(answer["error"], json!("invalid_request"), "{body}");
+        let answer = expect_status(retry(body), status);
         assert!(answer["message"].as_str().unwrap().contains(says), "{body}: {answer}");
     }
+    // every problem of a retry body at once, each named
+    let answer =
+        expect_status(retry(r#"{"users": 3, "reasons": 1, "extra": true}"#), StatusCode::BAD_REQUEST);
+    let fields: Vec<&str> =
+        answer["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["users", "extra", "reasons"], "{answer}");
     let retried = app.admin_ok(Method::GET, "/activity?type=failures.retried", None, StatusCode::OK);
-    assert_eq!(retried["entries"], json!([]), "a refused retry retries nothing");
+    assert_eq!(retried["Resources"], json!([]), "a refused retry retries nothing");
     // no body at all, like an empty object, retries every failure
     let answer = expect_status(retry(""), StatusCode::OK);
     assert_eq!(answer, json!({"retried": 1, "resolved": 0, "stillFailing": 1, "notFailing": []}));

@@ -2,10 +2,9 @@
 //! the rule change behind it, and the per-account threshold (`GET/PATCH /settings`).
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::input::{NoQuery, PAGING_PARAMS, Paging, Query};
+use super::input::{Fields, FromFields, NoQuery, PAGING_PARAMS, Paging, Problems, Query, merge_patch};
 use super::{AdminError, AdminResult, MergePatch, ok};
 use crate::http::AppState;
 use crate::http::request::AdminCaller;
@@ -14,7 +13,8 @@ use crate::store::sync::BrakeSettings;
 use crate::store::{AccountId, Store};
 
 /// The brake's part of `GET /sync`: `state` (`off`, `held` or `running`) and, while held, the cause, the
-/// count and a page (`startIndex`, `count`, 50 by default) of who would lose what.
+/// count, the groups a `groupDeleted` cause names, and a page (`startIndex`, `count`, 50 by default, with
+/// `totalResults`) of who would lose what.
 pub fn hold_status(
     store: &Store,
     acct: AccountId,
@@ -32,11 +32,15 @@ pub fn hold_status(
         .take(count)
         .map(|(id, u)| json!({"id": id, "userName": u.user_name, "loses": u.loses}))
         .collect();
-    Ok(json!({"state": "held", "hold": {
+    let mut view = json!({
         "cause": hold.cause, "since": hold.since, "count": hold.users.len(),
         "revertible": hold.rules_before.is_some(),
-        "startIndex": start.max(1), "itemsPerPage": users.len(), "users": users,
-    }}))
+        "totalResults": hold.users.len(), "startIndex": start.max(1), "itemsPerPage": users.len(), "users": users,
+    });
+    if !hold.groups.is_empty() {
+        view["groups"] = json!(hold.groups);
+    }
+    Ok(json!({"state": "held", "hold": view}))
 }
 
 /// The page of held users a `GET /sync` asks for.
@@ -88,41 +92,46 @@ pub async fn get_settings(
     Ok(ok(&settings_view(&state.store.brake_settings(caller.0.account())?)))
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SettingsPatch {
-    mass_revocation: Option<BrakePatch>,
+/// The account's settings as a body reads them: every field required (a PATCH merges into the current
+/// settings first, so what it leaves out stays).
+struct SettingsInput {
+    percent: u32,
+    min_users: u64,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct BrakePatch {
-    percent: Option<u32>,
-    min_users: Option<u64>,
+impl FromFields for SettingsInput {
+    fn from_fields(f: &mut Fields) -> Option<Self> {
+        let mut brake = f.object("massRevocation");
+        if brake.is_none() && !f.has("massRevocation") {
+            f.problem("massRevocation", "is required");
+        }
+        let read = brake.as_mut().map(|b| (b.required::<u32>("percent"), b.required::<u64>("minUsers")));
+        if let Some(b) = brake {
+            f.absorb(b);
+        }
+        let (percent, min_users) = read?;
+        Some(SettingsInput { percent: percent?, min_users: min_users? })
+    }
 }
 
-/// `PATCH /settings {"massRevocation": {"percent", "minUsers"}}` (a merge patch: what is left out stays).
+/// `PATCH /settings {"massRevocation": {"percent", "minUsers"}}`: a merge patch (what is left out stays);
+/// every problem of the body is reported at once.
 pub async fn patch_settings(
     state: web::Data<AppState>,
     caller: AdminCaller,
     _: NoQuery,
     patch: MergePatch,
 ) -> AdminResult<HttpResponse> {
-    let body: SettingsPatch = serde_json::from_value(patch.0)
-        .map_err(|e| super::input::one(actix_web::http::StatusCode::BAD_REQUEST, "body", e.to_string()))?;
     let acct = caller.0.account();
-    let mut settings = state.store.brake_settings(acct)?;
-    if let Some(brake) = body.mass_revocation {
-        if let Some(percent) = brake.percent {
-            if percent > 100 {
-                return Err(AdminError::unprocessable(format!(
-                    "massRevocation.percent: {percent} is not a percentage (0 to 100)"
-                )));
-            }
-            settings.percent = percent;
-        }
-        settings.min_users = brake.min_users.unwrap_or(settings.min_users);
+    let mut value = settings_view(&state.store.brake_settings(acct)?);
+    merge_patch(&mut value, &patch.0);
+    let input = SettingsInput::from_value(value)?;
+    let mut problems = Problems::default();
+    if input.percent > 100 {
+        problems.add("massRevocation.percent", format!("{} is not a percentage (0 to 100)", input.percent));
     }
+    problems.values()?;
+    let settings = BrakeSettings { percent: input.percent, min_users: input.min_users };
     state.store.put_brake_settings(acct, &settings, &caller.0.actor())?;
     state.committed().await?;
     Ok(ok(&settings_view(&settings)))

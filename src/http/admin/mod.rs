@@ -35,7 +35,6 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, web};
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use input::{FieldError, FromBody};
@@ -267,26 +266,6 @@ impl<T: FromBody + 'static> FromRequest for OptionalStrict<T> {
             }
             let value: serde_json::Value = parse_json(&body).map_err(AdminError::bad_request)?;
             T::from_json(value).map(|v| OptionalStrict(Some(v)))
-        })
-    }
-}
-
-/// A JSON body that may be left out: `None` when the body is empty (or only whitespace). A body that is
-/// there must parse into `T`, or the request fails with a 400 saying why.
-pub struct OptionalBody<T>(pub Option<T>);
-
-impl<T: DeserializeOwned + 'static> FromRequest for OptionalBody<T> {
-    type Error = AdminError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
-
-    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let body = read_body(req, payload);
-        Box::pin(async move {
-            let body = body.await?;
-            if body.iter().all(u8::is_ascii_whitespace) {
-                return Ok(OptionalBody(None));
-            }
-            parse_json(&body).map(|v| OptionalBody(Some(v))).map_err(AdminError::bad_request)
         })
     }
 }

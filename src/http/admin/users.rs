@@ -4,13 +4,13 @@
 use std::collections::BTreeMap;
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use actix_web::http::StatusCode;
 
-use super::input::{self, DEFAULT_PAGE, MAX_PAGE, NoQuery, Paging, Query};
-use super::{AdminError, AdminResult, OptionalBody, ok};
+use super::input::{self, NoQuery, Paging, Query};
+use super::input::{Fields, FromFields};
+use super::{AdminError, AdminResult, OptionalStrict, ok};
 use crate::http::AppState;
 use crate::http::request::AdminCaller;
 use crate::rules::{RetrySelection, retry_failures};
@@ -39,6 +39,17 @@ pub(super) fn known_product(store: &Store, acct: AccountId, query: &Query) -> Ad
 }
 
 const REASONS: [&str; 2] = ["outOfLicenses", "existingAccount"];
+
+/// A failure reason a body names, or a 422 naming the reasons there are.
+fn failure_reason(reason: &str) -> AdminResult<FailureReason> {
+    serde_json::from_value(Value::String(reason.to_string())).map_err(|_| {
+        input::one(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "reason",
+            format!("'{reason}' is not a failure reason ({})", REASONS.join(", ")),
+        )
+    })
+}
 
 /// `GET /failures?reason=&startIndex=&count=`: failing users (oldest failure first), a page of them, and
 /// how many fail for each reason.
@@ -70,11 +81,21 @@ pub async fn failures(
 }
 
 /// Which failures to retry: `{"reason": ...}`, `{"users": [...]}`, or all of them (`{}` or no body).
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+#[derive(Default)]
 pub struct RetryRequest {
-    reason: Option<FailureReason>,
+    reason: Option<String>,
     users: Option<Vec<String>>,
+}
+
+impl FromFields for RetryRequest {
+    fn from_fields(f: &mut Fields) -> Option<Self> {
+        let reason: Option<String> = f.optional("reason");
+        let users: Option<Vec<String>> = f.optional("users");
+        if reason.is_some() && users.is_some() {
+            f.problem("users", "give either \"reason\" or \"users\", not both");
+        }
+        Some(RetryRequest { reason, users })
+    }
 }
 
 /// `POST /failures/retry`: re-evaluates all failing users, those of one reason, or chosen users (ids or
@@ -84,16 +105,13 @@ pub async fn retry(
     state: web::Data<AppState>,
     caller: AdminCaller,
     _: NoQuery,
-    body: OptionalBody<RetryRequest>,
+    body: OptionalStrict<RetryRequest>,
 ) -> AdminResult<HttpResponse> {
     let acct = caller.0.account();
     let request = body.0.unwrap_or_default();
     let selection = match (request.users, request.reason) {
-        (Some(_), Some(_)) => {
-            return Err(AdminError::bad_request("give either \"reason\" or \"users\", not both"));
-        }
-        (Some(users), None) => RetrySelection::Users(users),
-        (None, Some(reason)) => RetrySelection::Reason(reason),
+        (Some(users), _) => RetrySelection::Users(users),
+        (None, Some(reason)) => RetrySelection::Reason(failure_reason(&reason)?),
         (None, None) => RetrySelection::All,
     };
     let Some(engine) = state.engine.clone() else {
@@ -111,15 +129,17 @@ pub async fn retry(
         "stillFailing": outcome.still_failing, "notFailing": outcome.not_failing})))
 }
 
-/// `GET /activity?type=&user=&target=&actor=&limit=&before=`: newest first, `next` is the cursor of the
-/// following page. `user` and `target` take an id or a name (userName, group displayName); `actor` a recorded
-/// actor or a token's name.
+/// `GET /activity?type=&user=&target=&actor=&before=&startIndex=&count=`: newest first, paged like every
+/// list (`totalResults` counts the entries that match); `next` is a cursor: with `before=next` the following
+/// page stays where it is while new entries arrive. `user` and `target` take an id or a name (userName, group
+/// displayName); `actor` a recorded actor or a token's name.
 pub async fn activity(
     req: HttpRequest,
     state: web::Data<AppState>,
     caller: AdminCaller,
 ) -> AdminResult<HttpResponse> {
-    let query = Query::parse(&req, &["type", "user", "target", "actor", "limit", "before"])?;
+    let query = Query::parse(&req, &["type", "user", "target", "actor", "before", "startIndex", "count"])?;
+    let paging = Paging::from_query(&query)?;
     let acct = caller.0.account();
     let before = query
         .get("before")
@@ -142,16 +162,15 @@ pub async fn activity(
         Some(t) => Some(resolve_target(&state.store, acct, t)?),
         None => None,
     };
-    let q = ActivityQuery {
-        kind,
-        user,
-        target,
-        actor: query.get("actor").map(str::to_string),
-        limit: query.number("limit", 1, MAX_PAGE)?.unwrap_or(DEFAULT_PAGE),
-        before,
-    };
-    let (entries, next) = state.store.activity(acct, &q)?;
-    Ok(ok(&json!({"entries": entries, "next": next})))
+    let actor = query.get("actor").map(str::to_string);
+    let q = ActivityQuery { kind, user, target, actor, limit: paging.count, before, skip: paging.skip() };
+    let found = state.store.activity_page(acct, &q)?;
+    let page = paging.of(found.total, found.entries);
+    let mut body = serde_json::to_value(&page).unwrap_or_default();
+    if let Some(map) = body.as_object_mut() {
+        map.insert("next".into(), json!(found.next));
+    }
+    Ok(ok(&body))
 }
 
 /// The id a `?target=` names: a user (id or userName), a directory group (id or displayName), else the

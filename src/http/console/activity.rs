@@ -250,6 +250,7 @@ pub async fn list(
         actor: actor.clone(),
         limit: PAGE,
         before,
+        skip: 0,
     };
     let (entries, next) = state.store.activity(acct, &query)?;
     let products: HashMap<String, String> =

@@ -13,6 +13,7 @@ use super::{config_key, queue};
 use crate::store::activity::record;
 use crate::store::codec::{encode, get, tx_get};
 use crate::store::keys::{AccountId, key, kind};
+use crate::store::members::cleanup_key;
 use crate::store::{Actor, Store, StoreError, StoreResult, abort};
 
 /// When revocations are held: more than `percent` of the account's entitled users and at least
@@ -46,17 +47,34 @@ pub struct HeldUser {
     pub loses: Vec<String>,
 }
 
+/// A directory group whose deletion caused revocations: the brake names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeletedGroup {
+    pub id: String,
+    pub display_name: String,
+}
+
 /// The revocations held for an account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Hold {
-    /// `ruleChange`, `reorder`, `syncSwitchedOn` or `directoryWrites`.
+    /// `ruleChange`, `reorder`, `syncSwitchedOn`, `customAttributes`, `groupDeleted` or `directoryWrites`.
     pub cause: String,
     pub since: String,
     /// For a rule change or reorder: the rules as they were before it, which `revert` restores.
     pub rules_before: Option<Vec<Rule>>,
+    /// For `groupDeleted`: the groups whose deletion the held revocations come from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<DeletedGroup>,
     pub users: BTreeMap<String, HeldUser>,
 }
+
+/// Deleted groups kept for the brake to name; a burst of deletions beyond this is named by its first ones.
+const DELETED_GROUPS_KEPT: usize = 20;
+
+/// How far back the revocations directory writes caused count together (see [`Store::count_revocations`]).
+pub const DIRECTORY_WINDOW: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 
 fn hold_key(acct: AccountId) -> Vec<u8> {
     key(kind::OBJECT, acct, &[b"hold"])
@@ -68,6 +86,31 @@ fn brake_key(acct: AccountId) -> Vec<u8> {
 
 fn cause_key(acct: AccountId) -> Vec<u8> {
     key(kind::OBJECT, acct, &[b"cause"])
+}
+
+fn deleted_groups_key(acct: AccountId) -> Vec<u8> {
+    key(kind::OBJECT, acct, &[b"deleted-groups"])
+}
+
+fn window_key(acct: AccountId) -> Vec<u8> {
+    key(kind::OBJECT, acct, &[b"revocation-window"])
+}
+
+/// Records, with a group's deletion, that its members are re-evaluated because of it: the brake then
+/// names the group as the cause of the revocations that follow, until its memberships are all removed
+/// and a pass has settled them.
+pub(crate) fn record_group_deleted(
+    tx: &crate::store::tx::Tx<'_>,
+    acct: AccountId,
+    gid: &str,
+    display_name: &str,
+) -> crate::store::TxResult<()> {
+    let mut groups: Vec<DeletedGroup> = tx_get(tx, &deleted_groups_key(acct))?.unwrap_or_default();
+    if groups.len() < DELETED_GROUPS_KEPT && !groups.iter().any(|g| g.id == gid) {
+        groups.push(DeletedGroup { id: gid.to_string(), display_name: display_name.to_string() });
+        tx.insert(deleted_groups_key(acct), encode(&groups))?;
+    }
+    Ok(())
 }
 
 /// Records, with a change that puts scopes of users up for re-evaluation, what the change was
@@ -95,8 +138,10 @@ impl Store {
     ) -> StoreResult<()> {
         let now = self.now();
         self.transact(|tx| {
+            let before: BrakeSettings = tx_get(tx, &brake_key(acct))?.unwrap_or_default();
             tx.insert(brake_key(acct), encode(settings))?;
-            let detail = json!({"percent": settings.percent, "minUsers": settings.min_users});
+            let detail = json!({"percent": settings.percent, "minUsers": settings.min_users,
+                "changes": super::changes(Some(&before), settings)});
             record(tx, acct, now, actor, "settings.updated", None, detail)
         })
     }
@@ -109,6 +154,58 @@ impl Store {
     /// The revocations held for the account, if any.
     pub fn hold(&self, acct: AccountId) -> StoreResult<Option<Hold>> {
         get(self.tree(), &hold_key(acct))
+    }
+
+    /// The deleted groups whose members are (or are being) re-evaluated, with whether the removal of their
+    /// memberships has finished (every member is then marked for re-evaluation).
+    pub fn deleted_groups(&self, acct: AccountId) -> StoreResult<Vec<(DeletedGroup, bool)>> {
+        let groups: Vec<DeletedGroup> = get(self.tree(), &deleted_groups_key(acct))?.unwrap_or_default();
+        groups
+            .into_iter()
+            .map(|g| {
+                let cleaning = self.tree().get(cleanup_key(acct, b'g', &g.id))?.is_some();
+                Ok((g, !cleaning))
+            })
+            .collect()
+    }
+
+    /// Forgets deleted groups whose members have all been re-evaluated.
+    pub fn forget_deleted_groups(&self, acct: AccountId, ids: &[String]) -> StoreResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.transact(|tx| {
+            let mut groups: Vec<DeletedGroup> = tx_get(tx, &deleted_groups_key(acct))?.unwrap_or_default();
+            groups.retain(|g| !ids.contains(&g.id));
+            if groups.is_empty() {
+                tx.remove(deleted_groups_key(acct))
+            } else {
+                tx.insert(deleted_groups_key(acct), encode(&groups))
+            }
+        })
+    }
+
+    /// Counts `revoking` revocations caused by directory writes now, and returns how many came before
+    /// them within [`DIRECTORY_WINDOW`]. The window is stored (one small record per account), so a restart
+    /// in the middle of an identity provider's burst of deletions does not start it over.
+    pub fn count_revocations(&self, acct: AccountId, revoking: u64) -> StoreResult<u64> {
+        let now = self.now();
+        self.transact(|tx| {
+            // (milliseconds since the epoch, revocations)
+            let mut window: Vec<(i64, u64)> = tx_get(tx, &window_key(acct))?.unwrap_or_default();
+            let since = (now - DIRECTORY_WINDOW).timestamp_millis();
+            window.retain(|(t, _)| *t >= since);
+            let before = window.iter().map(|(_, n)| n).sum();
+            if revoking > 0 {
+                window.push((now.timestamp_millis(), revoking));
+            }
+            if window.is_empty() {
+                tx.remove(window_key(acct))?;
+            } else {
+                tx.insert(window_key(acct), encode(&window))?;
+            }
+            Ok(before)
+        })
     }
 
     /// How many users hold products now.
@@ -128,6 +225,7 @@ impl Store {
         acct: AccountId,
         cause: &str,
         rules_before: Option<&[Rule]>,
+        groups: &[DeletedGroup],
         held: &[(String, Option<u64>, HeldUser)],
     ) -> StoreResult<()> {
         let now = crate::clock::timestamp(self.now());
@@ -136,8 +234,16 @@ impl Store {
                 cause: cause.to_string(),
                 since: now.clone(),
                 rules_before: rules_before.map(<[Rule]>::to_vec),
+                groups: Vec::new(),
                 users: BTreeMap::new(),
             });
+            if hold.cause == cause {
+                for g in groups {
+                    if !hold.groups.contains(g) {
+                        hold.groups.push(g.clone());
+                    }
+                }
+            }
             let mut added = 0;
             for (uid, seq, user) in held {
                 if !queue::answer_pending(tx, acct, uid, *seq)? {
@@ -147,7 +253,10 @@ impl Store {
             }
             tx.insert(hold_key(acct), encode(&hold))?;
             if added > 0 {
-                let detail = json!({"cause": hold.cause, "added": added, "held": hold.users.len()});
+                let mut detail = json!({"cause": hold.cause, "added": added, "held": hold.users.len()});
+                if !hold.groups.is_empty() {
+                    detail["groups"] = json!(hold.groups);
+                }
                 record(tx, acct, self.now(), &Actor::engine(), "sync.held", None, detail)?;
             }
             Ok(())

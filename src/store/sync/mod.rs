@@ -16,7 +16,8 @@ use serde_json::{Value, json};
 
 pub use apply::{Applied, Decision, Outcome};
 pub use edit::{References, RuleCheck, RuleEdit, renumber};
-pub use hold::{BrakeSettings, HeldUser, Hold};
+pub(crate) use hold::record_group_deleted;
+pub use hold::{BrakeSettings, DIRECTORY_WINDOW, DeletedGroup, HeldUser, Hold};
 pub use model::*;
 pub use queue::{Scope, ScopesUsers};
 
