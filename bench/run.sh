@@ -211,10 +211,25 @@ done
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 peer_version=$("$venv/bin/pip" show scim2-server 2>/dev/null | sed -n 's/^Version: //p')
 mkdir -p "$(dirname "$out")"
-"$loadgen" report "$results" --out "$out" \
+generated=$work/report.md
+"$loadgen" report "$results" --out "$generated" \
   --meta "Command: \`$command_line\`" \
   --meta "Date: $(date -u '+%Y-%m-%d %H:%M UTC')" \
   --meta "Machine: $(nproc) cores (nproc), $cpu, $(free -g | awk '/^Mem:/ {print $2}') GiB, Linux $(uname -r)" \
   --meta "usersync commit $commit; scim2-server $peer_version; $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2)" \
   --meta "Sizes: N = $n_small and $n_large; runs per measurement $runs ($runs_large at N = $n_large, scim2-server $peer_runs_large); scim2-server phases capped at $peer_cap s"
+# Only the generated section is replaced: what follows its end marker (figures measured by hand) is kept.
+begin='<!-- bench/run.sh: generated section begins -->'
+end='<!-- bench/run.sh: generated section ends -->'
+{
+  echo "$begin"
+  cat "$generated"
+  echo "$end"
+  if [ -f "$out" ] && grep -qF "$end" "$out"; then
+    sed -n "\|$end|,\$p" "$out" | sed 1d
+  elif [ -f "$out" ]; then
+    echo "bench: $out has no end marker; only the generated section is written" >&2
+  fi
+} >"$work/spliced.md"
+mv "$work/spliced.md" "$out"
 echo "bench: wrote $out" >&2
