@@ -25,6 +25,16 @@ pub const SLACK_BYTES: u64 = 8 << 20;
 /// with its churn as fast as its threshold does).
 const FRESH_RATIO: f64 = 2.5;
 
+/// The last compaction of a running store, as `GET /admin/v1/sync` shows it.
+#[derive(Debug, Clone, Copy)]
+pub struct LastCompaction {
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// How long writers (and readers) were held off while the copy was put in place.
+    pub hold: Duration,
+    pub before: u64,
+    pub after: u64,
+}
+
 /// Sizes before and after, in bytes on disk.
 #[derive(Debug, Clone, Copy)]
 pub struct Compacted {
@@ -112,6 +122,8 @@ impl Store {
         let done = Compacted { before, after: disk_bytes(&dir), records };
         *inner.compacted.lock().unwrap_or_else(|p| p.into_inner()) =
             Some((done.after, inner.records.state().bytes));
+        *inner.last_compaction.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(LastCompaction { at: self.now(), hold: held, before: done.before, after: done.after });
         log::info!(
             "compacted the store: {} bytes on disk before, {} after; putting the copy in place held reads and writes for {} ms",
             done.before,
@@ -119,6 +131,19 @@ impl Store {
             held.as_millis()
         );
         Ok(done)
+    }
+
+    /// `{"at", "holdMs", "bytesBefore", "bytesAfter"}` of the last compaction since start, or `null`.
+    pub fn last_compaction(&self) -> serde_json::Value {
+        let last = *self.inner.last_compaction.lock().unwrap_or_else(|p| p.into_inner());
+        last.map_or(serde_json::Value::Null, |c| {
+            serde_json::json!({
+                "at": c.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "holdMs": c.hold.as_secs_f64() * 1000.0,
+                "bytesBefore": c.before,
+                "bytesAfter": c.after,
+            })
+        })
     }
 
     /// Copies every record into `copy`, which receives every commit from the first chunk on.
