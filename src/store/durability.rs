@@ -217,15 +217,15 @@ impl Durability {
         Ok(())
     }
 
-    /// Opens the log file and the watermark again after the store's directory was replaced; the blob
-    /// files are all synced again at the next flush.
-    pub(crate) fn reopen_files(&self, data_dir: &Path) -> std::io::Result<()> {
+    /// Opens the log file and the watermark of the generation in `dir`, which just became the active
+    /// one (a compaction wrote its watermark); its blob files are all synced again at the next flush.
+    pub(crate) fn reopen_files(&self, dir: &Path) -> std::io::Result<()> {
         let seq = self.shared.records.committed_seq();
-        let files = Files::open(data_dir, self.mode, Some(seq))?;
+        let files = Files::open(dir, self.mode, Some(seq))?;
         *self.shared.files.lock().unwrap_or_else(|p| p.into_inner()) = files;
         self.shared.marked.store(seq, Ordering::SeqCst);
         if let Some(blobs) = &self.shared.blobs {
-            blobs.lock().unwrap_or_else(|p| p.into_inner()).synced.clear();
+            *blobs.lock().unwrap_or_else(|p| p.into_inner()) = BlobSync::new(dir.join("blobs"));
         }
         Ok(())
     }

@@ -12,6 +12,7 @@ mod groups;
 pub mod health;
 pub mod integrity;
 pub mod keys;
+pub mod layout;
 mod list;
 mod members;
 mod pending;
@@ -189,12 +190,15 @@ impl Store {
 
     /// Opens the store, doing `on_damage` with a damaged one; also returns what was found wrong.
     pub fn open_with(options: StoreOptions, on_damage: OnDamage) -> StoreResult<(Store, Vec<String>)> {
-        compact::finish_interrupted(&options.path)?;
+        let inspect = on_damage == OnDamage::Inspect;
+        if !inspect {
+            compact::finish_interrupted(&options.path)?;
+        }
         std::fs::create_dir_all(&options.path)?;
         let (open, state, problems) = integrity::open_checked(&options.path, on_damage)?;
+        let active = layout::active(&options.path)?;
         let records = Arc::new(records::Records::new(open, state));
-        let inspect = on_damage == OnDamage::Inspect;
-        let durability = Durability::start(records.clone(), &options.path, options.durability, inspect)?;
+        let durability = Durability::start(records.clone(), &active, options.durability, inspect)?;
         let store = Store {
             inner: Arc::new(Inner {
                 records,

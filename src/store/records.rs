@@ -214,6 +214,12 @@ impl Records {
         Ok(())
     }
 
+    /// Puts `open`, which holds exactly the same records (a compaction's complete copy), in place of the
+    /// database; returns the one it replaces.
+    pub(crate) fn replace(&self, open: Open) -> Option<Open> {
+        self.open.write().unwrap_or_else(|p| p.into_inner()).replace(open)
+    }
+
     /// The integrity record as of the last commit.
     pub(crate) fn state(&self) -> Integrity {
         *self.state.lock().unwrap_or_else(|p| p.into_inner())
