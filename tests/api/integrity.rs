@@ -617,7 +617,8 @@ fn terminate_any(server: Server) {
 }
 
 /// Rounds of the churn test, and its sizes: scaled down from the 50 rounds of a 20,000-member
-/// group and 5,000 users so that a debug build runs it in well under a minute.
+/// group and 5,000 users so that a debug build runs it in well under a minute. The full scale, over HTTP,
+/// is `examples/churn.rs` (`BENCH_CHURN=only bench/run.sh`; its figures are in docs/benchmarks.md).
 const CHURN_ROUNDS: usize = 10;
 const CHURN_GROUP: usize = 4_000;
 const CHURN_USERS: usize = 1_000;
