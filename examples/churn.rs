@@ -8,7 +8,7 @@
 //! [--durability flush]` prints a JSON line per round (`GET /admin/v1/sync`'s `store.diskBytes` and
 //! `store.liveBytes`) and a summary line: the data directory's size after round 1, its peak (sampled every
 //! 200 ms), its size at the end, and whether the peak stayed under 3x the size after round 1. It exits
-//! with 1 when it did not.
+//! with 1 when it did not. `--max-seconds S` stops after the round that ends past S seconds of churn.
 
 // A measurement tool: a failed step should stop it with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -44,6 +44,10 @@ struct Cli {
     clients: usize,
     #[arg(long, default_value = "flush")]
     durability: DurabilityMode,
+    /// Stops after the round that ends past this many seconds of churn (the summary says how many rounds
+    /// were run).
+    #[arg(long)]
+    max_seconds: Option<f64>,
 }
 
 fn client() -> Client {
@@ -128,6 +132,8 @@ fn main() {
     let peak = AtomicU64::new(0);
     let done = AtomicBool::new(false);
     let mut first = 0;
+    let mut rounds = 0;
+    let churn_started = Instant::now();
     std::thread::scope(|s| {
         s.spawn(|| {
             while !done.load(Ordering::SeqCst) {
@@ -160,6 +166,10 @@ fn main() {
                 json!({"round": round + 1, "seconds": t0.elapsed().as_secs_f64(), "diskBytes": disk,
                        "liveBytes": state["liveBytes"], "lastCompaction": state["lastCompaction"]})
             );
+            rounds = round + 1;
+            if cli.max_seconds.is_some_and(|max| churn_started.elapsed().as_secs_f64() > max) {
+                break;
+            }
         }
         done.store(true, Ordering::SeqCst);
     });
@@ -176,7 +186,7 @@ fn main() {
     let within = peak < BOUND * first;
     println!(
         "{}",
-        json!({"summary": true, "rounds": cli.rounds, "group": cli.group, "users": cli.users,
+        json!({"summary": true, "rounds": rounds, "roundsAsked": cli.rounds, "group": cli.group, "users": cli.users,
                "durability": format!("{:?}", cli.durability).to_lowercase(),
                "seconds": started.elapsed().as_secs_f64(), "bytesAfterRound1": first, "peakBytes": peak,
                "finalBytes": last, "finalLiveBytes": state["liveBytes"], "bound": format!("{BOUND}x round 1"),
