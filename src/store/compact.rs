@@ -112,6 +112,7 @@ impl Store {
     /// Rewrites the running store with only its live records and makes the copy the active generation.
     pub fn compact(&self) -> StoreResult<Compacted> {
         let inner = &self.inner;
+        let _alone = inner.compacting.lock().unwrap_or_else(|p| p.into_inner());
         let dir = self.data_dir().to_path_buf();
         let before = disk_bytes(&dir);
         let next = layout::generation(&dir)? + 1;

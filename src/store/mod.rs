@@ -176,6 +176,8 @@ struct Inner {
     data_dir: PathBuf,
     /// Bytes on disk and bytes of records right after the last compaction (see [`compact`]).
     compacted: Mutex<Option<(u64, u64)>>,
+    /// Held while a compaction runs: the background one and one asked for meanwhile take turns.
+    compacting: Mutex<()>,
     /// What the last compaction while running did, for `GET /admin/v1/sync`.
     last_compaction: Mutex<Option<compact::LastCompaction>>,
 }
@@ -214,6 +216,7 @@ impl Store {
                 reorder_owed: Mutex::default(),
                 data_dir: options.path,
                 compacted: Mutex::new(None),
+                compacting: Mutex::new(()),
                 last_compaction: Mutex::new(None),
             }),
         };
