@@ -54,8 +54,30 @@ fn client() -> Client {
     Client::builder().timeout(Duration::from_secs(600)).build().unwrap()
 }
 
+/// Sends, again when the connection was reset before an answer (a kept-alive connection the server had
+/// just closed); a create sent again may find its user made (409), which the caller is told by `None`.
+fn send_retrying(req: reqwest::blocking::RequestBuilder, what: &str) -> Option<Value> {
+    let mut resent = false;
+    for _ in 0..5 {
+        match req.try_clone().expect("a body that can be sent again").send() {
+            Ok(res) if resent && res.status() == reqwest::StatusCode::CONFLICT => return None,
+            Ok(res) => return Some(answer(res, what)),
+            Err(e) if e.is_request() || e.is_connect() => {
+                eprintln!("churn: {what}: {e}; sending again");
+                resent = true;
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => panic!("{what}: {e}"),
+        }
+    }
+    panic!("{what}: the connection failed five times");
+}
+
 fn send(req: reqwest::blocking::RequestBuilder, what: &str) -> Value {
-    let res = req.send().unwrap();
+    send_retrying(req, what).unwrap_or_else(|| panic!("{what}: 409 after sending again"))
+}
+
+fn answer(res: reqwest::blocking::Response, what: &str) -> Value {
     let status = res.status();
     let text = res.text().unwrap();
     assert!(status.is_success(), "{what}: {status} {text}");
@@ -66,7 +88,13 @@ fn create_user(c: &Client, addr: &str, name: &str) -> String {
     let req = c.post(format!("http://{addr}/scim/v2/Users")).bearer_auth(SCIM).json(&json!({
         "userName": name, "displayName": "Churned User", "emails": [{"value": name, "primary": true}]
     }));
-    send(req, "create")["id"].as_str().unwrap().to_string()
+    if let Some(made) = send_retrying(req, "create") {
+        return made["id"].as_str().unwrap().to_string();
+    }
+    // sent again after a reset, and found made the first time
+    let url = format!("http://{addr}/scim/v2/Users?filter=userName%20eq%20%22{name}%22");
+    let found = send(c.get(url).bearer_auth(SCIM), "find");
+    found["Resources"][0]["id"].as_str().unwrap().to_string()
 }
 
 /// Runs `f` over `0..n` from `clients` threads, each with its own connection.
