@@ -5,9 +5,13 @@
 #
 #   bench/run.sh                 full run (N = 10,000 and 100,000)
 #   BENCH_QUICK=1 bench/run.sh   smoke run with small N
+#   BENCH_CHURN=1 bench/run.sh   also the churn example (examples/churn.rs: the store's size under 50
+#                                rounds of a 20,000-member group replaced and 5,000 users made and deleted)
+#   BENCH_CHURN=only bench/run.sh   the churn example alone; prints its figures, writes no report
 #
 # Environment: BENCH_QUICK, BENCH_RUNS (runs per measurement), BENCH_RUNS_LARGE (runs at the large N),
-# BENCH_PEER_RUNS_LARGE (scim2-server's runs at the large N), BENCH_PEER_MAX_SECONDS (time cap of each
+# BENCH_PEER_RUNS_LARGE (scim2-server's runs at the large N), BENCH_CHURN, BENCH_CHURN_ROUNDS (default 50; 5
+# with BENCH_QUICK), BENCH_PEER_MAX_SECONDS (time cap of each
 # scim2-server phase), BENCH_HOME (venv, data, raw results; default ~/.cache/usersync-bench), BENCH_OUT
 # (the report; default docs/benchmarks.md), CARGO_TARGET_DIR.
 set -euo pipefail
@@ -48,6 +52,20 @@ if ! command -v wrk >/dev/null; then
     apt-get install -y -qq wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
   fi
   command -v wrk >/dev/null || { echo "bench: wrk is needed (Debian package wrk)" >&2; exit 1; }
+fi
+churn=${BENCH_CHURN:-0}
+if [ "${BENCH_QUICK:-0}" = 1 ]; then churn_rounds=${BENCH_CHURN_ROUNDS:-5}; else churn_rounds=${BENCH_CHURN_ROUNDS:-50}; fi
+# churn: the store's size under steady churn, measured by examples/churn.rs (one JSON line per round, then a
+# summary line); writes its lines to the file $1.
+run_churn() {
+  cargo build --release --example churn
+  "$target_dir/release/examples/churn" --rounds "$churn_rounds" | tee "$1" ||
+    echo "bench: the store grew past the churn bound (see the summary line)" >&2
+}
+if [ "$churn" = only ]; then
+  mkdir -p "$home/results"
+  run_churn "$home/results/$(date -u +%Y%m%dT%H%M%SZ)-churn.jsonl"
+  exit 0
 fi
 cargo build --release --bin usersync --example loadgen --example ceiling
 usersync_bin=$target_dir/release/usersync
@@ -215,14 +233,52 @@ for run in $(seq 1 "$runs_large"); do
   "$target_dir/release/examples/admin_lookup" 10000 "$n_large" "$run" | tee -a "$results"
 done
 
+# --- churn (optional): the store's size under steady churn ----------------------------------------------------
+if [ "$churn" = 1 ]; then
+  run_churn "$home/results/$stamp-churn.jsonl"
+fi
+
 # --- report ---------------------------------------------------------------------------------------------------
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 peer_version=$("$venv/bin/pip" show scim2-server 2>/dev/null | sed -n 's/^Version: //p')
 mkdir -p "$(dirname "$out")"
-"$loadgen" report "$results" --out "$out" \
+generated=$work/report.md
+"$loadgen" report "$results" --out "$generated" \
   --meta "Command: \`$command_line\`" \
   --meta "Date: $(date -u '+%Y-%m-%d %H:%M UTC')" \
   --meta "Machine: $(nproc) cores (nproc), $cpu, $(free -g | awk '/^Mem:/ {print $2}') GiB, Linux $(uname -r)" \
   --meta "usersync commit $commit; scim2-server $peer_version; $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2)" \
   --meta "Sizes: N = $n_small and $n_large; runs per measurement $runs ($runs_large at N = $n_large, scim2-server $peer_runs_large); scim2-server phases capped at $peer_cap s"
+if [ "$churn" = 1 ]; then
+  python3 - "$home/results/$stamp-churn.jsonl" >>"$generated" <<'PY'
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+s = next(l for l in lines if l.get("summary"))
+mb = lambda b: f"{b / 1e6:,.1f}"
+print(f"""
+## Churn: the store's size under steady churn
+
+`examples/churn.rs`, {s['rounds']} rounds, each replacing a {s['group']:,}-member group's members with other ids
+(SCIM PUT) and creating then deleting {s['users']:,} users over HTTP (`{s['durability']}` durability), the server
+compacting by itself; {s['seconds']:,.0f} s.
+
+| data directory after round 1 (MB) | peak (MB) | final (MB) | records at the end (MB) | bound | within |
+| ---: | ---: | ---: | ---: | --- | --- |
+| {mb(s['bytesAfterRound1'])} | {mb(s['peakBytes'])} | {mb(s['finalBytes'])} | {mb(s['finalLiveBytes'])} | peak under {s['bound']} | {'yes' if s['withinBound'] else 'no'} |""")
+PY
+fi
+# Only the generated section is replaced: what follows its end marker (figures measured by hand) is kept.
+begin='<!-- bench/run.sh: generated section begins -->'
+end='<!-- bench/run.sh: generated section ends -->'
+{
+  echo "$begin"
+  cat "$generated"
+  echo "$end"
+  if [ -f "$out" ] && grep -qF "$end" "$out"; then
+    sed -n "\|$end|,\$p" "$out" | sed 1d
+  elif [ -f "$out" ]; then
+    echo "bench: $out has no end marker; only the generated section is written" >&2
+  fi
+} >"$work/spliced.md"
+mv "$work/spliced.md" "$out"
 echo "bench: wrote $out" >&2

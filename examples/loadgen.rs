@@ -1289,7 +1289,8 @@ mod report {
     const HOW_TO: &str = "\
 # Benchmarks
 
-This file is written by `bench/run.sh`; everything below the list of options is its last run.
+The section down to the end marker below is written by `bench/run.sh` (everything below the list of options
+is its last run); the script keeps the sections after the marker, which were measured by hand.
 
 ```sh
 bench/run.sh                 # full run: N = 10,000 and 100,000, 3 runs per measurement (an hour or more)
@@ -1300,7 +1301,9 @@ Options (environment): `BENCH_QUICK=1` small sizes and one run; `BENCH_RUNS=K` r
 `BENCH_RUNS_LARGE=K` runs at the large N; `BENCH_PEER_RUNS_LARGE=K` scim2-server's runs at the large N
 (default 1); `BENCH_PEER_MAX_SECONDS=S` time cap of each scim2-server phase (default 120); `BENCH_HOME=DIR`
 venv, data directories and raw results (default `~/.cache/usersync-bench`); `BENCH_OUT=FILE` this report
-(default `docs/benchmarks.md`); `CARGO_TARGET_DIR` is honoured. Needs cargo, python3 (with venv and pip
+(default `docs/benchmarks.md`); `BENCH_CHURN=1` also runs the churn example (`examples/churn.rs`, the store's
+size under 50 rounds of group replacement and user churn) and appends its figures after the marker;
+`CARGO_TARGET_DIR` is honoured. Needs cargo, python3 (with venv and pip
 reaching PyPI) and wrk (installed with apt-get when missing and run as root).
 
 What it does: builds the release binary and the examples `loadgen` and `ceiling`, installs

@@ -239,7 +239,8 @@ fn stopped_only(e: StoreError) -> Box<dyn std::error::Error> {
 
 /// Opens the store as it is (writing nothing) and prints everything wrong with it.
 fn verify(data: &std::path::Path) -> Result<()> {
-    if !data.join("db").exists() {
+    let holds_store = usersync::store::layout::active(data).map(|dir| dir.join("db").exists());
+    if !holds_store.unwrap_or(true) {
         return Err(format!("there is no store in {}", data.display()).into());
     }
     let options = StoreOptions {

@@ -308,8 +308,13 @@ impl Store {
         }
         let key = key(kind::TOKEN_USED, token.account, &[token.id.as_bytes()]);
         let value = encode(&now);
-        if let Err(e) = self.transact(|tx| tx.insert(&key, value.as_slice())) {
-            log::warn!("could not record the use of token {}: {e}", token.id);
+        match self.transact(|tx| tx.insert(&key, value.as_slice())) {
+            // a full disk is said once, by the store itself
+            Err(e @ super::StoreError::Full(_)) => {
+                log::debug!("could not record the use of token {}: {e}", token.id)
+            }
+            Err(e) => log::warn!("could not record the use of token {}: {e}", token.id),
+            Ok(()) => {}
         }
     }
 

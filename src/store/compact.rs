@@ -1,15 +1,20 @@
 //! Giving space back. sled 0.34 reclaims little of what was deleted or overwritten (its segment-cleaning
 //! settings have been no-ops since 0.31, and its own cleaner keeps the dead pages of our write pattern),
-//! so the store is rewritten into a fresh directory holding only its live records, which then takes the
-//! old one's place: `usersync compact` on a stopped store, and [`Store::maybe_compact`] while the server
-//! runs (the copy is made in chunks, each holding writers off for a moment, and receives every commit
-//! meanwhile; writers and readers wait only while the new directory is put in place).
+//! so the store is rewritten into a new generation (see [`super::layout`]) holding only its live records,
+//! which then becomes the active one: `usersync compact` on a stopped store, and [`Store::maybe_compact`]
+//! while the server runs. There the copy is made in chunks, each holding writers off for a moment, and is
+//! an open database receiving every commit meanwhile; once it is complete and synced, writers are held off
+//! only while the last commits are flushed to it, `CURRENT` is renamed to name it and the store switches
+//! its handle over (no database is closed or opened under the hold). The old generation is closed and
+//! removed after.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use super::durability::DurabilityMode;
 use super::health::disk_bytes;
 use super::integrity::{OnDamage, open_checked, open_sled, write_watermark};
+use super::layout;
 use super::records::Open;
 use super::{Store, StoreError, StoreResult};
 
@@ -25,6 +30,16 @@ pub const SLACK_BYTES: u64 = 8 << 20;
 /// with its churn as fast as its threshold does).
 const FRESH_RATIO: f64 = 2.5;
 
+/// The last compaction of a running store, as `GET /admin/v1/sync` shows it.
+#[derive(Debug, Clone, Copy)]
+pub struct LastCompaction {
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// How long writers (and readers) were held off while the copy was made the active generation.
+    pub hold: Duration,
+    pub before: u64,
+    pub after: u64,
+}
+
 /// Sizes before and after, in bytes on disk.
 #[derive(Debug, Clone, Copy)]
 pub struct Compacted {
@@ -38,7 +53,8 @@ pub fn compact(dir: &Path) -> StoreResult<Compacted> {
     finish_interrupted(dir)?;
     let before = disk_bytes(dir);
     let (old, state, _) = open_checked(dir, OnDamage::Refuse)?;
-    let fresh = dir.join(COPY_DIR);
+    let next = layout::generation(dir)? + 1;
+    let fresh = layout::dir_of(dir, next);
     if fresh.exists() {
         std::fs::remove_dir_all(&fresh)?;
     }
@@ -62,8 +78,12 @@ pub fn compact(dir: &Path) -> StoreResult<Compacted> {
     drop(copy);
     old.db.flush()?;
     drop(old);
-    write_watermark(&fresh, state.seq)?;
-    swap_files(dir)?;
+    write_watermark(&fresh, state.seq, true)?;
+    layout::sync_generation(&fresh)?;
+    layout::prepare_switch(dir, next)?;
+    layout::commit_switch(dir)?;
+    layout::sync_dir(dir)?;
+    layout::clean(dir)?;
     Ok(Compacted { before, after: disk_bytes(dir), records: state.count })
 }
 
@@ -89,17 +109,26 @@ impl Store {
         self.compact().map(Some)
     }
 
-    /// Rewrites the running store with only its live records and puts the copy in place.
+    /// Rewrites the running store with only its live records and makes the copy the active generation.
     pub fn compact(&self) -> StoreResult<Compacted> {
+        let inner = &self.inner;
+        let _alone = inner.compacting.lock().unwrap_or_else(|p| p.into_inner());
         let dir = self.data_dir().to_path_buf();
         let before = disk_bytes(&dir);
-        let fresh = dir.join(COPY_DIR);
+        let next = layout::generation(&dir)? + 1;
+        let fresh = layout::dir_of(&dir, next);
         if fresh.exists() {
             std::fs::remove_dir_all(&fresh)?;
         }
         let copy = open_sled(&fresh)?;
-        let inner = &self.inner;
-        let copied = self.copy_into(&copy);
+        // everything but the last commits is made durable in the copy, and the new CURRENT written,
+        // before writers are held off
+        let copied = self.copy_into(&copy).and_then(|()| {
+            carry_ids(&inner.records.current()?.db, &copy.db)?;
+            copy.db.flush()?;
+            layout::sync_generation(&fresh)?;
+            Ok(layout::prepare_switch(&dir, next)?)
+        });
         if let Err(e) = copied {
             inner.committer.alone(|| inner.records.set_shadow(None));
             drop(copy);
@@ -107,18 +136,50 @@ impl Store {
             return Err(e);
         }
         let swap_started = Instant::now();
-        let records = inner.committer.alone(|| self.swap_in(copy, &fresh))?;
+        let swapped = inner.committer.alone(|| self.switch_to(&copy, &fresh));
         let held = swap_started.elapsed();
+        let (old, records) = match swapped {
+            Ok(done) => done,
+            Err(e) => {
+                drop(copy);
+                let _ = std::fs::remove_dir_all(&fresh);
+                return Err(e);
+            }
+        };
+        drop(copy);
+        // the old generation is closed (its last reader done with it) and removed after the hold, once
+        // the rename of CURRENT is durable
+        drop(old);
+        if let Err(e) = layout::sync_dir(&dir).map_err(StoreError::from).and_then(|()| layout::clean(&dir)) {
+            log::warn!(
+                "compaction: the old generation could not be removed yet ({e}); the next start removes it"
+            );
+        }
         let done = Compacted { before, after: disk_bytes(&dir), records };
         *inner.compacted.lock().unwrap_or_else(|p| p.into_inner()) =
             Some((done.after, inner.records.state().bytes));
+        *inner.last_compaction.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(LastCompaction { at: self.now(), hold: held, before: done.before, after: done.after });
         log::info!(
-            "compacted the store: {} bytes on disk before, {} after; putting the copy in place held reads and writes for {} ms",
+            "compacted the store: {} bytes on disk before, {} after; switching to the copy held reads and writes for {:.2} ms",
             done.before,
             done.after,
-            held.as_millis()
+            held.as_secs_f64() * 1000.0
         );
         Ok(done)
+    }
+
+    /// `{"at", "holdMs", "bytesBefore", "bytesAfter"}` of the last compaction since start, or `null`.
+    pub fn last_compaction(&self) -> serde_json::Value {
+        let last = *self.inner.last_compaction.lock().unwrap_or_else(|p| p.into_inner());
+        last.map_or(serde_json::Value::Null, |c| {
+            serde_json::json!({
+                "at": c.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "holdMs": c.hold.as_secs_f64() * 1000.0,
+                "bytesBefore": c.before,
+                "bytesAfter": c.after,
+            })
+        })
     }
 
     /// Copies every record into `copy`, which receives every commit from the first chunk on.
@@ -132,10 +193,10 @@ impl Store {
         Ok(())
     }
 
-    /// With the committer held: the complete copy takes the place of the store's directory.
-    fn swap_in(&self, copy: Open, fresh: &Path) -> StoreResult<u64> {
+    /// With the committer held: the last commits are made durable in the complete copy, `CURRENT` names
+    /// it, and the store's handle and files switch to it. Returns the old database and the record count.
+    fn switch_to(&self, copy: &Open, fresh: &Path) -> StoreResult<(Option<Open>, u64)> {
         let inner = &self.inner;
-        let dir = inner.data_dir.clone();
         let complete = inner.records.shadow_complete();
         inner.records.set_shadow(None);
         if !complete {
@@ -146,103 +207,86 @@ impl Store {
         let state = inner.records.state();
         carry_ids(&inner.records.current()?.db, &copy.db)?;
         copy.db.flush()?;
-        drop(copy);
-        write_watermark(fresh, state.seq)?;
-        let mut not_begun = None;
-        inner.records.reopen(|old| -> StoreResult<_> {
-            if let Some(old) = old {
-                old.db.flush()?;
+        if inner.durability.mode() == DurabilityMode::Sync {
+            layout::sync_generation(fresh)?;
+        }
+        let sync = inner.durability.mode() == DurabilityMode::Sync;
+        write_watermark(fresh, state.seq, sync)?;
+        layout::commit_switch(&inner.data_dir)?;
+        // from here on the copy is the store, whatever fails
+        let old = inner.records.replace(copy.clone());
+        if let Err(e) = inner.durability.reopen_files(fresh) {
+            log::error!(
+                "compaction: the new generation is active, but its watermark could not be opened ({e}); \
+                 restart the server soon"
+            );
+        }
+        Ok((old, state.count))
+    }
+}
+
+/// Leftovers of a compaction that stopped half way (a crash): what is not the active generation goes,
+/// and a copy made by an older usersync (its compacting directory) is finished or removed.
+pub(crate) fn finish_interrupted(dir: &Path) -> StoreResult<()> {
+    older::finish_interrupted(dir)?;
+    layout::clean(dir)
+}
+
+/// How usersync before generations compacted: the copy in `compacting/`, its files renamed over the old
+/// ones. Only its leftovers are handled here.
+mod older {
+    use std::path::Path;
+
+    const COPY_DIR: &str = "compacting";
+    const OLD_DIR: &str = "before-compact";
+    const COMPLETE: &str = ".complete";
+    const MOVED_OUT: &str = ".old-moved-out";
+
+    pub(super) fn finish_interrupted(dir: &Path) -> std::io::Result<()> {
+        let fresh = dir.join(COPY_DIR);
+        if fresh.join(COMPLETE).exists() {
+            log::warn!("finishing a compaction that was interrupted: its copy becomes the store");
+            return swap_files(dir);
+        }
+        for leftover in [fresh, dir.join(OLD_DIR)] {
+            if leftover.exists() {
+                std::fs::remove_dir_all(&leftover)?;
             }
-            if let Err(e) = swap_files(&dir) {
-                if dir.join(COPY_DIR).join(COMPLETE).exists() {
-                    // half way: only going on can leave a whole store (the next start tries again)
-                    log::error!("compaction: putting the copy in place failed ({e}); finishing it");
-                    finish_interrupted(&dir)?;
-                } else {
-                    not_begun = Some(e);
-                }
+        }
+        Ok(())
+    }
+
+    fn swap_files(dir: &Path) -> std::io::Result<()> {
+        let fresh = dir.join(COPY_DIR);
+        let old = dir.join(OLD_DIR);
+        if !fresh.join(MOVED_OUT).exists() {
+            std::fs::create_dir_all(&old)?;
+            for name in sled_files(dir)? {
+                std::fs::rename(dir.join(&name), old.join(&name))?;
             }
-            Ok((open_waiting(&dir)?, state))
-        })?;
-        if let Some(e) = not_begun {
-            let _ = std::fs::remove_dir_all(dir.join(COPY_DIR));
-            return Err(StoreError::Io(std::io::Error::other(format!("compaction abandoned: {e}"))));
+            std::fs::File::create(fresh.join(MOVED_OUT))?.sync_all()?;
         }
-        inner.durability.reopen_files(&dir)?;
-        Ok(state.count)
-    }
-}
-
-/// Opens sled, waiting for the last user of a database just closed there to let go of its lock.
-fn open_waiting(dir: &Path) -> StoreResult<Open> {
-    let started = Instant::now();
-    loop {
-        match open_sled(dir) {
-            Err(e @ StoreError::Locked(_)) if started.elapsed() > Duration::from_secs(10) => return Err(e),
-            Err(StoreError::Locked(_)) => std::thread::sleep(Duration::from_millis(5)),
-            other => return other,
+        for name in sled_files(&fresh)? {
+            std::fs::rename(fresh.join(&name), dir.join(&name))?;
         }
+        std::fs::File::open(dir)?.sync_all()?;
+        std::fs::remove_dir_all(&fresh)?;
+        std::fs::remove_dir_all(&old)
     }
-}
 
-/// The copy is made here, inside the data directory, so that it is on the same filesystem (the data
-/// directory may be a mount point, which cannot be renamed); sled ignores directories it did not make.
-const COPY_DIR: &str = "compacting";
-/// The old files are moved here before the copy's files take their place.
-const OLD_DIR: &str = "before-compact";
-/// In the copy: it is complete (written after its last commit and its watermark).
-const COMPLETE: &str = ".complete";
-/// In the copy: the old files are all in [`OLD_DIR`]; what is left to do is moving the copy's files up.
-const MOVED_OUT: &str = ".old-moved-out";
-
-/// Puts the complete copy's files in place of the store's own. Each step is a rename within one
-/// filesystem, and a crash between steps is finished by [`finish_interrupted`] at the next start.
-fn swap_files(dir: &Path) -> std::io::Result<()> {
-    let fresh = dir.join(COPY_DIR);
-    let old = dir.join(OLD_DIR);
-    std::fs::File::create(fresh.join(COMPLETE))?.sync_all()?;
-    if !fresh.join(MOVED_OUT).exists() {
-        std::fs::create_dir_all(&old)?;
-        for name in sled_files(dir)? {
-            std::fs::rename(dir.join(&name), old.join(&name))?;
+    /// sled's files and the watermark in `dir`.
+    fn sled_files(dir: &Path) -> std::io::Result<Vec<std::ffi::OsString>> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let name = entry?.file_name();
+            let text = name.to_string_lossy();
+            let ours = ["db", "conf", "blobs", super::super::integrity::WATERMARK_FILE];
+            if ours.contains(&text.as_ref()) || text.starts_with("snap.") {
+                out.push(name);
+            }
         }
-        std::fs::File::create(fresh.join(MOVED_OUT))?.sync_all()?;
+        Ok(out)
     }
-    for name in sled_files(&fresh)? {
-        std::fs::rename(fresh.join(&name), dir.join(&name))?;
-    }
-    std::fs::File::open(dir)?.sync_all()?;
-    std::fs::remove_dir_all(&fresh)?;
-    std::fs::remove_dir_all(&old)
-}
-
-/// sled's files and the watermark in `dir` (not the compaction's directories nor its markers).
-fn sled_files(dir: &Path) -> std::io::Result<Vec<std::ffi::OsString>> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let name = entry?.file_name();
-        let text = name.to_string_lossy();
-        if text != COPY_DIR && text != OLD_DIR && !text.starts_with('.') {
-            out.push(name);
-        }
-    }
-    Ok(out)
-}
-
-/// Leftovers of a compaction that stopped half way (a crash): a complete copy is put in place, an
-/// incomplete one removed.
-pub(crate) fn finish_interrupted(dir: &Path) -> std::io::Result<()> {
-    let fresh = dir.join(COPY_DIR);
-    if fresh.join(COMPLETE).exists() {
-        log::warn!("finishing a compaction that was interrupted: its copy becomes the store");
-        return swap_files(dir);
-    }
-    for leftover in [fresh, dir.join(OLD_DIR)] {
-        if leftover.exists() {
-            std::fs::remove_dir_all(&leftover)?;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -6,7 +6,8 @@
 //! number of the last commit it covered goes to the watermark file (see [`super::integrity`]).
 //!
 //! A flush that fails (a full disk) fails the writers waiting for it at once, with
-//! [`StoreError::Full`]; the store is then not writable until [`super::health`] has reopened it.
+//! [`StoreError::Full`]; the store then refuses every write (before sled sees it) until [`super::health`]
+//! has found space again.
 
 use std::collections::HashSet;
 use std::ffi::OsString;
@@ -74,8 +75,35 @@ struct Shared {
     wake_cv: Condvar,
     progress: watch::Sender<Progress>,
     stop: AtomicBool,
-    /// The last flush failed; cleared by the next one that succeeds.
+    /// A write or a flush failed for want of space; cleared once the store has recovered.
     failing: AtomicBool,
+    /// Wakes the health thread at once when the store stops being writable.
+    trouble: Arc<Signal>,
+}
+
+/// A wake-up for a thread that otherwise polls; it holds nothing else of the store, so the store's
+/// files are let go of as soon as the store is dropped.
+#[derive(Default)]
+pub(crate) struct Signal {
+    raised: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Signal {
+    fn raise(&self) {
+        if let Ok(mut raised) = self.raised.lock() {
+            *raised = true;
+        }
+        self.cv.notify_all();
+    }
+
+    /// Waits up to `timeout` for the signal, and lowers it.
+    pub(crate) fn wait(&self, timeout: Duration) {
+        let Ok(raised) = self.raised.lock() else { return };
+        if let Ok((mut raised, _)) = self.cv.wait_timeout_while(raised, timeout, |r| !*r) {
+            *raised = false;
+        }
+    }
 }
 
 struct Files {
@@ -127,6 +155,7 @@ impl Durability {
             progress,
             stop: AtomicBool::new(false),
             failing: AtomicBool::new(false),
+            trouble: Arc::default(),
         });
         if mode != DurabilityMode::Relaxed {
             let worker = shared.clone();
@@ -176,7 +205,7 @@ impl Durability {
         self.shared.stop.load(Ordering::SeqCst)
     }
 
-    /// Whether the last flush succeeded.
+    /// Whether writes are taken (no write nor flush has failed since the store last recovered).
     pub fn writable(&self) -> bool {
         !self.shared.failing.load(Ordering::SeqCst)
     }
@@ -188,25 +217,37 @@ impl Durability {
         Ok(())
     }
 
-    /// Opens the log file and the watermark again after the store's directory was replaced; the blob
-    /// files are all synced again at the next flush.
-    pub(crate) fn reopen_files(&self, data_dir: &Path) -> std::io::Result<()> {
+    /// Opens the log file and the watermark of the generation in `dir`, which just became the active
+    /// one (a compaction wrote its watermark); its blob files are all synced again at the next flush.
+    pub(crate) fn reopen_files(&self, dir: &Path) -> std::io::Result<()> {
         let seq = self.shared.records.committed_seq();
-        let files = Files::open(data_dir, self.mode, Some(seq))?;
+        let files = Files::open(dir, self.mode, Some(seq))?;
         *self.shared.files.lock().unwrap_or_else(|p| p.into_inner()) = files;
         self.shared.marked.store(seq, Ordering::SeqCst);
         if let Some(blobs) = &self.shared.blobs {
-            blobs.lock().unwrap_or_else(|p| p.into_inner()).synced.clear();
+            *blobs.lock().unwrap_or_else(|p| p.into_inner()) = BlobSync::new(dir.join("blobs"));
         }
         Ok(())
     }
 
-    /// A write failed for want of space: not writable until a flush succeeds again.
+    /// A write failed for want of space: not writable until the store has recovered.
     pub(crate) fn failed(&self, why: &str) {
         note_failure(&self.shared, why);
     }
 
+    /// Every write waiting for a flush now fails (their commits were dropped with the database closed).
+    pub(crate) fn fail_waiting(&self) {
+        let requested = self.shared.requested.load(Ordering::SeqCst);
+        self.shared.progress.send_modify(|p| p.failed = p.failed.max(requested));
+    }
+
+    /// Raised when the store stops being writable, and at shutdown.
+    pub(crate) fn trouble(&self) -> Arc<Signal> {
+        self.shared.trouble.clone()
+    }
+
     fn recovered(&self) {
+        self.shared.records.refuse_writes(false);
         if self.shared.failing.swap(false, Ordering::SeqCst) {
             log::warn!("the store is writable again");
         }
@@ -226,6 +267,7 @@ impl Durability {
     pub fn shutdown(&self) {
         self.shared.stop.store(true, Ordering::SeqCst);
         self.shared.wake_cv.notify_one();
+        self.shared.trouble.raise();
         let committed = self.shared.records.committed_seq();
         if let Err(e) = flush_once(&self.shared) {
             let marked = self.shared.marked.load(Ordering::SeqCst);
@@ -263,11 +305,14 @@ fn flush_loop(shared: &Shared) {
         }
         // Every ticket up to `target` belongs to a write that committed before this flush starts.
         let target = shared.requested.load(Ordering::SeqCst);
+        if shared.failing.load(Ordering::SeqCst) {
+            // nothing committed before the failure can be made durable any more (the database is
+            // reopened without it), and nothing is committed until the store has recovered
+            shared.progress.send_modify(|p| p.failed = p.failed.max(target));
+            continue;
+        }
         match flush_once(shared) {
             Ok(()) => {
-                if shared.failing.swap(false, Ordering::SeqCst) {
-                    log::warn!("the store is writable again");
-                }
                 shared.progress.send_modify(|p| p.flushed = p.flushed.max(target));
             }
             Err(e) => {
@@ -278,12 +323,14 @@ fn flush_loop(shared: &Shared) {
     }
 }
 
-/// Says once, when the state changes, that writes are refused.
+/// Refuses writes from now on, says so once when the state changes, and wakes the health thread.
 fn note_failure(shared: &Shared, why: &str) {
+    shared.records.refuse_writes(true);
     if !shared.failing.swap(true, Ordering::SeqCst) {
         log::error!(
             "the store cannot make writes durable ({why}); writes are answered 507 until there is space again"
         );
+        shared.trouble.raise();
     }
 }
 

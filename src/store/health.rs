@@ -1,7 +1,14 @@
 //! The store's health as an admin sees it (writable, records that failed their checksum, disk use), and
-//! recovery from a full disk without a restart: sled keeps the first write error it meets and fails every
-//! later write with it, so once there is space again the database is closed and opened afresh (what it
-//! recovers is exactly what is durable), checked, and the flusher resumes.
+//! surviving a full disk without a restart.
+//!
+//! sled keeps the first write error it meets and fails every later write with it, and it writes while it
+//! reads too (a read that meets an oversized node splits it, through its log). So a store keeps a reserve
+//! file of [`RESERVE_BYTES`] in its data directory, made at open when there is room (as a database keeps
+//! reserved space). At the first write or flush that fails for want of space, writes are refused at once
+//! above sled (507, sled never sees them), the reserve is deleted and the database closed and opened afresh:
+//! what it recovers is exactly what is durable, its sticky error is gone, and the reads' splits have the
+//! reserve's room. Writes are taken again only once the reserve can be made again with [`MARGIN_BYTES`]
+//! more free, and a flush succeeds (the database is reopened once more if its error came back meanwhile).
 
 use std::path::Path;
 use std::sync::{Arc, Weak};
@@ -17,8 +24,12 @@ use super::{Inner, Store, StoreError, StoreResult};
 const COMPACT_CHECK_EVERY: u32 = 60;
 /// How often a store that cannot write looks for space again.
 const RETRY_EVERY: Duration = Duration::from_millis(500);
-/// Free space a reopened store needs before it is worth trying: a few of sled's 512 KiB segments.
-const PROBE_BYTES: usize = 4 << 20;
+/// The reserve file, kept in the data directory for the reads of a store whose disk is full.
+pub const RESERVE_FILE: &str = ".reserve";
+/// The reserve's size: sixteen of sled's 512 KiB segments.
+pub const RESERVE_BYTES: usize = 8 << 20;
+/// Free space besides the reserve before writes are taken again: a few of sled's segments.
+const MARGIN_BYTES: usize = 4 << 20;
 /// How long a reopen waits for the last reader of the old database to let go of sled's file lock.
 const LOCK_PATIENCE: Duration = Duration::from_secs(10);
 
@@ -38,36 +49,60 @@ impl Store {
         self.inner.records.state().bytes
     }
 
-    /// `{"writable", "checksumFailures", "diskBytes", "liveBytes"}` for `GET /admin/v1/sync`.
+    /// `{"writable", "checksumFailures", "diskBytes", "liveBytes", "reserveBytes", "lastCompaction"}` for
+    /// `GET /admin/v1/sync`.
     pub fn health(&self) -> Value {
         json!({
             "writable": self.writable(),
             "checksumFailures": self.checksum_failures(),
             "diskBytes": disk_bytes(self.data_dir()),
             "liveBytes": self.live_bytes(),
+            "reserveBytes": reserve_bytes(self.data_dir()),
+            "lastCompaction": self.last_compaction(),
         })
     }
 
-    /// Closes and reopens the database after a failed flush, once there is space; `Ok` when writable again.
+    /// After the first failure for want of space (writes are already refused): gives the reserve's room
+    /// to sled and opens it afresh, so that reads, which may write, work while the disk is full.
+    pub fn relieve(&self) -> StoreResult<()> {
+        let inner = &self.inner;
+        match std::fs::remove_file(inner.data_dir.join(RESERVE_FILE)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
+        self.reopen_database()
+    }
+
+    /// Takes writes again once there is room for the reserve and a margin besides, reopening the database
+    /// if a flush still fails; `Ok` when writable again.
     pub fn recover(&self) -> StoreResult<()> {
-        probe_space(self.data_dir())?;
+        let dir = self.data_dir();
+        probe_space(dir, RESERVE_BYTES + MARGIN_BYTES)?;
+        make_reserve(dir)?;
+        if self.inner.durability.retry().is_ok() {
+            return Ok(());
+        }
+        self.reopen_database()?;
+        self.inner.durability.retry()?;
+        Ok(())
+    }
+
+    /// Closes the database and opens it again, with no commit meanwhile; readers wait for it.
+    fn reopen_database(&self) -> StoreResult<()> {
         let inner = &self.inner;
         inner.committer.alone(|| {
+            inner.durability.fail_waiting();
             inner.records.reopen(|old| {
                 drop(old);
                 reopen(&inner.data_dir)
-            })
+            })?;
+            self.count_resources()
         })?;
         self.forget_caches();
-        self.count_resources()?;
-        inner.durability.retry()?;
         Ok(())
     }
 
     fn forget_caches(&self) {
-        if let Ok(mut counts) = self.inner.counts.write() {
-            counts.clear();
-        }
         if let Ok(mut tokens) = self.inner.tokens.write() {
             *tokens = Default::default();
         }
@@ -94,24 +129,49 @@ fn reopen(dir: &Path) -> StoreResult<(super::records::Open, super::records::Inte
     }
 }
 
-/// Fails unless a few megabytes can be written in the data directory.
-fn probe_space(dir: &Path) -> StoreResult<()> {
+/// Writes `len` bytes to `path` and syncs them; nothing is left of a file that could not be written whole.
+fn write_zeros(path: &Path, len: usize) -> std::io::Result<()> {
     use std::io::Write;
-    let path = dir.join(".space-probe");
-    let written = std::fs::File::create(&path).and_then(|mut f| {
-        f.write_all(&vec![0u8; PROBE_BYTES])?;
+    let written = std::fs::File::create(path).and_then(|mut f| {
+        f.write_all(&vec![0u8; len])?;
         f.sync_data()
     });
+    if written.is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    written
+}
+
+/// Fails unless `len` bytes can be written in the data directory (real blocks: a statvfs figure may
+/// count space the filesystem will not give).
+fn probe_space(dir: &Path, len: usize) -> StoreResult<()> {
+    let path = dir.join(".space-probe");
+    let written = write_zeros(&path, len);
     let _ = std::fs::remove_file(&path);
     Ok(written?)
 }
 
-/// Bytes the data directory occupies on disk.
+/// Makes the reserve file unless it is there already.
+pub(crate) fn make_reserve(dir: &Path) -> std::io::Result<()> {
+    let path = dir.join(RESERVE_FILE);
+    if reserve_bytes(dir) >= RESERVE_BYTES as u64 {
+        return Ok(());
+    }
+    write_zeros(&path, RESERVE_BYTES)
+}
+
+/// The size of the reserve file (0 when there is none: the disk is full, or was at start).
+pub fn reserve_bytes(dir: &Path) -> u64 {
+    std::fs::metadata(dir.join(RESERVE_FILE)).map_or(0, |m| m.len())
+}
+
+/// Bytes the data directory occupies on disk, the reserve file left out.
 pub fn disk_bytes(dir: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
     let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
     entries
         .flatten()
+        .filter(|entry| entry.file_name() != RESERVE_FILE)
         .map(|entry| match entry.metadata() {
             Ok(m) if m.is_dir() => disk_bytes(&entry.path()),
             Ok(m) => m.blocks() * 512,
@@ -123,17 +183,20 @@ pub fn disk_bytes(dir: &Path) -> u64 {
 /// Starts the thread that recovers the store after a failed flush; it ends with the store.
 pub(super) fn watch(store: &Store) {
     let weak: Weak<Inner> = Arc::downgrade(&store.inner);
+    let trouble = store.inner.durability.trouble();
     let spawned = thread::Builder::new().name("usersync-health".into()).spawn(move || {
         let mut told = false;
+        let mut relieved = false;
         let mut ticks = 0u32;
         loop {
-            thread::sleep(RETRY_EVERY);
+            trouble.wait(RETRY_EVERY);
             let Some(inner) = weak.upgrade() else { return };
             if inner.durability.stopped() {
                 return;
             }
             if inner.durability.writable() {
                 told = false;
+                relieved = false;
                 ticks += 1;
                 if ticks.is_multiple_of(COMPACT_CHECK_EVERY)
                     && let Err(e) = (Store { inner }).maybe_compact()
@@ -142,8 +205,22 @@ pub(super) fn watch(store: &Store) {
                 }
                 continue;
             }
-            match (Store { inner }).recover() {
-                Ok(()) => log::warn!("the store was reopened and takes writes again"),
+            let store = Store { inner };
+            if !relieved {
+                relieved = true;
+                match store.relieve() {
+                    Ok(()) => log::warn!(
+                        "the store gave its {} MiB reserve to reads and was reopened; writes stay refused until there is space again",
+                        RESERVE_BYTES >> 20
+                    ),
+                    Err(e) => log::error!("reopening the store on a full disk failed: {e}"),
+                }
+            }
+            match store.recover() {
+                Ok(()) => {
+                    // (the flusher said it is writable again) the next failure may come before this thread sees the store writable
+                    (told, relieved) = (false, false);
+                }
                 Err(e) if !told => {
                     log::warn!("the store is still not writable ({e}); retrying every {RETRY_EVERY:?}");
                     told = true;

@@ -111,12 +111,14 @@ pub(crate) fn open_sled(path: &Path) -> StoreResult<Open> {
     Ok(Open { db, tree })
 }
 
-/// Opens sled at `path` and checks what it recovered; see the module documentation.
-pub(crate) fn open_checked(path: &Path, on_damage: OnDamage) -> StoreResult<(Open, Integrity, Vec<String>)> {
-    let watermark = Watermark::read(path);
+/// Opens the active generation of the store in `data` and checks what sled recovered; see the module
+/// documentation.
+pub(crate) fn open_checked(data: &Path, on_damage: OnDamage) -> StoreResult<(Open, Integrity, Vec<String>)> {
+    let files = super::layout::active(data)?;
+    let watermark = Watermark::read(&files);
     let open_and_scan = || {
         quietly(|| -> sled::Result<(Open, Scan)> {
-            let db = sled::Config::new().path(path).cache_capacity(CACHE_BYTES).open()?;
+            let db = sled::Config::new().path(&files).cache_capacity(CACHE_BYTES).open()?;
             let tree = (*db).clone();
             let scan = Scan::of(&tree)?;
             Ok((Open { db, tree }, scan))
@@ -127,18 +129,18 @@ pub(crate) fn open_checked(path: &Path, on_damage: OnDamage) -> StoreResult<(Ope
     if on_damage == OnDamage::AcceptLoss && !matches!(opened, Ok(Ok(_)) | Ok(Err(sled::Error::Io(_)))) {
         // sled's snapshot only saves reading the whole log; without it sled rebuilds from the log alone.
         log::warn!("accepting data loss: sled could not open the store; trying again without its snapshot");
-        remove_snapshots(path)?;
+        remove_snapshots(&files)?;
         opened = open_and_scan();
     }
     let (open, scan) = match opened {
         Ok(Ok(found)) => found,
-        Ok(Err(sled::Error::Io(e))) => return Err(super::locked_or(sled::Error::Io(e), path)),
+        Ok(Err(sled::Error::Io(e))) => return Err(super::locked_or(sled::Error::Io(e), data)),
         Ok(Err(e)) => {
-            return Err(damaged(path, &[format!("the database could not be read: {}", in_words(&e))]));
+            return Err(damaged(data, &[format!("the database could not be read: {}", in_words(&e))]));
         }
         Err(panic) => {
             return Err(damaged(
-                path,
+                data,
                 &[format!("the database could not be read (sled stopped with: {panic})")],
             ));
         }
@@ -181,7 +183,7 @@ pub(crate) fn open_checked(path: &Path, on_damage: OnDamage) -> StoreResult<(Ope
         return Ok((open, state, problems));
     }
     match on_damage {
-        OnDamage::Refuse => Err(damaged(path, &problems)),
+        OnDamage::Refuse => Err(damaged(data, &problems)),
         OnDamage::Inspect => Ok((open, scan.recorded.unwrap_or(scan.found), problems)),
         OnDamage::AcceptLoss => accept_loss(open, scan, watermark, problems),
     }
@@ -207,7 +209,7 @@ fn in_words(e: &sled::Error) -> String {
 }
 
 /// The refusal: what was found, then what to do.
-fn damaged(path: &Path, problems: &[String]) -> StoreError {
+pub(crate) fn damaged(path: &Path, problems: &[String]) -> StoreError {
     let mut text = format!("the store in {} is damaged and was not opened:\n", path.display());
     for p in problems {
         text.push_str(&format!("  - {p}\n"));
@@ -304,11 +306,14 @@ pub(crate) fn quietly<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     })
 }
 
-/// Writes the watermark of a store that is not open (after `compact`).
-pub(crate) fn write_watermark(dir: &Path, seq: u64) -> std::io::Result<()> {
+/// Writes the watermark of a generation not yet in use (a compaction's copy); `sync`: and syncs it.
+pub(crate) fn write_watermark(dir: &Path, seq: u64, sync: bool) -> std::io::Result<()> {
     let mut f = File::create(dir.join(WATERMARK_FILE))?;
     f.write_all(&encode(seq))?;
-    f.sync_all()
+    if sync {
+        f.sync_all()?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

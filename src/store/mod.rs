@@ -13,6 +13,7 @@ mod groups;
 pub mod health;
 pub mod integrity;
 pub mod keys;
+pub mod layout;
 mod list;
 mod members;
 mod pending;
@@ -177,6 +178,10 @@ struct Inner {
     data_dir: PathBuf,
     /// Bytes on disk and bytes of records right after the last compaction (see [`compact`]).
     compacted: Mutex<Option<(u64, u64)>>,
+    /// Held while a compaction runs: the background one and one asked for meanwhile take turns.
+    compacting: Mutex<()>,
+    /// What the last compaction while running did, for `GET /admin/v1/sync`.
+    last_compaction: Mutex<Option<compact::LastCompaction>>,
 }
 
 const GROUP_LOCK_STRIPES: usize = 64;
@@ -189,12 +194,15 @@ impl Store {
 
     /// Opens the store, doing `on_damage` with a damaged one; also returns what was found wrong.
     pub fn open_with(options: StoreOptions, on_damage: OnDamage) -> StoreResult<(Store, Vec<String>)> {
-        compact::finish_interrupted(&options.path)?;
+        let inspect = on_damage == OnDamage::Inspect;
+        if !inspect {
+            compact::finish_interrupted(&options.path)?;
+        }
         std::fs::create_dir_all(&options.path)?;
         let (open, state, problems) = integrity::open_checked(&options.path, on_damage)?;
+        let active = layout::active(&options.path)?;
         let records = Arc::new(records::Records::new(open, state));
-        let inspect = on_damage == OnDamage::Inspect;
-        let durability = Durability::start(records.clone(), &options.path, options.durability, inspect)?;
+        let durability = Durability::start(records.clone(), &active, options.durability, inspect)?;
         let store = Store {
             inner: Arc::new(Inner {
                 records,
@@ -210,12 +218,20 @@ impl Store {
                 reorder_owed: Mutex::default(),
                 data_dir: options.path,
                 compacted: Mutex::new(None),
+                compacting: Mutex::new(()),
+                last_compaction: Mutex::new(None),
             }),
         };
         store.count_resources()?;
         if on_damage != OnDamage::Inspect {
             store.finish_cleanups()?;
             store.migrate_activity_index()?;
+            if let Err(e) = health::make_reserve(store.data_dir()) {
+                log::warn!(
+                    "no room for the store's {} MiB reserve ({e}): reads may fail if the disk fills up",
+                    health::RESERVE_BYTES >> 20
+                );
+            }
             health::watch(&store);
         }
         Ok((store, problems))
@@ -335,17 +351,29 @@ impl Store {
         Ok(false)
     }
 
-    /// Counts every account's users and groups once at start-up.
+    /// Counts every account's users and groups: at start-up, and after the database was opened again
+    /// (with no commit meanwhile), when what it recovered may be less than what was counted. Readers see
+    /// the old counts until the new ones are all there.
     fn count_resources(&self) -> StoreResult<()> {
+        let mut counted: HashMap<(AccountId, ResourceKind), i64> = HashMap::new();
         for (prefix, kind) in
             [(keys::kind::USER, ResourceKind::User), (keys::kind::GROUP, ResourceKind::Group)]
         {
             for item in self.tree().scan_prefix([prefix]) {
                 let (key, _) = item?;
                 if let Some(acct) = keys::account_of(&key) {
-                    self.adjust_count(acct, kind, 1);
+                    *counted.entry((acct, kind)).or_default() += 1;
                 }
             }
+        }
+        let Ok(mut map) = self.inner.counts.write() else { return Ok(()) };
+        for (at, population) in map.iter() {
+            population.count.store(counted.remove(at).unwrap_or(0), Ordering::Relaxed);
+            population.generation.fetch_add(1, Ordering::SeqCst);
+        }
+        for (at, count) in counted {
+            let population = map.entry(at).or_default();
+            population.count.store(count, Ordering::Relaxed);
         }
         Ok(())
     }

@@ -103,6 +103,14 @@ fn term(key: &[u8], sealed: &[u8]) -> u64 {
     z ^ (z >> 31)
 }
 
+/// What a write gets while the disk is full: the same kind sled reports, so it is answered 507.
+fn refused() -> sled::Error {
+    sled::Error::Io(std::io::Error::new(
+        std::io::ErrorKind::StorageFull,
+        "the disk is full; writes are refused until there is space again",
+    ))
+}
+
 fn reopening() -> sled::Error {
     sled::Error::Io(std::io::Error::other("the store is being reopened"))
 }
@@ -160,6 +168,8 @@ pub(crate) struct Records {
     shadow: Mutex<Option<sled::Tree>>,
     /// A commit could not be written to the copy: the compaction must not use it.
     shadow_failed: std::sync::atomic::AtomicBool,
+    /// The disk is full: every write is refused here, before sled sees it (see [`super::health`]).
+    refusing: std::sync::atomic::AtomicBool,
 }
 
 impl Records {
@@ -171,7 +181,13 @@ impl Records {
             checksum_failures: Arc::default(),
             shadow: Mutex::new(None),
             shadow_failed: Default::default(),
+            refusing: Default::default(),
         }
+    }
+
+    /// Refuses every write from now on (`true`), or takes them again.
+    pub(crate) fn refuse_writes(&self, refuse: bool) {
+        self.refusing.store(refuse, Ordering::SeqCst);
     }
 
     /// The database currently open.
@@ -196,6 +212,12 @@ impl Records {
         self.committed.store(state.seq, Ordering::SeqCst);
         *current = Some(open);
         Ok(())
+    }
+
+    /// Puts `open`, which holds exactly the same records (a compaction's complete copy), in place of the
+    /// database; returns the one it replaces.
+    pub(crate) fn replace(&self, open: Open) -> Option<Open> {
+        self.open.write().unwrap_or_else(|p| p.into_inner()).replace(open)
     }
 
     /// The integrity record as of the last commit.
@@ -293,13 +315,18 @@ impl Records {
     /// Writes everything at once, with the integrity record brought up to date: sled recovers a batch
     /// entirely or not at all. Only the committer calls this, one writer at a time.
     pub(crate) fn apply(&self, writes: impl Iterator<Item = (Vec<u8>, Option<IVec>)>) -> sled::Result<()> {
+        let mut writes = writes.peekable();
+        if writes.peek().is_none() {
+            return Ok(());
+        }
+        if self.refusing.load(Ordering::SeqCst) {
+            return Err(refused());
+        }
         let tree = self.tree()?;
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let mut next = *state;
         let mut batch = sled::Batch::default();
-        let mut any = false;
         for (key, value) in writes {
-            any = true;
             if let Some(old) = tree.get(&key)? {
                 next.remove_sealed(&key, &old);
             }
@@ -311,9 +338,6 @@ impl Records {
                 }
                 None => batch.remove(key),
             }
-        }
-        if !any {
-            return Ok(());
         }
         next.seq += 1;
         batch.insert(META_KEY, next.encoded());
