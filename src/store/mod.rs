@@ -21,6 +21,7 @@ pub mod sync;
 mod tx;
 mod users;
 mod verify;
+pub mod wanted;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -38,6 +39,7 @@ pub use integrity::OnDamage;
 pub use keys::AccountId;
 pub use list::{ListPage, ListQuery};
 pub use members::{GroupPatch, GroupsCursor, Member};
+pub use tx::take_longest_hold as take_longest_commit_hold;
 pub use users::is_active;
 
 use tx::Tx;
