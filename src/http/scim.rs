@@ -180,10 +180,13 @@ impl Write {
         body_len: usize,
         work: impl FnOnce(&Write) -> ApiResult<T> + Send + 'static,
     ) -> ApiResult<T> {
-        let _turn = state.large_writes.turn(self.acct, body_len).await;
+        let turn = state.large_writes.turn(self.acct, body_len).await;
         let gone = ClientGone::watch();
         let seen = gone.clone();
         let result = web::block(move || {
+            // The turn ends with the work, not with the handler: work whose client has gone runs on to
+            // its next check, and the account's next large write waits until then.
+            let _turn = turn;
             wanted::while_wanted(
                 move || seen.wanted(),
                 || {

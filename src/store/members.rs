@@ -267,7 +267,7 @@ impl MemberView {
     /// Adds (or, when the id is there, replaces) a member.
     fn add(&mut self, member: Value) {
         if let Some(id) = member.get("value").and_then(Value::as_str) {
-            self.remove(&id.to_string());
+            self.remove(id);
         }
         self.index.push(&mut self.items, member);
     }
