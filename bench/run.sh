@@ -238,6 +238,15 @@ if [ "$churn" = 1 ]; then
   run_churn "$home/results/$stamp-churn.jsonl"
 fi
 
+# --- workload 8: other clients beside the largest requests ---------------------------------------------------
+for run in $(seq 1 "$runs"); do
+  start_usersync sync
+  measure abuse --base "$base" --target usersync --run "$run" --attackers 4 --clients 4 \
+    --seconds $read_seconds
+  stop "$pid"
+  rm -rf "$data"
+done
+
 # --- report ---------------------------------------------------------------------------------------------------
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 peer_version=$("$venv/bin/pip" show scim2-server 2>/dev/null | sed -n 's/^Version: //p')

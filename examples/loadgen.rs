@@ -12,7 +12,8 @@
 //! `rules` (4, usersync only: the directory and rules of `common/rules_layout.rs` built over SCIM and the
 //! admin API `http://ADDR/admin/v1`, then the re-evaluation after reversing the rules' order, timed until
 //! `GET /admin/v1/sync` reports nothing pending, `POST /admin/v1/rules/preview`, and the same resolutions
-//! in a plain in-memory loop).
+//! in a plain in-memory loop), `abuse` (7: the p99 of other clients' reads and creates while some clients
+//! send the largest PATCH allowed in a loop).
 
 use std::collections::HashSet;
 use std::error::Error;
@@ -56,6 +57,9 @@ enum Command {
     /// Workload 4 (usersync only): users in 50 groups with 50 rules; the re-evaluation after reversing the
     /// rules' order, `POST /admin/v1/rules/preview`, and the same resolutions in a plain in-memory loop.
     Rules(RulesArgs),
+    /// Workload 8 (hardening): other clients' reads and creates while some clients send the largest PATCH
+    /// allowed (1,000 filtered operations on a user holding 1,000 values) in a loop.
+    Abuse(AbuseArgs),
     /// Writes the markdown report from the JSON lines the other subcommands printed.
     Report(ReportArgs),
 }
@@ -209,6 +213,21 @@ struct RulesArgs {
 }
 
 #[derive(Args)]
+struct AbuseArgs {
+    #[command(flatten)]
+    labels: Labels,
+    /// Clients sending the largest PATCH in a loop.
+    #[arg(long, default_value_t = 4)]
+    attackers: usize,
+    /// Other clients, alternating `GET /Users/{id}` and `POST /Users`.
+    #[arg(long, default_value_t = 4)]
+    clients: usize,
+    /// Seconds measured.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+}
+
+#[derive(Args)]
 struct ReportArgs {
     /// Files of result lines (lines that are not measurements are skipped).
     #[arg(required = true)]
@@ -227,6 +246,7 @@ fn main() -> std::process::ExitCode {
         Command::Groups(args) => groups(&args),
         Command::Read(args) => read(&args),
         Command::Rules(args) => rules(&args),
+        Command::Abuse(args) => abuse(&args),
         Command::Report(args) => report::write(&args),
     };
     match result {
@@ -725,6 +745,78 @@ fn read(args: &ReadArgs) -> Result<()> {
     details["clients"] = json!(args.connections);
     details["bytes"] = json!(Conn::new(&target).get(&path)?.body.len());
     args.labels.emit("read", "GET /Users/{id}", "reads", "req/s", rate, details);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Workload 8: other clients beside the largest requests.
+
+fn abuse(args: &AbuseArgs) -> Result<()> {
+    let target = args.labels.target()?;
+    let mut conn = Conn::new(&target);
+    let victim = string_field(
+        &expect(conn.send("POST", "/Users", Some(&user_body("abused", 1)))?, 201, "create")?,
+        "id",
+    )?;
+    let emails: Vec<Value> =
+        (0..1000).map(|i| json!({"value": format!("e{i}@example.com"), "type": format!("t{i}")})).collect();
+    let fill =
+        json!({"schemas": [PATCH_URN], "Operations": [{"op": "replace", "path": "emails", "value": emails}]});
+    let path = format!("/Users/{victim}");
+    let res = conn.send("PATCH", &path, Some(fill.to_string().as_bytes()))?;
+    if !(200..300).contains(&res.status) {
+        return Err(format!("filling the user: {}", res.status).into());
+    }
+    let ops: Vec<Value> = (0..1000)
+        .map(|i| json!({"op": "replace", "path": format!("emails[type eq \"t{i}\"].display"), "value": format!("d{i}")}))
+        .collect();
+    let large = json!({"schemas": [PATCH_URN], "Operations": ops}).to_string().into_bytes();
+    let reader = benchmark_user(&target)?;
+    let stop = AtomicBool::new(false);
+    let attacks = AtomicUsize::new(0);
+    let (mut reads, mut creates) = std::thread::scope(|s| -> Result<(Phase, Phase)> {
+        for _ in 0..args.attackers {
+            s.spawn(|| {
+                let mut conn = Conn::new(&target);
+                while !stop.load(Ordering::Relaxed) {
+                    if conn.send("PATCH", &path, Some(&large)).is_ok_and(|r| (200..300).contains(&r.status)) {
+                        attacks.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        let budget = Budget { ops: usize::MAX, seconds: args.seconds };
+        let read_path = format!("/Users/{reader}");
+        let phases = std::thread::scope(|inner| {
+            let reads = inner.spawn(|| {
+                run_clients(&target, args.clients.div_ceil(2), budget, |conn, _| {
+                    expect(conn.get(&read_path)?, 200, "read")?;
+                    Ok(None)
+                })
+            });
+            let creates = inner.spawn(|| {
+                run_clients(&target, args.clients / 2, budget, |conn, i| {
+                    expect(conn.send("POST", "/Users", Some(&user_body("abuse-victim", i)))?, 201, "create")?;
+                    Ok(None)
+                })
+            });
+            (reads.join(), creates.join())
+        });
+        stop.store(true, Ordering::Relaxed);
+        match phases {
+            (Ok(Ok(reads)), Ok(Ok(creates))) => Ok((reads, creates)),
+            _ => Err("a client thread failed".into()),
+        }
+    })?;
+    let attacks = attacks.load(Ordering::Relaxed) as f64 / args.seconds;
+    let case = format!("{} clients sending 1,000-op PATCHes", args.attackers);
+    for (what, phase) in [("reads beside", &mut reads), ("creates beside", &mut creates)] {
+        let mut details = phase.details();
+        details["large_patches_per_s"] = json!(round(attacks));
+        let p99 = details["p99_ms"].as_f64().unwrap_or(0.0);
+        args.labels.emit("abuse", &case, &format!("{what} p99 (ms)"), "ms", p99, details);
+    }
     Ok(())
 }
 
@@ -1284,6 +1376,7 @@ mod report {
         ("durability", "Workload 5: durability cost"),
         ("footprint", "Workload 6: footprint"),
         ("admin", "Workload 7: admin API look-ups"),
+        ("abuse", "Workload 8: other clients beside the largest requests (goal: p99 under 100 ms)"),
     ];
 
     const HOW_TO: &str = "\

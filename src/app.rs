@@ -187,8 +187,12 @@ pub fn start_with_clock(
     let addr = listener.local_addr()?;
     let engine = Engine::start(store.clone())?;
     let webhooks = Webhooks::start(store.clone(), settings.webhooks.clone())?;
-    let state =
-        AppState { store: store.clone(), config: settings.http.clone(), engine: Some(engine.clone()) };
+    let state = AppState {
+        store: store.clone(),
+        config: settings.http.clone(),
+        engine: Some(engine.clone()),
+        large_writes: Default::default(),
+    };
     let server = server(listener, state)?;
     Ok(Running { addr, server, store, engine, webhooks, new_tokens })
 }

@@ -23,9 +23,13 @@ use actix_web::{App, Error, HttpMessage, HttpServer, Route, web};
 pub use error::{ApiError, ApiResult};
 pub use framing::QuietFraming;
 
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
 use crate::rules::Engine;
 use crate::scim::schema::ResourceKind;
-use crate::store::Store;
+use crate::store::{AccountId, Store};
 
 /// Limits and defaults of the HTTP front end.
 #[derive(Debug, Clone)]
@@ -78,6 +82,33 @@ pub struct AppState {
     pub config: HttpConfig,
     /// The rule engine, told about every durable write (absent in servers started without one).
     pub engine: Option<Engine>,
+    pub large_writes: LargeWrites,
+}
+
+/// A body at least this large makes a write large (see [`LargeWrites`]): about a thousand members, or a
+/// PATCH of a few hundred operations.
+const LARGE_BODY: usize = 64 << 10;
+
+/// Large writes of one account take turns: at most one is worked on at a time, the others wait for their
+/// turn without holding a thread. One client sending the largest requests it may on many connections
+/// then keeps at most one blocking thread and one core busy, and the other accounts' writes, and the
+/// account's own small ones, go on beside it.
+#[derive(Default)]
+pub struct LargeWrites(std::sync::Mutex<std::collections::HashMap<AccountId, Arc<Semaphore>>>);
+
+impl LargeWrites {
+    /// Waits for the account's turn if a body of `bytes` makes the write large; the turn ends when the
+    /// returned permit is dropped.
+    pub async fn turn(&self, acct: AccountId, bytes: usize) -> Option<OwnedSemaphorePermit> {
+        if bytes < LARGE_BODY {
+            return None;
+        }
+        let turns = {
+            let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(acct).or_insert_with(|| Arc::new(Semaphore::new(1))).clone()
+        };
+        turns.acquire_owned().await.ok()
+    }
 }
 
 impl AppState {
@@ -136,6 +167,10 @@ pub fn server(listener: TcpListener, state: AppState) -> std::io::Result<Server>
     })
     .workers(workers)
     .max_connections(max_connections)
+    // A client that closes its side of the connection has gone (as nginx takes it, answering 499): its
+    // request is dropped, and a write of it stops before its commit (see `store::wanted`). Allowing
+    // half-closed connections would keep working for a client that can no longer be told the outcome.
+    .h1_allow_half_closed(false)
     // Store writes wait on the blocking pool for their group commit; a few threads per worker are enough
     // to fill a commit, and each thread keeps allocator memory of its own.
     .worker_max_blocking_threads(BLOCKING_THREADS)

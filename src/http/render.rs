@@ -22,13 +22,6 @@ pub fn scim_json(status: StatusCode, body: &Value) -> HttpResponse {
         .body(serde_json::to_vec(body).unwrap_or_default())
 }
 
-/// A single resource with its ETag (and `Location` when just created).
-pub fn resource_response(status: StatusCode, doc: &Value) -> HttpResponse {
-    let mut res = scim_json(status, doc);
-    set_resource_headers(&mut res, doc, status == StatusCode::CREATED);
-    res
-}
-
 /// A single resource already serialised, with its ETag.
 pub fn stored_response(status: StatusCode, body: Vec<u8>, version: &str) -> HttpResponse {
     let mut res = HttpResponse::build(status)
@@ -40,21 +33,51 @@ pub fn stored_response(status: StatusCode, body: Vec<u8>, version: &str) -> Http
     res
 }
 
-/// 204 No Content carrying the new ETag.
-pub fn no_content(doc: &Value) -> HttpResponse {
-    let mut res = HttpResponse::NoContent().finish();
-    set_resource_headers(&mut res, doc, false);
-    res
+/// A resource answer prepared off the event loop: the serialised body (none for 204), the ETag and, for
+/// a created resource, the `Location`.
+pub struct Encoded {
+    body: Option<Vec<u8>>,
+    version: String,
+    location: Option<String>,
 }
 
-fn set_resource_headers(res: &mut HttpResponse, doc: &Value, created: bool) {
-    if let Ok(v) = HeaderValue::from_str(version_of(doc)) {
-        res.headers_mut().insert(header::ETAG, v);
+impl Encoded {
+    /// The answer with `doc` as its body.
+    pub fn of(doc: &Value, created: bool) -> Encoded {
+        Encoded {
+            body: Some(serde_json::to_vec(doc).unwrap_or_default()),
+            ..Encoded::headers_of(doc, created)
+        }
     }
-    if created
-        && let Some(Ok(v)) = doc.pointer("/meta/location").and_then(Value::as_str).map(HeaderValue::from_str)
-    {
-        res.headers_mut().insert(header::LOCATION, v);
+
+    /// The headers an answer about `doc` carries, without a body.
+    pub fn headers_of(doc: &Value, created: bool) -> Encoded {
+        Encoded {
+            body: None,
+            version: version_of(doc).to_string(),
+            location: doc
+                .pointer("/meta/location")
+                .and_then(Value::as_str)
+                .filter(|_| created)
+                .map(str::to_string),
+        }
+    }
+
+    /// The response: `status` with the body, or 204 without one.
+    pub fn response(self, status: StatusCode) -> HttpResponse {
+        let mut res = match self.body {
+            Some(body) => HttpResponse::build(status)
+                .insert_header((header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON)))
+                .body(body),
+            None => HttpResponse::NoContent().finish(),
+        };
+        if let Ok(v) = HeaderValue::from_str(&self.version) {
+            res.headers_mut().insert(header::ETAG, v);
+        }
+        if let Some(Ok(v)) = self.location.as_deref().map(HeaderValue::from_str) {
+            res.headers_mut().insert(header::LOCATION, v);
+        }
+        res
     }
 }
 

@@ -278,6 +278,27 @@ impl FromRequest for JsonBody {
     }
 }
 
+/// A request body read in full (under the same limits as [`JsonBody`]) but not yet parsed: writes parse it
+/// on the blocking pool, since parsing a large body would hold up every connection of the worker.
+pub struct RawBody(pub web::Bytes);
+
+impl FromRequest for RawBody {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let body = read_body(req, payload);
+        Box::pin(async move { Ok(RawBody(body.await?)) })
+    }
+}
+
+impl RawBody {
+    /// The body as JSON (a 400 `invalidSyntax` saying what is wrong otherwise).
+    pub fn json(&self) -> ApiResult<Value> {
+        parse_json(&self.0).map_err(|e| ScimError::invalid_syntax(e).into())
+    }
+}
+
 /// The body as JSON, or what is wrong with it.
 pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
     if body.iter().all(u8::is_ascii_whitespace) {

@@ -7,8 +7,8 @@ use serde_json::Value;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
-use super::render::{Renderer, list_response, no_content, resource_response, scim_json, stored_response};
-use super::request::{JsonBody, Params, ScimCaller, base_url, if_match};
+use super::render::{Encoded, Renderer, list_response, scim_json, stored_response};
+use super::request::{JsonBody, Params, RawBody, ScimCaller, base_url, if_match};
 use crate::scim::ScimError;
 use crate::scim::filter::{Filter, check, parse_filter};
 use crate::scim::patch::{PatchLimits, parse_request_within};
@@ -16,7 +16,7 @@ use crate::scim::project::Projection;
 use crate::scim::resource::{Normalized, check_value_counts, normalize};
 use crate::scim::schema::ResourceSchema;
 use crate::scim::schema::{Registry, ResourceKind};
-use crate::store::{ListQuery, StoreError, StoreResult, version_of};
+use crate::store::{ListQuery, StoreError, StoreResult, version_of, wanted};
 
 /// The list parameters of a GET query or a `.search` body.
 #[derive(Debug, Default)]
@@ -109,15 +109,15 @@ fn bad_number(name: &str) -> ApiError {
 async fn blocking<T: Send + 'static>(
     write: impl FnOnce() -> StoreResult<T> + Send + 'static,
 ) -> ApiResult<T> {
-    web::block(write)
-        .await
-        .map_err(|e| ApiError::Store(StoreError::Io(std::io::Error::other(e.to_string()))))?
-        .map_err(ApiError::from)
+    web::block(write).await.map_err(pool_gone)?.map_err(ApiError::from)
+}
+
+fn pool_gone(e: actix_web::error::BlockingError) -> ApiError {
+    ApiError::Store(StoreError::Io(std::io::Error::other(e.to_string())))
 }
 
 /// A create or replace body in its stored form, with no multi-valued attribute of a user over the cap.
-/// Run on the blocking pool: a body of many thousand members takes a while to read.
-fn checked_input(schema: &ResourceSchema, body: &Value, max_values: usize) -> StoreResult<Normalized> {
+fn checked_input(schema: &ResourceSchema, body: &Value, max_values: usize) -> ApiResult<Normalized> {
     let input = normalize(schema, body)?;
     if schema.kind == ResourceKind::User {
         check_value_counts(schema, &input.attrs, max_values)?;
@@ -125,8 +125,8 @@ fn checked_input(schema: &ResourceSchema, body: &Value, max_values: usize) -> St
     Ok(input)
 }
 
-/// Tells a write waiting on the blocking pool that its client has gone: actix drops a handler's future
-/// when the connection closes, which drops the watch, and the write then does not start.
+/// Tells a write on the blocking pool that its client has gone: actix drops a handler's future when the
+/// connection closes, which drops the watch (see [`ClientGone::check`]).
 #[derive(Clone)]
 struct ClientGone(std::sync::Arc<()>);
 
@@ -135,12 +135,86 @@ impl ClientGone {
         ClientGone(std::sync::Arc::new(()))
     }
 
-    /// Fails when only this copy is left, that is when the handler holding the other one was dropped.
-    fn check(&self) -> StoreResult<()> {
-        if std::sync::Arc::strong_count(&self.0) < 2 {
-            return Err(StoreError::Rejected("the client closed the connection".into()));
+    /// Whether the handler holding the other copy is still there.
+    fn wanted(&self) -> bool {
+        std::sync::Arc::strong_count(&self.0) >= 2
+    }
+}
+
+/// One SCIM write, everything it needs to run on the blocking pool: parsing the body, checking it,
+/// writing, and preparing the answer all happen there, since for a body of a thousand operations or many
+/// thousand members each of them takes long enough to hold up every other connection of the worker.
+struct Write {
+    store: crate::store::Store,
+    acct: crate::store::AccountId,
+    actor: crate::store::Actor,
+    registry: std::sync::Arc<Registry>,
+    kind: ResourceKind,
+    base: String,
+    answer: Answer,
+}
+
+impl Write {
+    fn new(req: &HttpRequest, state: &AppState, caller: &ScimCaller, kind: ResourceKind) -> ApiResult<Write> {
+        Ok(Write {
+            store: state.store.clone(),
+            acct: caller.0.account(),
+            actor: caller.0.actor(),
+            registry: registry(state, caller),
+            kind,
+            base: base_url(req),
+            answer: Answer::of(req, kind)?,
+        })
+    }
+
+    fn schema(&self) -> &ResourceSchema {
+        self.registry.resource(self.kind)
+    }
+
+    /// Runs `work` on the blocking pool, after waiting for the account's turn when the body is large (see
+    /// [`super::LargeWrites`]). The store stops the work with nothing written when the client goes away
+    /// meanwhile (see [`crate::store::wanted`]); a commit under way finishes.
+    async fn run<T: Send + 'static>(
+        self,
+        state: &AppState,
+        body_len: usize,
+        work: impl FnOnce(&Write) -> ApiResult<T> + Send + 'static,
+    ) -> ApiResult<T> {
+        let turn = state.large_writes.turn(self.acct, body_len).await;
+        let gone = ClientGone::watch();
+        let seen = gone.clone();
+        let result = web::block(move || {
+            // The turn ends with the work, not with the handler: work whose client has gone runs on to
+            // its next check, and the account's next large write waits until then.
+            let _turn = turn;
+            wanted::while_wanted(
+                move || seen.wanted(),
+                || {
+                    wanted::still_wanted()?;
+                    work(&self)
+                },
+            )
+        })
+        .await
+        .map_err(pool_gone)?;
+        drop(gone);
+        result
+    }
+
+    /// The answer about `doc`: rendered as the request asked, or only its headers for a 204.
+    fn encode(&self, doc: Value, created: bool, with_body: bool) -> ApiResult<Encoded> {
+        let renderer = Renderer {
+            store: &self.store,
+            account: self.acct,
+            schema: self.schema(),
+            base: &self.base,
+            projection: &self.answer.projection,
+        };
+        if !with_body {
+            return Ok(Encoded::headers_of(&doc, false));
         }
-        Ok(())
+        let rendered = if created { renderer.render_created(doc)? } else { renderer.render(doc)? };
+        Ok(Encoded::of(&rendered, created))
     }
 }
 
@@ -231,24 +305,20 @@ pub async fn create(
     state: web::Data<AppState>,
     kind: web::Data<ResourceKind>,
     caller: ScimCaller,
-    body: JsonBody,
+    body: RawBody,
 ) -> ApiResult<HttpResponse> {
-    let answer = Answer::of(&req, **kind)?;
-    let registry = registry(&state, &caller);
-    let (store, acct, actor, kind_) = (state.store.clone(), caller.0.account(), caller.0.actor(), **kind);
+    let write = Write::new(&req, &state, &caller, **kind)?;
     let max_values = state.config.max_values;
-    let gone = ClientGone::watch();
-    let seen = gone.clone();
-    let doc = blocking(move || {
-        let schema = registry.resource(kind_);
-        let input = checked_input(schema, &body.0, max_values)?;
-        seen.check()?;
-        store.create(acct, schema, &input, &actor)
-    })
-    .await?;
-    drop(gone);
+    let encoded = write
+        .run(&state, body.0.len(), move |w| {
+            let input = checked_input(w.schema(), &body.json()?, max_values)?;
+            wanted::still_wanted()?;
+            let doc = w.store.create(w.acct, w.schema(), &input, &w.actor)?;
+            w.encode(doc, true, true)
+        })
+        .await?;
     state.committed().await?;
-    respond_with(&req, &state, &caller, **kind, doc, &answer, StatusCode::CREATED)
+    Ok(encoded.response(StatusCode::CREATED))
 }
 
 pub async fn get(
@@ -309,57 +379,26 @@ impl Answer {
     }
 }
 
-fn respond_with(
-    req: &HttpRequest,
-    state: &AppState,
-    caller: &ScimCaller,
-    kind: ResourceKind,
-    doc: Value,
-    answer: &Answer,
-    status: StatusCode,
-) -> ApiResult<HttpResponse> {
-    let registry = registry(state, caller);
-    let base = base_url(req);
-    let renderer = Renderer {
-        store: &state.store,
-        account: caller.0.account(),
-        schema: registry.resource(kind),
-        base: &base,
-        projection: &answer.projection,
-    };
-    let rendered = match status {
-        StatusCode::CREATED => renderer.render_created(doc)?,
-        _ => renderer.render(doc)?,
-    };
-    Ok(resource_response(status, &rendered))
-}
-
 pub async fn replace(
     req: HttpRequest,
     state: web::Data<AppState>,
     kind: web::Data<ResourceKind>,
     caller: ScimCaller,
     id: web::Path<String>,
-    body: JsonBody,
+    body: RawBody,
 ) -> ApiResult<HttpResponse> {
-    let answer = Answer::of(&req, **kind)?;
-    let registry = registry(&state, &caller);
-    let (store, acct, actor, expected, kind_) =
-        (state.store.clone(), caller.0.account(), caller.0.actor(), if_match(&req), **kind);
-    let id_ = id.clone();
-    let max_values = state.config.max_values;
-    let gone = ClientGone::watch();
-    let seen = gone.clone();
-    let doc = blocking(move || {
-        let schema = registry.resource(kind_);
-        let input = checked_input(schema, &body.0, max_values)?;
-        seen.check()?;
-        store.replace(acct, schema, &id_, &input, expected.as_deref(), &actor)
-    })
-    .await?;
-    drop(gone);
+    let write = Write::new(&req, &state, &caller, **kind)?;
+    let (expected, max_values, id) = (if_match(&req), state.config.max_values, id.into_inner());
+    let encoded = write
+        .run(&state, body.0.len(), move |w| {
+            let input = checked_input(w.schema(), &body.json()?, max_values)?;
+            wanted::still_wanted()?;
+            let doc = w.store.replace(w.acct, w.schema(), &id, &input, expected.as_deref(), &w.actor)?;
+            w.encode(doc, false, true)
+        })
+        .await?;
     state.committed().await?;
-    respond_with(&req, &state, &caller, **kind, doc, &answer, StatusCode::OK)
+    Ok(encoded.response(StatusCode::OK))
 }
 
 pub async fn patch(
@@ -368,29 +407,22 @@ pub async fn patch(
     kind: web::Data<ResourceKind>,
     caller: ScimCaller,
     id: web::Path<String>,
-    body: JsonBody,
+    body: RawBody,
 ) -> ApiResult<HttpResponse> {
-    let answer = Answer::of(&req, **kind)?;
-    let registry = registry(&state, &caller);
-    let ops = parse_request_within(&body.0, state.config.max_operations)?;
-    let (store, acct, actor, expected, kind_) =
-        (state.store.clone(), caller.0.account(), caller.0.actor(), if_match(&req), **kind);
-    let id_ = id.clone();
+    let write = Write::new(&req, &state, &caller, **kind)?;
+    let (expected, max_operations, id) = (if_match(&req), state.config.max_operations, id.into_inner());
     let limits = PatchLimits { max_values: state.config.max_values };
-    let gone = ClientGone::watch();
-    let seen = gone.clone();
-    let doc = blocking(move || {
-        seen.check()?;
-        store.patch_within(acct, registry.resource(kind_), &id_, &ops, limits, expected.as_deref(), &actor)
-    })
-    .await?;
-    drop(gone);
+    let encoded = write
+        .run(&state, body.0.len(), move |w| {
+            let ops = parse_request_within(&body.json()?, max_operations)?;
+            wanted::still_wanted()?;
+            let doc =
+                w.store.patch_within(w.acct, w.schema(), &id, &ops, limits, expected.as_deref(), &w.actor)?;
+            w.encode(doc, false, w.answer.representation)
+        })
+        .await?;
     state.committed().await?;
-    if answer.representation {
-        respond_with(&req, &state, &caller, **kind, doc, &answer, StatusCode::OK)
-    } else {
-        Ok(no_content(&doc))
-    }
+    Ok(encoded.response(StatusCode::OK))
 }
 
 /// PATCH answers 204 (what Entra ID and Microsoft's validator expect, and what keeps a PATCH on a group of

@@ -125,7 +125,9 @@ impl Store {
         let old = GROUPS.get(self, acct, id)?.ok_or_else(|| not_found(ResourceKind::Group, id))?;
         check_if_match(&old, if_match)?;
         let (attrs, members) = change(&old)?;
+        super::wanted::still_wanted()?;
         let (resolved, current) = self.resolve_member_changes(acct, id, schema, &members)?;
+        super::wanted::still_wanted()?;
         let old_attrs = attrs_of(&old);
         let now = self.now();
         self.transact(|tx| {
@@ -217,4 +219,81 @@ fn member_name(tx: &Tx<'_>, acct: AccountId, mid: &str) -> TxResult<Option<Strin
     let group: Option<Value> =
         tx.get(GROUPS.record_key(acct, mid))?.and_then(|b| serde_json::from_slice(&b).ok());
     Ok(group.and_then(|g| g.get("displayName").and_then(Value::as_str).map(str::to_string)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::scim::patch::parse_request;
+    use crate::scim::resource::normalize;
+    use crate::scim::schema::Registry;
+    use crate::store::StoreError;
+    use crate::store::testing::temp_store;
+    use crate::store::wanted::while_wanted;
+
+    /// A check that says "wanted" `times` times, then "gone".
+    fn gone_after(times: usize) -> impl Fn() -> bool + 'static {
+        let calls = Rc::new(Cell::new(0));
+        move || {
+            calls.set(calls.get() + 1);
+            calls.get() <= times
+        }
+    }
+
+    #[test]
+    fn a_write_whose_client_has_gone_stops_with_nothing_written_at_every_phase() {
+        let (store, _dir) = temp_store();
+        let acct = store.ensure_account("default").unwrap().0.id;
+        let registry = Registry::standard();
+        let (users, groups) = (registry.resource(ResourceKind::User), registry.resource(ResourceKind::Group));
+        let uid = |name: &str| {
+            let doc = store.create_user(
+                acct,
+                users,
+                &normalize(users, &json!({"userName": name})).unwrap(),
+                &Actor::engine(),
+            );
+            doc.unwrap()["id"].as_str().unwrap().to_string()
+        };
+        let (a, b, c) = (uid("a"), uid("b"), uid("c"));
+        let body = json!({"displayName": "G", "members": [{"value": a, "display": "A"}, {"value": b}]});
+        let (group, _) =
+            store.create_group(acct, groups, &normalize(groups, &body).unwrap(), &Actor::engine()).unwrap();
+        let gid = group["id"].as_str().unwrap().to_string();
+        let members = || store.members(acct, &gid).unwrap().into_iter().map(|m| m.id).collect::<Vec<_>>();
+        let before = members();
+        let ops = parse_request(&json!({"Operations": [
+            {"op": "remove", "path": "members[display eq \"A\"]"},
+            {"op": "add", "path": "members", "value": [{"value": c}]},
+            {"op": "replace", "path": "displayName", "value": "H"}
+        ]}))
+        .unwrap();
+        let mut checks = 0;
+        loop {
+            let result = while_wanted(gone_after(checks), || {
+                store.patch_group(acct, groups, &gid, &ops, None, &Actor::engine())
+            });
+            match result {
+                Err(StoreError::Rejected(_)) => {
+                    assert_eq!(members(), before, "stopped after {checks} checks: nothing written");
+                    assert_eq!(store.group(acct, &gid).unwrap().unwrap()["displayName"], json!("G"));
+                    checks += 1;
+                }
+                Ok(_) => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(checks, 3, "checked after the change, after reading the members, and before the commit");
+        let mut after = members();
+        after.sort();
+        let mut expected = vec![b, c];
+        expected.sort();
+        assert_eq!(after, expected);
+        assert_eq!(store.group(acct, &gid).unwrap().unwrap()["displayName"], json!("H"));
+    }
 }

@@ -14,10 +14,10 @@ use super::pending::mark_pending;
 use super::resources::GROUPS;
 use super::{Store, StoreResult, TxResult, abort, check_id};
 use crate::scim::ScimError;
-use crate::scim::filter::{Filter, matches_element};
-use crate::scim::patch::MemberChange;
+use crate::scim::filter::Filter;
+use crate::scim::patch::{Elements, MemberChange};
 use crate::scim::resource::MemberEntry;
-use crate::scim::schema::{ResourceKind, ResourceSchema};
+use crate::scim::schema::{AttrDef, Location, ResourceKind, ResourceSchema};
 
 /// A member as a group lists it: what the client sent, completed from the user record where it sent less.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,6 +181,11 @@ impl Store {
 
     /// Turns PATCH member changes into [`Resolved`] ones, reading the current member list only when a change
     /// needs it. Call with the group's lock held.
+    ///
+    /// A removal by an arbitrary filter (`members[display eq "x"]`, [`MemberChange::RemoveWhere`]) is
+    /// resolved against the members as the request's earlier changes leave them, through one index of the
+    /// members built for the whole request (see [`Elements`]): a request of a thousand such removals reads
+    /// the member list once, not once per removal.
     pub(crate) fn resolve_member_changes(
         &self,
         acct: AccountId,
@@ -191,35 +196,92 @@ impl Store {
         let needs_list = changes.iter().any(|c| !matches!(c, MemberChange::Add(_) | MemberChange::Remove(_)));
         let current = if needs_list { self.member_ids(acct, gid)? } else { Vec::new() };
         let members_def = schema.core.attr("members");
+        let mut view = match members_def {
+            Some(_) if changes.iter().any(|c| matches!(c, MemberChange::RemoveWhere(_))) => {
+                Some(MemberView::new(self.members(acct, gid)?.iter().map(Member::to_json).collect()))
+            }
+            _ => None,
+        };
         let mut out = Vec::with_capacity(changes.len() + 1);
         for change in changes {
             match change {
-                MemberChange::Add(entries) => out.push(Resolved::Add(entries.clone())),
-                MemberChange::Remove(ids) => out.push(Resolved::Remove(ids.clone())),
-                MemberChange::RemoveAll => out.push(Resolved::Clear),
-                MemberChange::ReplaceAll(entries) => out.push(Resolved::Replace(entries.clone())),
+                MemberChange::Add(entries) => {
+                    if let Some(view) = &mut view {
+                        for entry in entries {
+                            view.add(self.complete_member(acct, entry.id.clone(), entry.clone())?.to_json());
+                        }
+                    }
+                    out.push(Resolved::Add(entries.clone()))
+                }
+                MemberChange::Remove(ids) => {
+                    if let Some(view) = &mut view {
+                        ids.iter().for_each(|id| view.remove(id));
+                    }
+                    out.push(Resolved::Remove(ids.clone()))
+                }
+                MemberChange::RemoveAll => {
+                    if let Some(view) = &mut view {
+                        *view = MemberView::new(Vec::new());
+                    }
+                    out.push(Resolved::Clear)
+                }
+                MemberChange::ReplaceAll(entries) => {
+                    if let Some(view) = &mut view {
+                        let mut listed = Vec::with_capacity(entries.len());
+                        for entry in entries {
+                            listed
+                                .push(self.complete_member(acct, entry.id.clone(), entry.clone())?.to_json());
+                        }
+                        *view = MemberView::new(listed);
+                    }
+                    out.push(Resolved::Replace(entries.clone()))
+                }
                 MemberChange::RemoveWhere(filter) => {
-                    let Some(def) = members_def else { continue };
-                    out.push(Resolved::Remove(self.members_matching(acct, gid, filter, def)?));
+                    let (Some(def), Some(view)) = (members_def, &mut view) else { continue };
+                    out.push(Resolved::Remove(view.remove_matching(filter, def)));
                 }
             }
         }
         Ok((out, current))
     }
+}
 
-    fn members_matching(
-        &self,
-        acct: AccountId,
-        gid: &str,
-        filter: &Filter,
-        def: &crate::scim::schema::AttrDef,
-    ) -> StoreResult<Vec<String>> {
-        Ok(self
-            .members(acct, gid)?
-            .into_iter()
-            .filter(|m| matches_element(filter, &m.to_json(), def))
-            .map(|m| m.id)
-            .collect())
+/// The members of a group as a PATCH's changes leave them, indexed (see [`Elements`]).
+struct MemberView {
+    items: Vec<Value>,
+    index: Elements,
+}
+
+impl MemberView {
+    fn new(mut items: Vec<Value>) -> MemberView {
+        let index = Elements::build(Location::TopLevel, "members", &mut items);
+        MemberView { items, index }
+    }
+
+    fn remove(&mut self, id: &str) {
+        for i in self.index.same_as(&self.items, &json!({"value": id})) {
+            self.index.take_out(&mut self.items, i);
+        }
+    }
+
+    /// Adds (or, when the id is there, replaces) a member.
+    fn add(&mut self, member: Value) {
+        if let Some(id) = member.get("value").and_then(Value::as_str) {
+            self.remove(id);
+        }
+        self.index.push(&mut self.items, member);
+    }
+
+    /// Removes the members `filter` selects; returns their ids.
+    fn remove_matching(&mut self, filter: &Filter, def: &AttrDef) -> Vec<String> {
+        let mut ids = Vec::new();
+        for i in self.index.matching(filter, def, &self.items) {
+            if let Some(id) = self.items[i].get("value").and_then(Value::as_str) {
+                ids.push(id.to_string());
+            }
+            self.index.take_out(&mut self.items, i);
+        }
+        ids
     }
 }
 

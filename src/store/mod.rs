@@ -24,6 +24,7 @@ mod tx;
 mod users;
 mod verify;
 pub mod webhooks;
+pub mod wanted;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -41,6 +42,7 @@ pub use integrity::OnDamage;
 pub use keys::AccountId;
 pub use list::{ListPage, ListQuery};
 pub use members::{GroupPatch, GroupsCursor, Member};
+pub use tx::take_longest_hold as take_longest_commit_hold;
 pub use users::is_active;
 
 use tx::Tx;

@@ -10,6 +10,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use sled::IVec;
@@ -207,6 +208,10 @@ impl Committer {
                 job.sequenced.clear();
             }
             let read_only = job.writes.is_empty() && job.sequenced.is_empty();
+            if !read_only {
+                // The last moment a write whose client has gone can stop; once queued, it commits.
+                super::wanted::still_wanted()?;
+            }
             let settled = (read_only && job.reads.len() <= 1) || self.commit(tree, job)?;
             if !settled {
                 continue;
@@ -224,6 +229,7 @@ impl Committer {
     pub(crate) fn exclusive<T>(&self, tree: &Records, f: impl Fn(&Tx) -> TxResult<T>) -> StoreResult<T> {
         let queue = self.acquire(self.lock());
         drop(queue);
+        let held = std::time::Instant::now();
         let tx = Tx::new(tree, false);
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&tx)));
         let mut announce = Vec::new();
@@ -247,6 +253,7 @@ impl Committer {
         if applied.is_ok() {
             self.announce(&announce);
         }
+        note_hold(held.elapsed());
         match result {
             Ok(Ok(value)) => applied.map(|()| value).map_err(StoreError::from),
             Ok(Err(ConflictableTransactionError::Abort(e))) => Err(e),
@@ -343,6 +350,7 @@ impl Committer {
                 drop(queue);
                 let ids: Vec<u64> = jobs.iter().map(|j| j.id).collect();
                 let announce: Vec<Vec<u8>> = jobs.iter().flat_map(|j| prefixes(&j.sequenced)).collect();
+                let held = std::time::Instant::now();
                 // A panic inside sled must not leave `committing` set, or every writer would wait forever.
                 let outcomes = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     commit_group(tree, jobs, &mut self.sequences())
@@ -353,12 +361,27 @@ impl Committer {
                 });
                 self.release(self.lock(), outcomes);
                 self.announce(&announce);
+                note_hold(held.elapsed());
                 queue = self.lock();
                 continue;
             }
             queue = self.finished.wait(queue).unwrap_or_else(|p| p.into_inner());
         }
     }
+}
+
+/// The longest time, in nanoseconds, a commit (or an exclusive transaction) held every other writer off
+/// since it was last taken (see [`take_longest_hold`]).
+static LONGEST_HOLD: AtomicU64 = AtomicU64::new(0);
+
+fn note_hold(held: std::time::Duration) {
+    LONGEST_HOLD.fetch_max(u64::try_from(held.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+}
+
+/// The longest time a commit held every other writer off since the last call: what the benchmarks and
+/// `examples/commit_hold.rs` report for large writes.
+pub fn take_longest_hold() -> std::time::Duration {
+    std::time::Duration::from_nanos(LONGEST_HOLD.swap(0, Ordering::Relaxed))
 }
 
 /// Checks each job's reads against the tree as the jobs before it in the group leave it, and writes the

@@ -118,10 +118,11 @@ impl Store {
         let now = self.now();
         self.transact(|tx| {
             let old = USERS.load_for_write(tx, acct, id, if_match)?;
-            let (attrs, password) = match change(&old) {
-                Ok(next) => next,
-                Err(e) => return abort(e),
-            };
+            let (attrs, password) =
+                match change(&old).and_then(|next| super::wanted::still_wanted().map(|()| next)) {
+                    Ok(next) => next,
+                    Err(e) => return abort(e),
+                };
             let old_attrs = attrs_of(&old);
             if attrs == old_attrs && password.is_none() {
                 return Ok(old);

@@ -1,6 +1,7 @@
 //! Request hardening (issue 10): environment tokens that rotate, look-alike logins that collide, values of the
 //! wrong type refused, members that must exist, forwarding headers only from trusted proxies, security
-//! headers, PATCH work linear in the request with caps, and memory bounded under slow bodies.
+//! headers, PATCH work linear in the request with caps, writes that stop when their client has gone, other
+//! clients served beside the largest requests, and memory bounded under slow bodies.
 
 use std::process::Command;
 
@@ -331,6 +332,63 @@ fn a_patch_of_many_adds_costs_linear_work() {
             "{count} operations visited {visits} elements: {work:?}"
         );
     }
+
+    // Operations with a filter path, as Entra ID sends them, one per value: replacing a value selected by
+    // its type, then removing each value by a filter on it. A scan per operation would visit 500 * 500.
+    let replaces: Vec<_> = (0..500)
+        .map(|i| {
+            let old = if i < 100 { format!("a{i}") } else { format!("b{}", i - 100) };
+            json!({"op": "replace", "path": format!("emails[value eq \"{old}@example.com\"].value"),
+                   "value": format!("c{i}@example.com")})
+        })
+        .collect();
+    let removes: Vec<_> = (0..500)
+        .map(|i| json!({"op": "remove", "path": format!("emails[value eq \"C{i}@example.com\"]")}))
+        .collect();
+    for ops in [replaces, removes] {
+        let before = usersync::scim::patch::element_visits();
+        let res = app.patch(&path, &json!({"Operations": ops}));
+        assert!(res.status().is_success(), "{}", res.text().unwrap());
+        let visits = usersync::scim::patch::element_visits() - before;
+        assert!(visits <= 10 * 500, "500 filtered operations on 500 values visited {visits} elements");
+    }
+    let stored = expect_status(app.get(&path), StatusCode::OK);
+    assert!(stored.get("emails").is_none(), "every value removed: {stored}");
+
+    // 1,000 removals of group members by a filter on `display` (a `value eq` filter needs no look-up at
+    // all: it names the member) on a 1,000-member group: the members are read and indexed once.
+    let uids = create_users(&app, 1000, "member");
+    let gid = id(&app.create_group("Filtered"));
+    let members: Vec<_> =
+        uids.iter().enumerate().map(|(i, u)| json!({"value": u, "display": format!("Member {i}")})).collect();
+    let add = json!({"Operations": [{"op": "add", "path": "members", "value": members}]});
+    assert!(app.patch(&format!("/Groups/{gid}"), &add).status().is_success());
+    assert_eq!(app.member_ids(&gid).len(), 1000);
+    let removes: Vec<_> = (0..1000)
+        .map(|i| json!({"op": "remove", "path": format!("members[display eq \"member {i}\"]")}))
+        .collect();
+    let before = usersync::scim::patch::element_visits();
+    let res = app.patch(&format!("/Groups/{gid}"), &json!({"Operations": removes}));
+    assert!(res.status().is_success(), "{}", res.text().unwrap());
+    let visits = usersync::scim::patch::element_visits() - before;
+    assert!(app.member_ids(&gid).is_empty(), "every member removed");
+    assert!(visits <= 10 * 1000, "1,000 filtered removals on 1,000 members visited {visits} elements");
+}
+
+/// Creates `count` users named `{prefix}{i}` with a few clients at once; returns their ids in order.
+fn create_users(app: &TestApp, count: usize, prefix: &str) -> Vec<String> {
+    let mut ids = vec![String::new(); count];
+    std::thread::scope(|s| {
+        for (part, chunk) in ids.chunks_mut(count.div_ceil(4)).enumerate() {
+            let start = part * count.div_ceil(4);
+            s.spawn(move || {
+                for (j, slot) in chunk.iter_mut().enumerate() {
+                    *slot = id(&app.create_user(&json!({"userName": format!("{prefix}{}", start + j)})));
+                }
+            });
+        }
+    });
+    ids
 }
 
 #[test]
@@ -561,4 +619,168 @@ fn framing_errors_are_answered_and_not_logged_as_errors() {
     child.wait().unwrap();
     let logged = std::fs::read_to_string(&log).unwrap();
     assert!(!logged.contains("ERROR"), "framing errors logged as errors:\n{logged}");
+}
+
+// --- 1. work stops when its client has gone; other clients are served beside the largest requests ---------
+
+/// A client of the real binary at `addr`.
+struct Remote {
+    addr: String,
+    client: reqwest::blocking::Client,
+}
+
+impl Remote {
+    fn new(addr: &str) -> Remote {
+        let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
+        Remote { addr: addr.to_string(), client }
+    }
+
+    fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> serde_json::Value {
+        let mut req = self
+            .client
+            .request(method, format!("http://{}/scim/v2{path}", self.addr))
+            .bearer_auth(SCIM_TOKEN);
+        if let Some(body) = body {
+            req = req.header("Content-Type", "application/scim+json").body(body.to_string());
+        }
+        let res = req.send().unwrap();
+        assert!(res.status().is_success(), "{path}: {}", res.status());
+        res.json().unwrap_or(serde_json::Value::Null)
+    }
+
+    /// A group of `count` new users, each listed with the display `Member {i}`; returns the group's id.
+    fn group_of(&self, name: &str, count: usize) -> String {
+        let members: Vec<_> = (0..count)
+            .map(|i| {
+                let user = self.send(
+                    reqwest::Method::POST,
+                    "/Users",
+                    Some(&json!({"userName": format!("{name}{i}")})),
+                );
+                json!({"value": user["id"], "display": format!("Member {i}")})
+            })
+            .collect();
+        let group = self.send(
+            reqwest::Method::POST,
+            "/Groups",
+            Some(&json!({"displayName": name, "members": members})),
+        );
+        group["id"].as_str().unwrap().to_string()
+    }
+
+    fn member_count(&self, gid: &str) -> usize {
+        let group = self.send(reqwest::Method::GET, &format!("/Groups/{gid}"), None);
+        group["members"].as_array().map_or(0, Vec::len)
+    }
+}
+
+#[test]
+fn a_write_whose_client_hangs_up_is_not_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr) = start_binary_with(dir.path().join("store").as_path(), &[]);
+    let remote = Remote::new(&addr);
+    let gid = remote.group_of("hangup", 300);
+    for attempt in 0..3 {
+        // 1,000 operations: every member removed by a filter, and a rename
+        let mut ops: Vec<_> = (0..999)
+            .map(|i| json!({"op": "remove", "path": format!("members[display eq \"Member {}\"]", i % 300)}))
+            .collect();
+        ops.push(json!({"op": "replace", "path": "displayName", "value": format!("renamed {attempt}")}));
+        let body = json!({"Operations": ops}).to_string();
+        let mut stream = TcpStream::connect(&addr).unwrap();
+        stream
+            .write_all(head(&addr, "PATCH", &format!("/scim/v2/Groups/{gid}"), body.len()).as_bytes())
+            .unwrap();
+        stream.write_all(body.as_bytes()).unwrap();
+        // gone at once: the server sees the end of the connection right after the body
+        stream.shutdown(std::net::Shutdown::Both).unwrap();
+        drop(stream);
+        // whatever the server was doing with it is over well within this
+        std::thread::sleep(Duration::from_millis(1500));
+        let group = remote.send(reqwest::Method::GET, &format!("/Groups/{gid}"), None);
+        assert_eq!(group["displayName"], json!("hangup"), "attempt {attempt}: the rename was not committed");
+        assert_eq!(remote.member_count(&gid), 300, "attempt {attempt}: no member was removed");
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// Latencies of `GET /Users/{id}` and of creates by another account's client while `attackers` clients
+/// send the largest PATCH allowed in a loop; returns (p50, p99, requests answered).
+fn latencies_beside_large_patches(addr: &str, attackers: usize, seconds: u64) -> (Duration, Duration, usize) {
+    let remote = Remote::new(addr);
+    let uid = remote.send(reqwest::Method::POST, "/Users", Some(&json!({"userName": "target@example.com"})))
+        ["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // the largest PATCH: 1,000 operations, each a filtered replace on a user holding 1,000 values
+    let emails: Vec<_> =
+        (0..1000).map(|i| json!({"value": format!("e{i}@example.com"), "type": format!("t{i}")})).collect();
+    remote.send(
+        reqwest::Method::PATCH,
+        &format!("/Users/{uid}"),
+        Some(&json!({"Operations": [{"op": "replace", "path": "emails", "value": emails}]})),
+    );
+    let ops: Vec<_> = (0..1000)
+        .map(|i| json!({"op": "replace", "path": format!("emails[type eq \"t{i}\"].display"), "value": format!("d{i}")}))
+        .collect();
+    let large = json!({"Operations": ops});
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let mut samples = Vec::new();
+    std::thread::scope(|s| {
+        for _ in 0..attackers {
+            s.spawn(|| {
+                let remote = Remote::new(addr);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    remote.send(reqwest::Method::PATCH, &format!("/Users/{uid}"), Some(&large));
+                }
+            });
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let victim = Remote::new(addr);
+        let reader =
+            victim.send(reqwest::Method::POST, "/Users", Some(&json!({"userName": "reader@example.com"})));
+        let path = format!("/Users/{}", reader["id"].as_str().unwrap());
+        let until = Instant::now() + Duration::from_secs(seconds);
+        let mut i = 0;
+        while Instant::now() < until {
+            let t = Instant::now();
+            if i % 2 == 0 {
+                victim.send(reqwest::Method::GET, &path, None);
+            } else {
+                victim.send(
+                    reqwest::Method::POST,
+                    "/Users",
+                    Some(&json!({"userName": format!("victim{i}")})),
+                );
+            }
+            samples.push(t.elapsed());
+            i += 1;
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    samples.sort();
+    let at = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
+    (at(0.5), at(0.99), samples.len())
+}
+
+#[test]
+fn other_clients_are_answered_while_one_sends_the_largest_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr) = start_binary_with(dir.path().join("store").as_path(), &[]);
+    let (p50, p99, n) = latencies_beside_large_patches(&addr, 4, 4);
+    eprintln!("beside 4 clients sending 1,000-operation PATCHes: {n} requests, p50 {p50:?}, p99 {p99:?}");
+    // The goal (p99 under 100 ms) is measured on a release build by `loadgen abuse` (workload 7 of
+    // `bench/run.sh`); this debug build, on a machine that may be shared, is held to a bound that only a
+    // stalled worker breaks: on main before the fix, each 1,000-operation PATCH stalled its worker's
+    // event loop for the whole of its parsing.
+    assert!(p99 < Duration::from_secs(2), "p99 {p99:?} beside the largest requests");
+    child.kill().unwrap();
+    child.wait().unwrap();
 }

@@ -424,6 +424,82 @@ impl Text {
     }
 }
 
+// ---- equality keys ------------------------------------------------------------------------------------
+
+/// How `eq` compares the values of one sub-attribute, when it is a plain equality of keys: two values are
+/// `eq` exactly when their keys (see [`element_eq_keys`], [`literal_eq_key`]) are equal. This is what
+/// lets a PATCH find the elements `emails[type eq "work"]` selects by a hash look-up instead of a scan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EqKey {
+    /// Strings of a `caseExact` attribute, and the JSON text of numbers and booleans.
+    Exact,
+    /// Strings compared case-insensitively: lower-cased (which is what [`Text::eq`] compares).
+    IgnoreCase,
+    /// Booleans, and the strings "true" / "false" in any case.
+    Boolean,
+}
+
+impl EqKey {
+    /// The key kind of `def`, or `None` where `eq` is no key equality: numbers (`1` equals `1.0`), dates
+    /// (any offset), unique names (RFC 8265 preparation), complex values, and attributes never returned.
+    pub(crate) fn of(def: &AttrDef) -> Option<EqKey> {
+        if def.returned == Returned::Never {
+            return None;
+        }
+        match def.kind {
+            AttrType::Boolean => Some(EqKey::Boolean),
+            AttrType::String | AttrType::Reference | AttrType::Binary => {
+                if def.case_exact {
+                    Some(EqKey::Exact)
+                } else if def.uniqueness != Uniqueness::None {
+                    None
+                } else {
+                    Some(EqKey::IgnoreCase)
+                }
+            }
+            AttrType::Decimal | AttrType::Integer | AttrType::DateTime | AttrType::Complex => None,
+        }
+    }
+
+    fn of_text(self, text: &str) -> String {
+        match self {
+            EqKey::IgnoreCase => text.to_lowercase(),
+            _ => text.to_string(),
+        }
+    }
+}
+
+/// The keys of the values the sub-attribute `name` holds in `element` (one per value; none when it has
+/// no value `eq` could match).
+pub(crate) fn element_eq_keys(kind: EqKey, name: &str, element: &Value) -> Vec<String> {
+    let mut keys = Vec::new();
+    if let Some(value) = member(element, name) {
+        each_item(value, |x| {
+            if has_value(x, 0) {
+                let key = match kind {
+                    EqKey::Boolean => match x {
+                        Value::Bool(b) => Some(b.to_string()),
+                        Value::String(s) => parse_bool(s).map(|b| b.to_string()),
+                        _ => None,
+                    },
+                    _ => value_text(x).map(|t| kind.of_text(&t)),
+                };
+                keys.extend(key);
+            }
+            false
+        });
+    }
+    keys
+}
+
+/// The key a value must have to be `eq` the literal; `None` when no value can be.
+pub(crate) fn literal_eq_key(kind: EqKey, literal: &Literal) -> Option<String> {
+    match kind {
+        EqKey::Boolean => literal_bool(literal).map(|b| b.to_string()),
+        _ => literal_text(literal).map(|t| kind.of_text(&t)),
+    }
+}
+
 // ---- checking -----------------------------------------------------------------------------------------
 
 #[derive(Clone, Copy)]

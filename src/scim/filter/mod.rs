@@ -11,6 +11,7 @@ mod print;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use eval::{EqKey, element_eq_keys, literal_eq_key};
 pub use eval::{check, check_element, matches, matches_element};
 pub use parse::{
     MAX_FILTER_DEPTH, MAX_FILTER_LEN, MAX_FILTER_TERMS, parse_filter, parse_filter_strict, parse_path,

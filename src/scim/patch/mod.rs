@@ -2,19 +2,22 @@
 //! with the shapes Okta, Entra ID and OneLogin really send. Group membership is never applied here: it is
 //! reported as [`MemberChange`]s so that storage can apply it as deltas without loading a large group.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{Map, Value};
 
 use super::error::{ScimError, ScimResult, ScimType};
-use super::filter::{CompareOp, Filter, Literal, PatchPath, matches_element, parse_path};
+use super::filter::{CompareOp, Filter, Literal, PatchPath, parse_path};
 use super::resource::{
     MemberEntry, changed_attributes, check_identity_attr, check_immutable, check_required,
     check_value_counts, member_entries,
 };
 use super::schema::{AttrDef, Location, Mutability, ResourceKind, ResourceSchema, Schema};
 use super::value::{coerce, coerce_single, is_primary, keep_one_primary};
+
+mod elements;
+pub(crate) use elements::Elements;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpKind {
@@ -175,10 +178,11 @@ pub fn apply_within(
     limits: PatchLimits,
 ) -> ScimResult<PatchOutcome> {
     let mut work =
-        Patcher { schema, id, attrs: attrs.clone(), outcome: PatchOutcome::default(), appending: None };
+        Patcher { schema, id, attrs: attrs.clone(), outcome: PatchOutcome::default(), index: None };
     for op in ops {
         work.apply_op(op)?;
     }
+    work.settle();
     work.attrs.retain(|_, v| !v.as_object().is_some_and(Map::is_empty));
     // Judged on the result, not per operation: a sub-attribute or a merged complex value can change an
     // immutable value as surely as a path naming it, and a value given again unchanged is no change.
@@ -215,150 +219,11 @@ struct Patcher<'s> {
     id: &'s str,
     attrs: Map<String, Value>,
     outcome: PatchOutcome,
-    /// The index of the multi-valued attribute the last operations appended to; any other write to the
-    /// attributes drops it. Consecutive `add`s (what a large PATCH is made of) then cost one step per value,
-    /// not a scan of the attribute per operation.
-    appending: Option<Appending>,
-}
-
-/// Where an attribute's elements are, by what [`same_element`] compares, and which one is primary.
-struct Appending {
-    location: Option<String>,
-    name: String,
-    /// `value` (as JSON text) → positions of elements with that value and no `type`.
-    untyped: HashMap<String, Vec<usize>>,
-    /// (`value`, `type`) → positions.
-    typed: HashMap<(String, String), Vec<usize>>,
-    /// `value` → positions of every element with that value.
-    any: HashMap<String, Vec<usize>>,
-    /// Whole element (as JSON text) → positions, for elements without `value`.
-    whole: HashMap<String, Vec<usize>>,
-    primary: Option<usize>,
-}
-
-impl Appending {
-    fn build(location: Location<'_>, name: &str, items: &mut [Value]) -> Appending {
-        keep_one_primary(items, None);
-        visited(items.len());
-        let mut index = Appending {
-            location: match location {
-                Location::TopLevel => None,
-                Location::Extension(urn) => Some(urn.to_string()),
-            },
-            name: name.to_string(),
-            untyped: HashMap::new(),
-            typed: HashMap::new(),
-            any: HashMap::new(),
-            whole: HashMap::new(),
-            primary: items.iter().position(is_primary),
-        };
-        for (i, item) in items.iter().enumerate() {
-            index.insert(i, item);
-        }
-        index
-    }
-
-    fn is_for(&self, t: &AttrTarget<'_, '_>) -> bool {
-        let location = match t.location {
-            Location::TopLevel => None,
-            Location::Extension(urn) => Some(urn),
-        };
-        self.name == t.def.name && self.location.as_deref() == location
-    }
-
-    fn insert(&mut self, i: usize, item: &Value) {
-        match element_keys(item) {
-            ElementKey::Whole(w) => self.whole.entry(w).or_default().push(i),
-            ElementKey::Value(v, None) => {
-                self.any.entry(v.clone()).or_default().push(i);
-                self.untyped.entry(v).or_default().push(i);
-            }
-            ElementKey::Value(v, Some(t)) => {
-                self.any.entry(v.clone()).or_default().push(i);
-                self.typed.entry((v, t)).or_default().push(i);
-            }
-        }
-    }
-
-    fn remove(&mut self, i: usize, item: &Value) {
-        let drop = |list: Option<&mut Vec<usize>>| {
-            if let Some(list) = list {
-                list.retain(|&p| p != i);
-            }
-        };
-        match element_keys(item) {
-            ElementKey::Whole(w) => drop(self.whole.get_mut(&w)),
-            ElementKey::Value(v, t) => {
-                drop(self.any.get_mut(&v));
-                match t {
-                    None => drop(self.untyped.get_mut(&v)),
-                    Some(t) => drop(self.typed.get_mut(&(v, t))),
-                }
-            }
-        }
-    }
-
-    /// The first element [`same_element`] pairs with `item`, as a scan would find it.
-    fn find(&self, item: &Value) -> Option<usize> {
-        let first = |list: Option<&Vec<usize>>| list.and_then(|l| l.iter().min().copied());
-        match element_keys(item) {
-            ElementKey::Whole(w) => first(self.whole.get(&w)),
-            ElementKey::Value(v, None) => first(self.any.get(&v)),
-            ElementKey::Value(v, Some(t)) => {
-                [first(self.typed.get(&(v.clone(), t))), first(self.untyped.get(&v))]
-                    .into_iter()
-                    .flatten()
-                    .min()
-            }
-        }
-    }
-
-    /// Adds `item` unless the same value is there (then merges it in), keeping one primary: the element
-    /// just written wins when it is primary. Returns the element's index.
-    fn upsert(&mut self, items: &mut Vec<Value>, item: Value) -> usize {
-        visited(1);
-        let at = match self.find(&item) {
-            Some(i) => {
-                self.remove(i, &items[i]);
-                if let Value::Object(extra) = item {
-                    merge_into(&mut items[i], extra);
-                } else {
-                    items[i] = item;
-                }
-                self.insert(i, &items[i]);
-                i
-            }
-            None => {
-                items.push(item);
-                self.insert(items.len() - 1, &items[items.len() - 1]);
-                items.len() - 1
-            }
-        };
-        if is_primary(&items[at]) {
-            if let Some(old) = self.primary.filter(|&p| p != at)
-                && let Some(map) = items[old].as_object_mut()
-            {
-                map.insert("primary".into(), Value::Bool(false));
-            }
-            self.primary = Some(at);
-        } else if self.primary == Some(at) {
-            self.primary = None;
-        }
-        at
-    }
-}
-
-/// What [`same_element`] compares an element by.
-enum ElementKey {
-    Value(String, Option<String>),
-    Whole(String),
-}
-
-fn element_keys(item: &Value) -> ElementKey {
-    match item.get("value") {
-        Some(v) => ElementKey::Value(v.to_string(), item.get("type").map(Value::to_string)),
-        None => ElementKey::Whole(item.to_string()),
-    }
+    /// The index of the multi-valued attribute the last operations wrote to (see [`Elements`]); an
+    /// operation of another kind, or on another attribute, settles and drops it. A run of `add`s and
+    /// filtered operations on one attribute (what a large PATCH is made of) then costs one step per value
+    /// touched, not a scan of the attribute per operation.
+    index: Option<Elements>,
 }
 
 impl<'s> Patcher<'s> {
@@ -429,7 +294,7 @@ impl<'s> Patcher<'s> {
 
     fn apply_extension(&mut self, kind: OpKind, ext: &'s Schema, value: Option<&Value>) -> ScimResult<()> {
         if kind == OpKind::Remove {
-            self.appending = None;
+            self.settle();
             self.attrs.remove(&ext.id);
             return Ok(());
         }
@@ -493,11 +358,30 @@ impl<'s> Patcher<'s> {
     }
 
     fn set(&mut self, t: &AttrTarget<'_, '_>, value: Option<Value>) {
-        self.appending = None;
+        self.settle();
         self.put(t, value);
     }
 
-    /// Writes the attribute's value, leaving the append index alone.
+    /// Drops the element index, first removing the holes it left in its attribute.
+    fn settle(&mut self) {
+        let Some(index) = self.index.take() else { return };
+        if !index.has_holes() {
+            return;
+        }
+        let map = match index.location() {
+            None => Some(&mut self.attrs),
+            Some(urn) => self.attrs.get_mut(urn).and_then(Value::as_object_mut),
+        };
+        let Some(map) = map else { return };
+        if let Some(Value::Array(items)) = map.get_mut(index.name()) {
+            elements::compact(items);
+            if items.is_empty() {
+                map.remove(index.name());
+            }
+        }
+    }
+
+    /// Writes the attribute's value, leaving the element index alone.
     fn put(&mut self, t: &AttrTarget<'_, '_>, value: Option<Value>) {
         let map = match t.location {
             Location::TopLevel => &mut self.attrs,
@@ -601,37 +485,37 @@ impl<'s> Patcher<'s> {
         value: &Value,
         replace: bool,
     ) -> ScimResult<()> {
-        let mut items = self.items(t);
-        let matched: Vec<usize> =
-            (0..items.len()).filter(|&i| matches_element(filter, &items[i], t.def)).collect();
         let new_value = match sub {
             Some(sub) => coerce(sub, value, &format!("{}.{}", t.def.name, sub.name))?,
             None => coerce_single(t.def, value, &t.def.name)?,
         };
+        let (mut items, mut index) = self.open(t);
+        let matched = index.matching(filter, t.def, &items);
         let mut winner = None;
         if matched.is_empty() {
+            // An error leaves the attribute taken out, but a failed PATCH keeps none of its work.
             let mut element = element_from_filter(t.def, filter)?;
             match (sub, &new_value) {
                 (Some(sub), v) => set_key(&mut element, &sub.name, v.clone()),
                 (None, Some(Value::Object(v))) => merge_into(&mut element, v.clone()),
                 (None, _) => {}
             }
-            if element.as_object().is_some_and(|m| !m.is_empty()) {
-                items.push(element);
-                winner = Some(items.len() - 1);
+            if !elements::is_empty_element(&element) {
+                winner = Some(index.push(&mut items, element));
             }
         }
         for &i in &matched {
-            match (sub, &new_value) {
-                (Some(sub), v) => set_key(&mut items[i], &sub.name, v.clone()),
-                (None, Some(Value::Object(v))) if !replace => merge_into(&mut items[i], v.clone()),
-                (None, Some(v)) => items[i] = v.clone(),
+            index.modify(&mut items, i, |item| match (sub, &new_value) {
+                (Some(sub), v) => set_key(item, &sub.name, v.clone()),
+                (None, Some(Value::Object(v))) if !replace => merge_into(item, v.clone()),
+                (None, Some(v)) => *item = v.clone(),
                 (None, None) => {}
-            }
+            });
             winner = Some(i);
         }
-        keep_one_primary(&mut items, winner);
-        self.set(t, (!items.is_empty()).then_some(Value::Array(items)));
+        let touched: Vec<usize> = matched.iter().copied().chain(winner).collect();
+        index.one_primary(&mut items, winner, &touched);
+        self.close(t, items, index);
         Ok(())
     }
 
@@ -659,16 +543,16 @@ impl<'s> Patcher<'s> {
                 Ok(())
             }
             (Some(filter), sub) => {
-                let mut items = self.items(t);
-                match sub {
-                    None => items.retain(|item| !matches_element(filter, item, t.def)),
-                    Some(sub) => items
-                        .iter_mut()
-                        .filter(|item| matches_element(filter, item, t.def))
-                        .for_each(|item| set_key(item, &sub.name, None)),
+                let (mut items, mut index) = self.open(t);
+                for i in index.matching(filter, t.def, &items) {
+                    if let Some(sub) = sub {
+                        index.modify(&mut items, i, |item| set_key(item, &sub.name, None));
+                    }
+                    if sub.is_none() || elements::is_empty_element(&items[i]) {
+                        index.take_out(&mut items, i);
+                    }
                 }
-                items.retain(|i| !i.as_object().is_some_and(Map::is_empty));
-                self.set(t, (!items.is_empty()).then_some(Value::Array(items)));
+                self.close(t, items, index);
                 Ok(())
             }
         }
@@ -676,24 +560,45 @@ impl<'s> Patcher<'s> {
 
     fn remove_listed(&mut self, t: &AttrTarget<'_, '_>, value: &Value) -> ScimResult<()> {
         let Some(Value::Array(gone)) = coerce(t.def, value, &t.def.name)? else { return Ok(()) };
-        let mut items = self.items(t);
-        items.retain(|item| !gone.iter().any(|g| same_element(item, g)));
-        self.set(t, (!items.is_empty()).then_some(Value::Array(items)));
+        let (mut items, mut index) = self.open(t);
+        for g in &gone {
+            for i in index.same_as(&items, g) {
+                index.take_out(&mut items, i);
+            }
+        }
+        self.close(t, items, index);
         Ok(())
     }
 
-    /// `add` of values to a multi-valued attribute, through the append index.
+    /// `add` of values to a multi-valued attribute, through the element index.
     fn append(&mut self, t: &AttrTarget<'_, '_>, new: Vec<Value>) {
-        let mut items = self.take_items(t);
-        let mut index = match self.appending.take() {
-            Some(index) if index.is_for(t) => index,
-            _ => Appending::build(t.location, &t.def.name, &mut items),
-        };
+        let (mut items, mut index) = self.open(t);
         for item in new {
             index.upsert(&mut items, item);
         }
+        self.close(t, items, index);
+    }
+
+    /// The attribute's elements, moved out of the resource, with their index: the one kept from the
+    /// operations before when it is this attribute's, else a new one (the other attribute's is settled).
+    fn open(&mut self, t: &AttrTarget<'_, '_>) -> (Vec<Value>, Elements) {
+        let kept = match self.index.take() {
+            Some(index) if index.is_for(t.location, &t.def.name) => Some(index),
+            other => {
+                self.index = other;
+                self.settle();
+                None
+            }
+        };
+        let mut items = self.take_items(t);
+        let index = kept.unwrap_or_else(|| Elements::build(t.location, &t.def.name, &mut items));
+        (items, index)
+    }
+
+    /// Puts back what [`open`](Self::open) took out.
+    fn close(&mut self, t: &AttrTarget<'_, '_>, items: Vec<Value>, index: Elements) {
         self.put(t, (!items.is_empty()).then_some(Value::Array(items)));
-        self.appending = Some(index);
+        self.index = Some(index);
     }
 
     /// The attribute's elements, moved out of the resource (the caller puts them back).
@@ -709,7 +614,8 @@ impl<'s> Patcher<'s> {
         }
     }
 
-    fn items(&self, t: &AttrTarget<'_, '_>) -> Vec<Value> {
+    fn items(&mut self, t: &AttrTarget<'_, '_>) -> Vec<Value> {
+        self.settle();
         let items = match self.current(t) {
             Some(Value::Array(items)) => items.clone(),
             Some(other) => vec![other.clone()],
@@ -831,7 +737,7 @@ fn set_key(obj: &mut Value, key: &str, value: Option<Value>) {
     }
 }
 
-fn merge_into(obj: &mut Value, extra: Map<String, Value>) {
+pub(crate) fn merge_into(obj: &mut Value, extra: Map<String, Value>) {
     if let Value::Object(map) = obj {
         map.extend(extra);
     }
@@ -839,7 +745,7 @@ fn merge_into(obj: &mut Value, extra: Map<String, Value>) {
 
 /// Two elements of a multi-valued attribute are the same value when their `value` (and `type`, when both
 /// have one) agree; elements without `value` are compared whole.
-fn same_element(a: &Value, b: &Value) -> bool {
+pub(crate) fn same_element(a: &Value, b: &Value) -> bool {
     match (a.get("value"), b.get("value")) {
         (Some(x), Some(y)) => {
             x == y

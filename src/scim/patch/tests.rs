@@ -596,3 +596,56 @@ fn request_parsing_is_tolerant_of_case_and_strict_about_shape() {
         assert_eq!(parse_request(&body).unwrap_err().scim_type, Some(want), "{body}");
     }
 }
+
+// ---- cost ----
+
+/// Element visits of `work`; other tests running meanwhile add a few, never thousands.
+fn visits_of(work: impl FnOnce()) -> u64 {
+    let before = element_visits();
+    work();
+    element_visits() - before
+}
+
+#[test]
+fn filtered_operations_cost_linear_work() {
+    const N: usize = 1000;
+    let mut u = bjensen();
+    let emails: Vec<Value> =
+        (0..N).map(|i| json!({"value": format!("u{i}@example.com"), "type": format!("t{i}")})).collect();
+    u.insert("emails".into(), Value::Array(emails));
+    // Entra's shape: replace a value selected by its type, once per element
+    let replaces: Vec<Value> = (0..N)
+        .map(|i| json!({"op": "replace", "path": format!("emails[type eq \"t{i}\"].value"), "value": format!("new{i}@example.com")}))
+        .collect();
+    let visits = visits_of(|| {
+        patch_user(&mut u, ops(Value::Array(replaces))).unwrap();
+    });
+    assert_eq!(u["emails"][N - 1]["value"], json!(format!("new{}@example.com", N - 1)));
+    // A scan per operation visits N * N = 1,000,000 elements.
+    assert!(visits <= 10 * N as u64, "{N} filtered replaces visited {visits} elements");
+
+    let removes: Vec<Value> = (0..N)
+        .map(|i| json!({"op": "remove", "path": format!("emails[value eq \"NEW{i}@example.com\"]")}))
+        .collect();
+    let visits = visits_of(|| {
+        patch_user(&mut u, ops(Value::Array(removes))).unwrap();
+    });
+    assert!(u.get("emails").is_none(), "every element removed (value compares case-insensitively)");
+    assert!(visits <= 10 * N as u64, "{N} filtered removes visited {visits} elements");
+}
+
+#[test]
+fn filters_that_cannot_be_looked_up_still_select_the_same_elements() {
+    let mut u = bjensen();
+    let body = ops(json!([
+        {"op": "remove", "path": "emails[value co \"jensen.org\"]"},
+        {"op": "replace", "path": "emails[type eq \"work\" and value sw \"bjensen\"].display", "value": "Work"},
+        {"op": "add", "path": "emails", "value": [{"value": "third@example.com", "type": "other"}]},
+        {"op": "remove", "path": "emails[type eq \"other\" or value eq \"nobody\"]"}
+    ]));
+    patch_user(&mut u, body).unwrap();
+    assert_eq!(
+        u["emails"],
+        json!([{"value": "bjensen@example.com", "type": "work", "primary": true, "display": "Work"}])
+    );
+}
