@@ -1368,7 +1368,7 @@ mod report {
     use super::{IN_MEMORY, LOOP_TIME, REORDER_TIME, ReportArgs, Result};
 
     /// Workloads in report order, with their headings.
-    const WORKLOADS: [(&str, &str); 7] = [
+    const WORKLOADS: [(&str, &str); 8] = [
         ("import", "Workload 1: Okta-style import and lookup"),
         ("groups", "Workload 2: Entra-style group sync"),
         ("read", "Workload 3: read throughput"),

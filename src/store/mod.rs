@@ -23,8 +23,8 @@ pub mod sync;
 mod tx;
 mod users;
 mod verify;
-pub mod webhooks;
 pub mod wanted;
+pub mod webhooks;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
