@@ -690,7 +690,7 @@ fn the_history_is_paged_like_every_list_and_counts_what_each_filter_matches() {
         errors(res, StatusCode::BAD_REQUEST),
         [pair(
             "?limit",
-            "unknown query parameter (this endpoint takes: type, user, target, before, startIndex, count)"
+            "unknown query parameter (this endpoint takes: type, user, target, actor, before, startIndex, count)"
         )]
     );
     let res = app.admin(Method::GET, "/activity?count=5000", None);

@@ -85,6 +85,7 @@ pub fn cause_words(cause: &str) -> &str {
         "reorder" => "a reorder of the rules",
         "syncSwitchedOn" => "switching User Sync on",
         "directoryWrites" => "changes from the company directory",
+        "groupDeleted" => "the deletion of a directory group",
         "customAttributes" => "a change of the custom attributes",
         other => other,
     }
