@@ -678,6 +678,8 @@ fn without_javascript_rules_are_created_and_reordered_with_plain_forms() {
         wait_for_text(c, "Rule 1 was saved.", false).await;
         fill_rule(c, "Sales", "Sales", &["Meeting (0 of 100 seats used)"], None).await;
         by_role(c, "button", "Save").await.click().await.unwrap();
+        // the list is read once the redirect after the post has arrived
+        wait_for_text(c, "The rule for Sales was saved as number 2 of 2.", false).await;
         assert_eq!(rule_order(c).await, ["Marketing", "Sales"]);
         by_role(c, "button", "Move down the rule for Marketing").await.click().await.unwrap();
         wait_for_text(c, "The rule for Marketing is now number 2 of 2.", false).await;
