@@ -32,7 +32,7 @@ fn sync_status(store: &Store, acct: AccountId, (start, count): (usize, usize)) -
     let mut status = json!({"enabled": config.enabled, "pending": store.pending_count(acct)?,
         "failures": store.failures(acct)?.len(), "brokenRules": store.broken_rules(acct, &config)?.len(),
         "store": store.health()});
-    status["delivery"] = super::webhooks::queue_status(store, acct)?;
+    status["delivery"] = crate::delivery::subscriptions::queue_status(store, acct)?;
     let brake = super::hold::hold_status(store, acct, config.enabled, start, count)?;
     if let (Some(status), Some(brake)) = (status.as_object_mut(), brake.as_object()) {
         status.extend(brake.clone());
