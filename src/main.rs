@@ -293,7 +293,8 @@ fn open(data: &std::path::Path) -> Result<Store> {
 fn stopped_only(e: StoreError) -> Box<dyn std::error::Error> {
     match e {
         StoreError::Locked(path) => format!(
-            "the store in {path} is held by a running usersync server; stop it first, or use the admin API"
+            "the store in {path} is held by a running usersync server; stop it first, or act through its \
+             operator API with --url (or use the admin API)"
         )
         .into(),
         other => other.into(),

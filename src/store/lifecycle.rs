@@ -204,3 +204,46 @@ impl Store {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Authentication;
+    use crate::store::keys::{account_of, key};
+    use crate::store::testing::temp_store;
+
+    #[test]
+    fn a_deleted_account_keeps_no_key_and_takes_no_write_while_others_go_on() {
+        let (store, _dir) = temp_store();
+        let keep = store.create_account("keep").unwrap().id;
+        let gone = store.create_account("gone").unwrap();
+        let (_, secret) = store.create_token(gone.id, TokenKind::Scim, "t", &Actor::engine()).unwrap();
+        // more than one sweep's worth
+        store
+            .transact(|tx| {
+                for i in 0..SWEEP_BATCH + 10 {
+                    tx.insert(key(kind::OBJECT, gone.id, &[format!("{i:05}").as_bytes()]), b"x".as_slice())?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        store.suspend_account(gone.id, &Actor::engine()).unwrap();
+        assert!(matches!(store.authenticate_why(&secret).unwrap(), Authentication::Suspended(..)));
+        store.delete_account(gone.id).unwrap();
+
+        assert!(matches!(store.authenticate_why(&secret).unwrap(), Authentication::Unknown));
+        let left: Vec<_> = store
+            .scan_raw()
+            .unwrap()
+            .into_iter()
+            .filter(|(k, _)| is_account_scoped(k[0]) && account_of(k) == Some(gone.id))
+            .collect();
+        assert!(left.is_empty(), "{} keys left", left.len());
+        let refused = store.record_activity(gone.id, &Actor::engine(), "user.created", None, json!({}));
+        assert!(matches!(refused, Err(StoreError::NotFound(_))), "{refused:?}");
+        store.record_activity(keep, &Actor::engine(), "user.created", None, json!({})).unwrap();
+        assert!(store.account("gone").unwrap().is_none());
+        assert_ne!(store.create_account("gone").unwrap().id, gone.id, "an id is never given out again");
+        assert!(store.verify().unwrap().is_empty());
+    }
+}
