@@ -461,3 +461,49 @@ fn suspend_resume_and_delete_also_work_on_a_stopped_store() {
     let app = spawn_app_in(&data);
     expect_error(app.as_token(&secret).get("/Users"), StatusCode::UNAUTHORIZED);
 }
+
+#[test]
+fn the_operator_token_can_come_from_a_file_but_not_from_both_places() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("operator-token");
+    std::fs::write(&file, format!("{OPERATOR_TOKEN}\n")).unwrap();
+    let serve = |env: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_usersync"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(dir.path().join("store"))
+            .arg("--operator-token-file")
+            .arg(&file)
+            .env_remove("USERSYNC_OPERATOR_TOKEN")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        if let Some(token) = env {
+            cmd.env("USERSYNC_OPERATOR_TOKEN", token);
+        }
+        cmd.spawn().unwrap()
+    };
+    let both = serve(Some(OPERATOR_TOKEN)).wait_with_output().unwrap();
+    assert!(!both.status.success());
+    assert!(
+        String::from_utf8_lossy(&both.stderr).contains("not both"),
+        "{}",
+        String::from_utf8_lossy(&both.stderr)
+    );
+
+    let mut server = serve(None);
+    let lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let addr = lines
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.strip_prefix("usersync listening on http://")
+                .map(|r| r.split_whitespace().next().unwrap().to_string())
+        })
+        .expect("the server starts");
+    let client = reqwest::blocking::Client::new();
+    let listed =
+        client.get(format!("http://{addr}/operator/v1/accounts")).bearer_auth(OPERATOR_TOKEN).send().unwrap();
+    assert_eq!(expect_status(listed, StatusCode::OK)["totalResults"], json!(1));
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
