@@ -105,15 +105,22 @@ impl Writers {
 
     /// Stops them and returns how many users they wrote; fails on any error.
     fn finish(self) -> usize {
+        let (total, errors) = self.finish_with_errors();
+        assert!(errors.is_empty(), "writes failed: {errors:?}");
+        total
+    }
+
+    /// Stops them; how many users they wrote, and the errors.
+    fn finish_with_errors(self) -> (usize, Vec<String>) {
         self.stop.store(true, Ordering::SeqCst);
-        let mut total = 0;
+        let (mut total, mut all) = (0, Vec::new());
         for t in self.threads {
             let (written, errors) = t.join().unwrap();
-            assert!(errors.is_empty(), "writes failed: {errors:?}");
             assert!(written > 0, "every writer wrote");
             total += written;
+            all.extend(errors);
         }
-        total
+        (total, all)
     }
 }
 
@@ -506,4 +513,32 @@ fn the_operator_token_can_come_from_a_file_but_not_from_both_places() {
     assert_eq!(expect_status(listed, StatusCode::OK)["totalResults"], json!(1));
     server.kill().unwrap();
     server.wait().unwrap();
+}
+
+#[test]
+fn an_account_deleted_under_its_own_writes_keeps_no_key() {
+    let (app, _dir) = spawn_operated();
+    let (id, doomed) = create(&app, "doomed");
+    let (_, other) = create(&app, "other");
+    let writers = Writers::start(&app, &[shared(&doomed.token)]);
+    let bystanders = Writers::start(&app, &[shared(&other.token)]);
+    std::thread::sleep(Duration::from_millis(300));
+    op_ok(&app, Method::DELETE, &format!("/accounts/{id}?confirm={id}"), None, StatusCode::NO_CONTENT);
+    std::thread::sleep(Duration::from_millis(100));
+    let (_, errors) = writers.finish_with_errors();
+    assert!(!errors.is_empty(), "the writers went on after the deletion");
+    for e in &errors {
+        assert!(e.starts_with("401") || e.starts_with("404"), "a write of the deleted account: {e}");
+    }
+    bystanders.finish();
+    let id = u32::try_from(id).unwrap();
+    let left = app
+        .store
+        .scan_raw()
+        .unwrap()
+        .into_iter()
+        .filter(|(k, _)| is_account_scoped(k[0]) && account_of(k).map(|a| a.0) == Some(id))
+        .count();
+    assert_eq!(left, 0, "keys written by requests that raced the deletion");
+    assert_eq!(app.store.verify().unwrap(), Vec::<String>::new());
 }
