@@ -21,5 +21,6 @@ mod integrity;
 mod isolation;
 mod okta;
 mod onelogin;
+mod operator;
 mod persistence;
 mod rules;

@@ -24,6 +24,7 @@ mod hold;
 pub mod input;
 mod rules;
 mod templates;
+pub mod tokens;
 mod users;
 mod webhooks;
 
@@ -293,8 +294,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(resource!("/privileges", get => catalog::privileges))
             .service(resource!("/custom-attributes", get => catalog::get_custom_attributes,
                 put => catalog::put_custom_attributes))
-            .service(resource!("/tokens", get => catalog::list_tokens, post => catalog::create_token))
-            .service(resource!("/tokens/{id}", delete => catalog::revoke_token))
+            .service(resource!("/tokens", get => tokens::list_tokens, post => tokens::create_token))
+            .service(resource!("/tokens/{id}", delete => tokens::revoke_token))
             .service(resource!("/groups", get => directory::groups))
             .service(resource!("/groups/{id}", get => directory::group))
             .service(resource!("/users", get => directory::users))
