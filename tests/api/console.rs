@@ -1197,18 +1197,7 @@ fn without_javascript_holds_users_and_objects_work_as_plain_forms() {
 fn http_session(app: &TestApp) -> (reqwest::blocking::Client, String) {
     let client =
         reqwest::blocking::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let base = format!("http://{}", app.addr);
-    let res = client.get(format!("{base}/console/signin")).send().unwrap();
-    let jar = res.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
-    let body = res.text().unwrap();
-    let csrf = body.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
-    let res = client
-        .post(format!("{base}/console/signin"))
-        .header("Cookie", &jar)
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(form(&[("csrf", csrf.as_str()), ("token", ADMIN_TOKEN), ("next", "/console/")]))
-        .send()
-        .unwrap();
+    let res = crate::helpers::console_sign_in(&client, app, ADMIN_TOKEN);
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     let session = res
         .headers()

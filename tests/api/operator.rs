@@ -542,3 +542,37 @@ fn an_account_deleted_under_its_own_writes_keeps_no_key() {
     assert_eq!(left, 0, "keys written by requests that raced the deletion");
     assert_eq!(app.store.verify().unwrap(), Vec::<String>::new());
 }
+
+/// The console's sign-in answer for a token: (status, page).
+fn console_sign_in(app: &TestApp, token: &str) -> (StatusCode, String) {
+    let client =
+        reqwest::blocking::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let res = crate::helpers::console_sign_in(&client, app, token);
+    (res.status(), res.text().unwrap())
+}
+
+/// Signing in to the console with an expired token or one of a suspended account says which it is.
+#[test]
+fn the_console_says_why_an_expired_or_suspended_token_cannot_sign_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = chrono::Utc::now();
+    let clock = Arc::new(ManualClock::new(start));
+    let app = spawn_with_clock(operated_settings(dir.path()), clock.clone());
+    let at = usersync::clock::timestamp(start + chrono::Duration::hours(1));
+    let body = json!({"name": "brief", "kind": "admin", "expiresAt": at});
+    let brief = app.admin_ok(Method::POST, "/tokens", Some(&body), StatusCode::CREATED);
+    let secret = brief["secret"].as_str().unwrap();
+    assert_eq!(console_sign_in(&app, secret).0, StatusCode::SEE_OTHER, "signed in before it expires");
+    clock.advance(chrono::Duration::hours(2));
+    let (status, page) = console_sign_in(&app, secret);
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains(&format!("This token expired at {at}; ask for a new one.")), "{page}");
+
+    let (id, other) = create(&app, "northwind");
+    op_ok(&app, Method::POST, &format!("/accounts/{id}/suspend"), None, StatusCode::OK);
+    let (status, page) = console_sign_in(&app, &other.admin_token);
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("The account northwind is suspended by the operator of this server"), "{page}");
+    op_ok(&app, Method::POST, &format!("/accounts/{id}/resume"), None, StatusCode::OK);
+    assert_eq!(console_sign_in(&app, &other.admin_token).0, StatusCode::SEE_OTHER, "resumed");
+}
