@@ -1347,6 +1347,10 @@ fn webhooks_are_added_watched_resumed_and_deleted_in_chromium() {
     app.settle();
     browser.run(async |c| {
         wait_for_text(c, "after 2 failed attempts; 3 changes are waiting", true).await;
+        by_role(c, "link", "User Sync").await.click().await.unwrap();
+        let banner = format!("The webhook meeting-service is paused after 2 failed attempts: 3 changes are waiting to reach http://127.0.0.1:{port}/hook.");
+        wait_for_text(c, &banner, false).await;
+        by_role(c, "link", "Open the webhook meeting-service").await.click().await.unwrap();
         answer_every_request(TcpListener::bind(("127.0.0.1", port)).unwrap());
         by_role(c, "button", "Resume").await.click().await.unwrap();
         wait_for_text(c, "The webhook meeting-service was resumed", false).await;
