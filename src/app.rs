@@ -246,11 +246,19 @@ pub fn start(settings: &Settings) -> Result<Running, Box<dyn std::error::Error>>
     start_with_clock(settings, Arc::new(SystemClock))
 }
 
+/// Makes ring the process's default TLS provider (if none is yet): rustls is built with ring (the HTTPS
+/// listener's) and aws-lc-rs (reqwest's), and a client that takes the process default would otherwise
+/// find two.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 pub fn start_with_clock(
     settings: &Settings,
     clock: Arc<dyn Clock>,
 ) -> Result<Running, Box<dyn std::error::Error>> {
     settings.check()?;
+    install_crypto_provider();
     let store = open_server_store(settings, clock)?;
     let new_tokens = bootstrap(&store, settings)?;
     let listener = TcpListener::bind(&settings.listen)?;
