@@ -9,7 +9,9 @@ use actix_web::dev::Server;
 
 use crate::clock::{Clock, SystemClock};
 use crate::delivery::webhooks::{WebhookConfig, Webhooks};
-use crate::http::{AppState, HttpConfig, server};
+use crate::http::health::Readiness;
+use crate::http::tls::{CertResolver, TlsFiles};
+use crate::http::{AppState, HttpConfig, metrics_server, server};
 use crate::rules::Engine;
 use crate::store::{Actor, DurabilityMode, OnDamage, Store, StoreOptions, StoreResult, TokenKind};
 
@@ -31,6 +33,13 @@ pub struct Settings {
     pub accept_data_loss: bool,
     /// How webhook deliveries are retried.
     pub webhooks: WebhookConfig,
+    /// Serve HTTPS with this certificate and key (PEM); plain HTTP without.
+    pub tls: Option<TlsFiles>,
+    /// A second listener serving `/metrics` without a token.
+    pub metrics_listen: Option<String>,
+    /// How long the server goes on serving after SIGTERM, `/readyz` answering 503, before it stops taking
+    /// requests: the time a load balancer needs to notice.
+    pub drain: std::time::Duration,
 }
 
 impl Settings {
@@ -45,6 +54,9 @@ impl Settings {
             operator_token: None,
             accept_data_loss: false,
             webhooks: WebhookConfig::default(),
+            tls: None,
+            metrics_listen: None,
+            drain: std::time::Duration::ZERO,
         }
     }
 }
@@ -176,6 +188,64 @@ pub struct Running {
     /// The webhook sender: stopped with the engine, before the store is shut down.
     pub webhooks: Webhooks,
     pub new_tokens: Vec<NewToken>,
+    /// Marked from the moment a graceful shutdown begins.
+    pub readiness: Arc<Readiness>,
+    /// The served certificate, when serving HTTPS (SIGHUP reloads it).
+    pub tls: Option<Arc<CertResolver>>,
+    /// The `--metrics-listen` server and its address.
+    pub metrics: Option<(Server, SocketAddr)>,
+}
+
+impl Running {
+    /// `https` or `http`: what clients speak to [`addr`](Self::addr).
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
+    /// Begins a graceful shutdown: `/readyz` answers 503 at once; after `drain` (requests are served
+    /// meanwhile) the listeners stop accepting and the requests in flight finish (10 s at most).
+    pub async fn shut_down(
+        readiness: &Readiness,
+        drain: std::time::Duration,
+        handles: &[actix_web::dev::ServerHandle],
+    ) {
+        readiness.shutting_down();
+        log::info!("shutting down: /readyz answers 503; serving {} s more, then finishing", drain.as_secs());
+        actix_web::rt::time::sleep(drain).await;
+        for handle in handles {
+            handle.stop(true).await;
+        }
+    }
+
+    /// Handles the process's signals until it stops: SIGTERM and SIGINT shut it down gracefully, SIGHUP
+    /// reloads the TLS certificate (keeping the one served so far if the new one cannot be read).
+    pub fn watch_signals(&self, drain: std::time::Duration) -> std::io::Result<()> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        let readiness = self.readiness.clone();
+        let tls = self.tls.clone();
+        let mut handles = vec![self.server.handle()];
+        handles.extend(self.metrics.as_ref().map(|(s, _)| s.handle()));
+        actix_web::rt::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = term.recv() => break,
+                    _ = int.recv() => break,
+                    _ = hup.recv() => match &tls {
+                        Some(tls) => match tls.reload() {
+                            Ok(()) => log::info!("SIGHUP: reloaded the TLS certificate"),
+                            Err(e) => log::error!("SIGHUP: kept the current TLS certificate: {e}"),
+                        },
+                        None => log::info!("SIGHUP: no TLS certificate to reload"),
+                    },
+                }
+            }
+            Running::shut_down(&readiness, drain, &handles).await;
+        });
+        Ok(())
+    }
 }
 
 /// Opens the store and binds the listener; the returned server must be awaited inside an actix system.
@@ -183,15 +253,34 @@ pub fn start(settings: &Settings) -> Result<Running, Box<dyn std::error::Error>>
     start_with_clock(settings, Arc::new(SystemClock))
 }
 
+/// Makes ring the process's default TLS provider (if none is yet): rustls is built with ring (the HTTPS
+/// listener's) and aws-lc-rs (reqwest's), and a client that takes the process default would otherwise
+/// find two.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 pub fn start_with_clock(
     settings: &Settings,
     clock: Arc<dyn Clock>,
 ) -> Result<Running, Box<dyn std::error::Error>> {
     settings.check()?;
+    install_crypto_provider();
     let store = open_server_store(settings, clock)?;
     let new_tokens = bootstrap(&store, settings)?;
     let listener = TcpListener::bind(&settings.listen)?;
     let addr = listener.local_addr()?;
+    let tls = settings.tls.clone().map(CertResolver::load).transpose()?.map(Arc::new);
+    let metrics = match &settings.metrics_listen {
+        Some(listen) => {
+            let listener = TcpListener::bind(listen)?;
+            let addr = listener.local_addr()?;
+            Some((metrics_server(listener, store.clone())?, addr))
+        }
+        None => None,
+    };
+    // Installed before the first request, so that every series counts from the start.
+    crate::http::observe::recorder();
     let engine = Engine::start(store.clone())?;
     let webhooks = Webhooks::start(store.clone(), settings.webhooks.clone())?;
     let mut config = settings.http.clone();
@@ -200,12 +289,15 @@ pub fn start_with_clock(
         .as_deref()
         .filter(|s| !s.is_empty())
         .map(crate::http::operator::OperatorKey::from_secret);
+    let readiness = Arc::new(Readiness::default());
     let state = AppState {
         store: store.clone(),
         config,
         engine: Some(engine.clone()),
         large_writes: Default::default(),
+        limits: crate::http::limits::RateLimits::new(settings.http.rate_limit),
+        readiness: readiness.clone(),
     };
-    let server = server(listener, state)?;
-    Ok(Running { addr, server, store, engine, webhooks, new_tokens })
+    let server = server(listener, state, tls.clone())?;
+    Ok(Running { addr, server, store, engine, webhooks, new_tokens, readiness, tls, metrics })
 }

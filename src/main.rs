@@ -18,6 +18,9 @@ struct Cli {
     /// Data directory of the embedded store.
     #[arg(long, env = "USERSYNC_DATA", default_value = "./usersync-data", global = true)]
     data: PathBuf,
+    /// How log lines are written: `text` (for people) or `json` (one object per line, for collectors).
+    #[arg(long, env = "USERSYNC_LOG_FORMAT", default_value = "text", global = true)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Option<Command>,
     #[command(flatten)]
@@ -27,7 +30,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage accounts (on a stopped server's data directory, or with --url through a running server).
     Account(AccountArgs),
     /// Manage bearer tokens (on a stopped server's data directory, or with --url through a running server).
@@ -100,6 +103,35 @@ struct ServeArgs {
     /// operator API is not served.
     #[arg(long, env = "USERSYNC_OPERATOR_TOKEN_FILE")]
     operator_token_file: Option<PathBuf>,
+    /// Certificate chain (PEM) to serve HTTPS with; needs --tls-key. SIGHUP reloads it.
+    #[arg(long, env = "USERSYNC_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, env = "USERSYNC_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// A second address serving /metrics without a token (for a network only the operator reaches).
+    #[arg(long, env = "USERSYNC_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
+    /// A file holding the token that /metrics on --listen asks for (instead of USERSYNC_METRICS_TOKEN).
+    #[arg(long, env = "USERSYNC_METRICS_TOKEN_FILE")]
+    metrics_token_file: Option<PathBuf>,
+    /// Seconds the server goes on serving after SIGTERM, /readyz answering 503, so that a load balancer
+    /// takes it out before it stops accepting.
+    #[arg(long, env = "USERSYNC_DRAIN_SECONDS", default_value_t = 0)]
+    drain_seconds: u64,
+    /// Requests per second an account may make, sustained (0: no limit). An account's own limit, set by
+    /// the operator, takes precedence.
+    #[arg(long, env = "USERSYNC_RATE_LIMIT", default_value_t = usersync::store::RateLimit::DEFAULT.per_second)]
+    rate_limit: u32,
+    /// Requests an account may make at once above its sustained rate.
+    #[arg(long, env = "USERSYNC_RATE_BURST", default_value_t = usersync::store::RateLimit::DEFAULT.burst)]
+    rate_burst: u32,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 /// Where the account and token commands act.
@@ -179,14 +211,18 @@ enum TokenCommand {
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let logger = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).build();
+    let cli = Cli::parse();
+    let mut builder = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    if cli.log_format == LogFormat::Json {
+        builder.format(write_json);
+    }
+    let logger = builder.build();
     log::set_max_level(logger.filter());
     // Framing errors are logged at debug: without a token, anyone could otherwise fill the log.
     let _ = log::set_boxed_logger(Box::new(usersync::http::QuietFraming { inner: logger }));
-    let cli = Cli::parse();
     let result = match cli.command {
         None => serve(&cli.data, cli.serve),
-        Some(Command::Serve(args)) => serve(&cli.data, args),
+        Some(Command::Serve(args)) => serve(&cli.data, *args),
         Some(Command::Account(args)) => account(&cli.data, args),
         Some(Command::Token(args)) => token(&cli.data, args),
         Some(Command::Verify) => verify(&cli.data),
@@ -205,6 +241,39 @@ fn main() -> ExitCode {
     }
 }
 
+/// One JSON object per line: `time`, `level`, `target`, `message`, and the record's fields (a request's
+/// `request_id`, `account`, `token`, `method`, `route`, `path`, `status`, `latency_ms`).
+fn write_json(buf: &mut env_logger::fmt::Formatter, record: &log::Record<'_>) -> std::io::Result<()> {
+    use std::io::Write;
+    struct Fields<'a>(&'a mut serde_json::Map<String, serde_json::Value>);
+    impl<'kvs> log::kv::VisitSource<'kvs> for Fields<'_> {
+        fn visit_pair(
+            &mut self,
+            key: log::kv::Key<'kvs>,
+            value: log::kv::Value<'kvs>,
+        ) -> std::result::Result<(), log::kv::Error> {
+            let value = match (value.to_u64(), value.to_f64(), value.to_bool()) {
+                (Some(n), _, _) => n.into(),
+                (None, Some(f), _) => f.into(),
+                (None, None, Some(b)) => b.into(),
+                _ => value.to_string().into(),
+            };
+            self.0.insert(key.as_str().to_string(), value);
+            Ok(())
+        }
+    }
+    let mut line = serde_json::Map::new();
+    line.insert(
+        "time".into(),
+        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true).into(),
+    );
+    line.insert("level".into(), record.level().as_str().into());
+    line.insert("target".into(), record.target().into());
+    line.insert("message".into(), record.args().to_string().into());
+    let _ = log::kv::Source::visit(record.key_values(), &mut Fields(&mut line));
+    writeln!(buf, "{}", serde_json::Value::Object(line))
+}
+
 /// The exit code of a start refused because the store is damaged.
 const DAMAGED: u8 = 3;
 
@@ -215,7 +284,36 @@ struct Problems(usize);
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
+/// The metrics token: `USERSYNC_METRICS_TOKEN`, or the first line of `--metrics-token-file`.
+fn metrics_access(file: Option<&std::path::Path>) -> Result<usersync::http::observe::MetricsAccess> {
+    let token = match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("--metrics-token-file {}: {e}", path.display()))?;
+            Some(text.lines().next().unwrap_or_default().trim().to_string())
+        }
+        None => std::env::var("USERSYNC_METRICS_TOKEN").ok(),
+    };
+    match token.filter(|t| !t.is_empty()) {
+        None => Ok(Default::default()),
+        Some(t) if t.chars().count() < app::MIN_ENV_TOKEN_LEN => Err(format!(
+            "the metrics token is {} characters long; it needs at least {}",
+            t.chars().count(),
+            app::MIN_ENV_TOKEN_LEN
+        )
+        .into()),
+        Some(t) => Ok(usersync::http::observe::MetricsAccess::with_token(&t)),
+    }
+}
+
 fn serve(data: &std::path::Path, args: ServeArgs) -> Result<()> {
+    let rate_limit = (args.rate_limit > 0)
+        .then(|| usersync::store::RateLimit { per_second: args.rate_limit, burst: args.rate_burst.max(1) });
+    let metrics = metrics_access(args.metrics_token_file.as_deref())?;
+    let tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => Some(usersync::http::tls::TlsFiles { cert, key }),
+        _ => None,
+    };
     let settings = Settings {
         listen: args.listen,
         data: data.to_path_buf(),
@@ -233,6 +331,8 @@ fn serve(data: &std::path::Path, args: ServeArgs) -> Result<()> {
             min_body_rate: args.min_body_rate,
             max_body_memory: args.max_body_memory,
             max_connections: args.max_connections.max(1),
+            rate_limit,
+            metrics,
             ..HttpConfig::default()
         },
         scim_token: std::env::var("USERSYNC_SCIM_TOKEN").ok(),
@@ -247,6 +347,9 @@ fn serve(data: &std::path::Path, args: ServeArgs) -> Result<()> {
             pause_after: args.webhook_pause_after.max(1),
             timeout: std::time::Duration::from_secs(args.webhook_timeout.max(1)),
         },
+        tls,
+        metrics_listen: args.metrics_listen,
+        drain: std::time::Duration::from_secs(args.drain_seconds),
     };
     actix_web::rt::System::new().block_on(async move {
         let running = app::start(&settings)?;
@@ -256,8 +359,14 @@ fn serve(data: &std::path::Path, args: ServeArgs) -> Result<()> {
                 println!("  {} token: {}", t.kind.as_str(), t.secret);
             }
         }
-        println!("usersync listening on http://{0} (SCIM base URL http://{0}/scim/v2)", running.addr);
+        let scheme = running.scheme();
+        println!("usersync listening on {scheme}://{0} (SCIM base URL {scheme}://{0}/scim/v2)", running.addr);
         log::info!("data in {}, durability {:?}", settings.data.display(), settings.durability);
+        running.watch_signals(settings.drain)?;
+        if let Some((metrics, addr)) = running.metrics {
+            println!("usersync metrics on http://{addr}/metrics");
+            actix_web::rt::spawn(metrics);
+        }
         running.server.await?;
         running.engine.stop();
         running.webhooks.stop();

@@ -35,6 +35,9 @@ pub enum ApiError {
     /// The server is at a limit that frees up by itself (503 with `Retry-After`).
     #[error("{0}")]
     Unavailable(String),
+    /// The account is over its rate limit (429 with `Retry-After`).
+    #[error("{}", super::limits::refusal(*.0))]
+    TooManyRequests(std::time::Duration),
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -52,6 +55,7 @@ impl ApiError {
             ApiError::NotImplemented(m) => ScimError::status(501, m.clone()),
             ApiError::PayloadTooLarge(_) => ScimError::status(413, self.to_string()),
             ApiError::Unavailable(m) => ScimError::status(503, m.clone()),
+            ApiError::TooManyRequests(_) => ScimError::status(429, self.to_string()),
         }
     }
 }
@@ -86,7 +90,11 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        scim_error_response(&self.to_scim())
+        let mut res = scim_error_response(&self.to_scim());
+        if let ApiError::TooManyRequests(wait) = self {
+            super::limits::set_retry_after(&mut res, *wait);
+        }
+        res
     }
 }
 

@@ -8,19 +8,21 @@ mod console;
 mod discovery;
 mod error;
 mod framing;
+pub mod health;
+pub mod limits;
+pub mod observe;
 pub mod operator;
 mod render;
 mod request;
 mod scim;
+pub mod tls;
 
 use std::net::TcpListener;
-use std::time::Instant;
 
-use actix_web::body::MessageBody;
 use actix_web::dev::{Server, Service, ServiceRequest, ServiceResponse};
 use actix_web::http::Uri;
 use actix_web::http::header::{self, HeaderMap, HeaderValue};
-use actix_web::{App, Error, HttpMessage, HttpServer, Route, web};
+use actix_web::{App, Error, HttpServer, Route, web};
 
 pub use error::{ApiError, ApiResult};
 pub use framing::QuietFraming;
@@ -31,7 +33,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::rules::Engine;
 use crate::scim::schema::ResourceKind;
-use crate::store::{AccountId, Store};
+use crate::store::{AccountId, RateLimit, Store};
 
 /// Limits and defaults of the HTTP front end.
 #[derive(Debug, Clone)]
@@ -60,6 +62,10 @@ pub struct HttpConfig {
     pub max_head: usize,
     /// The operator token (its hash): without one, the operator API is not served.
     pub operator_token: Option<operator::OperatorKey>,
+    /// The rate limit of accounts without one of their own (`None`: unlimited).
+    pub rate_limit: Option<RateLimit>,
+    /// Who may read `/metrics` on this listener.
+    pub metrics: observe::MetricsAccess,
 }
 
 impl Default for HttpConfig {
@@ -77,6 +83,9 @@ impl Default for HttpConfig {
             max_connections: 4096,
             max_head: 32 << 10,
             operator_token: None,
+            // Unlimited for servers started from the library (tests); `usersync serve` limits by default.
+            rate_limit: None,
+            metrics: observe::MetricsAccess::default(),
         }
     }
 }
@@ -88,6 +97,10 @@ pub struct AppState {
     /// The rule engine, told about every durable write (absent in servers started without one).
     pub engine: Option<Engine>,
     pub large_writes: LargeWrites,
+    /// Each account's token bucket.
+    pub limits: limits::RateLimits,
+    /// Set when a graceful shutdown begins (`/readyz` answers 503 from then on).
+    pub readiness: Arc<health::Readiness>,
 }
 
 /// A body at least this large makes a write large (see [`LargeWrites`]): about a thousand members, or a
@@ -131,8 +144,14 @@ impl AppState {
 /// Threads per HTTP worker that run store writes.
 const BLOCKING_THREADS: usize = 4;
 
-/// Starts serving on `listener`.
-pub fn server(listener: TcpListener, state: AppState) -> std::io::Result<Server> {
+/// Starts serving on `listener`: HTTPS with the resolver's certificate when one is given, plain HTTP
+/// otherwise. Signals are left to the caller (see `app::watch_signals`), which marks the server as
+/// shutting down before it stops.
+pub fn server(
+    listener: TcpListener,
+    state: AppState,
+    tls: Option<Arc<tls::CertResolver>>,
+) -> Result<Server, Box<dyn std::error::Error>> {
     let workers = state.config.workers.max(1);
     let max_connections = state.config.max_connections;
     let max_head = state.config.max_head;
@@ -147,10 +166,7 @@ pub fn server(listener: TcpListener, state: AppState) -> std::io::Result<Server>
             .configure(routes)
             .wrap_fn(move |mut req, srv| {
                 canonicalize_path(&mut req);
-                let started = Instant::now();
-                let method = req.method().clone();
-                let path =
-                    if log::log_enabled!(log::Level::Info) { req.path().to_string() } else { String::new() };
+                let started = observe::start(&req);
                 let plain_json = prefers_plain_json(req.headers());
                 let step = match head_too_large(&req, max_head) {
                     Some(e) => Step::Early(req.error_response(e)),
@@ -165,7 +181,7 @@ pub fn server(listener: TcpListener, state: AppState) -> std::io::Result<Server>
                         use_plain_json(&mut res);
                     }
                     add_security_headers(res.headers_mut());
-                    log_request(&res, &method, &path, started);
+                    observe::finish(&mut res, &started);
                     Ok::<ServiceResponse<_>, Error>(res)
                 }
             })
@@ -180,6 +196,26 @@ pub fn server(listener: TcpListener, state: AppState) -> std::io::Result<Server>
     // to fill a commit, and each thread keeps allocator memory of its own.
     .worker_max_blocking_threads(BLOCKING_THREADS)
     .shutdown_timeout(10)
+    .disable_signals();
+    let server = match tls {
+        Some(resolver) => server.listen_rustls_0_23(listener, tls::server_config(resolver)?)?,
+        None => server.listen(listener)?,
+    };
+    Ok(server.run())
+}
+
+/// The `--metrics-listen` server: `/metrics` without a token, and `/livez`, on an address only the
+/// operator's network reaches.
+pub fn metrics_server(listener: TcpListener, store: Store) -> std::io::Result<Server> {
+    let store = web::Data::new(store);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(store.clone())
+            .route("/metrics", web::get().to(observe::metrics_open))
+            .route("/livez", web::get().to(health::livez))
+    })
+    .workers(1)
+    .disable_signals()
     .listen(listener)?
     .run();
     Ok(server)
@@ -225,6 +261,8 @@ fn routes(cfg: &mut web::ServiceConfig) {
             .service(web::resource(["/Me", "/Me/{rest:.*}"]).to(discovery::me_not_supported))
             .default_service(web::to(discovery::not_found)),
     )
+    .configure(health::routes)
+    .service(web::resource("/metrics").route(web::get().to(observe::metrics_with_token)))
     .configure(admin::routes)
     .configure(operator::routes)
     .configure(console::routes)
@@ -350,24 +388,6 @@ fn add_security_headers(headers: &mut HeaderMap) {
     if !headers.contains_key(header::CACHE_CONTROL) {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-}
-
-fn log_request<B: MessageBody>(
-    res: &ServiceResponse<B>,
-    method: &actix_web::http::Method,
-    path: &str,
-    started: Instant,
-) {
-    if !log::log_enabled!(log::Level::Info) {
-        return;
-    }
-    let caller = res.request().extensions().get::<request::LoggedCaller>().map(|c| c.0.clone());
-    log::info!(
-        "{method} {path} {} {:.1}ms {}",
-        res.status().as_u16(),
-        started.elapsed().as_secs_f64() * 1000.0,
-        caller.as_deref().unwrap_or("-")
-    );
 }
 
 #[cfg(test)]

@@ -33,9 +33,13 @@ impl Caller {
     }
 }
 
-/// What the request log shows about the caller (never the token).
+/// What the request log and the request metrics show about the caller: its account's name and its token's
+/// name (never the secret).
 #[derive(Debug, Clone)]
-pub struct LoggedCaller(pub String);
+pub struct LoggedCaller {
+    pub account: String,
+    pub token: String,
+}
 
 /// A caller holding a SCIM token.
 pub struct ScimCaller(pub Caller);
@@ -49,6 +53,8 @@ pub enum AuthError {
     Unauthorized(String),
     Forbidden(String),
     Store(StoreError),
+    /// The account is over its rate limit; the next request is let through after this long.
+    RateLimited(std::time::Duration),
 }
 
 impl From<AuthError> for ApiError {
@@ -57,11 +63,12 @@ impl From<AuthError> for ApiError {
             AuthError::Unauthorized(m) => ApiError::Unauthorized(m),
             AuthError::Forbidden(m) => ApiError::Forbidden(m),
             AuthError::Store(e) => ApiError::Store(e),
+            AuthError::RateLimited(wait) => ApiError::TooManyRequests(wait),
         }
     }
 }
 
-/// The bearer token of the request, if it carries one.
+/// The token of an `Authorization: Bearer <token>` header, if the request has one.
 pub(crate) fn bearer(req: &HttpRequest) -> Option<&str> {
     req.headers()
         .get(header::AUTHORIZATION)
@@ -93,15 +100,12 @@ pub(crate) fn authenticate(req: &HttpRequest, kind: TokenKind) -> Result<Caller,
     if token.kind != kind {
         return Err(AuthError::Forbidden(format!("a {} token cannot be used here", token.kind.as_str())));
     }
-    if log::log_enabled!(log::Level::Info) {
-        let label = state
-            .store
-            .account_name(token.account)
-            .map_err(AuthError::Store)?
-            .map(|name| format!("{name}/{}", token.actor().0))
-            .unwrap_or_else(|| token.actor().0);
-        req.extensions_mut().insert(LoggedCaller(label));
-    }
+    let account = state.store.account_name(token.account).map_err(AuthError::Store)?;
+    req.extensions_mut().insert(LoggedCaller {
+        account: account.unwrap_or_else(|| token.account.0.to_string()),
+        token: token.name.clone(),
+    });
+    state.limits.take(&state.store, token.account).map_err(AuthError::RateLimited)?;
     Ok(Caller { token })
 }
 
@@ -353,12 +357,13 @@ pub fn base_url(req: &HttpRequest) -> String {
     const PROXY_HEADERS: [&str; 3] = ["forwarded", "x-forwarded-host", "x-forwarded-proto"];
     let headers = req.headers();
     let forwarded = PROXY_HEADERS.iter().any(|h| headers.contains_key(*h)) && from_trusted_proxy(req);
-    // Without a proxy's headers the answer is the Host header over plain HTTP (the server speaks no TLS);
+    // Without a proxy's headers the answer is the Host header, over HTTPS when this listener serves TLS;
     // actix's connection info, which weighs every forwarding header, is only used behind a trusted proxy.
     if !forwarded {
         let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
         let host = host.map_or_else(|| req.app_config().host().to_string(), str::to_string);
-        return format!("http://{host}/scim/v2");
+        let scheme = if req.app_config().secure() { "https" } else { "http" };
+        return format!("{scheme}://{host}/scim/v2");
     }
     let info = req.connection_info();
     format!("{}://{}/scim/v2", info.scheme(), info.host())

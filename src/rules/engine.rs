@@ -28,6 +28,15 @@ const BATCH: usize = 512;
 /// instead of one wake-up and one pass per write, for at most this delay in acting on the first.
 const SETTLE: Duration = Duration::from_millis(2);
 
+/// Adds the users the worker evaluated for an account to its `usersync_engine_evaluations_total`.
+fn count_evaluations(store: &Store, acct: AccountId, evaluated: usize) {
+    if evaluated == 0 {
+        return;
+    }
+    let account = store.account_name(acct).ok().flatten().unwrap_or_else(|| acct.0.to_string());
+    metrics::counter!("usersync_engine_evaluations_total", "account" => account).increment(evaluated as u64);
+}
+
 /// A handle on the engine; cheap to clone.
 #[derive(Clone)]
 pub struct Engine {
@@ -88,6 +97,12 @@ impl Engine {
         }
     }
 
+    /// Whether the worker thread is alive and not told to stop.
+    pub fn running(&self) -> bool {
+        !self.inner.stop.load(Ordering::SeqCst)
+            && self.inner.worker.lock().is_ok_and(|w| w.as_ref().is_some_and(|h| !h.is_finished()))
+    }
+
     fn work(&self) {
         while !self.inner.stop.load(Ordering::SeqCst) {
             {
@@ -126,6 +141,7 @@ impl Engine {
                 continue;
             }
             let Some(mut evaluator) = Evaluator::new(store, acct, &config)? else { continue };
+            let before = evaluated;
             let scopes = store.pending_scopes(acct)?;
             let mut cause = cause_of(&scopes, store.scope_cause(acct)?);
             // Directory writes that follow a group's deletion are named by the group.
@@ -155,6 +171,7 @@ impl Engine {
             for (scope, seq) in &scopes {
                 store.finish_scope(acct, scope, *seq)?;
             }
+            count_evaluations(store, acct, evaluated - before);
         }
         Ok(evaluated)
     }

@@ -311,7 +311,10 @@ fn flush_loop(shared: &Shared) {
             shared.progress.send_modify(|p| p.failed = p.failed.max(target));
             continue;
         }
-        match flush_once(shared) {
+        let started = std::time::Instant::now();
+        let flushed = flush_once(shared);
+        metrics::histogram!("usersync_store_flush_duration_seconds").record(started.elapsed().as_secs_f64());
+        match flushed {
             Ok(()) => {
                 shared.progress.send_modify(|p| p.flushed = p.flushed.max(target));
             }

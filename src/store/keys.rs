@@ -74,6 +74,8 @@ pub mod kind {
     /// `B acct webhook-id` → webhook; `b acct webhook-id` → its delivery position, log and state
     pub const WEBHOOK: u8 = b'B';
     pub const WEBHOOK_STATE: u8 = b'b';
+    /// `j acct` → the account's request rate limit, when the operator set one
+    pub const RATE_LIMIT: u8 = b'j';
     /// `X lower(login)` → (account, uid) holding the login server-wide
     pub const LOGIN: u8 = b'X';
     /// `V lower(login) acct uid` → () : a user waiting for a login held by another account

@@ -15,6 +15,7 @@ pub mod integrity;
 pub mod keys;
 pub mod layout;
 mod lifecycle;
+mod limits;
 mod list;
 mod members;
 mod pending;
@@ -41,6 +42,7 @@ pub use directory::NameMatch;
 pub use durability::{Durability, DurabilityMode};
 pub use integrity::OnDamage;
 pub use keys::AccountId;
+pub use limits::RateLimit;
 pub use list::{ListPage, ListQuery};
 pub use members::{GroupPatch, GroupsCursor, Member};
 pub use tx::take_longest_hold as take_longest_commit_hold;
@@ -174,6 +176,8 @@ struct Inner {
     /// Tokens seen since start, by the hash of their secret (revocation removes them at once).
     tokens: RwLock<accounts::TokenCache>,
     account_names: RwLock<HashMap<AccountId, String>>,
+    /// Each account's rate limit override, read once (see [`limits`]).
+    rate_limits: RwLock<HashMap<AccountId, Option<RateLimit>>>,
     /// Each account's schemas: the standard ones plus its custom attributes, built once.
     registries: RwLock<HashMap<AccountId, Arc<Registry>>>,
     /// Found once per reorder for `GET /sync` (see `count_owed_by_reorder`).
@@ -217,6 +221,7 @@ impl Store {
                 standard: Arc::new(Registry::standard()),
                 tokens: RwLock::default(),
                 account_names: RwLock::new(HashMap::new()),
+                rate_limits: RwLock::new(HashMap::new()),
                 registries: RwLock::new(HashMap::new()),
                 reorder_owed: Mutex::default(),
                 data_dir: options.path,

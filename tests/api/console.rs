@@ -77,6 +77,9 @@ impl Browser {
         caps.insert("browserName".into(), json!("chrome"));
         caps.insert("goog:chromeOptions".into(), options);
         let url = format!("http://127.0.0.1:{port}");
+        // rustls is built with ring (the server's) and aws-lc-rs (reqwest's): fantoccini takes the process
+        // default provider, which must then be chosen.
+        usersync::app::install_crypto_provider();
         let client = browser.runtime.block_on(async {
             let deadline = Instant::now() + Duration::from_secs(20);
             loop {

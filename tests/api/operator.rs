@@ -576,3 +576,32 @@ fn the_console_says_why_an_expired_or_suspended_token_cannot_sign_in() {
     op_ok(&app, Method::POST, &format!("/accounts/{id}/resume"), None, StatusCode::OK);
     assert_eq!(console_sign_in(&app, &other.admin_token).0, StatusCode::SEE_OTHER, "resumed");
 }
+
+/// The operator sets an account's own rate limit while the server runs (bad values named), and removes it
+/// again: the account is limited from its next request on, its neighbour never.
+#[test]
+fn the_operator_sets_and_removes_an_accounts_rate_limit() {
+    let (app, _dir) = spawn_operated();
+    let (id, limited) = create(&app, "flooded");
+    let path = format!("/accounts/{id}/rate-limit");
+    let shown = op_ok(&app, Method::GET, &path, None, StatusCode::OK);
+    assert_eq!(shown["own"], json!(null), "{shown}");
+    let zero = json!({"perSecond": 0, "burst": 1});
+    let refused = op(&app, Method::PUT, &path, Some(&zero));
+    assert!(refused.status().is_client_error(), "{}", refused.status());
+    assert!(refused.text().unwrap().contains("perSecond"), "the field is named");
+    let unknown = op(&app, Method::PUT, &path, Some(&json!({"perSecond": 1, "burst": 1, "brust": 2})));
+    assert_eq!(unknown.status(), StatusCode::BAD_REQUEST);
+    let tight = json!({"perSecond": 1, "burst": 2});
+    let set = op_ok(&app, Method::PUT, &path, Some(&tight), StatusCode::OK);
+    assert_eq!(set["own"], tight, "{set}");
+    let statuses: Vec<StatusCode> = (0..4).map(|_| limited.get("/Users").status()).collect();
+    assert!(statuses.contains(&StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
+    for _ in 0..20 {
+        expect_status(app.get("/Users"), StatusCode::OK);
+    }
+    op_ok(&app, Method::DELETE, &path, None, StatusCode::OK);
+    for _ in 0..20 {
+        expect_status(limited.get("/Users"), StatusCode::OK);
+    }
+}

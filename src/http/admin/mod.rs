@@ -55,13 +55,22 @@ pub struct AdminError {
     pub errors: Vec<FieldError>,
     /// For a 405: the methods the path takes.
     pub allow: Option<String>,
+    /// For a 429: how long until the account's next request is let through.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 pub type AdminResult<T> = Result<T, AdminError>;
 
 impl AdminError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        AdminError { status, code, message: message.into(), errors: Vec::new(), allow: None }
+        AdminError {
+            status,
+            code,
+            message: message.into(),
+            errors: Vec::new(),
+            allow: None,
+            retry_after: None,
+        }
     }
 
     /// An error of `status` listing problems by field; its message joins them.
@@ -74,7 +83,7 @@ impl AdminError {
         };
         let message =
             errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
-        AdminError { status, code, message, errors, allow: None }
+        AdminError { status, code, message, errors, allow: None, retry_after: None }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -110,7 +119,11 @@ impl ResponseError for AdminError {
         if let Some(allow) = self.allow.as_deref().and_then(|a| HeaderValue::from_str(a).ok()) {
             res.insert_header((header::ALLOW, allow));
         }
-        res.json(json!({"error": self.code, "message": self.message, "errors": self.errors}))
+        let mut res = res.json(json!({"error": self.code, "message": self.message, "errors": self.errors}));
+        if let Some(wait) = self.retry_after {
+            crate::http::limits::set_retry_after(&mut res, wait);
+        }
+        res
     }
 }
 
@@ -183,6 +196,14 @@ impl From<AuthError> for AdminError {
             AuthError::Unauthorized(m) => AdminError::new(StatusCode::UNAUTHORIZED, "unauthorized", m),
             AuthError::Forbidden(m) => AdminError::new(StatusCode::FORBIDDEN, "forbidden", m),
             AuthError::Store(e) => e.into(),
+            AuthError::RateLimited(wait) => AdminError {
+                retry_after: Some(wait),
+                ..AdminError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    crate::http::limits::refusal(wait),
+                )
+            },
         }
     }
 }

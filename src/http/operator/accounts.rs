@@ -44,7 +44,7 @@ impl AccountView {
 }
 
 /// The account named by the path's `{id}`, or 404.
-fn account(store: &Store, id: &str) -> AdminResult<Account> {
+pub(super) fn account(store: &Store, id: &str) -> AdminResult<Account> {
     id.parse::<u32>()
         .ok()
         .map(|n| store.account_by_id(AccountId(n)))

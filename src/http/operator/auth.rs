@@ -58,7 +58,7 @@ impl OperatorAuth {
         if !key.matches(secret) {
             return Err(unauthorized("the bearer token is not the operator token"));
         }
-        req.extensions_mut().insert(LoggedCaller("operator".into()));
+        req.extensions_mut().insert(LoggedCaller { account: "-".into(), token: "operator".into() });
         Ok(OperatorAuth)
     }
 }

@@ -4,6 +4,7 @@
 
 mod accounts;
 mod auth;
+mod limits;
 
 pub use auth::{OperatorAuth, OperatorKey};
 
@@ -19,7 +20,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(resource!("/accounts/{id}/tokens", get => accounts::list_tokens,
                 post => accounts::create_token))
             .service(resource!("/accounts/{id}/tokens/{token}", delete => accounts::revoke_token))
-            // after `tokens`, which it would otherwise take: `suspend` and `resume`
+            .service(resource!("/accounts/{id}/rate-limit", get => limits::get, put => limits::put,
+                delete => limits::delete))
+            // after `tokens` and `rate-limit`, which it would otherwise take: `suspend` and `resume`
             .service(resource!("/accounts/{id}/{action}", post => accounts::suspend_or_resume))
             .default_service(web::to(not_found)),
     );
