@@ -11,6 +11,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::delivery::webhooks::{WebhookConfig, Webhooks};
 use crate::http::{AppState, HttpConfig, server};
 use crate::rules::Engine;
+use crate::socket::LocalSocket;
 use crate::store::{Actor, DurabilityMode, OnDamage, Store, StoreOptions, StoreResult, TokenKind};
 
 /// Everything `serve` is configured with.
@@ -28,6 +29,8 @@ pub struct Settings {
     pub accept_data_loss: bool,
     /// How webhook deliveries are retried.
     pub webhooks: WebhookConfig,
+    /// How often history older than each account's retention is pruned.
+    pub prune_every: std::time::Duration,
 }
 
 impl Settings {
@@ -41,6 +44,7 @@ impl Settings {
             admin_token: None,
             accept_data_loss: false,
             webhooks: WebhookConfig::default(),
+            prune_every: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -168,6 +172,8 @@ pub struct Running {
     pub engine: Engine,
     /// The webhook sender: stopped with the engine, before the store is shut down.
     pub webhooks: Webhooks,
+    /// The data directory's socket (backups); `None` when it could not be bound (logged).
+    pub socket: Option<LocalSocket>,
     pub new_tokens: Vec<NewToken>,
 }
 
@@ -194,5 +200,14 @@ pub fn start_with_clock(
         large_writes: Default::default(),
     };
     let server = server(listener, state)?;
-    Ok(Running { addr, server, store, engine, webhooks, new_tokens })
+    crate::store::retention::watch(&store, settings.prune_every);
+    let socket = crate::socket::serve(&store)
+        .map_err(|e| {
+            log::warn!(
+                "no local socket in {} ({e}): `usersync backup` cannot reach this server",
+                settings.data.display()
+            )
+        })
+        .ok();
+    Ok(Running { addr, server, store, engine, webhooks, socket, new_tokens })
 }

@@ -82,6 +82,11 @@ pub(crate) fn authenticate(req: &HttpRequest, kind: TokenKind) -> Result<Caller,
     if token.kind != kind {
         return Err(AuthError::Forbidden(format!("a {} token cannot be used here", token.kind.as_str())));
     }
+    if kind == TokenKind::Scim
+        && let Some(note) = super::provisioning::Note::of(req)
+    {
+        note.caller(token.account, &token.name);
+    }
     if log::log_enabled!(log::Level::Info) {
         let label = state
             .store

@@ -80,6 +80,11 @@ pub mod kind {
     pub const LOGIN_WAIT: u8 = b'V';
     /// `v what` → the version of a derived layout (global), for start-up migrations
     pub const LAYOUT: u8 = b'v';
+    /// `J acct millis n` → provisioning log entry; `j acct ...` → its indexes (see `requests`)
+    pub const REQUEST: u8 = b'J';
+    pub const REQUEST_INDEX: u8 = b'j';
+    /// `Y acct` → the account's retention settings (see `retention`)
+    pub const RETENTION: u8 = b'Y';
 }
 
 /// Separates a variable-length part from a fixed-length id; never occurs in UTF-8 text.

@@ -4,6 +4,7 @@
 
 mod accounts;
 pub mod activity;
+pub mod backup;
 mod codec;
 pub mod compact;
 mod directory;
@@ -18,7 +19,9 @@ mod list;
 mod members;
 mod pending;
 mod records;
+pub mod requests;
 mod resources;
+pub mod retention;
 pub mod sync;
 mod tx;
 mod users;
@@ -42,6 +45,8 @@ pub use integrity::OnDamage;
 pub use keys::AccountId;
 pub use list::{ListPage, ListQuery};
 pub use members::{GroupPatch, GroupsCursor, Member};
+pub use requests::{RequestEntry, RequestPage, RequestQuery, StatusMatch};
+pub use retention::Retention;
 pub use tx::take_longest_hold as take_longest_commit_hold;
 pub use users::is_active;
 
@@ -184,6 +189,8 @@ struct Inner {
     compacting: Mutex<()>,
     /// What the last compaction while running did, for `GET /admin/v1/sync`.
     last_compaction: Mutex<Option<compact::LastCompaction>>,
+    /// The provisioning log's queue and writer (see [`requests`]).
+    requests: requests::Recorder,
 }
 
 const GROUP_LOCK_STRIPES: usize = 64;
@@ -222,6 +229,7 @@ impl Store {
                 compacted: Mutex::new(None),
                 compacting: Mutex::new(()),
                 last_compaction: Mutex::new(None),
+                requests: requests::Recorder::default(),
             }),
         };
         store.count_resources()?;
@@ -269,8 +277,10 @@ impl Store {
         self.inner.durability.mode()
     }
 
-    /// Flushes everything and stops the flusher; the store stays readable.
+    /// Commits the provisioning log entries still queued, flushes everything and stops the flusher; the
+    /// store stays readable.
     pub fn shutdown(&self) {
+        self.stop_request_writer();
         self.inner.durability.shutdown();
     }
 

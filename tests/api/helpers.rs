@@ -74,6 +74,9 @@ pub fn spawn_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> TestApp {
             running.server.await.expect("server runs");
             running.engine.stop();
             running.webhooks.stop();
+            if let Some(socket) = running.socket {
+                socket.stop();
+            }
             running.store.shutdown();
         })
     });

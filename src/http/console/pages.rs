@@ -6,7 +6,7 @@ use askama::Template;
 use super::session::Signed;
 
 /// The main navigation: (key, label, address).
-pub const NAVIGATION: [(&str, &str, &str); 10] = [
+pub const NAVIGATION: [(&str, &str, &str); 11] = [
     ("home", "User Sync", "/console/"),
     ("rules", "Rules", "/console/rules"),
     ("users", "Users", "/console/users"),
@@ -16,6 +16,7 @@ pub const NAVIGATION: [(&str, &str, &str); 10] = [
     ("email-templates", "Email templates", "/console/email-templates"),
     ("custom-attributes", "Custom attributes", "/console/custom-attributes"),
     ("activity", "Administrative Activity History", "/console/activity"),
+    ("requests", "Provisioning Log", "/console/requests"),
     ("tokens", "Tokens", "/console/tokens"),
 ];
 
