@@ -1188,7 +1188,7 @@ fn without_javascript_holds_users_and_objects_work_as_plain_forms() {
 }
 
 /// A signed-in console session over plain HTTP: the client (no redirects followed) and the session cookie.
-fn http_session(app: &TestApp) -> (reqwest::blocking::Client, String) {
+pub(crate) fn http_session(app: &TestApp) -> (reqwest::blocking::Client, String) {
     let client =
         reqwest::blocking::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let base = format!("http://{}", app.addr);

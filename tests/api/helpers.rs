@@ -40,12 +40,17 @@ pub fn spawn_app() -> TestApp {
 
 /// Starts a server on an existing data directory (for restart tests).
 pub fn spawn_app_in(data: &Path) -> TestApp {
+    spawn_with(test_settings(data))
+}
+
+/// What test servers run with: port 0, flushed writes, the test tokens.
+pub fn test_settings(data: &Path) -> Settings {
     let mut settings = Settings::new(data);
     settings.listen = "127.0.0.1:0".into();
     settings.durability = DurabilityMode::Flush;
     settings.scim_token = Some(SCIM_TOKEN.into());
     settings.admin_token = Some(ADMIN_TOKEN.into());
-    spawn_with(settings)
+    settings
 }
 
 pub fn spawn_with(settings: Settings) -> TestApp {

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod admin_api;
+mod backup;
 mod bad_input;
 mod cli;
 mod concurrency;
@@ -22,4 +23,6 @@ mod isolation;
 mod okta;
 mod onelogin;
 mod persistence;
+mod provisioning_log;
+mod retention;
 mod rules;
