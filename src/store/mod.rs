@@ -430,16 +430,20 @@ pub(crate) mod testing {
 
     /// A store in a fresh temporary directory with a fixed clock.
     pub fn temp_store() -> (Store, tempfile::TempDir) {
+        let (store, _, dir) = clocked_store("2026-01-02T03:04:05Z");
+        (store, dir)
+    }
+
+    /// A store in a fresh temporary directory whose clock starts at `start` and moves when told to.
+    pub fn clocked_store(start: &str) -> (Store, Arc<ManualClock>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        let clock = Arc::new(ManualClock::new(
-            chrono::DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z").unwrap().into(),
-        ));
+        let clock = Arc::new(ManualClock::new(chrono::DateTime::parse_from_rfc3339(start).unwrap().into()));
         let store = Store::open(StoreOptions {
             path: dir.path().to_path_buf(),
             durability: DurabilityMode::Flush,
-            clock,
+            clock: clock.clone(),
         })
         .unwrap();
-        (store, dir)
+        (store, clock, dir)
     }
 }

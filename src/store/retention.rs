@@ -128,3 +128,48 @@ pub fn watch(store: &Store, every: Duration) {
         log::error!("could not start the retention thread: {e}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::store::RequestEntry;
+    use crate::store::keys::{kind, prefix};
+
+    #[test]
+    fn under_steady_churn_what_is_kept_stays_bounded() {
+        let (store, clock, _dir) = crate::store::testing::clocked_store("2026-01-01T00:00:00Z");
+        let acct = store.ensure_account("a").unwrap().0.id;
+        let settings = Retention {
+            activity_days: 1,
+            request_days: 1,
+            request_max_entries: 1_000,
+            ..Retention::default()
+        };
+        store.put_retention(acct, &settings, &Actor::engine()).unwrap();
+        let mut live = Vec::new();
+        for round in 0..12 {
+            for i in 0..150 {
+                let detail = json!({"round": round, "i": i});
+                store.record_activity(acct, &Actor::engine(), "user.updated", Some("u1"), detail).unwrap();
+                let entry: RequestEntry = serde_json::from_value(json!({"time": crate::clock::timestamp(store.now()),
+                    "token": "t", "method": "GET", "path": "/scim/v2/Users", "status": 200, "latencyMs": 1.0}))
+                .unwrap();
+                store.record_request(acct, entry);
+            }
+            store.flush_requests().unwrap();
+            clock.advance(chrono::Duration::hours(8));
+            store.prune().unwrap();
+            live.push(store.tree().state().bytes);
+            let kept = store.tree().scan_prefix(prefix(kind::ACTIVITY, acct)).count();
+            assert!(kept <= 4 * 150, "round {round}: {kept} activity entries kept");
+            let logged = store.requests(acct, &crate::store::RequestQuery::default()).unwrap().total;
+            assert!(logged <= 4 * 150, "round {round}: {logged} log entries kept");
+        }
+        // once the retention window is full, the records' size no longer grows
+        let settled = &live[4..];
+        let (low, high) = (settled.iter().min().unwrap(), settled.iter().max().unwrap());
+        assert!(*high < low + low / 5, "live bytes per round: {live:?}");
+    }
+}
