@@ -17,6 +17,8 @@ use crate::store::{Store, StoreError};
 pub const SOCKET_FILE: &str = "usersync.sock";
 /// Where the socket is bound before it is moved into place, so it is never reachable before its mode is set.
 const BINDING_DIR: &str = ".usersync-sock";
+/// How long the accepting thread sleeps when nobody is connecting.
+const ACCEPT_POLL: Duration = Duration::from_millis(50);
 
 /// The socket a running server listens on; [`LocalSocket::stop`] closes and removes it.
 pub struct LocalSocket {
@@ -41,12 +43,26 @@ pub fn serve(store: &Store) -> std::io::Result<LocalSocket> {
     let _ = std::fs::remove_dir(&binding);
     let stop = Arc::new(AtomicBool::new(false));
     let (stopping, store) = (stop.clone(), store.clone());
+    // Accepts without blocking, looking at the flag in between: a stop must not depend on reaching the
+    // socket by its path, which may be gone by then (a data directory removed under a stopping server).
+    listener.set_nonblocking(true)?;
     let thread = std::thread::Builder::new().name("usersync-socket".into()).spawn(move || {
-        for stream in listener.incoming() {
-            if stopping.load(Ordering::SeqCst) {
-                return;
+        while !stopping.load(Ordering::SeqCst) {
+            let stream = match listener.accept() {
+                Ok((stream, _)) => stream,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(ACCEPT_POLL);
+                    continue;
+                }
+                Err(e) => {
+                    log::warn!("local socket: {e}");
+                    std::thread::sleep(ACCEPT_POLL);
+                    continue;
+                }
+            };
+            if stream.set_nonblocking(false).is_err() {
+                continue;
             }
-            let Ok(stream) = stream else { continue };
             let store = store.clone();
             let spawned = std::thread::Builder::new()
                 .name("usersync-backup".into())
@@ -63,8 +79,6 @@ impl LocalSocket {
     /// Stops listening and removes the socket file.
     pub fn stop(mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        // wakes the accepting thread, which sees the flag
-        let _ = UnixStream::connect(&self.path);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
