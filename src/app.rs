@@ -13,6 +13,7 @@ use crate::http::health::Readiness;
 use crate::http::tls::{CertResolver, TlsFiles};
 use crate::http::{AppState, HttpConfig, metrics_server, server};
 use crate::rules::Engine;
+use crate::socket::LocalSocket;
 use crate::store::{Actor, DurabilityMode, OnDamage, Store, StoreOptions, StoreResult, TokenKind};
 
 /// Everything `serve` is configured with.
@@ -40,6 +41,8 @@ pub struct Settings {
     /// How long the server goes on serving after SIGTERM, `/readyz` answering 503, before it stops taking
     /// requests: the time a load balancer needs to notice.
     pub drain: std::time::Duration,
+    /// How often history older than each account's retention is pruned.
+    pub prune_every: std::time::Duration,
 }
 
 impl Settings {
@@ -57,6 +60,7 @@ impl Settings {
             tls: None,
             metrics_listen: None,
             drain: std::time::Duration::ZERO,
+            prune_every: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -187,6 +191,8 @@ pub struct Running {
     pub engine: Engine,
     /// The webhook sender: stopped with the engine, before the store is shut down.
     pub webhooks: Webhooks,
+    /// The data directory's socket (backups); `None` when it could not be bound (logged).
+    pub socket: Option<LocalSocket>,
     pub new_tokens: Vec<NewToken>,
     /// Marked from the moment a graceful shutdown begins.
     pub readiness: Arc<Readiness>,
@@ -299,5 +305,14 @@ pub fn start_with_clock(
         readiness: readiness.clone(),
     };
     let server = server(listener, state, tls.clone())?;
-    Ok(Running { addr, server, store, engine, webhooks, new_tokens, readiness, tls, metrics })
+    crate::store::retention::watch(&store, settings.prune_every);
+    let socket = crate::socket::serve(&store)
+        .map_err(|e| {
+            log::warn!(
+                "no local socket in {} ({e}): `usersync backup` cannot reach this server",
+                settings.data.display()
+            )
+        })
+        .ok();
+    Ok(Running { addr, server, store, engine, webhooks, socket, new_tokens, readiness, tls, metrics })
 }

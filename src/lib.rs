@@ -10,4 +10,5 @@ pub mod delivery;
 pub mod http;
 pub mod rules;
 pub mod scim;
+pub mod socket;
 pub mod store;

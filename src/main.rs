@@ -1,5 +1,5 @@
-//! The `usersync` command: `serve` (the default), the account and token subcommands, and `verify` and
-//! `compact` for a stopped store.
+//! The `usersync` command: `serve` (the default), the account and token subcommands, `verify` and
+//! `compact` for a stopped store, and `backup` and `restore`.
 
 mod cli;
 
@@ -41,6 +41,20 @@ enum Command {
     /// Rewrite a stopped server's store with only its live records, giving back the space of deleted and
     /// overwritten data.
     Compact,
+    /// Write a consistent snapshot of the store to a file: from the running server through its socket in
+    /// the data directory (writes go on meanwhile), or from the stopped store directly.
+    Backup {
+        /// The backup file to write.
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Restore a backup file into the data directory given with --data, which must be empty or absent
+    /// (no server may run on it). The file is checked through before anything is written.
+    Restore {
+        /// The backup file to read.
+        #[arg(long)]
+        from: PathBuf,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -227,6 +241,8 @@ fn main() -> ExitCode {
         Some(Command::Token(args)) => token(&cli.data, args),
         Some(Command::Verify) => verify(&cli.data),
         Some(Command::Compact) => compact(&cli.data),
+        Some(Command::Backup { to }) => backup(&cli.data, &to),
+        Some(Command::Restore { from }) => restore(&from, &cli.data),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -350,6 +366,7 @@ fn serve(data: &std::path::Path, args: ServeArgs) -> Result<()> {
         tls,
         metrics_listen: args.metrics_listen,
         drain: std::time::Duration::from_secs(args.drain_seconds),
+        prune_every: std::time::Duration::from_secs(60),
     };
     actix_web::rt::System::new().block_on(async move {
         let running = app::start(&settings)?;
@@ -370,6 +387,9 @@ fn serve(data: &std::path::Path, args: ServeArgs) -> Result<()> {
         running.server.await?;
         running.engine.stop();
         running.webhooks.stop();
+        if let Some(socket) = running.socket {
+            socket.stop();
+        }
         running.store.shutdown();
         log::info!("stopped; store flushed");
         Ok(())
@@ -446,6 +466,57 @@ fn compact(data: &std::path::Path) -> Result<()> {
         done.records,
         done.before,
         done.after
+    );
+    Ok(())
+}
+
+/// `backup --to FILE`: through the running server's socket, else from the stopped store; the file is
+/// written beside its name first and renamed into place once checked.
+fn backup(data: &std::path::Path, to: &std::path::Path) -> Result<()> {
+    let mut partial = to.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    let taken = (|| -> Result<(usersync::store::backup::BackupHeader, &str)> {
+        if let Some(header) = usersync::socket::fetch_backup(data, &partial)? {
+            return Ok((header, "from the running server"));
+        }
+        let holds_store = usersync::store::layout::active(data).map(|dir| dir.join("db").exists());
+        if !holds_store.unwrap_or(true) {
+            return Err(format!("there is no store in {}", data.display()).into());
+        }
+        let store = open(data).map_err(|e| {
+            format!(
+                "{e} (a server holds the store, but its socket {} did not answer)",
+                data.join(usersync::socket::SOCKET_FILE).display()
+            )
+        })?;
+        let written = store.backup(std::fs::File::create(&partial)?);
+        store.shutdown();
+        written?;
+        Ok((usersync::store::backup::check(&partial)?, "from the stopped store"))
+    })();
+    let (header, how) = match taken {
+        Ok(done) => done,
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            return Err(e);
+        }
+    };
+    std::fs::rename(&partial, to)?;
+    println!("backed up commit {} ({} records) {how} to {}", header.commit, header.records, to.display());
+    Ok(())
+}
+
+/// `restore --from FILE` into the (empty) data directory.
+fn restore(from: &std::path::Path, data: &std::path::Path) -> Result<()> {
+    let header = usersync::store::backup::restore(from, data)?;
+    println!(
+        "restored commit {} ({} records, backed up {}) into {}; check it with `usersync --data {} verify`",
+        header.commit,
+        header.records,
+        header.created,
+        data.display(),
+        data.display()
     );
     Ok(())
 }

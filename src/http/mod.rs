@@ -12,6 +12,7 @@ pub mod health;
 pub mod limits;
 pub mod observe;
 pub mod operator;
+mod provisioning;
 mod render;
 mod request;
 mod scim;
@@ -244,6 +245,16 @@ fn head_too_large(req: &ServiceRequest, limit: usize) -> Option<ApiError> {
 fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/scim/v2")
+            // every request of an account goes to its provisioning log
+            .wrap_fn(|req, srv| {
+                let started = provisioning::start(&req);
+                let call = srv.call(req);
+                async move {
+                    let res = call.await?;
+                    provisioning::finish(&res, started);
+                    Ok(res)
+                }
+            })
             .service(resource_scope("/Users", ResourceKind::User))
             .service(resource_scope("/Groups", ResourceKind::Group))
             .service(

@@ -100,6 +100,11 @@ pub(crate) fn authenticate(req: &HttpRequest, kind: TokenKind) -> Result<Caller,
     if token.kind != kind {
         return Err(AuthError::Forbidden(format!("a {} token cannot be used here", token.kind.as_str())));
     }
+    if kind == TokenKind::Scim
+        && let Some(note) = super::provisioning::Note::of(req)
+    {
+        note.caller(token.account, &token.name);
+    }
     let account = state.store.account_name(token.account).map_err(AuthError::Store)?;
     req.extensions_mut().insert(LoggedCaller {
         account: account.unwrap_or_else(|| token.account.0.to_string()),

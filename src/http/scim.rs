@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
+use super::provisioning::Note;
 use super::render::{Encoded, Renderer, list_response, scim_json, stored_response};
 use super::request::{JsonBody, Params, RawBody, ScimCaller, base_url, if_match};
 use crate::scim::ScimError;
@@ -152,6 +153,7 @@ struct Write {
     kind: ResourceKind,
     base: String,
     answer: Answer,
+    note: Option<Note>,
 }
 
 impl Write {
@@ -164,7 +166,22 @@ impl Write {
             kind,
             base: base_url(req),
             answer: Answer::of(req, kind)?,
+            note: Note::of(req),
         })
+    }
+
+    /// Tells the provisioning log the request's body.
+    fn note_body(&self, body: &Value) {
+        if let Some(note) = &self.note {
+            note.body(&self.store, body);
+        }
+    }
+
+    /// Tells the provisioning log the resource written.
+    fn note_resource(&self, doc: &Value) {
+        if let Some(note) = &self.note {
+            note.resource(doc);
+        }
     }
 
     fn schema(&self) -> &ResourceSchema {
@@ -187,11 +204,12 @@ impl Write {
             // The turn ends with the work, not with the handler: work whose client has gone runs on to
             // its next check, and the account's next large write waits until then.
             let _turn = turn;
+            let note = self.note.clone();
             wanted::while_wanted(
                 move || seen.wanted(),
                 || {
                     wanted::still_wanted()?;
-                    work(&self)
+                    Note::noting(&note, || work(&self))
                 },
             )
         })
@@ -239,6 +257,7 @@ pub async fn search(
     caller: ScimCaller,
     body: JsonBody,
 ) -> ApiResult<HttpResponse> {
+    note_search(&req, &state, &body.0);
     run_search(&req, &state, &caller, &[**kind], &Search::from_body(&body.0)?)
 }
 
@@ -249,6 +268,7 @@ pub async fn search_all(
     caller: ScimCaller,
     body: JsonBody,
 ) -> ApiResult<HttpResponse> {
+    note_search(&req, &state, &body.0);
     run_search(
         &req,
         &state,
@@ -256,6 +276,13 @@ pub async fn search_all(
         &[ResourceKind::User, ResourceKind::Group],
         &Search::from_body(&body.0)?,
     )
+}
+
+/// Tells the provisioning log a search request's body.
+fn note_search(req: &HttpRequest, state: &AppState, body: &Value) {
+    if let Some(note) = Note::of(req) {
+        note.body(&state.store, body);
+    }
 }
 
 /// Lists over one or more resource types, paging across them as one sequence.
@@ -311,9 +338,12 @@ pub async fn create(
     let max_values = state.config.max_values;
     let encoded = write
         .run(&state, body.0.len(), move |w| {
-            let input = checked_input(w.schema(), &body.json()?, max_values)?;
+            let json = body.json()?;
+            w.note_body(&json);
+            let input = checked_input(w.schema(), &json, max_values)?;
             wanted::still_wanted()?;
             let doc = w.store.create(w.acct, w.schema(), &input, &w.actor)?;
+            w.note_resource(&doc);
             w.encode(doc, true, true)
         })
         .await?;
@@ -391,9 +421,12 @@ pub async fn replace(
     let (expected, max_values, id) = (if_match(&req), state.config.max_values, id.into_inner());
     let encoded = write
         .run(&state, body.0.len(), move |w| {
-            let input = checked_input(w.schema(), &body.json()?, max_values)?;
+            let json = body.json()?;
+            w.note_body(&json);
+            let input = checked_input(w.schema(), &json, max_values)?;
             wanted::still_wanted()?;
             let doc = w.store.replace(w.acct, w.schema(), &id, &input, expected.as_deref(), &w.actor)?;
+            w.note_resource(&doc);
             w.encode(doc, false, true)
         })
         .await?;
@@ -414,10 +447,13 @@ pub async fn patch(
     let limits = PatchLimits { max_values: state.config.max_values };
     let encoded = write
         .run(&state, body.0.len(), move |w| {
-            let ops = parse_request_within(&body.json()?, max_operations)?;
+            let json = body.json()?;
+            w.note_body(&json);
+            let ops = parse_request_within(&json, max_operations)?;
             wanted::still_wanted()?;
             let doc =
                 w.store.patch_within(w.acct, w.schema(), &id, &ops, limits, expected.as_deref(), &w.actor)?;
+            w.note_resource(&doc);
             w.encode(doc, false, w.answer.representation)
         })
         .await?;
@@ -447,7 +483,16 @@ pub async fn delete(
 ) -> ApiResult<HttpResponse> {
     let (store, acct, actor, expected, kind_) =
         (state.store.clone(), caller.0.account(), caller.0.actor(), if_match(&req), **kind);
-    blocking(move || store.delete(acct, kind_, &id, expected.as_deref(), &actor)).await?;
+    let note = Note::of(&req);
+    blocking(move || {
+        if let (Some(note), ResourceKind::User) = (&note, kind_)
+            && let Ok(Some(user)) = store.user(acct, &id)
+        {
+            note.resource(&user);
+        }
+        Note::noting(&note, || store.delete(acct, kind_, &id, expected.as_deref(), &actor))
+    })
+    .await?;
     state.committed().await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -9,6 +9,7 @@ pub mod schema;
 pub use error::{ScimError, ScimResult, ScimType};
 pub mod patch;
 pub mod project;
+pub mod redact;
 pub mod resource;
 #[cfg(test)]
 pub(crate) mod testing;

@@ -3,12 +3,16 @@
 //! the entries): a numbered index of all entries and one per type (the k-th entry is one key away, the count
 //! is the last number), and per id the entries that concern it (as target, or among the users it lists).
 
+use std::cell::RefCell;
+use std::sync::{Arc, Mutex};
+
 use crate::store::tx::Tx;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::codec::{decode, encode};
 use super::keys::{AccountId, SEP, global, key, kind, prefix};
+use super::requests::CausedActivity;
 use super::resources::{GROUPS, USERS};
 use super::sync::SyncConfig;
 use super::tx::{IndexEntry, Sequenced};
@@ -208,16 +212,42 @@ pub(crate) fn record(
         target_name,
         detail,
     };
+    let caused = CAUSED.with(|c| c.borrow().clone());
     // Numbered when the transaction commits: per account, one by one, going on after a restart.
     tx.insert_sequenced(Sequenced {
         prefix: prefix(kind::ACTIVITY, acct),
         value: Box::new(move |seq| {
             entry.seq = seq;
+            if let Some(caused) = caused {
+                let mut list = caused.lock().unwrap_or_else(|p| p.into_inner());
+                list.push(CausedActivity { seq, kind: entry.kind.clone() });
+            }
             encode(&entry)
         }),
         index,
     });
     Ok(())
+}
+
+/// The activity entries committed by one piece of work, filled in at commit (see [`collecting`]).
+pub type Caused = Arc<Mutex<Vec<CausedActivity>>>;
+
+thread_local! {
+    static CAUSED: RefCell<Option<Caused>> = const { RefCell::new(None) };
+}
+
+/// Runs `work` on this thread with every activity entry it records noted in `into` once committed: how a
+/// SCIM request's log entry learns which activity entries it caused.
+pub fn collecting<T>(into: Caused, work: impl FnOnce() -> T) -> T {
+    struct Restore(Option<Caused>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            CAUSED.with(|c| *c.borrow_mut() = previous);
+        }
+    }
+    let _restore = Restore(CAUSED.with(|c| c.replace(Some(into))));
+    work()
 }
 
 /// The name of an entry's target as the transaction sees it (a deleted target by what its entry says).
@@ -254,7 +284,12 @@ fn name_of(
 
 /// The entries a query matches, oldest first: a range of a numbered index (read by position), or a list.
 enum Matches {
-    Numbered { prefix: Vec<u8>, total: u64 },
+    /// Positions `base + 1 ..= base + total` (the first `base` were pruned).
+    Numbered {
+        prefix: Vec<u8>,
+        base: u64,
+        total: u64,
+    },
     Listed(Vec<u64>),
 }
 
@@ -272,9 +307,9 @@ impl Store {
     pub fn activity_page(&self, acct: AccountId, q: &ActivityQuery) -> StoreResult<ActivityPage> {
         let limit = q.limit;
         let matches = self.matching(acct, q)?;
-        let total = match &matches {
-            Matches::Numbered { total, .. } => *total as usize,
-            Matches::Listed(seqs) => seqs.len(),
+        let (base, total) = match &matches {
+            Matches::Numbered { base, total, .. } => (*base, *total as usize),
+            Matches::Listed(seqs) => (0, seqs.len()),
         };
         let mut entries = Vec::with_capacity(limit.min(total));
         // Positions newest first: total, total - 1, ... (1-based)
@@ -282,7 +317,7 @@ impl Store {
         let last = first.saturating_sub(limit);
         for position in (last + 1..=first).rev() {
             let seq = match &matches {
-                Matches::Numbered { prefix, .. } => self.indexed_seq(prefix, position as u64)?,
+                Matches::Numbered { prefix, .. } => self.indexed_seq(prefix, base + position as u64)?,
                 Matches::Listed(seqs) => seqs.get(position - 1).copied(),
             };
             let Some(seq) = seq else { continue };
@@ -305,8 +340,8 @@ impl Store {
                 Some(k) => index_prefix(acct, BY_TYPE, Some(k)),
                 None => index_prefix(acct, ALL, None),
             };
-            let total = self.older_than(&prefix, q.before)?;
-            return Ok(Matches::Numbered { prefix, total });
+            let (base, total) = self.older_than(&prefix, q.before)?;
+            return Ok(Matches::Numbered { prefix, base, total });
         };
         // The other lists narrow the first one down.
         let also: Vec<std::collections::HashSet<u64>> = lists[1..]
@@ -351,18 +386,21 @@ impl Store {
             .map(u64::from_be_bytes))
     }
 
-    /// How many entries of a numbered index are older than `before` (all of them without it): its last
-    /// number, or the position found by bisection, since positions and activity numbers rise together.
-    fn older_than(&self, prefix: &[u8], before: Option<u64>) -> StoreResult<u64> {
-        let last = match self.tree().scan_prefix(prefix).next_back().transpose()? {
-            Some((k, _)) => {
-                k.get(prefix.len()..).and_then(|b| b.try_into().ok()).map_or(0, u64::from_be_bytes)
-            }
-            None => 0,
+    /// The positions a numbered index holds before the first one left (pruned ones), and how many entries
+    /// of it are older than `before` (all of them without it): counted from its first and last numbers,
+    /// or found by bisection, since positions and activity numbers rise together.
+    fn older_than(&self, prefix: &[u8], before: Option<u64>) -> StoreResult<(u64, u64)> {
+        let number =
+            |k: &[u8]| k.get(prefix.len()..).and_then(|b| b.try_into().ok()).map_or(0, u64::from_be_bytes);
+        let Some((last, _)) = self.tree().scan_prefix(prefix).next_back().transpose()? else {
+            return Ok((0, 0));
         };
-        let Some(before) = before else { return Ok(last) };
+        let last = number(&last);
+        let first = self.tree().scan_prefix(prefix).next().transpose()?.map_or(last, |(k, _)| number(&k));
+        let base = first.saturating_sub(1).min(last);
+        let Some(before) = before else { return Ok((base, last - base)) };
         // the largest position whose entry is older than `before`
-        let (mut lo, mut hi) = (0, last);
+        let (mut lo, mut hi) = (base, last);
         while lo < hi {
             let mid = lo + (hi - lo).div_ceil(2);
             match self.indexed_seq(prefix, mid)? {
@@ -370,7 +408,76 @@ impl Store {
                 _ => hi = mid - 1,
             }
         }
-        Ok(lo)
+        Ok((base, lo - base))
+    }
+
+    /// Removes the account's entries recorded before `cutoff`, oldest first, `batch` per transaction, with
+    /// their index entries; the newest entry always stays, so numbering never starts over. Returns how many
+    /// were removed. Writers only ever add at the end of the indexes, so nothing here conflicts with them.
+    pub(crate) fn prune_activity(
+        &self,
+        acct: AccountId,
+        cutoff: chrono::DateTime<chrono::Utc>,
+        batch: usize,
+    ) -> StoreResult<usize> {
+        let cutoff = timestamp(cutoff);
+        let all = index_prefix(acct, ALL, None);
+        let entry_prefix = prefix(kind::ACTIVITY, acct);
+        let seq_of = |v: &[u8]| v.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes);
+        let Some((newest, _)) = self.tree().scan_prefix(&entry_prefix).next_back().transpose()? else {
+            return Ok(0);
+        };
+        let newest = newest.get(5..).and_then(|b| b.try_into().ok()).map_or(0, u64::from_be_bytes);
+        let mut removed = 0;
+        loop {
+            let mut victims: Vec<(sled::IVec, u64, Option<Activity>)> = Vec::new();
+            for item in self.tree().scan_prefix(&all).take(batch) {
+                let (k, v) = item?;
+                let Some(seq) = seq_of(&v) else { continue };
+                if seq >= newest {
+                    break;
+                }
+                let entry = super::codec::get::<Activity>(
+                    self.tree(),
+                    &key(kind::ACTIVITY, acct, &[&seq.to_be_bytes()]),
+                )?;
+                if entry.as_ref().is_some_and(|e| e.time >= cutoff) {
+                    break;
+                }
+                victims.push((k, seq, entry));
+            }
+            if victims.is_empty() {
+                return Ok(removed);
+            }
+            let mut keys: Vec<Vec<u8>> = Vec::new();
+            let mut of_type: std::collections::HashMap<String, std::collections::HashSet<u64>> =
+                Default::default();
+            for (index_key, seq, entry) in &victims {
+                keys.push(index_key.to_vec());
+                keys.push(key(kind::ACTIVITY, acct, &[&seq.to_be_bytes()]));
+                let Some(e) = entry else { continue };
+                of_type.entry(e.kind.clone()).or_default().insert(*seq);
+                for index in index_entries(acct, &e.kind, &e.actor, e.target.as_deref(), &e.detail) {
+                    if !index.numbered {
+                        keys.push([index.prefix.as_slice(), &seq.to_be_bytes()].concat());
+                    }
+                }
+            }
+            // a type's numbered index holds its oldest entries first: the victims are where it starts
+            for (kind_name, seqs) in &of_type {
+                let newest_victim = seqs.iter().max().copied().unwrap_or(0);
+                for item in self.tree().scan_prefix(index_prefix(acct, BY_TYPE, Some(kind_name))) {
+                    let (k, v) = item?;
+                    match seq_of(&v) {
+                        Some(seq) if seq > newest_victim => break,
+                        Some(seq) if seqs.contains(&seq) => keys.push(k.to_vec()),
+                        _ => {}
+                    }
+                }
+            }
+            self.transact(|tx| keys.iter().try_for_each(|k| tx.remove(k)))?;
+            removed += victims.len();
+        }
     }
 
     /// Builds the history's indexes of a store written before they existed, once.
@@ -510,5 +617,48 @@ mod tests {
         assert_eq!(totals(&store, acct, b), got);
         log(acct, "user.updated", Some("u1"), json!({}));
         assert_eq!(totals(&store, acct, b)[1], (3, vec![b + 6, b + 3]), "numbering goes on after the build");
+    }
+
+    #[test]
+    fn pruning_removes_old_entries_with_their_indexes_and_pages_count_what_is_left() {
+        let (store, _dir) = temp_store();
+        let acct = store.ensure_account("a").unwrap().0.id;
+        let actor = Actor::engine();
+        let log = |kind: &str, target: Option<&str>, detail: Value| {
+            store.record_activity(acct, &actor, kind, target, detail).unwrap()
+        };
+        let b = store.activity_page(acct, &ActivityQuery::default()).unwrap().total as u64;
+        log("user.updated", Some("u1"), json!({}));
+        log("group.members.changed", Some("g1"), json!({"added": [{"value": "u1"}, {"value": "u2"}]}));
+        log("user.updated", Some("u2"), json!({}));
+        log("failures.retried", None, json!({"users": ["u1"]}));
+        let now = store.now();
+        assert_eq!(store.prune_activity(acct, now - chrono::Duration::days(1), 2).unwrap(), 0, "nothing old");
+        let pruned = store.prune_activity(acct, now + chrono::Duration::days(1), 2).unwrap();
+        assert_eq!(pruned as u64, b + 3, "all but the newest entry");
+        let page = |q: ActivityQuery| {
+            let p = store.activity_page(acct, &ActivityQuery { limit: 10, ..q }).unwrap();
+            (p.total, p.entries.iter().map(|e| e.seq).collect::<Vec<_>>())
+        };
+        assert_eq!(page(ActivityQuery::default()), (1, vec![b + 4]));
+        assert_eq!(
+            page(ActivityQuery { kind: Some("user.updated".into()), ..Default::default() }),
+            (0, vec![])
+        );
+        assert_eq!(page(ActivityQuery { user: Some("u1".into()), ..Default::default() }), (1, vec![b + 4]));
+        log("user.updated", Some("u1"), json!({}));
+        assert_eq!(page(ActivityQuery::default()), (2, vec![b + 5, b + 4]));
+        assert_eq!(page(ActivityQuery { before: Some(b + 5), ..Default::default() }), (1, vec![b + 4]));
+        assert_eq!(
+            page(ActivityQuery { kind: Some("user.updated".into()), ..Default::default() }),
+            (1, vec![b + 5])
+        );
+        // no index entry is left pointing at a removed entry
+        for item in store.tree().scan_prefix(prefix(kind::ACTIVITY_INDEX, acct)) {
+            let (_, v) = item.unwrap();
+            let seq = u64::from_be_bytes(v[..8].try_into().unwrap());
+            assert!(seq >= b + 4, "index entry of pruned entry {seq}");
+        }
+        assert_eq!(store.tree().scan_prefix(prefix(kind::ACTIVITY, acct)).count(), 2);
     }
 }

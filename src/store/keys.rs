@@ -84,6 +84,11 @@ pub mod kind {
     pub const LAYOUT: u8 = b'v';
     /// `T acct kind` → the minute a token of that kind (`scim`, `admin`) was last used in the account
     pub const ACCOUNT_USED: u8 = b'T';
+    /// `J acct millis n` → provisioning log entry; `n acct ...` → its indexes (see `requests`)
+    pub const REQUEST: u8 = b'J';
+    pub const REQUEST_INDEX: u8 = b'n';
+    /// `Y acct` → the account's retention settings (see `retention`)
+    pub const RETENTION: u8 = b'Y';
 }
 
 /// The kinds whose keys are not `kind acct ...`. Every other kind is account-scoped, which is what lets an

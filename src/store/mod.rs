@@ -4,6 +4,7 @@
 
 mod accounts;
 pub mod activity;
+pub mod backup;
 mod codec;
 pub mod compact;
 mod directory;
@@ -20,7 +21,9 @@ mod list;
 mod members;
 mod pending;
 mod records;
+pub mod requests;
 mod resources;
+pub mod retention;
 pub mod sync;
 mod tx;
 mod users;
@@ -45,6 +48,8 @@ pub use keys::AccountId;
 pub use limits::RateLimit;
 pub use list::{ListPage, ListQuery};
 pub use members::{GroupPatch, GroupsCursor, Member};
+pub use requests::{RequestEntry, RequestPage, RequestQuery, StatusMatch};
+pub use retention::Retention;
 pub use tx::take_longest_hold as take_longest_commit_hold;
 pub use users::is_active;
 
@@ -189,6 +194,8 @@ struct Inner {
     compacting: Mutex<()>,
     /// What the last compaction while running did, for `GET /admin/v1/sync`.
     last_compaction: Mutex<Option<compact::LastCompaction>>,
+    /// The provisioning log's queue and writer (see [`requests`]).
+    requests: requests::Recorder,
 }
 
 const GROUP_LOCK_STRIPES: usize = 64;
@@ -228,6 +235,7 @@ impl Store {
                 compacted: Mutex::new(None),
                 compacting: Mutex::new(()),
                 last_compaction: Mutex::new(None),
+                requests: requests::Recorder::default(),
             }),
         };
         store.count_resources()?;
@@ -275,8 +283,10 @@ impl Store {
         self.inner.durability.mode()
     }
 
-    /// Flushes everything and stops the flusher; the store stays readable.
+    /// Commits the provisioning log entries still queued, flushes everything and stops the flusher; the
+    /// store stays readable.
     pub fn shutdown(&self) {
+        self.stop_request_writer();
         self.inner.durability.shutdown();
     }
 
@@ -445,16 +455,20 @@ pub(crate) mod testing {
 
     /// A store in a fresh temporary directory with a fixed clock.
     pub fn temp_store() -> (Store, tempfile::TempDir) {
+        let (store, _, dir) = clocked_store("2026-01-02T03:04:05Z");
+        (store, dir)
+    }
+
+    /// A store in a fresh temporary directory whose clock starts at `start` and moves when told to.
+    pub fn clocked_store(start: &str) -> (Store, Arc<ManualClock>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        let clock = Arc::new(ManualClock::new(
-            chrono::DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z").unwrap().into(),
-        ));
+        let clock = Arc::new(ManualClock::new(chrono::DateTime::parse_from_rfc3339(start).unwrap().into()));
         let store = Store::open(StoreOptions {
             path: dir.path().to_path_buf(),
             durability: DurabilityMode::Flush,
-            clock,
+            clock: clock.clone(),
         })
         .unwrap();
-        (store, dir)
+        (store, clock, dir)
     }
 }

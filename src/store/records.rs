@@ -170,6 +170,16 @@ pub(crate) struct Records {
     shadow_failed: std::sync::atomic::AtomicBool,
     /// The disk is full: every write is refused here, before sled sees it (see [`super::health`]).
     refusing: std::sync::atomic::AtomicBool,
+    /// While a backup is taken: what the keys it has not copied yet held when it began.
+    snapshot: Mutex<Option<Preimages>>,
+}
+
+/// The keys a backup has still to copy (from `cursor` on) that commits changed since it began, with what
+/// they held then (`None`: absent). Together with the live tree, this is the store as it was.
+#[derive(Debug, Default)]
+pub(crate) struct Preimages {
+    pub cursor: Vec<u8>,
+    pub before: std::collections::BTreeMap<Vec<u8>, Option<IVec>>,
 }
 
 impl Records {
@@ -182,6 +192,7 @@ impl Records {
             shadow: Mutex::new(None),
             shadow_failed: Default::default(),
             refusing: Default::default(),
+            snapshot: Mutex::new(None),
         }
     }
 
@@ -260,6 +271,58 @@ impl Records {
         }))
     }
 
+    /// Starts keeping what keys held before a commit changed them (`Some`), or stops (`None`). Called with
+    /// the committer held.
+    pub(crate) fn set_snapshot(&self, snapshot: Option<Preimages>) {
+        *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = snapshot;
+    }
+
+    /// Whether a backup is being taken.
+    pub(crate) fn snapshot_taken(&self) -> bool {
+        self.snapshot.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+    }
+
+    /// The next records of the snapshot a backup takes, up to `limit` stored ones from its cursor on, as
+    /// they were when it began (checksums as stored), and whether they are the last; moves the cursor
+    /// past them. Called with the committer held, so no commit interleaves.
+    pub(crate) fn snapshot_chunk(&self, limit: usize) -> sled::Result<(Vec<(IVec, IVec)>, bool)> {
+        let tree = self.tree()?;
+        let mut guard = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(snap) = guard.as_mut() else { return Ok((Vec::new(), true)) };
+        let mut live = Vec::with_capacity(limit);
+        for item in tree.range(snap.cursor.as_slice()..).take(limit) {
+            live.push(item?);
+        }
+        // the chunk covers the keys up to its last live one; at the end, everything left
+        let end =
+            if live.len() == limit { live.last().map(|(k, _)| [k.as_ref(), &[0u8]].concat()) } else { None };
+        let mut out: std::collections::BTreeMap<Vec<u8>, IVec> = std::collections::BTreeMap::new();
+        for (k, v) in live {
+            out.insert(k.to_vec(), v);
+        }
+        let covered: Vec<Vec<u8>> = snap
+            .before
+            .range(snap.cursor.clone()..)
+            .map(|(k, _)| k.clone())
+            .take_while(|k| end.as_ref().is_none_or(|e| k < e))
+            .collect();
+        for k in covered {
+            match snap.before.remove(&k).flatten() {
+                Some(old) => {
+                    out.insert(k, old);
+                }
+                None => {
+                    out.remove(&k);
+                }
+            }
+        }
+        let done = end.is_none();
+        if let Some(end) = end {
+            snap.cursor = end;
+        }
+        Ok((out.into_iter().map(|(k, v)| (IVec::from(k), v)).collect(), done))
+    }
+
     /// The number of the last commit.
     pub(crate) fn committed_seq(&self) -> u64 {
         self.committed.load(Ordering::SeqCst)
@@ -325,9 +388,16 @@ impl Records {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let mut next = *state;
         let mut batch = sled::Batch::default();
+        let mut snapshot = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
         for (key, value) in writes {
-            if let Some(old) = tree.get(&key)? {
-                next.remove_sealed(&key, &old);
+            let old = tree.get(&key)?;
+            if let Some(old) = &old {
+                next.remove_sealed(&key, old);
+            }
+            if let Some(snap) = snapshot.as_mut()
+                && key.as_slice() >= snap.cursor.as_slice()
+            {
+                snap.before.entry(key.clone()).or_insert(old);
             }
             match value {
                 Some(v) => {

@@ -15,7 +15,7 @@ use usersync::store::DurabilityMode;
 use crate::crash::start_binary;
 use crate::helpers::*;
 
-fn usersync(data: &Path, args: &[&str]) -> Output {
+pub(crate) fn usersync(data: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_usersync"))
         .arg("--data")
         .arg(data)

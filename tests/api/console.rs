@@ -578,6 +578,15 @@ fn the_user_sync_workflow_in_chromium() {
         for what in whats {
             assert_eq!(what.text().await.unwrap(), "Sync failed");
         }
+        // the SCIM requests that made the users, in the provisioning log, filtered in place by htmx
+        app.store.flush_requests().unwrap();
+        by_role(c, "link", "Provisioning Log").await.click().await.unwrap();
+        accessible(c, "Provisioning Log").await;
+        wait_for_text(c, "201 Created", false).await;
+        labelled(c, "Answer").await.send_keys("5xx").await.unwrap();
+        by_role(c, "button", "Filter").await.click().await.unwrap();
+        wait_for_text(c, "No request matches these filters.", false).await;
+        accessible(c, "Provisioning Log, filtered").await;
     });
     let webinar = app.admin_ok(Method::GET, "/products/webinar", None, StatusCode::OK);
     assert_eq!(webinar["used"], json!(5));
@@ -1197,7 +1206,7 @@ fn without_javascript_holds_users_and_objects_work_as_plain_forms() {
 }
 
 /// A signed-in console session over plain HTTP: the client (no redirects followed) and the session cookie.
-fn http_session(app: &TestApp) -> (reqwest::blocking::Client, String) {
+pub(crate) fn http_session(app: &TestApp) -> (reqwest::blocking::Client, String) {
     let client =
         reqwest::blocking::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let res = crate::helpers::console_sign_in(&client, app, ADMIN_TOKEN);

@@ -43,7 +43,7 @@ pub fn spawn_app_in(data: &Path) -> TestApp {
     spawn_with(test_settings(data))
 }
 
-/// The settings of [`spawn_app_in`]: port 0, `flush` durability and the test tokens.
+/// What test servers run with: port 0, flushed writes, the test tokens.
 pub fn test_settings(data: &Path) -> Settings {
     let mut settings = Settings::new(data);
     settings.listen = "127.0.0.1:0".into();
@@ -79,6 +79,9 @@ pub fn spawn_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> TestApp {
             running.server.await.expect("server runs");
             running.engine.stop();
             running.webhooks.stop();
+            if let Some(socket) = running.socket {
+                socket.stop();
+            }
             running.store.shutdown();
         })
     });

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod admin_api;
+mod backup;
 mod bad_input;
 mod cli;
 mod concurrency;
@@ -24,4 +25,6 @@ mod okta;
 mod onelogin;
 mod operator;
 mod persistence;
+mod provisioning_log;
+mod retention;
 mod rules;

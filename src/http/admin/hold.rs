@@ -9,8 +9,9 @@ use super::{AdminError, AdminResult, MergePatch, ok};
 use crate::http::AppState;
 use crate::http::request::AdminCaller;
 use crate::rules::{ReleaseError, release_hold};
+use crate::store::retention::{MAX_DAYS, MAX_REQUEST_ENTRIES};
 use crate::store::sync::BrakeSettings;
-use crate::store::{AccountId, Store};
+use crate::store::{AccountId, Retention, Store};
 
 /// The brake's part of `GET /sync`: `state` (`off`, `held` or `running`) and, while held, the cause, the
 /// count, the groups a `groupDeleted` cause names, and a page (`startIndex`, `count`, 50 by default, with
@@ -79,8 +80,18 @@ pub async fn revert(state: web::Data<AppState>, caller: AdminCaller) -> AdminRes
     Ok(ok(&json!({"reverted": true, "rules": config.rules.len(), "version": config.version})))
 }
 
-fn settings_view(settings: &BrakeSettings) -> Value {
-    json!({"massRevocation": {"percent": settings.percent, "minUsers": settings.min_users}})
+fn settings_view(settings: &BrakeSettings, retention: &Retention) -> Value {
+    json!({
+        "massRevocation": {"percent": settings.percent, "minUsers": settings.min_users},
+        "retention": {"activityDays": retention.activity_days, "requestDays": retention.request_days,
+            "requestMaxEntries": retention.request_max_entries},
+        "provisioningLog": {"recordValues": retention.record_values},
+    })
+}
+
+/// The account's settings as they are now.
+fn current(store: &Store, acct: AccountId) -> AdminResult<Value> {
+    Ok(settings_view(&store.brake_settings(acct)?, &store.retention(acct)?))
 }
 
 /// `GET /settings`.
@@ -89,7 +100,7 @@ pub async fn get_settings(
     caller: AdminCaller,
     _: NoQuery,
 ) -> AdminResult<HttpResponse> {
-    Ok(ok(&settings_view(&state.store.brake_settings(caller.0.account())?)))
+    Ok(ok(&current(&state.store, caller.0.account())?))
 }
 
 /// The account's settings as a body reads them: every field required (a PATCH merges into the current
@@ -97,24 +108,47 @@ pub async fn get_settings(
 struct SettingsInput {
     percent: u32,
     min_users: u64,
+    retention: Retention,
 }
 
 impl FromFields for SettingsInput {
     fn from_fields(f: &mut Fields) -> Option<Self> {
-        let mut brake = f.object("massRevocation");
-        if brake.is_none() && !f.has("massRevocation") {
-            f.problem("massRevocation", "is required");
-        }
+        let section = |f: &mut Fields, name: &str| {
+            let found = f.object(name);
+            if found.is_none() && !f.has(name) {
+                f.problem(name, "is required");
+            }
+            found
+        };
+        let mut brake = section(f, "massRevocation");
+        let mut kept = section(f, "retention");
+        let mut log = section(f, "provisioningLog");
         let read = brake.as_mut().map(|b| (b.required::<u32>("percent"), b.required::<u64>("minUsers")));
-        if let Some(b) = brake {
-            f.absorb(b);
+        let days = kept.as_mut().map(|r| {
+            (
+                r.required::<u32>("activityDays"),
+                r.required::<u32>("requestDays"),
+                r.required::<u64>("requestMaxEntries"),
+            )
+        });
+        let values = log.as_mut().map(|l| l.required::<bool>("recordValues"));
+        for nested in [brake, kept, log].into_iter().flatten() {
+            f.absorb(nested);
         }
         let (percent, min_users) = read?;
-        Some(SettingsInput { percent: percent?, min_users: min_users? })
+        let (activity_days, request_days, request_max_entries) = days?;
+        let retention = Retention {
+            activity_days: activity_days?,
+            request_days: request_days?,
+            request_max_entries: request_max_entries?,
+            record_values: values??,
+        };
+        Some(SettingsInput { percent: percent?, min_users: min_users?, retention })
     }
 }
 
-/// `PATCH /settings {"massRevocation": {"percent", "minUsers"}}`: a merge patch (what is left out stays);
+/// `PATCH /settings {"massRevocation": {"percent", "minUsers"}, "retention": {"activityDays", "requestDays",
+/// "requestMaxEntries"}, "provisioningLog": {"recordValues"}}`: a merge patch (what is left out stays);
 /// every problem of the body is reported at once.
 pub async fn patch_settings(
     state: web::Data<AppState>,
@@ -123,16 +157,34 @@ pub async fn patch_settings(
     patch: MergePatch,
 ) -> AdminResult<HttpResponse> {
     let acct = caller.0.account();
-    let mut value = settings_view(&state.store.brake_settings(acct)?);
+    let mut value = current(&state.store, acct)?;
     merge_patch(&mut value, &patch.0);
     let input = SettingsInput::from_value(value)?;
     let mut problems = Problems::default();
     if input.percent > 100 {
         problems.add("massRevocation.percent", format!("{} is not a percentage (0 to 100)", input.percent));
     }
+    let r = &input.retention;
+    for (field, days) in
+        [("retention.activityDays", r.activity_days), ("retention.requestDays", r.request_days)]
+    {
+        if !(1..=MAX_DAYS).contains(&days) {
+            problems.add(field, format!("{days} is out of range: 1 to {MAX_DAYS} days"));
+        }
+    }
+    if !(1..=MAX_REQUEST_ENTRIES).contains(&r.request_max_entries) {
+        problems.add(
+            "retention.requestMaxEntries",
+            format!("{} is out of range: 1 to {MAX_REQUEST_ENTRIES}", r.request_max_entries),
+        );
+    }
     problems.values()?;
     let settings = BrakeSettings { percent: input.percent, min_users: input.min_users };
-    state.store.put_brake_settings(acct, &settings, &caller.0.actor())?;
+    let actor = caller.0.actor();
+    if patch.0.get("massRevocation").is_some() || settings != state.store.brake_settings(acct)? {
+        state.store.put_brake_settings(acct, &settings, &actor)?;
+    }
+    state.store.put_retention(acct, &input.retention, &actor)?;
     state.committed().await?;
-    Ok(ok(&settings_view(&settings)))
+    Ok(ok(&settings_view(&settings, &input.retention)))
 }

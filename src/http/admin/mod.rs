@@ -22,6 +22,7 @@ mod explain;
 mod feed;
 mod hold;
 pub mod input;
+mod requests;
 mod rules;
 mod templates;
 pub mod tokens;
@@ -337,6 +338,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(resource!("/failures", get => users::failures))
             .service(resource!("/failures/retry", post => users::retry))
             .service(resource!("/activity", get => users::activity))
+            .service(resource!("/requests", get => requests::list))
             .service(resource!("/outbox", get => users::outbox))
             .default_service(web::to(not_found)),
     );

@@ -11,6 +11,7 @@ mod home;
 mod objects;
 mod pages;
 mod products;
+mod requests;
 mod rules;
 mod session;
 mod signin;
@@ -212,6 +213,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/users", web::get().to(users::list))
             .route("/users/{id}", web::get().to(users::show))
             .route("/activity", web::get().to(activity::list))
+            .route("/requests", web::get().to(requests::list))
             .route("/custom-attributes", web::get().to(attributes::list))
             .route("/custom-attributes", web::post().to(attributes::add))
             .route("/custom-attributes/{name}/remove", web::post().to(attributes::remove))

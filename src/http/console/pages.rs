@@ -6,7 +6,7 @@ use askama::Template;
 use super::session::Signed;
 
 /// The main navigation: (key, label, address).
-pub const NAVIGATION: [(&str, &str, &str); 11] = [
+pub const NAVIGATION: [(&str, &str, &str); 12] = [
     ("home", "User Sync", "/console/"),
     ("rules", "Rules", "/console/rules"),
     ("users", "Users", "/console/users"),
@@ -17,6 +17,7 @@ pub const NAVIGATION: [(&str, &str, &str); 11] = [
     ("custom-attributes", "Custom attributes", "/console/custom-attributes"),
     ("webhooks", "Webhooks", "/console/webhooks"),
     ("activity", "Administrative Activity History", "/console/activity"),
+    ("requests", "Provisioning Log", "/console/requests"),
     ("tokens", "Tokens", "/console/tokens"),
 ];
 
