@@ -28,6 +28,8 @@ pub struct Settings {
     pub accept_data_loss: bool,
     /// How webhook deliveries are retried.
     pub webhooks: WebhookConfig,
+    /// The DNS server domain verification asks (`None`: the system's resolvers).
+    pub dns_resolver: Option<SocketAddr>,
 }
 
 impl Settings {
@@ -41,6 +43,7 @@ impl Settings {
             admin_token: None,
             accept_data_loss: false,
             webhooks: WebhookConfig::default(),
+            dns_resolver: None,
         }
     }
 }
@@ -192,6 +195,7 @@ pub fn start_with_clock(
         config: settings.http.clone(),
         engine: Some(engine.clone()),
         large_writes: Default::default(),
+        dns: Arc::new(crate::delivery::dns::TxtChecker::new(settings.dns_resolver)),
     };
     let server = server(listener, state)?;
     Ok(Running { addr, server, store, engine, webhooks, new_tokens })

@@ -83,6 +83,8 @@ pub struct AppState {
     /// The rule engine, told about every durable write (absent in servers started without one).
     pub engine: Option<Engine>,
     pub large_writes: LargeWrites,
+    /// Where domain verification looks its TXT records up.
+    pub dns: Arc<crate::delivery::dns::TxtChecker>,
 }
 
 /// A body at least this large makes a write large (see [`LargeWrites`]): about a thousand members, or a

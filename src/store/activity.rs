@@ -37,7 +37,7 @@ const ACTIVITY_INDEX_LAYOUT: &[u8] = b"activity-index";
 const MIGRATION_BATCH: usize = 5000;
 
 /// Every activity type, for `?type=` to be checked against.
-pub const ACTIVITY_TYPES: [&str; 41] = [
+pub const ACTIVITY_TYPES: [&str; 45] = [
     "user.created",
     "user.updated",
     "user.deactivated",
@@ -79,6 +79,10 @@ pub const ACTIVITY_TYPES: [&str; 41] = [
     "webhook.deleted",
     "webhook.resumed",
     "webhook.paused",
+    "domain.claimed",
+    "domain.verified",
+    "domain.verified-elsewhere",
+    "domain.removed",
 ];
 
 /// A page request: newest first, optionally of one type or about one user, strictly older than `before`.

@@ -78,6 +78,10 @@ pub mod kind {
     pub const LOGIN: u8 = b'X';
     /// `V lower(login) acct uid` → () : a user waiting for a login held by another account
     pub const LOGIN_WAIT: u8 = b'V';
+    /// `J acct domain` → the account's claim of a domain (challenge, verification)
+    pub const DOMAIN: u8 = b'J';
+    /// `j domain` → the account that verified the domain (global: one owner per domain)
+    pub const DOMAIN_OWNER: u8 = b'j';
     /// `v what` → the version of a derived layout (global), for start-up migrations
     pub const LAYOUT: u8 = b'v';
 }

@@ -7,6 +7,7 @@ pub mod activity;
 mod codec;
 pub mod compact;
 mod directory;
+pub mod domains;
 pub mod durability;
 pub mod feed;
 mod groups;

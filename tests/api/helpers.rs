@@ -40,12 +40,27 @@ pub fn spawn_app() -> TestApp {
 
 /// Starts a server on an existing data directory (for restart tests).
 pub fn spawn_app_in(data: &Path) -> TestApp {
+    spawn_with(test_settings(data))
+}
+
+/// The settings of a test server in `data`: port 0, the test tokens.
+fn test_settings(data: &Path) -> Settings {
     let mut settings = Settings::new(data);
     settings.listen = "127.0.0.1:0".into();
     settings.durability = DurabilityMode::Flush;
     settings.scim_token = Some(SCIM_TOKEN.into());
     settings.admin_token = Some(ADMIN_TOKEN.into());
-    spawn_with(settings)
+    settings
+}
+
+/// Starts a server in a fresh temporary directory, its settings changed by `adjust`.
+pub fn spawn_app_adjusted(adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut settings = test_settings(dir.path());
+    adjust(&mut settings);
+    let mut app = spawn_with(settings);
+    app._dir = Some(dir);
+    app
 }
 
 pub fn spawn_with(settings: Settings) -> TestApp {

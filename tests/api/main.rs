@@ -11,6 +11,7 @@ mod concurrency;
 mod console;
 mod crash;
 mod discovery;
+mod domains;
 mod engine;
 mod entra;
 mod etag;
