@@ -375,3 +375,18 @@ fn the_command_line_marks_a_domain_verified_and_the_binary_asks_the_resolver_it_
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn a_resolver_that_does_not_answer_is_a_503_and_the_claim_stays_pending() {
+    // a port nobody listens on: the look-up is refused (or times out), it never counts as "no record"
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let app = spawn_app_adjusted(|settings| settings.dns_resolver = Some(silent));
+    app.admin_ok(Method::POST, "/domains", Some(&json!({"domain": "example.com"})), StatusCode::CREATED);
+    let e = app.admin_ok(Method::POST, "/domains/example.com/verify", None, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(e["error"], json!("dns_unavailable"), "{e}");
+    assert!(e["message"].as_str().unwrap().contains("_usersync.example.com"), "{e}");
+    assert_eq!(
+        app.admin_ok(Method::GET, "/domains/example.com", None, StatusCode::OK)["state"],
+        json!("pending")
+    );
+}
