@@ -1425,7 +1425,9 @@ The engine re-evaluates only the users whose deciding rule moves (in two groups 
 them); everyone else keeps their bundle without being read. So the rows give both rates over the same
 time: users re-evaluated per second (their count from a model of the same users, and the previews agree
 with it) and all users per second. The previews (`POST /admin/v1/rules/preview` of the reversed list,
-before it is applied) evaluate every user; a last preview after the reorder must change nobody. The
+before it is applied) evaluate the users the change can reach: reversing the list moves every rule past
+another, so that is every member of the 50 groups, here every user; a last preview after the reorder must
+change nobody. A one-rule edit is previewed for its group's members alone (`examples/reevaluate.rs`). The
 in-memory loop resolves the same users against the same rules in loadgen, on plain sets of group ids, no
 store, no server: the floor the reorder's time is compared with.
 

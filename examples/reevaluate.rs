@@ -1,6 +1,6 @@
 //! Measures the rule engine at scale, in process: N users (default 100,000) in 50 directory groups with 50
 //! rules (the layout of `common/rules_layout.rs`, which workload 4 of `loadgen` builds over HTTP); the first
-//! evaluation of everyone, a preview of the reversed order, the re-evaluation after reversing the order, a
+//! evaluation of everyone, a preview of a one-rule edit and of the reversed order, the re-evaluation after reversing the order, a
 //! full re-evaluation of everyone, and, for scale, a plain in-memory loop that resolves the same users
 //! against the same rules without touching the store.
 //!
@@ -121,6 +121,21 @@ fn main() {
     let t = Instant::now();
     let evaluated = engine.run_pending().unwrap();
     report("first evaluation (sync on)", evaluated, t.elapsed().as_secs_f64());
+
+    // one rule's bundle edited: only the members of its group (and failing users) can be affected
+    let mut one_edit = rules.clone();
+    let middle = one_edit.len() / 2;
+    if let Some(rule) = one_edit.get_mut(middle) {
+        rule.bundle.products.retain(|p| p != rules_layout::PRODUCTS[0]);
+    }
+    let t = Instant::now();
+    let p = preview(&store, acct, &one_edit).unwrap();
+    report_with(
+        "preview of a one-rule edit",
+        p.evaluated,
+        t.elapsed().as_secs_f64(),
+        json!({"changed": p.users.len()}),
+    );
 
     let mut reversed = rules.clone();
     reversed.reverse();

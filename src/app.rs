@@ -24,6 +24,9 @@ pub struct Settings {
     pub scim_token: Option<String>,
     /// Registered for account `default` at start (`USERSYNC_ADMIN_TOKEN`).
     pub admin_token: Option<String>,
+    /// The operator API's token (`USERSYNC_OPERATOR_TOKEN` or `--operator-token-file`); without it the
+    /// operator API is not served.
+    pub operator_token: Option<String>,
     /// Open a store that fails its start-up check anyway, taking what it holds as the truth.
     pub accept_data_loss: bool,
     /// How webhook deliveries are retried.
@@ -41,6 +44,7 @@ impl Settings {
             http: HttpConfig::default(),
             scim_token: None,
             admin_token: None,
+            operator_token: None,
             accept_data_loss: false,
             webhooks: WebhookConfig::default(),
             dns_resolver: None,
@@ -96,7 +100,9 @@ impl Settings {
 
     /// Refuses settings the server must not start with: an environment token too short to be secret.
     pub fn check(&self) -> Result<(), SettingsError> {
-        for (var, _, secret) in self.env_tokens() {
+        let operator = ("the operator token", self.operator_token.as_deref().filter(|s| !s.is_empty()));
+        let env = self.env_tokens().map(|(var, _, secret)| (var, secret));
+        for (var, secret) in env.into_iter().chain([operator]) {
             if let Some(secret) = secret
                 && secret.chars().count() < MIN_ENV_TOKEN_LEN
             {
@@ -122,6 +128,7 @@ fn open_server_store(settings: &Settings, clock: Arc<dyn Clock>) -> StoreResult<
 /// new tokens. Always: makes each environment variable's value the one token of its kind named
 /// `environment` in `default` (a new value replaces the old one, an unset variable revokes it).
 pub fn bootstrap(store: &Store, settings: &Settings) -> StoreResult<Vec<NewToken>> {
+    store.finish_deletions()?;
     let mut created = Vec::new();
     let tokenless = store.tokens(None)?.is_empty();
     if tokenless && store.holds_resources()? {
@@ -190,9 +197,15 @@ pub fn start_with_clock(
     let addr = listener.local_addr()?;
     let engine = Engine::start(store.clone())?;
     let webhooks = Webhooks::start(store.clone(), settings.webhooks.clone())?;
+    let mut config = settings.http.clone();
+    config.operator_token = settings
+        .operator_token
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(crate::http::operator::OperatorKey::from_secret);
     let state = AppState {
         store: store.clone(),
-        config: settings.http.clone(),
+        config,
         engine: Some(engine.clone()),
         large_writes: Default::default(),
         dns: Arc::new(crate::delivery::dns::TxtChecker::new(settings.dns_resolver)),

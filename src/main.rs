@@ -1,6 +1,8 @@
 //! The `usersync` command: `serve` (the default), the account, token and domain subcommands, and `verify` and
 //! `compact` for a stopped store.
 
+mod cli;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -26,12 +28,10 @@ struct Cli {
 enum Command {
     /// Run the server (the default).
     Serve(ServeArgs),
-    /// Manage accounts (on a stopped server's data directory).
-    #[command(subcommand)]
-    Account(AccountCommand),
-    /// Manage bearer tokens (on a stopped server's data directory).
-    #[command(subcommand)]
-    Token(TokenCommand),
+    /// Manage accounts (on a stopped server's data directory, or with --url through a running server).
+    Account(AccountArgs),
+    /// Manage bearer tokens (on a stopped server's data directory, or with --url through a running server).
+    Token(TokenArgs),
     /// Manage verified domains (on a stopped server's data directory).
     #[command(subcommand)]
     Domain(DomainCommand),
@@ -103,14 +103,54 @@ struct ServeArgs {
     /// Seconds a webhook receiver has to answer.
     #[arg(long, env = "USERSYNC_WEBHOOK_TIMEOUT", default_value_t = 15)]
     webhook_timeout: u64,
+    /// A file holding the operator API's token (instead of USERSYNC_OPERATOR_TOKEN); without either, the
+    /// operator API is not served.
+    #[arg(long, env = "USERSYNC_OPERATOR_TOKEN_FILE")]
+    operator_token_file: Option<PathBuf>,
+}
+
+/// Where the account and token commands act.
+#[derive(Args)]
+struct Remote {
+    /// A running server (`http://host:port`) whose operator API to use, with the operator token from
+    /// USERSYNC_OPERATOR_TOKEN; without it, the commands open the stopped server's data directory.
+    #[arg(long, global = true)]
+    url: Option<String>,
+}
+
+#[derive(Args)]
+struct AccountArgs {
+    #[command(flatten)]
+    remote: Remote,
+    #[command(subcommand)]
+    command: AccountCommand,
+}
+
+#[derive(Args)]
+struct TokenArgs {
+    #[command(flatten)]
+    remote: Remote,
+    #[command(subcommand)]
+    command: TokenCommand,
 }
 
 #[derive(Subcommand)]
 enum AccountCommand {
-    /// Create an account.
+    /// Create an account (through the operator API, also its first SCIM and admin tokens).
     Create { name: String },
     /// List accounts.
     List,
+    /// Suspend an account: its tokens are refused with 403, its data kept.
+    Suspend { name: String },
+    /// Resume a suspended account.
+    Resume { name: String },
+    /// Delete an account and all its data, for good.
+    Delete {
+        name: String,
+        /// The account's name again, to confirm.
+        #[arg(long)]
+        confirm: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -139,6 +179,9 @@ enum TokenCommand {
         kind: TokenKind,
         #[arg(long)]
         name: String,
+        /// When the token stops working (RFC 3339, e.g. 2027-01-01T00:00:00Z); never by default.
+        #[arg(long)]
+        expires_at: Option<chrono::DateTime<chrono::Utc>>,
     },
     /// List tokens (never their secrets).
     List {
@@ -167,8 +210,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         None => serve(&cli.data, cli.serve),
         Some(Command::Serve(args)) => serve(&cli.data, args),
-        Some(Command::Account(cmd)) => account(&cli.data, cmd),
-        Some(Command::Token(cmd)) => token(&cli.data, cmd),
+        Some(Command::Account(args)) => account(&cli.data, args),
+        Some(Command::Token(args)) => token(&cli.data, args),
         Some(Command::Domain(cmd)) => domain(&cli.data, cmd),
         Some(Command::Verify) => verify(&cli.data),
         Some(Command::Compact) => compact(&cli.data),
@@ -218,6 +261,7 @@ fn serve(data: &std::path::Path, args: ServeArgs) -> Result<()> {
         },
         scim_token: std::env::var("USERSYNC_SCIM_TOKEN").ok(),
         admin_token: std::env::var("USERSYNC_ADMIN_TOKEN").ok(),
+        operator_token: operator_token(args.operator_token_file.as_deref())?,
         accept_data_loss: args.accept_data_loss,
         webhooks: usersync::delivery::webhooks::WebhookConfig {
             retry_min: std::time::Duration::from_secs(args.webhook_retry_min.max(1)),
@@ -248,6 +292,25 @@ fn serve(data: &std::path::Path, args: ServeArgs) -> Result<()> {
     })
 }
 
+/// The operator token: from `--operator-token-file` (its first line) or `USERSYNC_OPERATOR_TOKEN`, not both.
+fn operator_token(file: Option<&std::path::Path>) -> Result<Option<String>> {
+    let env = std::env::var("USERSYNC_OPERATOR_TOKEN").ok().filter(|t| !t.is_empty());
+    let Some(file) = file else { return Ok(env) };
+    if env.is_some() {
+        return Err(
+            "give the operator token either in USERSYNC_OPERATOR_TOKEN or in --operator-token-file, not both"
+                .into(),
+        );
+    }
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("the operator token file {} cannot be read: {e}", file.display()))?;
+    let token = text.lines().next().unwrap_or_default().trim().to_string();
+    if token.is_empty() {
+        return Err(format!("the operator token file {} is empty", file.display()).into());
+    }
+    Ok(Some(token))
+}
+
 fn open(data: &std::path::Path) -> Result<Store> {
     app::open_store(data, DurabilityMode::Sync, std::sync::Arc::new(SystemClock)).map_err(stopped_only)
 }
@@ -255,7 +318,8 @@ fn open(data: &std::path::Path) -> Result<Store> {
 fn stopped_only(e: StoreError) -> Box<dyn std::error::Error> {
     match e {
         StoreError::Locked(path) => format!(
-            "the store in {path} is held by a running usersync server; stop it first, or use the admin API"
+            "the store in {path} is held by a running usersync server; stop it first, or act through its \
+             operator API with --url (or use the admin API)"
         )
         .into(),
         other => other.into(),
@@ -302,60 +366,68 @@ fn compact(data: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-fn account(data: &std::path::Path, cmd: AccountCommand) -> Result<()> {
-    let store = open(data)?;
-    match cmd {
+fn target(data: &std::path::Path, remote: Remote) -> Result<cli::Target> {
+    match remote.url {
+        Some(url) => Ok(cli::Target::Remote(cli::Remote::new(&url)?)),
+        None => Ok(cli::Target::Local(open(data)?)),
+    }
+}
+
+fn account(data: &std::path::Path, args: AccountArgs) -> Result<()> {
+    let target = target(data, args.remote)?;
+    match args.command {
         AccountCommand::Create { name } => {
-            let account = store.create_account(&name)?;
-            println!("created account '{}' (id {})", account.name, account.id.0);
-        }
-        AccountCommand::List => {
-            for a in store.accounts()? {
-                println!("{}\t{}\t{}", a.id.0, a.name, a.created);
+            let (account, lines) = target.create_account(&name)?;
+            println!("created account '{}' (id {})", account.name, account.id);
+            for line in lines {
+                println!("{line}");
             }
         }
+        AccountCommand::List => {
+            for a in target.accounts()? {
+                println!("{}\t{}\t{}\t{}", a.id, a.name, a.created, a.status);
+            }
+        }
+        AccountCommand::Suspend { name } => {
+            target.change_account(&name, "suspend")?;
+            println!("suspended account '{name}'");
+        }
+        AccountCommand::Resume { name } => {
+            target.change_account(&name, "resume")?;
+            println!("resumed account '{name}'");
+        }
+        AccountCommand::Delete { name, confirm } => {
+            if confirm != name {
+                return Err(format!("to delete account '{name}', repeat its name: --confirm {name}").into());
+            }
+            target.change_account(&name, "delete")?;
+            println!("deleted account '{name}' and all its data");
+        }
     }
-    store.shutdown();
+    target.finish();
     Ok(())
 }
 
-fn token(data: &std::path::Path, cmd: TokenCommand) -> Result<()> {
-    let store = open(data)?;
-    let account_id = |name: &str| -> Result<usersync::store::AccountId> {
-        Ok(store.account(name)?.ok_or_else(|| format!("no account named '{name}'"))?.id)
-    };
-    match cmd {
-        TokenCommand::Create { account, kind, name } => {
-            let (info, secret) = store.create_token(
-                account_id(&account)?,
-                kind,
-                &name,
-                &usersync::store::Actor("cli".into()),
-            )?;
-            println!(
-                "created {} token '{}' (id {}) for account '{account}':",
-                info.kind.as_str(),
-                info.name,
-                info.id
-            );
+fn token(data: &std::path::Path, args: TokenArgs) -> Result<()> {
+    let target = target(data, args.remote)?;
+    match args.command {
+        TokenCommand::Create { account, kind, name, expires_at } => {
+            let (info, secret) = target.create_token(&account, kind, &name, expires_at)?;
+            println!("created {} token '{}' (id {}) for account '{account}':", info.kind, info.name, info.id);
             println!("{secret}");
         }
         TokenCommand::List { account } => {
-            let filter = account.as_deref().map(account_id).transpose()?;
-            let names: std::collections::HashMap<_, _> =
-                store.accounts()?.into_iter().map(|a| (a.id, a.name)).collect();
-            for t in store.tokens(filter)? {
-                let acct = names.get(&t.account).map_or("?", String::as_str);
-                println!("{}\t{}\t{}\t{}\t{}", t.id, acct, t.kind.as_str(), t.name, t.created);
+            for t in target.tokens(account.as_deref())? {
+                let expires = t.expires_at.as_deref().unwrap_or("-");
+                println!("{}\t{}\t{}\t{}\t{}\t{expires}", t.id, t.account, t.kind, t.name, t.created);
             }
         }
         TokenCommand::Revoke { account, id } => {
-            let info =
-                store.revoke_token(account_id(&account)?, &id, &usersync::store::Actor("cli".into()))?;
-            println!("revoked {} token '{}' ({})", info.kind.as_str(), info.name, info.id);
+            let info = target.revoke_token(&account, &id)?;
+            println!("revoked {} token '{}' ({})", info.kind, info.name, info.id);
         }
     }
-    store.shutdown();
+    target.finish();
     Ok(())
 }
 

@@ -2,11 +2,13 @@
 //! and map errors in one place (`error`). Paths are matched case-insensitively with trailing slashes
 //! tolerated, as Microsoft's clients need; every request is logged on one line without its token.
 
+#[macro_use]
 mod admin;
 mod console;
 mod discovery;
 mod error;
 mod framing;
+pub mod operator;
 mod render;
 mod request;
 mod scim;
@@ -56,6 +58,8 @@ pub struct HttpConfig {
     pub max_connections: usize,
     /// Largest request head (request line and headers) in bytes (431 above).
     pub max_head: usize,
+    /// The operator token (its hash): without one, the operator API is not served.
+    pub operator_token: Option<operator::OperatorKey>,
 }
 
 impl Default for HttpConfig {
@@ -72,6 +76,7 @@ impl Default for HttpConfig {
             max_body_memory: 64 << 20,
             max_connections: 4096,
             max_head: 32 << 10,
+            operator_token: None,
         }
     }
 }
@@ -223,6 +228,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
             .default_service(web::to(discovery::not_found)),
     )
     .configure(admin::routes)
+    .configure(operator::routes)
     .configure(console::routes)
     .default_service(web::to(discovery::not_found));
 }

@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::AppState;
 use super::error::{ApiError, ApiResult};
 use crate::scim::ScimError;
-use crate::store::{AccountId, Actor, StoreError, TokenInfo, TokenKind};
+use crate::store::{AccountId, Actor, Authentication, StoreError, TokenInfo, TokenKind};
 
 /// An authenticated caller: its token and the account the token belongs to.
 #[derive(Debug, Clone)]
@@ -61,24 +61,35 @@ impl From<AuthError> for ApiError {
     }
 }
 
-pub(crate) fn authenticate(req: &HttpRequest, kind: TokenKind) -> Result<Caller, AuthError> {
-    let state =
-        req.app_data::<web::Data<AppState>>().ok_or_else(|| AuthError::Unauthorized("no state".into()))?;
-    let secret = req
-        .headers()
+/// The bearer token of the request, if it carries one.
+pub(crate) fn bearer(req: &HttpRequest) -> Option<&str> {
+    req.headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' ').filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer")))
         .map(|(_, token)| token.trim())
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| {
-            AuthError::Unauthorized("a bearer token is required (Authorization: Bearer <token>)".into())
-        })?;
-    let token = state
-        .store
-        .authenticate(secret)
-        .map_err(AuthError::Store)?
-        .ok_or_else(|| AuthError::Unauthorized("the bearer token is not valid".into()))?;
+}
+
+pub(crate) fn authenticate(req: &HttpRequest, kind: TokenKind) -> Result<Caller, AuthError> {
+    let state =
+        req.app_data::<web::Data<AppState>>().ok_or_else(|| AuthError::Unauthorized("no state".into()))?;
+    let secret = bearer(req).ok_or_else(|| {
+        AuthError::Unauthorized("a bearer token is required (Authorization: Bearer <token>)".into())
+    })?;
+    let token = match state.store.authenticate_why(secret).map_err(AuthError::Store)? {
+        Authentication::Valid(token) => token,
+        Authentication::Unknown => {
+            return Err(AuthError::Unauthorized("the bearer token is not valid".into()));
+        }
+        Authentication::Expired(_) => return Err(AuthError::Unauthorized("token expired".into())),
+        Authentication::Suspended(_, name) => {
+            return Err(AuthError::Forbidden(format!(
+                "the account '{name}' is suspended by the operator of this server; its data is kept, and \
+                 requests are accepted again once it is resumed"
+            )));
+        }
+    };
     if token.kind != kind {
         return Err(AuthError::Forbidden(format!("a {} token cannot be used here", token.kind.as_str())));
     }

@@ -9,7 +9,7 @@
 //! offered to the waiting users again. A user whose bundle does not fit keeps what they have and would fail
 //! `outOfLicenses`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -202,38 +202,139 @@ struct Context<'a> {
     verified: std::collections::BTreeMap<String, AccountId>,
 }
 
-/// Evaluates every user of the account under `proposed` (a whole, ordered rule list).
+/// Whom a proposed rule list is evaluated for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reach {
+    /// Every user of the account.
+    Everyone,
+    /// The members of these groups and the failing users: everyone else holds what the current rules
+    /// decide and would hold the same under the proposed ones.
+    Groups(BTreeSet<String>),
+}
+
+/// Whom `proposed` can treat differently from the rules in force. When the engine has settled (sync on,
+/// nothing pending, no hold), every user who is not failing holds what the current rules decide; a user
+/// none of whose groups belongs to a rule added, removed, edited or moved past another is matched by the
+/// same rules in the same order under both lists, so is decided by the same rule. Otherwise, or when the
+/// proposed ids are not unique, everyone.
+pub fn reach(store: &Store, acct: AccountId, current: &SyncConfig, proposed: &[Rule]) -> StoreResult<Reach> {
+    let settled = current.enabled
+        && store.hold(acct)?.is_none()
+        && store.pending_scopes(acct)?.is_empty()
+        && store.pending_users(acct, 1)?.is_empty();
+    match settled {
+        true => Ok(differing_groups(&current.rules, proposed).map_or(Reach::Everyone, Reach::Groups)),
+        false => Ok(Reach::Everyone),
+    }
+}
+
+/// The groups of the rules that differ between two rule lists: added, removed, edited (anything but the
+/// number and description), or in the other order relative to another rule. `None` when an id repeats.
+fn differing_groups(current: &[Rule], proposed: &[Rule]) -> Option<BTreeSet<String>> {
+    let index = |rules: &[Rule]| -> Option<HashMap<String, usize>> {
+        let map: HashMap<String, usize> = rules.iter().enumerate().map(|(i, r)| (r.id.clone(), i)).collect();
+        (map.len() == rules.len()).then_some(map)
+    };
+    let (before, after) = (index(current)?, index(proposed)?);
+    let same = |a: &Rule, b: &Rule| a.group == b.group && a.filter == b.filter && a.bundle == b.bundle;
+    let mut groups = BTreeSet::new();
+    // (position in the current list, position in the proposed list) of the rules both keep unchanged
+    let mut kept: Vec<(usize, usize)> = Vec::new();
+    for (i, rule) in current.iter().enumerate() {
+        match after.get(&rule.id).map(|j| (*j, &proposed[*j])) {
+            Some((j, new)) if same(rule, new) => kept.push((i, j)),
+            Some((_, new)) => {
+                groups.insert(rule.group.clone());
+                groups.insert(new.group.clone());
+            }
+            None => {
+                groups.insert(rule.group.clone());
+            }
+        }
+    }
+    for rule in proposed.iter().filter(|r| !before.contains_key(&r.id)) {
+        groups.insert(rule.group.clone());
+    }
+    for (x, &(i, j)) in kept.iter().enumerate() {
+        for &(k, l) in &kept[x + 1..] {
+            if (i < k) != (j < l) {
+                groups.insert(current[i].group.clone());
+                groups.insert(current[k].group.clone());
+            }
+        }
+    }
+    Some(groups)
+}
+
+/// Evaluates under `proposed` (a whole, ordered rule list) every user it can treat differently from the
+/// current rules ([`reach`]); the answer is the one evaluating every user would give, `evaluated` aside.
 pub fn preview(store: &Store, acct: AccountId, proposed: &[Rule]) -> StoreResult<Preview> {
+    let current = store.sync_config(acct)?;
+    let reach = reach(store, acct, &current, proposed)?;
+    preview_for(store, acct, proposed, current, &reach)
+}
+
+/// The preview evaluating the users of `reach`.
+pub(super) fn preview_for(
+    store: &Store,
+    acct: AccountId,
+    proposed: &[Rule],
+    current: SyncConfig,
+    reach: &Reach,
+) -> StoreResult<Preview> {
     let registry = store.registry(acct);
     let ctx = Context {
         store,
         acct,
-        current: store.sync_config(acct)?,
+        current,
         rules: compile(proposed).map_err(StoreError::Invalid)?,
         schema: registry.resource(ResourceKind::User),
         verified: store.verified_domains()?,
     };
-    let waiting: Vec<(String, String, Vec<String>)> = store
-        .failures(acct)?
-        .into_iter()
+    let failing = store.failures(acct)?;
+    let waiting: Vec<(String, String, Vec<String>)> = failing
+        .iter()
         .filter(|(_, f)| f.reason == FailureReason::OutOfLicenses)
-        .map(|(u, f)| (f.since, u, f.products))
+        .map(|(u, f)| (f.since.clone(), u.clone(), f.products.clone()))
         .collect();
     let mut pools =
         Pools(store.products(acct)?.into_iter().map(|(p, used)| (p.id, (p.seats, used))).collect(), waiting);
+    let scopes: Vec<Scope> = match reach {
+        Reach::Everyone => vec![Scope::All],
+        Reach::Groups(groups) => groups.iter().map(|g| Scope::Group(g.clone())).collect(),
+    };
+    // The failing users in id order (as `failures` answers them), merged into the walk of the scopes.
+    let mut extra: std::iter::Peekable<std::vec::IntoIter<String>> = match reach {
+        Reach::Everyone => Vec::new(),
+        Reach::Groups(_) => failing.into_iter().map(|(u, _)| u).collect(),
+    }
+    .into_iter()
+    .peekable();
     let (mut users, mut evaluated) = (Vec::new(), 0);
-    let all = [&Scope::All];
-    let mut walk = store.scopes_users(acct, &all);
+    let mut visit = |uid: &str, users: &mut Vec<UserChange>| -> StoreResult<()> {
+        if let Some(user) = store.user(acct, uid)? {
+            evaluated += 1;
+            users.extend(ctx.change(uid, &user)?);
+        }
+        Ok(())
+    };
+    let mut walk = store.scopes_users(acct, &scopes.iter().collect::<Vec<_>>());
     loop {
-        let page = walk.next_page(1024)?;
+        let page = if scopes.is_empty() { Vec::new() } else { walk.next_page(1024)? };
         if page.is_empty() {
             break;
         }
         for uid in &page {
-            let Some(user) = store.user(acct, uid)? else { continue };
-            evaluated += 1;
-            users.extend(ctx.change(uid, &user)?);
+            while let Some(before) = extra.next_if(|u| u.as_str() <= uid.as_str()) {
+                if before != *uid {
+                    visit(&before, &mut users)?;
+                }
+            }
+            visit(uid, &mut users)?;
         }
+    }
+    for uid in extra {
+        visit(&uid, &mut users)?;
     }
     hand_out_seats(&mut users, &mut pools);
     let products = impacts(store, acct, &users, &pools)?;

@@ -157,6 +157,7 @@ fn scenario(limited: bool) -> impl Strategy<Value = Scenario> {
 }
 
 /// The directory and the rule list as the test models them.
+#[derive(Clone)]
 struct Model {
     active: [bool; USERS],
     deleted: [bool; USERS],
@@ -365,33 +366,38 @@ impl World {
     }
 
     fn apply_to_rules(&self, step: &Step, model: &mut Model) {
+        if let Some(edit) = self.rule_edit(step, model) {
+            self.edit(edit);
+        }
+    }
+
+    /// Applies a rule step to the model's rule list and answers the edit that does the same to the store.
+    fn rule_edit(&self, step: &Step, model: &mut Model) -> Option<RuleEdit> {
         let n = model.rules.len();
         match step {
             Step::Reorder(keys) => {
                 let mut order: Vec<usize> = (0..n).collect();
                 order.sort_by_key(|i| (keys[*i], *i));
                 model.rules = order.iter().map(|i| model.rules[*i].clone()).collect();
-                self.edit(RuleEdit::Reorder {
-                    order: model.rules.iter().map(|(id, _)| id.clone()).collect(),
-                });
+                Some(RuleEdit::Reorder { order: model.rules.iter().map(|(id, _)| id.clone()).collect() })
             }
             Step::Create(spec, number) if n < MAX_RULES => {
                 let id = format!("r{}", model.next_id);
                 model.next_id += 1;
-                self.edit(RuleEdit::Create { rule: self.rule(&id, spec), number: *number });
-                model.rules.insert(slot(*number, n), (id, spec.clone()));
+                model.rules.insert(slot(*number, n), (id.clone(), spec.clone()));
+                Some(RuleEdit::Create { rule: self.rule(&id, spec), number: *number })
             }
             Step::Edit(i, spec, number) if n > 0 => {
                 let (id, _) = model.rules.remove(i % n);
-                self.edit(RuleEdit::Replace { rule: self.rule(&id, spec), number: *number });
                 let to = number.map_or(i % n, |_| slot(*number, n - 1));
-                model.rules.insert(to, (id, spec.clone()));
+                model.rules.insert(to, (id.clone(), spec.clone()));
+                Some(RuleEdit::Replace { rule: self.rule(&id, spec), number: *number })
             }
             Step::Delete(i) if n > 0 => {
                 let (id, _) = model.rules.remove(i % n);
-                self.edit(RuleEdit::Delete { id });
+                Some(RuleEdit::Delete { id })
             }
-            _ => {}
+            _ => None,
         }
     }
 
@@ -673,4 +679,97 @@ fn a_freed_seat_goes_to_the_waiting_user_before_a_newcomer() {
     assert_eq!(world.held(1), Some(BTreeSet::from([0])), "the waiting user got the seat");
     assert_eq!(world.held(2), None);
     assert_eq!(world.waiting().iter().map(|(_, u, _)| *u).collect::<Vec<_>>(), [2]);
+}
+
+fn rule_step() -> impl Strategy<Value = Step> {
+    let number = proptest::option::of(1..=(MAX_RULES as u32 + 1));
+    prop_oneof![
+        proptest::collection::vec(any::<u8>(), MAX_RULES).prop_map(Step::Reorder),
+        (rule_spec(), number.clone()).prop_map(|(r, n)| Step::Create(r, n)),
+        (0..MAX_RULES, rule_spec(), number).prop_map(|(i, r, n)| Step::Edit(i, r, n)),
+        (0..MAX_RULES).prop_map(Step::Delete),
+    ]
+}
+
+impl World {
+    /// The rule list the model's rules become after `changes`, numbered, nothing saved.
+    fn proposed(&self, model: &Model, changes: &[Step]) -> Vec<Rule> {
+        let mut proposal = model.clone();
+        for change in changes {
+            self.rule_edit(change, &mut proposal);
+        }
+        let mut rules: Vec<Rule> = proposal.rules.iter().map(|(id, spec)| self.rule(id, spec)).collect();
+        rules.iter_mut().enumerate().for_each(|(i, r)| r.number = i as u32 + 1);
+        rules
+    }
+
+    /// The preview evaluating everyone, and the one evaluating only whom the change can reach.
+    fn both_previews(&self, proposed: &[Rule]) -> (super::Preview, super::Preview, super::preview::Reach) {
+        use super::preview::{Reach, preview_for, reach};
+        let current = self.store.sync_config(self.acct).unwrap();
+        let reach = reach(&self.store, self.acct, &current, proposed).unwrap();
+        let full = preview_for(&self.store, self.acct, proposed, current.clone(), &Reach::Everyone).unwrap();
+        let part = preview_for(&self.store, self.acct, proposed, current, &reach).unwrap();
+        (full, part, reach)
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// A preview that evaluates only the users a change can reach answers what evaluating everyone does:
+    /// random directories, seats and rule lists, settled or with work still pending, and random proposed
+    /// lists (rules created, edited, deleted and reordered).
+    #[test]
+    fn a_preview_of_whom_a_change_reaches_answers_as_one_of_everyone(
+        s in scenario(true),
+        changes in proptest::collection::vec(rule_step(), 0..5),
+        settle in proptest::bool::weighted(0.8),
+    ) {
+        let world = World::new(&s);
+        let mut model = Model::new(&s);
+        for step in &s.steps {
+            world.apply(step, &mut model);
+        }
+        if settle {
+            world.engine.run_pending().unwrap();
+        }
+        let proposed = world.proposed(&model, &changes);
+        let (full, part, _) = world.both_previews(&proposed);
+        prop_assert!(part.evaluated <= full.evaluated);
+        prop_assert_eq!(part.users, full.users);
+        prop_assert_eq!(part.products, full.products);
+        prop_assert_eq!(part.run_out, full.run_out);
+        prop_assert_eq!(part.would_fail, full.would_fail);
+    }
+}
+
+/// An edit of one rule is evaluated for the members of its group (and the failing users) only; unsaved
+/// work or a switched-off engine makes the preview evaluate everyone.
+#[test]
+fn a_one_rule_edit_is_evaluated_for_its_group_alone() {
+    let rule = |group| RuleSpec { group, cond: Cond::Any, products: BTreeSet::from([0]) };
+    let s = Scenario {
+        rules: vec![rule(0), rule(1)],
+        seats: [None; 3],
+        titles: [None; USERS],
+        vips: [false; USERS],
+        steps: vec![],
+    };
+    let world = World::new(&s);
+    let mut model = Model::new(&s);
+    for (u, g) in [(0, 0), (1, 0), (2, 1), (3, 1), (4, 2)] {
+        world.apply(&Step::Join(u, g), &mut model);
+    }
+    world.engine.run_pending().unwrap();
+    let edit = [Step::Edit(1, RuleSpec { group: 1, cond: Cond::Any, products: BTreeSet::from([1]) }, None)];
+    let proposed = world.proposed(&model, &edit);
+    let (full, part, reach) = world.both_previews(&proposed);
+    assert_eq!(reach, super::preview::Reach::Groups(BTreeSet::from([world.groups[1].clone()])));
+    assert_eq!((full.evaluated, part.evaluated), (USERS, 2));
+    assert_eq!(part.users, full.users);
+    assert_eq!(part.users.len(), 2, "both members of g1 change products");
+    world.apply(&Step::Join(5, 0), &mut model);
+    let (_, unsettled, reach) = world.both_previews(&proposed);
+    assert_eq!((reach, unsettled.evaluated), (super::preview::Reach::Everyone, USERS));
 }

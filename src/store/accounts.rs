@@ -1,7 +1,8 @@
 //! Accounts (tenants) and their bearer tokens. A token is stored only as its SHA-256 hash; it resolves to
-//! exactly one account and kind.
+//! exactly one account and kind, and may expire. An account can be suspended (its tokens refused, its data
+//! kept) and deleted with every key it owns, while the server runs.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -19,6 +20,36 @@ pub struct Account {
     pub id: AccountId,
     pub name: String,
     pub created: String,
+    /// Since when the operator has the account suspended: its tokens are refused with 403, its data kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspended: Option<String>,
+    /// Since when the account is being deleted (a deletion a crash interrupted is finished at start-up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleting: Option<String>,
+}
+
+/// An account's figures, as the operator lists them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountFigures {
+    pub users: usize,
+    pub groups: usize,
+    pub entitled_users: usize,
+    pub failures: usize,
+    /// The minute a SCIM token of the account was last used, if ever.
+    pub last_scim_request: Option<String>,
+}
+
+/// What a presented secret turned out to be.
+#[derive(Debug, Clone)]
+pub enum Authentication {
+    Valid(Arc<TokenInfo>),
+    /// No token has this secret.
+    Unknown,
+    /// The token's `expiresAt` has passed.
+    Expired(Arc<TokenInfo>),
+    /// The token's account is suspended (its name given).
+    Suspended(Arc<TokenInfo>, String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,16 +90,22 @@ pub struct TokenInfo {
     pub kind: TokenKind,
     pub name: String,
     pub created: String,
+    /// When the token stops working (a timestamp as `created`); `None`: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
     /// SHA-256 of the secret; never shown.
     #[serde(with = "hex_bytes")]
     pub(crate) hash: Vec<u8>,
 }
 
-/// Tokens authenticated since start, by the hash of their secret, and how many revocations there have
-/// been (a lookup that raced a revocation does not fill the cache).
+/// Tokens authenticated since start, by the hash of their secret, the accounts they belong to, and how
+/// many revocations and account changes there have been (a lookup that raced one does not fill the cache).
 #[derive(Default)]
 pub(crate) struct TokenCache {
     tokens: HashMap<Vec<u8>, Arc<TokenInfo>>,
+    accounts: HashMap<AccountId, Arc<Account>>,
+    /// Accounts being deleted or deleted since start: no transaction may write a record of theirs.
+    removed: HashSet<AccountId>,
     revocations: u64,
     /// The minute each token was last written as used, so it is written at most once a minute.
     last_used: HashMap<String, String>,
@@ -148,7 +185,13 @@ impl Store {
             }
             let next: u32 = tx_get(tx, &counter)?.unwrap_or(0) + 1;
             tx.insert(counter.as_slice(), encode(&next))?;
-            let account = Account { id: AccountId(next), name: name.to_string(), created: created.clone() };
+            let account = Account {
+                id: AccountId(next),
+                name: name.to_string(),
+                created: created.clone(),
+                suspended: None,
+                deleting: None,
+            };
             tx.insert(by_name.as_slice(), &next.to_be_bytes())?;
             tx.insert(prefix(kind::ACCOUNT, account.id), encode(&account))?;
             Ok(account)
@@ -180,12 +223,31 @@ impl Store {
         name: &str,
         actor: &Actor,
     ) -> StoreResult<(TokenInfo, String)> {
+        self.create_token_expiring(acct, kind_, name, None, actor)
+    }
+
+    /// [`create_token`](Self::create_token) with an expiry: from `expires_at` on, the token is refused
+    /// ("token expired"). An expiry that is not in the future is refused.
+    pub fn create_token_expiring(
+        &self,
+        acct: AccountId,
+        kind_: TokenKind,
+        name: &str,
+        expires_at: Option<chrono::DateTime<chrono::Utc>>,
+        actor: &Actor,
+    ) -> StoreResult<(TokenInfo, String)> {
         let name = name.trim();
         if name.is_empty() {
             return Err(StoreError::Invalid(crate::scim::ScimError::invalid_value("a token needs a name")));
         }
+        if expires_at.is_some_and(|at| at <= self.now()) {
+            return Err(StoreError::Rejected("expiresAt: the expiry must be in the future".into()));
+        }
+        if self.account_by_id(acct)?.is_none_or(|a| a.deleting.is_some()) {
+            return Err(StoreError::NotFound(format!("account {}", acct.0)));
+        }
         let secret = new_secret();
-        let info = self.add_token(acct, kind_, name, &secret, actor, true)?;
+        let info = self.add_token(acct, kind_, name, &secret, expires_at.map(timestamp), actor, true)?;
         Ok((info, secret))
     }
 
@@ -198,15 +260,17 @@ impl Store {
         secret: &str,
         actor: &Actor,
     ) -> StoreResult<TokenInfo> {
-        self.add_token(acct, kind_, name, secret, actor, false)
+        self.add_token(acct, kind_, name, secret, None, actor, false)
     }
 
+    #[allow(clippy::too_many_arguments)] // private; each caller names every argument
     fn add_token(
         &self,
         acct: AccountId,
         kind_: TokenKind,
         name: &str,
         secret: &str,
+        expires_at: Option<String>,
         actor: &Actor,
         unique_name: bool,
     ) -> StoreResult<TokenInfo> {
@@ -225,6 +289,7 @@ impl Store {
             kind: kind_,
             name: name.to_string(),
             created: timestamp(self.now()),
+            expires_at,
             hash: hash.clone(),
         };
         let now = self.now();
@@ -253,7 +318,7 @@ impl Store {
                 actor,
                 "token.created",
                 Some(&info.id),
-                json!({"name": info.name, "kind": info.kind}),
+                json!({"name": info.name, "kind": info.kind, "expiresAt": info.expires_at}),
             )
         })?;
         Ok(info)
@@ -263,9 +328,18 @@ impl Store {
         get(self.tree(), &global(kind::TOKEN, hash))
     }
 
-    /// The token a presented secret belongs to. The secret is only ever hashed; the stored hash is then
-    /// compared in constant time.
+    /// The token a presented secret belongs to, if it may be used now (see [`Store::authenticate_why`]).
     pub fn authenticate(&self, secret: &str) -> StoreResult<Option<Arc<TokenInfo>>> {
+        Ok(match self.authenticate_why(secret)? {
+            Authentication::Valid(info) => Some(info),
+            _ => None,
+        })
+    }
+
+    /// What a presented secret is: a token that may be used now, none, an expired token, or a token of a
+    /// suspended account. The secret is only ever hashed; the stored hash is then compared in constant
+    /// time.
+    pub fn authenticate_why(&self, secret: &str) -> StoreResult<Authentication> {
         let presented = hash(secret);
         let (cached, epoch) = match self.inner.tokens.read() {
             Ok(c) => (c.tokens.get(&presented).cloned(), c.revocations),
@@ -274,7 +348,7 @@ impl Store {
         let info = match cached {
             Some(info) => info,
             None => {
-                let Some(info) = self.token_by_hash(&presented)? else { return Ok(None) };
+                let Some(info) = self.token_by_hash(&presented)? else { return Ok(Authentication::Unknown) };
                 let info = Arc::new(info);
                 if let Ok(mut cache) = self.inner.tokens.write() {
                     // A revocation since the read above may concern this very token: then it is not cached.
@@ -285,11 +359,77 @@ impl Store {
                 info
             }
         };
-        let valid = bool::from(info.hash.ct_eq(&presented));
-        if valid {
-            self.note_use(&info);
+        if !bool::from(info.hash.ct_eq(&presented)) {
+            return Ok(Authentication::Unknown);
         }
-        Ok(valid.then_some(info))
+        if info.expires_at.as_deref().is_some_and(|at| timestamp(self.now()).as_str() >= at) {
+            return Ok(Authentication::Expired(info));
+        }
+        let Some(account) = self.account_cached(info.account)? else { return Ok(Authentication::Unknown) };
+        if account.deleting.is_some() {
+            return Ok(Authentication::Unknown);
+        }
+        if account.suspended.is_some() {
+            return Ok(Authentication::Suspended(info, account.name.clone()));
+        }
+        self.note_use(&info);
+        Ok(Authentication::Valid(info))
+    }
+
+    /// The account record, read once and then kept until the account changes.
+    fn account_cached(&self, acct: AccountId) -> StoreResult<Option<Arc<Account>>> {
+        let (cached, epoch) = match self.inner.tokens.read() {
+            Ok(c) => (c.accounts.get(&acct).cloned(), c.revocations),
+            Err(_) => (None, u64::MAX),
+        };
+        if cached.is_some() {
+            return Ok(cached);
+        }
+        let Some(account) = self.account_by_id(acct)? else { return Ok(None) };
+        let account = Arc::new(account);
+        if let Ok(mut cache) = self.inner.tokens.write()
+            && cache.revocations == epoch
+        {
+            cache.accounts.insert(acct, account.clone());
+        }
+        Ok(Some(account))
+    }
+
+    /// Marks the account as being deleted (or, when its deletion could not start, no longer).
+    pub(crate) fn mark_removed(&self, acct: AccountId, removed: bool) {
+        if let Ok(mut cache) = self.inner.tokens.write() {
+            if removed {
+                cache.removed.insert(acct);
+            } else {
+                cache.removed.remove(&acct);
+            }
+        }
+    }
+
+    /// Whether the account is being deleted or was deleted since start.
+    pub(crate) fn is_removed(&self, acct: AccountId) -> bool {
+        self.inner.tokens.read().map_or(true, |c| c.removed.contains(&acct))
+    }
+
+    /// Forgets the cached account record and every cached token of the account (after a committed change).
+    pub(crate) fn forget_account(&self, acct: AccountId) {
+        if let Ok(mut cache) = self.inner.tokens.write() {
+            cache.revocations += 1;
+            cache.accounts.remove(&acct);
+            cache.tokens.retain(|_, t| t.account != acct);
+        }
+    }
+
+    /// Forgets what the caches hold about the account and about the tokens with these hashes; after a
+    /// committed change, so that no request can cache the old state again.
+    fn forget(&self, acct: AccountId, hashes: &[&[u8]]) {
+        if let Ok(mut cache) = self.inner.tokens.write() {
+            cache.revocations += 1;
+            cache.accounts.remove(&acct);
+            for h in hashes {
+                cache.tokens.remove(*h);
+            }
+        }
     }
 
     /// Remembers that `token` was used this minute: written once a minute per token, in a transaction of
@@ -307,8 +447,13 @@ impl Store {
             cache.last_used.insert(token.id.clone(), now.clone());
         }
         let key = key(kind::TOKEN_USED, token.account, &[token.id.as_bytes()]);
+        let of_kind = key_of_kind_used(token.account, token.kind);
         let value = encode(&now);
-        match self.transact(|tx| tx.insert(&key, value.as_slice())) {
+        let noted = self.transact(|tx| {
+            tx.insert(&key, value.as_slice())?;
+            tx.insert(&of_kind, value.as_slice())
+        });
+        match noted {
             // a full disk is said once, by the store itself
             Err(e @ super::StoreError::Full(_)) => {
                 log::debug!("could not record the use of token {}: {e}", token.id)
@@ -374,12 +519,14 @@ impl Store {
             Ok(info)
         })?;
         // Evicted only once the removal has committed, so no request can cache the token again after this.
-        if let Ok(mut cache) = self.inner.tokens.write() {
-            cache.revocations += 1;
-            cache.tokens.remove(&info.hash);
-        }
+        self.forget(acct, &[&info.hash]);
         Ok(info)
     }
+}
+
+/// `T acct kind`: when a token of that kind was last used in the account.
+fn key_of_kind_used(acct: AccountId, kind_: TokenKind) -> Vec<u8> {
+    key(kind::ACCOUNT_USED, acct, &[kind_.as_str().as_bytes()])
 }
 
 #[cfg(test)]

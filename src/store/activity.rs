@@ -37,7 +37,7 @@ const ACTIVITY_INDEX_LAYOUT: &[u8] = b"activity-index";
 const MIGRATION_BATCH: usize = 5000;
 
 /// Every activity type, for `?type=` to be checked against.
-pub const ACTIVITY_TYPES: [&str; 45] = [
+pub const ACTIVITY_TYPES: [&str; 47] = [
     "user.created",
     "user.updated",
     "user.deactivated",
@@ -79,6 +79,8 @@ pub const ACTIVITY_TYPES: [&str; 45] = [
     "webhook.deleted",
     "webhook.resumed",
     "webhook.paused",
+    "account.suspended",
+    "account.resumed",
     "domain.claimed",
     "domain.verified",
     "domain.verified-elsewhere",

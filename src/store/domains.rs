@@ -223,10 +223,32 @@ impl Store {
         result.map_err(|(d, owner)| self.verified_elsewhere(&d, owner))
     }
 
-    /// Removes the account's claim of `domain` (404 without one). If the account had verified it, it
-    /// owns it no more, and every user of another account failing `existingAccount` is re-evaluated.
-    pub fn remove_domain(&self, acct: AccountId, domain: &str, actor: &Actor) -> StoreResult<()> {
-        let mut waiting: Vec<(AccountId, String)> = Vec::new();
+    /// Frees the domains a deleted account verified (inside its exclusive deletion transaction, so the
+    /// scans are current): the other accounts' users failing `existingAccount` are re-evaluated.
+    pub(crate) fn drop_account_domains(&self, tx: &Tx<'_>, acct: AccountId) -> TxResult<()> {
+        let owned: Vec<String> = match self.verified_domains() {
+            Ok(all) => all.into_iter().filter(|(_, owner)| *owner == acct).map(|(d, _)| d).collect(),
+            Err(e) => return abort(e),
+        };
+        if owned.is_empty() {
+            return Ok(());
+        }
+        for domain in &owned {
+            tx.remove(owner_key(domain))?;
+        }
+        let waiting = match self.waiting_for_domains(acct) {
+            Ok(w) => w,
+            Err(e) => return abort(e),
+        };
+        for (other, uid) in &waiting {
+            mark_pending(tx, *other, uid)?;
+        }
+        Ok(())
+    }
+
+    /// The users of accounts other than `acct` failing `existingAccount`.
+    fn waiting_for_domains(&self, acct: AccountId) -> StoreResult<Vec<(AccountId, String)>> {
+        let mut waiting = Vec::new();
         for account in self.accounts()?.into_iter().filter(|a| a.id != acct) {
             for (uid, failure) in self.stored_failures(account.id)? {
                 if failure.reason == FailureReason::ExistingAccount {
@@ -234,6 +256,13 @@ impl Store {
                 }
             }
         }
+        Ok(waiting)
+    }
+
+    /// Removes the account's claim of `domain` (404 without one). If the account had verified it, it
+    /// owns it no more, and every user of another account failing `existingAccount` is re-evaluated.
+    pub fn remove_domain(&self, acct: AccountId, domain: &str, actor: &Actor) -> StoreResult<()> {
+        let waiting = self.waiting_for_domains(acct)?;
         let now = self.now();
         let ckey = claim_key(acct, domain);
         let okey = owner_key(domain);
@@ -293,5 +322,9 @@ mod tests {
         assert!(store.verified_domains().unwrap().is_empty());
         store.mark_domain_verified(b, "example.com", Verification::Cli, &actor, &none).unwrap();
         assert!(matches!(store.remove_domain(a, "example.com", &actor), Err(StoreError::NotFound(_))));
+        // a deleted account's domains are free again
+        store.delete_account(b).unwrap();
+        assert!(store.verified_domains().unwrap().is_empty());
+        store.claim_domain(a, "example.com", &actor).unwrap();
     }
 }

@@ -84,6 +84,26 @@ pub mod kind {
     pub const DOMAIN_OWNER: u8 = b'j';
     /// `v what` → the version of a derived layout (global), for start-up migrations
     pub const LAYOUT: u8 = b'v';
+    /// `T acct kind` → the minute a token of that kind (`scim`, `admin`) was last used in the account
+    pub const ACCOUNT_USED: u8 = b'T';
+}
+
+/// The kinds whose keys are not `kind acct ...`. Every other kind is account-scoped, which is what lets an
+/// account's deletion remove every key it owns without a list of kinds to keep up to date: a new global
+/// kind must be added here.
+pub const GLOBAL_KINDS: [u8; 7] = [
+    kind::ACCOUNT_BY_NAME,
+    kind::COUNTER,
+    kind::TOKEN,
+    kind::LOGIN,
+    kind::LOGIN_WAIT,
+    kind::LAYOUT,
+    kind::DOMAIN_OWNER,
+];
+
+/// Whether keys of `kind` start with an account id.
+pub fn is_account_scoped(kind: u8) -> bool {
+    !GLOBAL_KINDS.contains(&kind)
 }
 
 /// Separates a variable-length part from a fixed-length id; never occurs in UTF-8 text.

@@ -15,6 +15,7 @@ pub mod health;
 pub mod integrity;
 pub mod keys;
 pub mod layout;
+mod lifecycle;
 mod list;
 mod members;
 mod pending;
@@ -34,7 +35,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
-pub use accounts::{Account, TokenInfo, TokenKind};
+pub use accounts::{Account, AccountFigures, Authentication, TokenInfo, TokenKind};
 pub use activity::{Activity, ActivityPage, ActivityQuery};
 pub use codec::{display_of, version_of};
 pub use directory::NameMatch;
@@ -308,13 +309,23 @@ impl Store {
     /// Runs `f` as one serialisable transaction over the whole store, committed together with the
     /// transactions of concurrent writers (see [`tx`]).
     pub(crate) fn transact<T>(&self, f: impl Fn(&Tx<'_>) -> TxResult<T>) -> StoreResult<T> {
-        self.noting_full_disk(self.inner.committer.run(&self.inner.records, f))
+        let guarded = |tx: &Tx<'_>| {
+            let value = f(tx)?;
+            self.refuse_removed_accounts(tx)?;
+            Ok(value)
+        };
+        self.noting_full_disk(self.inner.committer.run(&self.inner.records, guarded))
     }
 
     /// Runs `f` with every other writer held off meanwhile: for work that reads much and should not be
     /// retried.
     pub(crate) fn transact_exclusive<T>(&self, f: impl Fn(&Tx<'_>) -> TxResult<T>) -> StoreResult<T> {
-        self.noting_full_disk(self.inner.committer.exclusive(&self.inner.records, f))
+        let guarded = |tx: &Tx<'_>| {
+            let value = f(tx)?;
+            self.refuse_removed_accounts(tx)?;
+            Ok(value)
+        };
+        self.noting_full_disk(self.inner.committer.exclusive(&self.inner.records, guarded))
     }
 
     /// A write sled refused for want of space makes the store not writable until it is reopened.
@@ -342,6 +353,15 @@ impl Store {
     /// How many resources of `kind` the account has.
     pub fn count(&self, acct: AccountId, kind: ResourceKind) -> usize {
         usize::try_from(self.population(acct, kind).count.load(Ordering::Relaxed)).unwrap_or(0)
+    }
+
+    /// Every record as stored (key, and value without its checksum), in key order: for inspection tools
+    /// and tests that must see the whole store.
+    pub fn scan_raw(&self) -> StoreResult<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.tree()
+            .iter()
+            .map(|item| item.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(StoreError::from))
+            .collect()
     }
 
     /// Whether any account has a user or a group.

@@ -307,7 +307,6 @@ impl Records {
     }
 
     /// Every record (not the integrity record).
-    #[cfg(test)]
     pub(crate) fn iter(&self) -> Iter {
         self.range(FIRST_KEY..)
     }

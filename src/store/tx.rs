@@ -148,6 +148,35 @@ impl<'a> Tx<'a> {
             .map_err(ConflictableTransactionError::Storage)
     }
 
+    /// The accounts this transaction writes records of (removals aside), and whether it writes each
+    /// account's own record.
+    pub(crate) fn accounts_written(&self) -> Vec<(super::AccountId, bool)> {
+        use super::keys::{account_of, is_account_scoped, kind};
+        let mut out: Vec<(super::AccountId, bool)> = Vec::new();
+        let mut note = |key: &[u8], own_record: bool| {
+            let Some(acct) = key.first().filter(|k| is_account_scoped(**k)).and_then(|_| account_of(key))
+            else {
+                return;
+            };
+            match out.iter_mut().find(|(a, _)| *a == acct) {
+                Some(entry) => entry.1 |= own_record,
+                None => out.push((acct, own_record)),
+            }
+        };
+        for (key, value) in self.writes.borrow().iter() {
+            if value.is_some() {
+                note(key, key.len() == 5 && key[0] == kind::ACCOUNT);
+            }
+        }
+        for record in self.sequenced.borrow().iter() {
+            note(&record.prefix, false);
+            for entry in &record.index {
+                note(&entry.prefix, false);
+            }
+        }
+        out
+    }
+
     fn into_job(self, id: u64) -> Job {
         Job {
             id,

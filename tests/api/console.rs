@@ -132,14 +132,20 @@ fn browser(javascript: bool, test: &str) -> Option<Browser> {
     }
 }
 
-/// A server whose clock the test moves, with an account ready for the workflow.
-fn console_app() -> (TestApp, Arc<ManualClock>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("temp dir");
+/// A server's settings for a console test: its own port, data in `dir`, the test tokens.
+fn console_settings(dir: &tempfile::TempDir) -> Settings {
     let mut settings = Settings::new(dir.path());
     settings.listen = "127.0.0.1:0".into();
     settings.durability = DurabilityMode::Flush;
     settings.scim_token = Some(SCIM_TOKEN.into());
     settings.admin_token = Some(ADMIN_TOKEN.into());
+    settings
+}
+
+/// A server whose clock the test moves, with an account ready for the workflow.
+fn console_app() -> (TestApp, Arc<ManualClock>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let settings = console_settings(&dir);
     let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
     let app = spawn_with_clock(settings, clock.clone());
     (app, clock, dir)
@@ -1191,18 +1197,7 @@ fn without_javascript_holds_users_and_objects_work_as_plain_forms() {
 fn http_session(app: &TestApp) -> (reqwest::blocking::Client, String) {
     let client =
         reqwest::blocking::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let base = format!("http://{}", app.addr);
-    let res = client.get(format!("{base}/console/signin")).send().unwrap();
-    let jar = res.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
-    let body = res.text().unwrap();
-    let csrf = body.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
-    let res = client
-        .post(format!("{base}/console/signin"))
-        .header("Cookie", &jar)
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(form(&[("csrf", csrf.as_str()), ("token", ADMIN_TOKEN), ("next", "/console/")]))
-        .send()
-        .unwrap();
+    let res = crate::helpers::console_sign_in(&client, app, ADMIN_TOKEN);
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     let session = res
         .headers()
@@ -1264,4 +1259,117 @@ fn details_users_and_held_users_come_a_page_at_a_time() {
     let second = get("/console/hold?page=2");
     assert!(second.contains("Page 2 of 2"), "{second}");
     assert_eq!(second.matches("would lose Meeting").count(), 10);
+}
+
+/// Answers 200 to every request on `listener`, each connection on a thread of its own (keep-alive).
+fn answer_every_request(listener: TcpListener) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut writer = stream.try_clone().unwrap();
+                let mut reader = BufReader::new(stream);
+                loop {
+                    let mut length = 0;
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line.trim_end().is_empty() {
+                            break;
+                        }
+                        if let Some((k, v)) = line.split_once(':')
+                            && k.trim().eq_ignore_ascii_case("content-length")
+                        {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    if reader.read_exact(&mut body).is_err()
+                        || writer.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// Webhooks in the console: added through the form (a bad URL named next to its field first), watched in
+/// words as its receiver is down and the webhook pauses, resumed once the receiver is back and then
+/// delivering, and deleted after a confirmation.
+#[test]
+fn webhooks_are_added_watched_resumed_and_deleted_in_chromium() {
+    let Some(browser) = browser(true, "console::webhooks_are_added_watched_resumed_and_deleted_in_chromium")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut settings = console_settings(&dir);
+    settings.webhooks = usersync::delivery::webhooks::WebhookConfig {
+        retry_min: Duration::from_millis(10),
+        retry_max: Duration::from_millis(50),
+        pause_after: 2,
+        timeout: Duration::from_secs(2),
+    };
+    let app = crate::helpers::spawn_with(settings);
+    // nothing listens on the receiver's port until the test brings it up
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let base = format!("http://{}", app.addr);
+    browser.run(async |c| {
+        sign_in(c, &base, ADMIN_TOKEN).await;
+        by_role(c, "link", "Webhooks").await.click().await.unwrap();
+        by_role(c, "heading", "Webhooks").await;
+        wait_for_text(c, "There are no webhooks yet.", false).await;
+        labelled(c, "ID").await.send_keys("meeting-service").await.unwrap();
+        labelled(c, "URL").await.send_keys("ftp://meeting.example/hook").await.unwrap();
+        by_role(c, "button", "Add webhook").await.click().await.unwrap();
+        wait_for_text(c, "Must be an http or https URL.", false).await;
+        let url = labelled(c, "URL").await;
+        url.clear().await.unwrap();
+        url.send_keys(&format!("http://127.0.0.1:{port}/hook")).await.unwrap();
+        by_role(c, "button", "Add webhook").await.click().await.unwrap();
+        wait_for_text(c, "The webhook meeting-service was saved.", false).await;
+        accessible(c, "a webhook").await;
+    });
+    put_product(&app, "meeting", "Meeting", 100);
+    let (hosts, _) = members_of(&app, "Hosts", 3);
+    app.admin_ok(
+        Method::POST,
+        "/rules",
+        Some(&json!({"group": hosts, "products": ["meeting"]})),
+        StatusCode::CREATED,
+    );
+    app.admin_ok(Method::PUT, "/sync", Some(&json!({"enabled": true})), StatusCode::OK);
+    app.settle();
+    browser.run(async |c| {
+        wait_for_text(c, "after 2 failed attempts; 3 changes are waiting", true).await;
+        by_role(c, "link", "User Sync").await.click().await.unwrap();
+        let banner = format!("The webhook meeting-service is paused after 2 failed attempts: 3 changes are waiting to reach http://127.0.0.1:{port}/hook.");
+        wait_for_text(c, &banner, false).await;
+        by_role(c, "link", "Open the webhook meeting-service").await.click().await.unwrap();
+        answer_every_request(TcpListener::bind(("127.0.0.1", port)).unwrap());
+        by_role(c, "button", "Resume").await.click().await.unwrap();
+        wait_for_text(c, "The webhook meeting-service was resumed", false).await;
+        wait_for_text(c, "Delivering: every change was delivered.", true).await;
+        screenshot(c, "webhook").await;
+        by_role(c, "link", "All webhooks").await.click().await.unwrap();
+        wait_for_text(c, "Delivering: every change was delivered.", false).await;
+        accessible(c, "the webhooks").await;
+        by_role(c, "link", "meeting-service").await.click().await.unwrap();
+        by_role(c, "link", "Delete the webhook meeting-service").await.click().await.unwrap();
+        by_role(c, "button", "Delete webhook").await.click().await.unwrap();
+        wait_for_text(c, "The webhook meeting-service was deleted.", false).await;
+    });
+    let hooks = app.admin_ok(Method::GET, "/webhooks", None, StatusCode::OK);
+    assert_eq!(hooks["totalResults"], json!(0), "{hooks}");
+    let types: Vec<Value> = app.admin_ok(Method::GET, "/activity?type=webhook.updated", None, StatusCode::OK)
+        ["Resources"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(!types.is_empty(), "the console's changes are in the history");
 }

@@ -303,3 +303,20 @@ pub fn q(filter: &str) -> String {
     }
     out
 }
+
+/// Posts the console's sign-in form with `token` (the form's CSRF token and cookie read first), with a
+/// client that follows no redirect; the answer is the sign-in's.
+pub fn console_sign_in(client: &Client, app: &TestApp, token: &str) -> Response {
+    let base = format!("http://{}", app.addr);
+    let res = client.get(format!("{base}/console/signin")).send().unwrap();
+    let jar = res.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let body = res.text().unwrap();
+    let csrf = body.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    client
+        .post(format!("{base}/console/signin"))
+        .header("Cookie", &jar)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={}&token={}&next=%2Fconsole%2F", q(&csrf), q(token)))
+        .send()
+        .unwrap()
+}

@@ -351,8 +351,9 @@ fn damaged_copies_of_a_stopped_store_are_refused_or_start_with_every_record() {
     eprintln!("{} flips: {refused} refused, {intact} started with every record intact", cases.len());
 
     // a truncated log is refused when the cut takes records; the last bytes may hold only sled's own
-    // bookkeeping (a node split by the reads of the second run), whose loss leaves every record: then the
-    // copy may start, with everything as written
+    // bookkeeping (node splits and snapshots written by background flushes, more of them on a loaded
+    // machine), whose loss leaves every record: then the copy may start, with everything as written. Half
+    // the log always holds records.
     let len = data_end(&log);
     let log = log.strip_prefix(&store).unwrap();
     for keep in [len / 2, len - len / 8, len - 10] {
@@ -366,7 +367,7 @@ fn damaged_copies_of_a_stopped_store_are_refused_or_start_with_every_record() {
             Start::Up(server, addr) => {
                 let seen = observe(&client, &addr);
                 drop(server);
-                assert!(keep == len - 10, "a log cut to {keep} of {len} bytes was opened");
+                assert!(keep != len / 2, "a log cut to {keep} of {len} bytes was opened");
                 assert_eq!(seen, want, "a log cut to {keep} of {len} bytes started with other data");
             }
         }

@@ -22,5 +22,6 @@ mod integrity;
 mod isolation;
 mod okta;
 mod onelogin;
+mod operator;
 mod persistence;
 mod rules;

@@ -1,5 +1,5 @@
 //! The sync switch, products, the objects rules refer to (user groups, settings and email templates),
-//! privileges, custom attributes and tokens.
+//! privileges and custom attributes.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -15,7 +15,7 @@ use crate::http::AppState;
 use crate::http::request::AdminCaller;
 use crate::rules::{ObjectError, PRIVILEGES, RuleObject, object_or_builtin, save_custom_attributes};
 use crate::store::sync::{CustomAttribute, EmailTemplate, ObjectKind, Product, SettingsTemplate, UserGroup};
-use crate::store::{AccountId, Store, TokenKind};
+use crate::store::{AccountId, Store};
 
 /// `GET /sync?startIndex=&count=`: `{"enabled", "pending", "failures", "brokenRules", "state", "hold"}`, the
 /// held users paged.
@@ -32,7 +32,7 @@ fn sync_status(store: &Store, acct: AccountId, (start, count): (usize, usize)) -
     let mut status = json!({"enabled": config.enabled, "pending": store.pending_count(acct)?,
         "failures": store.failures(acct)?.len(), "brokenRules": store.broken_rules(acct, &config)?.len(),
         "store": store.health()});
-    status["delivery"] = super::webhooks::queue_status(store, acct)?;
+    status["delivery"] = crate::delivery::subscriptions::queue_status(store, acct)?;
     let brake = super::hold::hold_status(store, acct, config.enabled, start, count)?;
     if let (Some(status), Some(brake)) = (status.as_object_mut(), brake.as_object()) {
         status.extend(brake.clone());
@@ -456,101 +456,4 @@ pub async fn put_custom_attributes(
     state.committed().await?;
     let (attrs, version) = state.store.custom_attributes_with_version(acct)?;
     Ok(with_etag(ok(&attrs), attributes_version(&version)))
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct TokenView {
-    id: String,
-    name: String,
-    kind: TokenKind,
-    created: String,
-    last_used: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    secret: Option<String>,
-}
-
-/// `GET /tokens?startIndex=&count=`: the account's tokens, with when each was created and last used (to
-/// the minute).
-pub async fn list_tokens(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    caller: AdminCaller,
-) -> AdminResult<HttpResponse> {
-    let paging = Paging::from_query(&Query::parse(&req, &PAGING_PARAMS)?)?;
-    let acct = caller.0.account();
-    let mut views = Vec::new();
-    for t in state.store.tokens(Some(acct))? {
-        let last_used = state.store.token_last_used(acct, &t.id)?;
-        views.push(TokenView {
-            id: t.id,
-            name: t.name,
-            kind: t.kind,
-            created: t.created,
-            last_used,
-            secret: None,
-        });
-    }
-    Ok(ok(&paging.page(views)))
-}
-
-pub struct NewToken {
-    name: String,
-    kind: TokenKind,
-}
-
-impl FromFields for NewToken {
-    fn from_fields(f: &mut Fields) -> Option<Self> {
-        let name = f.required::<String>("name");
-        let kind = f.required::<String>("kind");
-        let kind = match kind.as_deref().map(str::parse::<TokenKind>) {
-            Some(Ok(k)) => Some(k),
-            Some(Err(why)) => {
-                f.problem("kind", why);
-                None
-            }
-            None => None,
-        };
-        Some(NewToken { name: name?, kind: kind? })
-    }
-}
-
-/// `POST /tokens`: the secret appears in this answer only; names are unique per kind in the account.
-pub async fn create_token(
-    state: web::Data<AppState>,
-    caller: AdminCaller,
-    _: NoQuery,
-    body: Strict<NewToken>,
-) -> AdminResult<HttpResponse> {
-    let name = body.0.name.trim().to_string();
-    if name.is_empty() || name.len() > 64 {
-        return Err(input::one(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "name",
-            "a token's name has 1 to 64 characters",
-        ));
-    }
-    let (info, secret) =
-        state.store.create_token(caller.0.account(), body.0.kind, &name, &caller.0.actor())?;
-    state.committed().await?;
-    let view = TokenView {
-        id: info.id,
-        name: info.name,
-        kind: info.kind,
-        created: info.created,
-        last_used: None,
-        secret: Some(secret),
-    };
-    Ok(HttpResponse::build(StatusCode::CREATED).json(view))
-}
-
-pub async fn revoke_token(
-    state: web::Data<AppState>,
-    caller: AdminCaller,
-    _: NoQuery,
-    id: web::Path<String>,
-) -> AdminResult<HttpResponse> {
-    state.store.revoke_token(caller.0.account(), &id, &caller.0.actor())?;
-    state.committed().await?;
-    Ok(HttpResponse::NoContent().finish())
 }

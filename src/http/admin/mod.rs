@@ -25,6 +25,7 @@ mod hold;
 pub mod input;
 mod rules;
 mod templates;
+pub mod tokens;
 mod users;
 mod webhooks;
 
@@ -294,8 +295,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(resource!("/privileges", get => catalog::privileges))
             .service(resource!("/custom-attributes", get => catalog::get_custom_attributes,
                 put => catalog::put_custom_attributes))
-            .service(resource!("/tokens", get => catalog::list_tokens, post => catalog::create_token))
-            .service(resource!("/tokens/{id}", delete => catalog::revoke_token))
+            .service(resource!("/tokens", get => tokens::list_tokens, post => tokens::create_token))
+            .service(resource!("/tokens/{id}", delete => tokens::revoke_token))
             .service(resource!("/domains", get => domains::list, post => domains::create))
             .service(resource!("/domains/{domain}", get => domains::get, delete => domains::delete))
             .service(resource!("/domains/{domain}/verify", post => domains::verify))

@@ -10,6 +10,7 @@ use askama::Template;
 use super::pages::{Layout, and_list, count_of, query_escape};
 use super::session::{Signed, SignedForm};
 use super::{ConsoleError, ConsoleResult, is_htmx, page, redirect};
+use crate::delivery::subscriptions::{Status as WebhookStatus, webhook_views};
 use crate::http::AppState;
 use crate::rules::{ReleaseError, release_hold};
 use crate::store::sync::{FailureReason, Hold};
@@ -61,6 +62,22 @@ fn banners(store: &Store, acct: AccountId) -> ConsoleResult<Vec<Banner>> {
         }
     }
     Ok(out)
+}
+
+/// A banner per paused webhook: the products stop hearing of changes until an admin resumes it.
+fn paused_webhooks(store: &Store, acct: AccountId) -> ConsoleResult<Vec<(String, String)>> {
+    Ok(webhook_views(store, acct)?
+        .into_iter()
+        .filter(|v| v.status == WebhookStatus::Paused)
+        .map(|v| {
+            let waiting = count_of(v.waiting as usize, "change is", "changes are");
+            let text = format!(
+                "The webhook {} is paused after {} failed attempts: {waiting} waiting to reach {}.",
+                v.id, v.failures, v.url
+            );
+            (v.id, text)
+        })
+        .collect())
 }
 
 /// How many held users the banner names; the rest are counted.
@@ -190,6 +207,8 @@ pub struct Status {
     hold: Option<HoldBanner>,
     broken: Vec<BrokenBanner>,
     banners: Vec<Banner>,
+    /// Paused webhooks: (id, "The webhook ... is paused ...").
+    paused: Vec<(String, String)>,
 }
 
 impl Status {
@@ -233,6 +252,7 @@ impl Status {
                 })
                 .collect(),
             banners: banners(store, acct)?,
+            paused: paused_webhooks(store, acct)?,
         })
     }
 }

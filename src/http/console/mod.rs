@@ -16,6 +16,7 @@ mod session;
 mod signin;
 mod tokens;
 mod users;
+mod webhooks;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
@@ -215,6 +216,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/custom-attributes", web::post().to(attributes::add))
             .route("/custom-attributes/{name}/remove", web::post().to(attributes::remove))
             .route("/email-templates/{id}/preview", web::get().to(objects::preview))
+            .route("/webhooks", web::get().to(webhooks::list))
+            .route("/webhooks", web::post().to(webhooks::create))
+            .route("/webhooks/{id}", web::get().to(webhooks::show))
+            .route("/webhooks/{id}", web::post().to(webhooks::replace))
+            .route("/webhooks/{id}/resume", web::post().to(webhooks::resume))
+            .route("/webhooks/{id}/delete", web::get().to(webhooks::confirm_delete))
+            .route("/webhooks/{id}/delete", web::post().to(webhooks::delete))
             .route("/tokens", web::get().to(tokens::list))
             .route("/tokens", web::post().to(tokens::create))
             .route("/tokens/{id}/revoke", web::get().to(tokens::confirm_revoke))

@@ -6,7 +6,7 @@ use askama::Template;
 use super::session::Signed;
 
 /// The main navigation: (key, label, address).
-pub const NAVIGATION: [(&str, &str, &str); 10] = [
+pub const NAVIGATION: [(&str, &str, &str); 11] = [
     ("home", "User Sync", "/console/"),
     ("rules", "Rules", "/console/rules"),
     ("users", "Users", "/console/users"),
@@ -15,6 +15,7 @@ pub const NAVIGATION: [(&str, &str, &str); 10] = [
     ("settings-templates", "Settings templates", "/console/settings-templates"),
     ("email-templates", "Email templates", "/console/email-templates"),
     ("custom-attributes", "Custom attributes", "/console/custom-attributes"),
+    ("webhooks", "Webhooks", "/console/webhooks"),
     ("activity", "Administrative Activity History", "/console/activity"),
     ("tokens", "Tokens", "/console/tokens"),
 ];

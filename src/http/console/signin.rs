@@ -12,7 +12,7 @@ use super::session::{
 };
 use super::{ConsoleError, ConsoleResult, html};
 use crate::http::AppState;
-use crate::store::TokenKind;
+use crate::store::{Authentication, TokenKind};
 
 #[derive(Template)]
 #[template(path = "signin.html")]
@@ -21,7 +21,7 @@ pub struct SignInPage {
     csrf: String,
     next: String,
     notice: Option<&'static str>,
-    error: Option<&'static str>,
+    error: Option<String>,
 }
 
 fn next_of(value: Option<&str>) -> String {
@@ -34,10 +34,16 @@ fn answer(
     status: StatusCode,
     next: String,
     notice: Option<&'static str>,
-    error: Option<&'static str>,
+    error: Option<&str>,
 ) -> HttpResponse {
     let csrf = random_token();
-    let page = SignInPage { layout: Layout::public("Sign in"), csrf: csrf.clone(), next, notice, error };
+    let page = SignInPage {
+        layout: Layout::public("Sign in"),
+        csrf: csrf.clone(),
+        next,
+        notice,
+        error: error.map(str::to_string),
+    };
     let mut res = html(status, &page);
     if let Err(e) = res.add_cookie(&cookie(req, SIGNIN_COOKIE, csrf)) {
         log::error!("console cookie: {e}");
@@ -76,16 +82,24 @@ pub async fn sign_in(
     if secret.is_empty() {
         return Ok(answer(&req, StatusCode::UNPROCESSABLE_ENTITY, next, None, Some("Enter an admin token.")));
     }
-    let token = match state.store.authenticate(secret)? {
-        Some(t) if t.kind == TokenKind::Admin => t,
-        Some(_) => {
-            let why = "This is a SCIM token; the console needs an admin token.";
-            return Ok(answer(&req, StatusCode::UNPROCESSABLE_ENTITY, next, None, Some(why)));
+    let refused = match state.store.authenticate_why(secret)? {
+        Authentication::Valid(t) if t.kind == TokenKind::Admin => Ok(t),
+        Authentication::Valid(_) => {
+            Err("This is a SCIM token; the console needs an admin token.".to_string())
         }
-        None => {
-            let why = "This token is not a valid admin token.";
-            return Ok(answer(&req, StatusCode::UNPROCESSABLE_ENTITY, next, None, Some(why)));
-        }
+        Authentication::Unknown => Err("This token is not a valid admin token.".to_string()),
+        Authentication::Expired(t) => Err(format!(
+            "This token expired at {}; ask for a new one.",
+            t.expires_at.as_deref().unwrap_or("its expiry")
+        )),
+        Authentication::Suspended(_, name) => Err(format!(
+            "The account {name} is suspended by the operator of this server; its data is kept, and you can \
+             sign in again once it is resumed."
+        )),
+    };
+    let token = match refused {
+        Ok(token) => token,
+        Err(why) => return Ok(answer(&req, StatusCode::UNPROCESSABLE_ENTITY, next, None, Some(&why))),
     };
     let session = sessions.open(secret, state.store.clock().now());
     log::info!("console: {} signed in", token.actor().0);

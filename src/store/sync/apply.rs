@@ -83,6 +83,35 @@ fn user_key(k: u8, acct: AccountId, uid: &str) -> Vec<u8> {
 }
 
 impl Store {
+    /// Inside an exclusive transaction: gives up every login the account holds (each waiter of another
+    /// account is evaluated again, and may now take it) and its place among the waiters of others' logins.
+    pub(crate) fn drop_account_logins(&self, tx: &Tx<'_>, acct: AccountId) -> TxResult<()> {
+        let claims: Vec<(sled::IVec, LoginClaim)> = match self
+            .tree()
+            .scan_prefix([kind::LOGIN])
+            .map(|item| {
+                let (k, v) = item?;
+                Ok((k, crate::store::codec::decode(&v)?))
+            })
+            .collect::<StoreResult<_>>()
+        {
+            Ok(claims) => claims,
+            Err(e) => return crate::store::abort(e),
+        };
+        for (k, mut claim) in claims {
+            if claim.account == acct {
+                tx.remove(&k)?;
+                for (other, waiter) in claim.waiters.iter().filter(|(a, _)| *a != acct) {
+                    mark_pending(tx, *other, waiter)?;
+                }
+            } else if claim.waiters.iter().any(|(a, _)| *a == acct) {
+                claim.waiters.retain(|(a, _)| *a != acct);
+                tx.insert(&k, encode(&claim))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Is `login` (a folded userName) held by an entitled user of an account other than `acct`?
     pub fn login_held_elsewhere(&self, acct: AccountId, login: &str) -> StoreResult<bool> {
         let claim: Option<LoginClaim> = crate::store::codec::get(self.tree(), &login_key(login))?;

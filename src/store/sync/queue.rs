@@ -120,10 +120,11 @@ impl ScopesUsers<'_> {
 }
 
 impl Store {
-    /// Accounts that have users or scopes waiting for evaluation.
+    /// Accounts that have users or scopes waiting for evaluation (an account being deleted has none).
     pub fn accounts_with_work(&self) -> StoreResult<Vec<AccountId>> {
         let mut out = Vec::new();
-        for account in self.accounts()? {
+        for account in self.accounts()?.into_iter().filter(|a| a.deleting.is_none() && !self.is_removed(a.id))
+        {
             let waiting = |k: u8| self.tree().scan_prefix(prefix(k, account.id)).next().transpose();
             if waiting(kind::PENDING)?.is_some() || waiting(kind::PENDING_ALL)?.is_some() {
                 out.push(account.id);
