@@ -390,3 +390,39 @@ fn a_resolver_that_does_not_answer_is_a_503_and_the_claim_stays_pending() {
         json!("pending")
     );
 }
+
+#[test]
+fn the_operator_marks_a_domain_verified_for_an_account() {
+    const OPERATOR_TOKEN: &str = "operator-test-token-0123456789abcdef";
+    let app = spawn_app_adjusted(|settings| settings.operator_token = Some(OPERATOR_TOKEN.into()));
+    let (scim_b, admin_b) = app.new_account("b");
+    let b = app.as_account(&scim_b, &admin_b);
+    let b_id = app.store.account("b").unwrap().unwrap().id.0;
+    let op = |path: &str| {
+        let url = format!("http://{}/operator/v1{path}", app.addr);
+        app.client.post(url).bearer_auth(OPERATOR_TOKEN).send().unwrap()
+    };
+    let verified = expect_status(op(&format!("/accounts/{b_id}/domains/Example.com/verify")), StatusCode::OK);
+    assert_eq!(
+        (verified["domain"].clone(), verified["state"].clone()),
+        (json!("example.com"), json!("verified"))
+    );
+    assert_eq!(
+        (verified["how"].clone(), verified["verifiedBy"].clone()),
+        (json!("operator"), json!("operator"))
+    );
+    assert_eq!(b.admin_ok(Method::GET, "/domains", None, StatusCode::OK)["totalResults"], json!(1));
+    let e = expect_status(op("/accounts/1/domains/eu.example.com/verify"), StatusCode::CONFLICT);
+    assert!(e["message"].as_str().unwrap().contains("verified by account 'b'"), "{e}");
+    let e = expect_status(op("/accounts/1/domains/not_a_domain/verify"), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(e["errors"][0]["field"], json!("domain"));
+    expect_status(op("/accounts/99/domains/example.org/verify"), StatusCode::NOT_FOUND);
+    // the admin token of an account is not the operator's
+    let res = app
+        .client
+        .post(format!("http://{}/operator/v1/accounts/1/domains/x.org/verify", app.addr))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .unwrap();
+    assert!(res.status().is_client_error());
+}

@@ -18,7 +18,7 @@ macro_rules! resource {
 
 mod catalog;
 mod directory;
-mod domains;
+pub mod domains;
 mod explain;
 mod feed;
 mod hold;
