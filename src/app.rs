@@ -43,6 +43,8 @@ pub struct Settings {
     pub drain: std::time::Duration,
     /// How often history older than each account's retention is pruned.
     pub prune_every: std::time::Duration,
+    /// The DNS server domain verification asks (`None`: the system's resolvers).
+    pub dns_resolver: Option<SocketAddr>,
 }
 
 impl Settings {
@@ -61,6 +63,7 @@ impl Settings {
             metrics_listen: None,
             drain: std::time::Duration::ZERO,
             prune_every: std::time::Duration::from_secs(60),
+            dns_resolver: None,
         }
     }
 }
@@ -303,6 +306,7 @@ pub fn start_with_clock(
         large_writes: Default::default(),
         limits: crate::http::limits::RateLimits::new(settings.http.rate_limit),
         readiness: readiness.clone(),
+        dns: Arc::new(crate::delivery::dns::TxtChecker::new(settings.dns_resolver)),
     };
     let server = server(listener, state, tls.clone())?;
     crate::store::retention::watch(&store, settings.prune_every);

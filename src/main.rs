@@ -1,4 +1,4 @@
-//! The `usersync` command: `serve` (the default), the account and token subcommands, `verify` and
+//! The `usersync` command: `serve` (the default), the account, token and domain subcommands, `verify` and
 //! `compact` for a stopped store, and `backup` and `restore`.
 
 mod cli;
@@ -35,6 +35,9 @@ enum Command {
     Account(AccountArgs),
     /// Manage bearer tokens (on a stopped server's data directory, or with --url through a running server).
     Token(TokenArgs),
+    /// Manage verified domains (on a stopped server's data directory).
+    #[command(subcommand)]
+    Domain(DomainCommand),
     /// Check a stopped server's store: checksums, the start-up check, indexes against records,
     /// memberships both ways, seats against holders. Exits 1 when anything is wrong.
     Verify,
@@ -110,6 +113,10 @@ struct ServeArgs {
     /// Failed deliveries in a row after which a webhook pauses until resumed.
     #[arg(long, env = "USERSYNC_WEBHOOK_PAUSE_AFTER", default_value_t = 20)]
     webhook_pause_after: u32,
+    /// The DNS server (ADDR:PORT) domain verification asks for `_usersync.<domain>` TXT records; the
+    /// system's resolvers (/etc/resolv.conf) when absent.
+    #[arg(long, env = "USERSYNC_DNS_RESOLVER")]
+    dns_resolver: Option<std::net::SocketAddr>,
     /// Seconds a webhook receiver has to answer.
     #[arg(long, env = "USERSYNC_WEBHOOK_TIMEOUT", default_value_t = 15)]
     webhook_timeout: u64,
@@ -193,6 +200,22 @@ enum AccountCommand {
 }
 
 #[derive(Subcommand)]
+enum DomainCommand {
+    /// Mark a domain verified for an account without a DNS check: from then on only that account can
+    /// entitle logins in it (and its subdomains).
+    Verify {
+        #[arg(long, default_value = DEFAULT_ACCOUNT)]
+        account: String,
+        domain: String,
+    },
+    /// List the domains of every account (or of one) with their state.
+    List {
+        #[arg(long)]
+        account: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum TokenCommand {
     /// Create a token; its secret is printed once.
     Create {
@@ -239,6 +262,7 @@ fn main() -> ExitCode {
         Some(Command::Serve(args)) => serve(&cli.data, *args),
         Some(Command::Account(args)) => account(&cli.data, args),
         Some(Command::Token(args)) => token(&cli.data, args),
+        Some(Command::Domain(cmd)) => domain(&cli.data, cmd),
         Some(Command::Verify) => verify(&cli.data),
         Some(Command::Compact) => compact(&cli.data),
         Some(Command::Backup { to }) => backup(&cli.data, &to),
@@ -367,6 +391,7 @@ fn serve(data: &std::path::Path, args: ServeArgs) -> Result<()> {
         metrics_listen: args.metrics_listen,
         drain: std::time::Duration::from_secs(args.drain_seconds),
         prune_every: std::time::Duration::from_secs(60),
+        dns_resolver: args.dns_resolver,
     };
     actix_web::rt::System::new().block_on(async move {
         let running = app::start(&settings)?;
@@ -583,5 +608,37 @@ fn token(data: &std::path::Path, args: TokenArgs) -> Result<()> {
         }
     }
     target.finish();
+    Ok(())
+}
+
+fn domain(data: &std::path::Path, cmd: DomainCommand) -> Result<()> {
+    use usersync::rules::domains::{domains_of, mark_domain_verified};
+    use usersync::store::domains::Verification;
+    let store = open(data)?;
+    let account_id = |name: &str| -> Result<usersync::store::AccountId> {
+        Ok(store.account(name)?.ok_or_else(|| format!("no account named '{name}'"))?.id)
+    };
+    match cmd {
+        DomainCommand::Verify { account, domain } => {
+            let actor = usersync::store::Actor("cli".into());
+            let claim =
+                mark_domain_verified(&store, account_id(&account)?, &domain, Verification::Cli, &actor)?;
+            println!("domain '{}' is verified for account '{account}'", claim.domain);
+        }
+        DomainCommand::List { account } => {
+            let accounts = match account {
+                Some(name) => vec![(account_id(&name)?, name)],
+                None => store.accounts()?.into_iter().map(|a| (a.id, a.name)).collect(),
+            };
+            for (id, name) in accounts {
+                for claim in domains_of(&store, id)? {
+                    let when = claim.verified_at.as_deref().unwrap_or("-");
+                    println!("{name}\t{}\t{}\t{when}", claim.domain, claim.state());
+                }
+            }
+        }
+    }
+    store.durable_blocking()?;
+    store.shutdown();
     Ok(())
 }

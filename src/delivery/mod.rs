@@ -1,5 +1,6 @@
 //! Delivery: what leaves usersync for the outside world — entitlement changes to the products' webhooks,
-//! and the subscriptions admins manage.
+//! the subscriptions admins manage, and the DNS questions that verify a domain.
 
+pub mod dns;
 pub mod subscriptions;
 pub mod webhooks;

@@ -102,6 +102,8 @@ pub struct AppState {
     pub limits: limits::RateLimits,
     /// Set when a graceful shutdown begins (`/readyz` answers 503 from then on).
     pub readiness: Arc<health::Readiness>,
+    /// Where domain verification looks its TXT records up.
+    pub dns: Arc<crate::delivery::dns::TxtChecker>,
 }
 
 /// A body at least this large makes a write large (see [`LargeWrites`]): about a thousand members, or a

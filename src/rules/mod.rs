@@ -2,6 +2,7 @@
 //! previews, and the worker that re-evaluates users as the directory and the rules change.
 
 mod admin;
+pub mod domains;
 mod engine;
 mod explain;
 mod objects;

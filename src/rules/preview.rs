@@ -198,6 +198,8 @@ struct Context<'a> {
     current: SyncConfig,
     rules: Vec<CompiledRule>,
     schema: &'a ResourceSchema,
+    /// Every verified domain and its owner: a login in another account's domain would fail.
+    verified: std::collections::BTreeMap<String, AccountId>,
 }
 
 /// Whom a proposed rule list is evaluated for.
@@ -287,6 +289,7 @@ pub(super) fn preview_for(
         current,
         rules: compile(proposed).map_err(StoreError::Invalid)?,
         schema: registry.resource(ResourceKind::User),
+        verified: store.verified_domains()?,
     };
     let failing = store.failures(acct)?;
     let waiting: Vec<(String, String, Vec<String>)> = failing
@@ -341,6 +344,13 @@ pub(super) fn preview_for(
 }
 
 impl Context<'_> {
+    /// Is one of the user's logins in a domain another account verified?
+    fn owned_elsewhere(&self, user: &Value) -> bool {
+        super::domains::login_domains(user)
+            .iter()
+            .any(|d| super::domains::owner_of(d, &self.verified).is_some_and(|(_, owner)| owner != self.acct))
+    }
+
     /// The user's change under the proposed rules, if their bundle would change (seats not yet handed out).
     fn change(&self, uid: &str, user: &Value) -> StoreResult<Option<UserChange>> {
         let groups: HashSet<String> = self.store.groups_of(self.acct, uid)?.into_iter().collect();
@@ -356,7 +366,10 @@ impl Context<'_> {
         }
         let user_name = user.get("userName").and_then(Value::as_str).unwrap_or_default().to_string();
         let would_fail = match deciding {
-            Some(_) if self.store.login_held_elsewhere(self.acct, &fold(&user_name))? => {
+            Some(_)
+                if self.owned_elsewhere(user)
+                    || self.store.login_held_elsewhere(self.acct, &fold(&user_name))? =>
+            {
                 Some(WouldFail { reason: FailureReason::ExistingAccount, products: Vec::new() })
             }
             _ => None,

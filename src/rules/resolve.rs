@@ -102,6 +102,7 @@ pub fn decide(
         bundle: deciding.rule.bundle.clone(),
         login: fold(&user_name),
         user_name,
+        domains: super::domains::login_domains(user),
         welcome: welcome(user, &deciding.rule),
     }
 }

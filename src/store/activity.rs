@@ -41,7 +41,7 @@ const ACTIVITY_INDEX_LAYOUT: &[u8] = b"activity-index";
 const MIGRATION_BATCH: usize = 5000;
 
 /// Every activity type, for `?type=` to be checked against.
-pub const ACTIVITY_TYPES: [&str; 43] = [
+pub const ACTIVITY_TYPES: [&str; 47] = [
     "user.created",
     "user.updated",
     "user.deactivated",
@@ -85,6 +85,10 @@ pub const ACTIVITY_TYPES: [&str; 43] = [
     "webhook.paused",
     "account.suspended",
     "account.resumed",
+    "domain.claimed",
+    "domain.verified",
+    "domain.verified-elsewhere",
+    "domain.removed",
 ];
 
 /// A page request: newest first, optionally of one type or about one user, strictly older than `before`.

@@ -80,6 +80,10 @@ pub mod kind {
     pub const LOGIN: u8 = b'X';
     /// `V lower(login) acct uid` → () : a user waiting for a login held by another account
     pub const LOGIN_WAIT: u8 = b'V';
+    /// `d acct domain` → the account's claim of a domain (challenge, verification)
+    pub const DOMAIN: u8 = b'd';
+    /// `e domain` → the account that verified the domain (global: one owner per domain)
+    pub const DOMAIN_OWNER: u8 = b'e';
     /// `v what` → the version of a derived layout (global), for start-up migrations
     pub const LAYOUT: u8 = b'v';
     /// `T acct kind` → the minute a token of that kind (`scim`, `admin`) was last used in the account
@@ -94,8 +98,15 @@ pub mod kind {
 /// The kinds whose keys are not `kind acct ...`. Every other kind is account-scoped, which is what lets an
 /// account's deletion remove every key it owns without a list of kinds to keep up to date: a new global
 /// kind must be added here.
-pub const GLOBAL_KINDS: [u8; 6] =
-    [kind::ACCOUNT_BY_NAME, kind::COUNTER, kind::TOKEN, kind::LOGIN, kind::LOGIN_WAIT, kind::LAYOUT];
+pub const GLOBAL_KINDS: [u8; 7] = [
+    kind::ACCOUNT_BY_NAME,
+    kind::COUNTER,
+    kind::TOKEN,
+    kind::LOGIN,
+    kind::LOGIN_WAIT,
+    kind::LAYOUT,
+    kind::DOMAIN_OWNER,
+];
 
 /// Whether keys of `kind` start with an account id.
 pub fn is_account_scoped(kind: u8) -> bool {
@@ -165,6 +176,25 @@ pub fn fold(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every kind of key has a letter of its own: two kinds sharing one would read each other's records
+    /// (read from this file, so a kind added later is checked too).
+    #[test]
+    fn every_kind_has_its_own_letter() {
+        let source = include_str!("keys.rs");
+        let kinds = &source[source.find("pub mod kind").unwrap_or(0)..];
+        let kinds = &kinds[..kinds.find("\n}").unwrap_or(kinds.len())];
+        let mut seen = std::collections::HashMap::new();
+        for line in kinds.lines().filter(|l| l.trim_start().starts_with("pub const")) {
+            let letter = line.split_once("= b'").and_then(|(_, rest)| rest.chars().next());
+            let name = line.split_whitespace().nth(2).unwrap_or_default();
+            let letter = letter.unwrap_or_else(|| panic!("{name} has no b'x' letter"));
+            if let Some(other) = seen.insert(letter, name) {
+                panic!("{other} and {name} both use the letter {letter:?}");
+            }
+        }
+        assert!(seen.len() > 30, "the kinds were read: {seen:?}");
+    }
 
     #[test]
     fn account_keys_never_overlap() {

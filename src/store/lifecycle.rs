@@ -111,6 +111,7 @@ impl Store {
         let name = global(kind::ACCOUNT_BY_NAME, account.name.as_bytes());
         self.transact_exclusive(|tx| {
             self.drop_account_logins(tx, acct)?;
+            self.drop_account_domains(tx, acct)?;
             if self.sweep(tx, acct, &record)? > 0 {
                 return abort(StoreError::Conflict("the account gained records while being deleted".into()));
             }

@@ -8,6 +8,7 @@ pub mod backup;
 mod codec;
 pub mod compact;
 mod directory;
+pub mod domains;
 pub mod durability;
 pub mod feed;
 mod groups;

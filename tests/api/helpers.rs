@@ -53,6 +53,16 @@ pub fn test_settings(data: &Path) -> Settings {
     settings
 }
 
+/// Starts a server in a fresh temporary directory, its settings changed by `adjust`.
+pub fn spawn_app_adjusted(adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut settings = test_settings(dir.path());
+    adjust(&mut settings);
+    let mut app = spawn_with(settings);
+    app._dir = Some(dir);
+    app
+}
+
 pub fn spawn_with(settings: Settings) -> TestApp {
     spawn_with_clock(settings, Arc::new(SystemClock))
 }

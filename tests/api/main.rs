@@ -12,6 +12,7 @@ mod concurrency;
 mod console;
 mod crash;
 mod discovery;
+mod domains;
 mod edge;
 mod engine;
 mod entra;

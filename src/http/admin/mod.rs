@@ -1,6 +1,6 @@
 //! The admin API (`/admin/v1`): sync switch, products, user groups, templates, rules, entitlements and
 //! their change feed, webhooks, failures, activity, outbox, custom attributes and tokens of the caller's
-//! account. Errors are
+//! account, and the domains it verifies. Errors are
 //! `{"error": code, "message": ..., "errors": [{"field", "message"}]}`; a wrong method is a 405 with `Allow`.
 
 /// A resource with its handlers by method; any other method is a 405 whose `Allow` lists these.
@@ -18,6 +18,7 @@ macro_rules! resource {
 
 mod catalog;
 mod directory;
+pub mod domains;
 mod explain;
 mod feed;
 mod hold;
@@ -318,6 +319,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 put => catalog::put_custom_attributes))
             .service(resource!("/tokens", get => tokens::list_tokens, post => tokens::create_token))
             .service(resource!("/tokens/{id}", delete => tokens::revoke_token))
+            .service(resource!("/domains", get => domains::list, post => domains::create))
+            .service(resource!("/domains/{domain}", get => domains::get, delete => domains::delete))
+            .service(resource!("/domains/{domain}/verify", post => domains::verify))
             .service(resource!("/groups", get => directory::groups))
             .service(resource!("/groups/{id}", get => directory::group))
             .service(resource!("/users", get => directory::users))

@@ -156,6 +156,12 @@ fn sentence(a: &Activity, products: &HashMap<String, String>) -> String {
             cause_words(&text(d, "cause").unwrap_or_default())
         ),
         "sync.released" => "Held revocations released".into(),
+        "domain.verified-elsewhere" => format!(
+            "Domain {} verified by account '{}': {} fail existingAccount from their next evaluation",
+            text(d, "domain").unwrap_or_default(),
+            text(d, "owner").unwrap_or_default(),
+            count_of(number("users").unwrap_or_default() as usize, "user", "users")
+        ),
         "sync.reverted" => "The held rule change reverted".into(),
         "custom-attributes.updated" => {
             let Some(Value::Object(changes)) = d.get("changes") else {

@@ -22,6 +22,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(resource!("/accounts/{id}/tokens/{token}", delete => accounts::revoke_token))
             .service(resource!("/accounts/{id}/rate-limit", get => limits::get, put => limits::put,
                 delete => limits::delete))
+            .service(resource!("/accounts/{id}/domains/{domain}/verify", post => accounts::verify_domain))
             // after `tokens` and `rate-limit`, which it would otherwise take: `suspend` and `resume`
             .service(resource!("/accounts/{id}/{action}", post => accounts::suspend_or_resume))
             .default_service(web::to(not_found)),

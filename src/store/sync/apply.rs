@@ -13,8 +13,9 @@ use super::{product_key, tx_used, used_key};
 use crate::clock::timestamp;
 use crate::store::activity::record;
 use crate::store::codec::{encode, tx_get};
+use crate::store::domains::tx_owner;
 use crate::store::feed::{Change, ChangeKind, record_change};
-use crate::store::keys::{AccountId, global, key, kind};
+use crate::store::keys::{AccountId, global, key, kind, prefix};
 use crate::store::pending::mark_pending;
 use crate::store::resources::USERS;
 use crate::store::{Actor, Store, StoreResult, TxResult};
@@ -44,6 +45,9 @@ pub enum Outcome {
         /// The folded userName, held server-wide while entitled.
         login: String,
         user_name: String,
+        /// The domains of the user's logins (userName and primary email): a login in a domain another
+        /// account verified cannot be entitled here.
+        domains: Vec<String>,
         /// The welcome message to queue if the user has never been welcomed.
         welcome: Option<OutboxMessage>,
     },
@@ -183,7 +187,10 @@ impl Ctx<'_> {
                 };
                 self.revoke(uid, old, Some((*state, matched.clone())), why)
             }
-            Outcome::Entitle { rule, matched, bundle, login, user_name, welcome } => {
+            Outcome::Entitle { rule, matched, bundle, login, user_name, domains, welcome } => {
+                if let Some((domain, owner)) = self.foreign_owner(domains)? {
+                    return self.refuse_domain(uid, old, rule, matched, bundle, user_name, &domain, owner);
+                }
                 self.entitle(uid, old, rule, matched, bundle, login, user_name, welcome.as_ref())
             }
         }
@@ -326,6 +333,55 @@ impl Ctx<'_> {
         change.rule = Some(rule.clone());
         record_change(self.tx, self.acct, change);
         Ok(applied)
+    }
+
+    /// The first of the user's login domains owned by another account: the domain verified and its owner.
+    fn foreign_owner(&self, domains: &[String]) -> TxResult<Option<(String, AccountId)>> {
+        for d in domains {
+            if let Some(found) = tx_owner(self.tx, d)?.filter(|(_, owner)| *owner != self.acct) {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    /// A user whose login is in a domain another account verified: whatever they hold is taken away (its
+    /// seats and login freed, so that the owner's users waiting for the login get it) and they fail
+    /// `existingAccount` naming the owner, until the domain is no longer the owner's.
+    #[allow(clippy::too_many_arguments)]
+    fn refuse_domain(
+        &self,
+        uid: &str,
+        old: Option<Entitlement>,
+        rule: &RuleRef,
+        matched: &[RuleRef],
+        bundle: &Bundle,
+        user_name: &str,
+        domain: &str,
+        owner: AccountId,
+    ) -> TxResult<Applied> {
+        let holds = old.as_ref().is_some_and(|e| e.bundle.is_some() || e.login.is_some());
+        if holds {
+            let why = format!("the domain '{domain}' is verified by another account");
+            self.revoke(uid, old, Some((EntitlementState::None, matched.to_vec())), &why)?;
+        }
+        let owner_name: Option<String> =
+            tx_get::<crate::store::Account>(self.tx, &prefix(kind::ACCOUNT, owner))?.map(|a| a.name);
+        let owner_name = owner_name.unwrap_or_else(|| format!("#{}", owner.0));
+        let failure = Failure {
+            reason: FailureReason::ExistingAccount,
+            detail: format!(
+                "the login '{user_name}' is in the domain '{domain}', verified by account '{owner_name}': \
+                 only that account can entitle it"
+            ),
+            intended: bundle.clone(),
+            rule: rule.id.clone(),
+            products: Vec::new(),
+            user_name: user_name.to_string(),
+            since: self.now.clone(),
+        };
+        let current: Option<Entitlement> = tx_get(self.tx, &user_key(kind::ENTITLEMENT, self.acct, uid))?;
+        self.fail(uid, current.as_ref(), failure)
     }
 
     /// Records a failure (the user keeps what they had). A failure already recorded unchanged is not
