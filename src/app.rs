@@ -8,8 +8,9 @@ use std::sync::Arc;
 use actix_web::dev::Server;
 
 use crate::clock::{Clock, SystemClock};
+use crate::delivery::mail::{Mail, MailConfig};
 use crate::delivery::webhooks::{WebhookConfig, Webhooks};
-use crate::http::{AppState, HttpConfig, server};
+use crate::http::{AppState, HttpConfig, MailServer, server};
 use crate::rules::Engine;
 use crate::store::{Actor, DurabilityMode, OnDamage, Store, StoreOptions, StoreResult, TokenKind};
 
@@ -28,6 +29,8 @@ pub struct Settings {
     pub accept_data_loss: bool,
     /// How webhook deliveries are retried.
     pub webhooks: WebhookConfig,
+    /// The mail server welcome emails go to (`None`: they stay in the outbox, `notConfigured`).
+    pub mail: Option<MailConfig>,
 }
 
 impl Settings {
@@ -41,6 +44,7 @@ impl Settings {
             admin_token: None,
             accept_data_loss: false,
             webhooks: WebhookConfig::default(),
+            mail: None,
         }
     }
 }
@@ -59,6 +63,7 @@ pub struct NewToken {
 pub fn open_store(data: &Path, durability: DurabilityMode, clock: Arc<dyn Clock>) -> StoreResult<Store> {
     let store = Store::open(StoreOptions { path: data.to_path_buf(), durability, clock })?;
     store.migrate_name_indexes()?;
+    store.migrate_mail_owed()?;
     Ok(store)
 }
 
@@ -110,6 +115,7 @@ fn open_server_store(settings: &Settings, clock: Arc<dyn Clock>) -> StoreResult<
     let options = StoreOptions { path: settings.data.clone(), durability: settings.durability, clock };
     let store = Store::open_with(options, on_damage)?.0;
     store.migrate_name_indexes()?;
+    store.migrate_mail_owed()?;
     Ok(store)
 }
 
@@ -168,6 +174,8 @@ pub struct Running {
     pub engine: Engine,
     /// The webhook sender: stopped with the engine, before the store is shut down.
     pub webhooks: Webhooks,
+    /// The welcome email sender: stopped like the webhook sender.
+    pub mail: Mail,
     pub new_tokens: Vec<NewToken>,
 }
 
@@ -187,12 +195,14 @@ pub fn start_with_clock(
     let addr = listener.local_addr()?;
     let engine = Engine::start(store.clone())?;
     let webhooks = Webhooks::start(store.clone(), settings.webhooks.clone())?;
+    let mail = Mail::start(store.clone(), settings.mail.clone())?;
     let state = AppState {
         store: store.clone(),
         config: settings.http.clone(),
         engine: Some(engine.clone()),
         large_writes: Default::default(),
+        mail: settings.mail.as_ref().map(|m| MailServer { server: m.server(), from: m.from.to_string() }),
     };
     let server = server(listener, state)?;
-    Ok(Running { addr, server, store, engine, webhooks, new_tokens })
+    Ok(Running { addr, server, store, engine, webhooks, mail, new_tokens })
 }

@@ -83,6 +83,17 @@ pub struct AppState {
     /// The rule engine, told about every durable write (absent in servers started without one).
     pub engine: Option<Engine>,
     pub large_writes: LargeWrites,
+    /// The mail server welcome emails go to (`None`: not configured, messages stay queued).
+    pub mail: Option<MailServer>,
+}
+
+/// The mail server as the admin API shows it (never its credentials).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailServer {
+    /// `smtp://host:587 (STARTTLS)`.
+    pub server: String,
+    /// The address welcome emails come from.
+    pub from: String,
 }
 
 /// A body at least this large makes a write large (see [`LargeWrites`]): about a thousand members, or a

@@ -37,7 +37,7 @@ const ACTIVITY_INDEX_LAYOUT: &[u8] = b"activity-index";
 const MIGRATION_BATCH: usize = 5000;
 
 /// Every activity type, for `?type=` to be checked against.
-pub const ACTIVITY_TYPES: [&str; 41] = [
+pub const ACTIVITY_TYPES: [&str; 43] = [
     "user.created",
     "user.updated",
     "user.deactivated",
@@ -57,6 +57,8 @@ pub const ACTIVITY_TYPES: [&str; 41] = [
     "entitlement.changed",
     "entitlement.revoked",
     "failures.retried",
+    "welcome-email.failed",
+    "mail-settings.updated",
     "product.updated",
     "product.deleted",
     "custom-attributes.updated",

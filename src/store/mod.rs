@@ -16,6 +16,7 @@ pub mod keys;
 pub mod layout;
 mod list;
 mod members;
+pub mod outbox;
 mod pending;
 mod records;
 mod resources;

@@ -19,10 +19,16 @@ use crate::helpers::*;
 /// Starts the built binary and returns it with its address, read from its start-up line. A store this
 /// process just closed may still be releasing its file lock; the start is then tried again.
 pub fn start_binary(data: &std::path::Path) -> (Child, String) {
+    start_binary_with(data, &[])
+}
+
+/// [`start_binary`] with more arguments for `serve`.
+pub fn start_binary_with(data: &std::path::Path, extra: &[String]) -> (Child, String) {
     for _ in 0..100 {
         let mut child = Command::new(env!("CARGO_BIN_EXE_usersync"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
+            .args(extra)
             .env("USERSYNC_SCIM_TOKEN", SCIM_TOKEN)
             .env("USERSYNC_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("RUST_LOG", "warn")

@@ -74,6 +74,7 @@ pub fn spawn_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> TestApp {
             running.server.await.expect("server runs");
             running.engine.stop();
             running.webhooks.stop();
+            running.mail.stop();
             running.store.shutdown();
         })
     });

@@ -300,7 +300,8 @@ fn sync_off_freezes_and_sync_on_evaluates_everyone() {
     assert_eq!(
         status,
         json!({"enabled": false, "pending": 1, "failures": 0, "brokenRules": 0, "state": "off", "hold": null,
-            "delivery": {"feedCursor": 0, "webhooks": []}}),
+            "delivery": {"feedCursor": 0, "webhooks": [], "mail": {"configured": false, "waiting": 0,
+                "oldestWaitingSeconds": null, "deferred": 0, "nextAttempt": null, "failed": 0}}}),
         "one user owed an evaluation, marked by the create, the join and the rule's group"
     );
     assert_eq!(app.entitlements(&a)["state"], json!("none"), "nothing happens while sync is off");
@@ -873,7 +874,7 @@ fn a_retry_with_a_malformed_body_is_refused_and_retries_nothing() {
         (
             r#"{"reason": "typo"}"#,
             StatusCode::UNPROCESSABLE_ENTITY,
-            "reason: 'typo' is not a failure reason (outOfLicenses, existingAccount)",
+            "reason: 'typo' is not a failure reason (outOfLicenses, existingAccount, welcomeEmailFailed)",
         ),
         ("retry everything", StatusCode::BAD_REQUEST, "the request body is not valid JSON"),
         (r#"{"reasons": "outOfLicenses"}"#, StatusCode::BAD_REQUEST, "reasons: unknown field"),

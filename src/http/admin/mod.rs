@@ -22,6 +22,7 @@ mod explain;
 mod feed;
 mod hold;
 pub mod input;
+mod mail;
 mod rules;
 mod templates;
 mod users;
@@ -316,6 +317,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(resource!("/failures/retry", post => users::retry))
             .service(resource!("/activity", get => users::activity))
             .service(resource!("/outbox", get => users::outbox))
+            .service(resource!("/mail", get => mail::get, put => mail::put))
             .default_service(web::to(not_found)),
     );
 }
