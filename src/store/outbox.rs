@@ -318,6 +318,37 @@ impl Store {
         })
     }
 
+    /// The owed index against the outbox: every message still owed is indexed, and nothing else is
+    /// (checked once the index exists).
+    pub(crate) fn verify_mail_owed(&self, acct: AccountId, problems: &mut Vec<String>) -> StoreResult<()> {
+        if !self.tree().contains_key(global(kind::LAYOUT, OWED_LAYOUT))? {
+            return Ok(());
+        }
+        for item in self.tree().scan_prefix(prefix(kind::OUTBOX, acct)) {
+            let (k, v) = item?;
+            let (Some(seq), message) = (seq_of(&k), decode::<OutboxMessage>(&v)?) else { continue };
+            let indexed = self.tree().contains_key(owed_key(acct, seq))?;
+            if indexed != message.status.owed() {
+                problems.push(format!(
+                    "account {}: welcome message {} is {:?} but {} the owed index",
+                    acct.0,
+                    message.id,
+                    message.status,
+                    if indexed { "in" } else { "not in" }
+                ));
+            }
+        }
+        for item in self.tree().scan_prefix(prefix(kind::MAIL_OWED, acct)) {
+            let (k, _) = item?;
+            if let Some(seq) = seq_of(&k)
+                && !self.tree().contains_key(message_key(acct, seq))?
+            {
+                problems.push(format!("account {}: the owed index names a missing message {seq}", acct.0));
+            }
+        }
+        Ok(())
+    }
+
     /// Builds the owed index of a store from before it: every message not sent is owed (without a mail
     /// server, none ever was). Runs once.
     pub fn migrate_mail_owed(&self) -> StoreResult<()> {
@@ -342,5 +373,87 @@ impl Store {
             tx.insert(marker.as_slice(), &[])
         })?;
         self.durable_blocking()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::temp_store;
+
+    fn message(id: &str, user: &str) -> OutboxMessage {
+        OutboxMessage {
+            id: id.into(),
+            user: user.into(),
+            to: format!("{user}@example.com"),
+            template: "default".into(),
+            language: "en_US".into(),
+            subject: "Welcome".into(),
+            body: "Hello".into(),
+            created: "2026-01-01T00:00:00.000Z".into(),
+            rule: Some("r1".into()),
+            user_name: Some(user.into()),
+            status: MailStatus::Queued,
+            attempts: 0,
+            last_attempt: None,
+            next_attempt: None,
+            queue_id: None,
+            reply: None,
+        }
+    }
+
+    #[test]
+    fn a_message_is_owed_until_sent_or_cancelled() {
+        let (store, _dir) = temp_store();
+        store.migrate_mail_owed().unwrap();
+        let acct = AccountId(1);
+        store.transact(|tx| queue_welcome(tx, acct, "u1", &message("m1", "u1"))).unwrap();
+        store.transact(|tx| queue_welcome(tx, acct, "u2", &message("m2", "u2"))).unwrap();
+        assert!(store.welcomed(acct, "u1").unwrap());
+        let owed = store.mail_owed(acct).unwrap();
+        assert_eq!(owed.len(), 2);
+        assert_eq!(store.accounts_owed_mail().unwrap(), [acct]);
+        let (seq1, seq2) = (owed[0].0, owed[1].0);
+
+        let later = chrono::Utc::now() + chrono::Duration::seconds(60);
+        let deferred = MailOutcome::Deferred { reply: "451 busy".into(), next_attempt: later };
+        let m = store.mail_attempted(acct, seq1, &deferred).unwrap().unwrap();
+        assert_eq!((m.status, m.attempts), (MailStatus::Deferred, 1));
+        assert_eq!(store.mail_queue(acct).unwrap().deferred, 1);
+        let m = store.mail_attempted(acct, seq1, &MailOutcome::Failed { reply: "550 no".into() }).unwrap();
+        assert_eq!(m.map(|m| m.status), Some(MailStatus::Failed));
+        let failures = store.mail_failures(acct).unwrap();
+        assert_eq!(failures.len(), 1);
+        assert_eq!((failures[0].0.as_str(), failures[0].1.detail.as_str()), ("u1", "550 no"));
+        assert_eq!(failures[0].1.reason, FailureReason::WelcomeEmailFailed);
+        assert!(
+            store.mail_attempted(acct, seq1, &deferred).unwrap().is_none(),
+            "a failed message waits for a retry"
+        );
+        assert_eq!(store.requeue_mail(acct, None).unwrap(), ["u1"]);
+        assert!(store.mail_failures(acct).unwrap().is_empty());
+
+        let sent = MailOutcome::Sent { reply: "250 Ok: queued as X1".into(), queue_id: Some("X1".into()) };
+        let m = store.mail_attempted(acct, seq1, &sent).unwrap().unwrap();
+        assert_eq!((m.status, m.queue_id.as_deref(), m.attempts), (MailStatus::Sent, Some("X1"), 3));
+        assert!(
+            store.mail_attempted(acct, seq1, &sent).unwrap().is_none(),
+            "a sent message is never sent again"
+        );
+
+        store.transact(|tx| cancel_welcome(tx, acct, "u2")).unwrap();
+        assert!(!store.welcomed(acct, "u2").unwrap());
+        assert_eq!(store.mail_message(acct, seq2).unwrap().map(|m| m.status), Some(MailStatus::Cancelled));
+        store.transact(|tx| cancel_welcome(tx, acct, "u1")).unwrap();
+        assert_eq!(
+            store.mail_message(acct, seq1).unwrap().map(|m| m.status),
+            Some(MailStatus::Sent),
+            "sent stays sent"
+        );
+        assert!(store.mail_owed(acct).unwrap().is_empty());
+        let mut problems = Vec::new();
+        store.verify_mail_owed(acct, &mut problems).unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(store.outbox(acct).unwrap().len(), 2);
     }
 }
