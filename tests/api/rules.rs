@@ -272,7 +272,10 @@ fn a_login_held_in_another_account_fails_until_released() {
         Some(&json!({"reason": "existingAccount"})),
         StatusCode::OK,
     );
-    assert_eq!(retried, json!({"retried": 1, "resolved": 0, "stillFailing": 1, "notFailing": []}));
+    assert_eq!(
+        retried,
+        json!({"retried": 1, "resolved": 0, "stillFailing": 1, "notFailing": [], "welcomeEmailsQueued": 0})
+    );
     // the first account releases the login: deactivating its user
     let off = json!({"Operations": [{"op": "replace", "path": "active", "value": false}]});
     expect_status(app.patch(&format!("/Users/{first}"), &off), StatusCode::NO_CONTENT);
@@ -902,7 +905,10 @@ fn a_retry_with_a_malformed_body_is_refused_and_retries_nothing() {
     assert_eq!(retried["Resources"], json!([]), "a refused retry retries nothing");
     // no body at all, like an empty object, retries every failure
     let answer = expect_status(retry(""), StatusCode::OK);
-    assert_eq!(answer, json!({"retried": 1, "resolved": 0, "stillFailing": 1, "notFailing": []}));
+    assert_eq!(
+        answer,
+        json!({"retried": 1, "resolved": 0, "stillFailing": 1, "notFailing": [], "welcomeEmailsQueued": 0})
+    );
     let answer = expect_status(retry(r#"{"reason": "outOfLicenses"}"#), StatusCode::OK);
     assert_eq!(answer["retried"], json!(1));
 }
