@@ -25,7 +25,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage accounts (on a stopped server's data directory).
     #[command(subcommand)]
     Account(AccountCommand),
@@ -210,7 +210,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         None => serve(&cli.data, cli.serve),
-        Some(Command::Serve(args)) => serve(&cli.data, args),
+        Some(Command::Serve(args)) => serve(&cli.data, *args),
         Some(Command::Account(cmd)) => account(&cli.data, cmd),
         Some(Command::Token(cmd)) => token(&cli.data, cmd),
         Some(Command::Verify) => verify(&cli.data),

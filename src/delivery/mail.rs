@@ -585,7 +585,7 @@ mod tests {
         assert_eq!(c.password.as_deref(), Some("p@ss"));
         assert!(!format!("{c:?}").contains("p@ss"), "the password is never shown");
         let c = MailConfig::new("smtps://relay.example.com:2465", None, Some("a@b.c"), None).unwrap();
-        assert_eq!((c.security, c.port, c.user), (Security::Implicit, 2465, None));
+        assert_eq!((c.security, c.port, c.user.as_deref()), (Security::Implicit, 2465, None));
         assert_eq!(c.server(), "smtps://relay.example.com:2465 (TLS)");
         for bad in ["http://relay", "smtp://", "smtp://relay/path", "smtp://:pw@relay"] {
             assert!(MailConfig::new(bad, None, Some("a@b.c"), None).is_err(), "{bad}");

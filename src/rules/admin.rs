@@ -163,6 +163,9 @@ pub fn release_hold(
     Ok(engine.release(acct, actor)?)
 }
 
+/// The chosen users: ids to re-evaluate, ids whose welcome email to queue again, and those not failing.
+type Chosen = (Vec<String>, Vec<String>, Vec<Value>);
+
 /// The chosen users (ids or userNames) as ids: those failing in the engine, to re-evaluate, those whose
 /// welcome email failed, to queue again, and those not failing, to answer as such; every one that is no
 /// user of the account is named in the error.
@@ -172,7 +175,7 @@ fn chosen_users(
     users: &[String],
     failing: &[(String, Failure)],
     mail_failing: &[(String, Failure)],
-) -> Result<(Vec<String>, Vec<String>, Vec<Value>), RetryError> {
+) -> Result<Chosen, RetryError> {
     let (mut retry, mut mail, mut not_failing, mut unknown) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for key in users {
