@@ -189,6 +189,7 @@ pub fn start_with_clock(
     clock: Arc<dyn Clock>,
 ) -> Result<Running, Box<dyn std::error::Error>> {
     settings.check()?;
+    crate::delivery::use_ring();
     let store = open_server_store(settings, clock)?;
     let new_tokens = bootstrap(&store, settings)?;
     let listener = TcpListener::bind(&settings.listen)?;

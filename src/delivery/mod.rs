@@ -6,6 +6,13 @@ use std::time::Duration;
 pub mod mail;
 pub mod webhooks;
 
+/// Makes ring the process's rustls crypto provider (once; later calls do nothing). Every TLS client that
+/// relies on the process default (the mail sender's, the test's browser driver) then gets ring: with both
+/// ring and aws-lc-rs compiled in, rustls would otherwise refuse to choose.
+pub fn use_ring() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// The wait after `failures` failures in a row and one more: doubling from `min` up to `max`, less up
 /// to a quarter at random so that deliveries failing together do not retry together.
 pub fn backoff(min: Duration, max: Duration, failures: u32) -> Duration {
