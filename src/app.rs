@@ -8,10 +8,11 @@ use std::sync::Arc;
 use actix_web::dev::Server;
 
 use crate::clock::{Clock, SystemClock};
+use crate::delivery::mail::{Mail, MailConfig};
 use crate::delivery::webhooks::{WebhookConfig, Webhooks};
 use crate::http::health::Readiness;
 use crate::http::tls::{CertResolver, TlsFiles};
-use crate::http::{AppState, HttpConfig, metrics_server, server};
+use crate::http::{AppState, HttpConfig, MailServer, metrics_server, server};
 use crate::rules::Engine;
 use crate::socket::LocalSocket;
 use crate::store::{Actor, DurabilityMode, OnDamage, Store, StoreOptions, StoreResult, TokenKind};
@@ -45,6 +46,8 @@ pub struct Settings {
     pub prune_every: std::time::Duration,
     /// The DNS server domain verification asks (`None`: the system's resolvers).
     pub dns_resolver: Option<SocketAddr>,
+    /// The mail server welcome emails go to (`None`: they stay in the outbox, `notConfigured`).
+    pub mail: Option<MailConfig>,
 }
 
 impl Settings {
@@ -64,6 +67,7 @@ impl Settings {
             drain: std::time::Duration::ZERO,
             prune_every: std::time::Duration::from_secs(60),
             dns_resolver: None,
+            mail: None,
         }
     }
 }
@@ -82,6 +86,7 @@ pub struct NewToken {
 pub fn open_store(data: &Path, durability: DurabilityMode, clock: Arc<dyn Clock>) -> StoreResult<Store> {
     let store = Store::open(StoreOptions { path: data.to_path_buf(), durability, clock })?;
     store.migrate_name_indexes()?;
+    store.migrate_mail_owed()?;
     Ok(store)
 }
 
@@ -135,6 +140,7 @@ fn open_server_store(settings: &Settings, clock: Arc<dyn Clock>) -> StoreResult<
     let options = StoreOptions { path: settings.data.clone(), durability: settings.durability, clock };
     let store = Store::open_with(options, on_damage)?.0;
     store.migrate_name_indexes()?;
+    store.migrate_mail_owed()?;
     Ok(store)
 }
 
@@ -196,6 +202,8 @@ pub struct Running {
     pub webhooks: Webhooks,
     /// The data directory's socket (backups); `None` when it could not be bound (logged).
     pub socket: Option<LocalSocket>,
+    /// The welcome email sender: stopped like the webhook sender.
+    pub mail: Mail,
     pub new_tokens: Vec<NewToken>,
     /// Marked from the moment a graceful shutdown begins.
     pub readiness: Arc<Readiness>,
@@ -299,6 +307,7 @@ pub fn start_with_clock(
         .filter(|s| !s.is_empty())
         .map(crate::http::operator::OperatorKey::from_secret);
     let readiness = Arc::new(Readiness::default());
+    let mail = Mail::start(store.clone(), settings.mail.clone())?;
     let state = AppState {
         store: store.clone(),
         config,
@@ -307,6 +316,7 @@ pub fn start_with_clock(
         limits: crate::http::limits::RateLimits::new(settings.http.rate_limit),
         readiness: readiness.clone(),
         dns: Arc::new(crate::delivery::dns::TxtChecker::new(settings.dns_resolver)),
+        mail: settings.mail.as_ref().map(|m| MailServer { server: m.server(), from: m.from.to_string() }),
     };
     let server = server(listener, state, tls.clone())?;
     crate::store::retention::watch(&store, settings.prune_every);
@@ -318,5 +328,5 @@ pub fn start_with_clock(
             )
         })
         .ok();
-    Ok(Running { addr, server, store, engine, webhooks, socket, new_tokens, readiness, tls, metrics })
+    Ok(Running { addr, server, store, engine, webhooks, mail, socket, new_tokens, readiness, tls, metrics })
 }

@@ -147,6 +147,31 @@ struct ServeArgs {
     /// Requests an account may make at once above its sustained rate.
     #[arg(long, env = "USERSYNC_RATE_BURST", default_value_t = usersync::store::RateLimit::DEFAULT.burst)]
     rate_burst: u32,
+    /// The mail server welcome emails are sent to: `smtp://user:pass@host:587` (STARTTLS required) or
+    /// `smtps://user:pass@host:465` (TLS). Without it messages stay in the outbox.
+    #[arg(long, env = "USERSYNC_SMTP_URL")]
+    smtp_url: Option<String>,
+    /// A file whose first line is the SMTP password (instead of one in the URL).
+    #[arg(long, env = "USERSYNC_SMTP_PASSWORD_FILE")]
+    smtp_password_file: Option<PathBuf>,
+    /// The address welcome emails come from (required with --smtp-url).
+    #[arg(long, env = "USERSYNC_SMTP_FROM")]
+    smtp_from: Option<String>,
+    /// A CA certificate (PEM) to trust for the mail server besides the system's, for a private relay.
+    #[arg(long, env = "USERSYNC_SMTP_CA_FILE")]
+    smtp_ca_file: Option<PathBuf>,
+    /// The wait after a first temporary SMTP failure (`90`, `90s`, `5m`, `2h`); it doubles with each.
+    #[arg(long, env = "USERSYNC_SMTP_RETRY_MIN", default_value = "60s", value_parser = duration)]
+    smtp_retry_min: std::time::Duration,
+    /// The longest wait between two attempts of a welcome email.
+    #[arg(long, env = "USERSYNC_SMTP_RETRY_MAX", default_value = "24h", value_parser = duration)]
+    smtp_retry_max: std::time::Duration,
+    /// Welcome emails sent per second per account, at most.
+    #[arg(long, env = "USERSYNC_SMTP_RATE", default_value_t = 5)]
+    smtp_rate: u32,
+    /// How long the mail server has to answer each command (`30s`).
+    #[arg(long, env = "USERSYNC_SMTP_TIMEOUT", default_value = "30s", value_parser = duration)]
+    smtp_timeout: std::time::Duration,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -178,6 +203,48 @@ struct TokenArgs {
     remote: Remote,
     #[command(subcommand)]
     command: TokenCommand,
+}
+
+/// A duration on the command line: a number of seconds, or a number with `ms`, `s`, `m`, `h` or `d`.
+fn duration(text: &str) -> std::result::Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().map_err(|_| format!("'{text}' is not a duration such as 90s, 5m or 24h"))?;
+    let ms = match unit {
+        "ms" => 1,
+        "" | "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        other => return Err(format!("'{other}' is not a unit of time (ms, s, m, h, d)")),
+    };
+    let d = std::time::Duration::from_millis(n.saturating_mul(ms));
+    if d.is_zero() {
+        return Err("must be longer than 0".into());
+    }
+    Ok(d)
+}
+
+/// The mail server from the command line, if one is given.
+fn mail_config(args: &ServeArgs) -> Result<Option<usersync::delivery::mail::MailConfig>> {
+    let Some(url) = args.smtp_url.as_deref().filter(|u| !u.is_empty()) else {
+        if args.smtp_from.is_some() || args.smtp_password_file.is_some() || args.smtp_ca_file.is_some() {
+            log::warn!("--smtp-from, --smtp-password-file and --smtp-ca-file do nothing without --smtp-url");
+        }
+        return Ok(None);
+    };
+    let mut config = usersync::delivery::mail::MailConfig::new(
+        url,
+        args.smtp_password_file.as_deref(),
+        args.smtp_from.as_deref(),
+        args.smtp_ca_file.as_deref(),
+    )?;
+    config.retry_min = args.smtp_retry_min;
+    config.retry_max = args.smtp_retry_max.max(args.smtp_retry_min);
+    config.rate = args.smtp_rate.max(1);
+    config.timeout = args.smtp_timeout;
+    Ok(Some(config))
 }
 
 #[derive(Subcommand)]
@@ -350,11 +417,13 @@ fn serve(data: &std::path::Path, args: ServeArgs) -> Result<()> {
     let rate_limit = (args.rate_limit > 0)
         .then(|| usersync::store::RateLimit { per_second: args.rate_limit, burst: args.rate_burst.max(1) });
     let metrics = metrics_access(args.metrics_token_file.as_deref())?;
+    let mail = mail_config(&args)?;
     let tls = match (args.tls_cert, args.tls_key) {
         (Some(cert), Some(key)) => Some(usersync::http::tls::TlsFiles { cert, key }),
         _ => None,
     };
     let settings = Settings {
+        mail,
         listen: args.listen,
         data: data.to_path_buf(),
         durability: args.durability,
@@ -415,6 +484,7 @@ fn serve(data: &std::path::Path, args: ServeArgs) -> Result<()> {
         if let Some(socket) = running.socket {
             socket.stop();
         }
+        running.mail.stop();
         running.store.shutdown();
         log::info!("stopped; store flushed");
         Ok(())

@@ -233,7 +233,7 @@ async fn deliver_some(
                 change.cursor,
                 attempt.error.as_deref().unwrap_or_default()
             );
-            let wait = backoff(config, failures);
+            let wait = super::backoff(config.retry_min, config.retry_max, failures);
             let next_attempt = store.now() + chrono::Duration::from_std(wait).unwrap_or_default();
             Outcome::Failed { attempt, next_attempt, pause_after: config.pause_after }
         };
@@ -252,14 +252,6 @@ async fn deliver_some(
         store.webhook_attempted(acct, id, &Outcome::Delivered { cursor, attempt: None })?;
     }
     Ok(true)
-}
-
-/// The wait after `failures` failures in a row and one more: doubling from `retry_min` up to
-/// `retry_max`, less up to a quarter at random so that webhooks failing together do not retry together.
-fn backoff(config: &WebhookConfig, failures: u32) -> Duration {
-    let full = config.retry_min.saturating_mul(1u32 << failures.min(20)).min(config.retry_max);
-    let jitter = (uuid::Uuid::new_v4().as_u128() % 1000) as u32;
-    full.saturating_sub(full / 4 * jitter / 1000)
 }
 
 /// POSTs one change; the attempt as the log keeps it.
@@ -332,19 +324,5 @@ mod tests {
         assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
         assert!(signature("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "m", 1, body).is_none(), "no whsec_ prefix");
         assert!(signing_key("whsec_c2hvcnQ=").is_none(), "a key of 5 bytes is too short");
-    }
-
-    #[test]
-    fn backoff_doubles_up_to_the_longest_wait() {
-        let config = WebhookConfig {
-            retry_min: Duration::from_secs(4),
-            retry_max: Duration::from_secs(60),
-            ..WebhookConfig::default()
-        };
-        for (failures, full) in [(0, 4), (1, 8), (2, 16), (3, 32), (4, 60), (40, 60)] {
-            let wait = backoff(&config, failures);
-            let full = Duration::from_secs(full);
-            assert!(wait <= full && wait >= full - full / 4, "{failures}: {wait:?}");
-        }
     }
 }

@@ -104,6 +104,17 @@ pub struct AppState {
     pub readiness: Arc<health::Readiness>,
     /// Where domain verification looks its TXT records up.
     pub dns: Arc<crate::delivery::dns::TxtChecker>,
+    /// The mail server welcome emails go to (`None`: not configured, messages stay queued).
+    pub mail: Option<MailServer>,
+}
+
+/// The mail server as the admin API shows it (never its credentials).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailServer {
+    /// `smtp://host:587 (STARTTLS)`.
+    pub server: String,
+    /// The address welcome emails come from.
+    pub from: String,
 }
 
 /// A body at least this large makes a write large (see [`LargeWrites`]): about a thousand members, or a

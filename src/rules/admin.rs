@@ -75,6 +75,9 @@ pub enum RetrySelection {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryOutcome {
     pub users: Vec<String>,
+    /// The users whose refused welcome email was queued again (counted as retried and resolved: it is
+    /// no longer a failure unless the mail server refuses it again).
+    pub requeued: Vec<String>,
     pub retried: usize,
     pub resolved: usize,
     pub still_failing: usize,
@@ -105,28 +108,36 @@ pub fn retry_failures(
     actor: &Actor,
     selection: &RetrySelection,
 ) -> Result<RetryOutcome, RetryError> {
-    if !store.sync_config(acct)?.enabled {
+    let mail_only = *selection == RetrySelection::Reason(FailureReason::WelcomeEmailFailed);
+    if !mail_only && !store.sync_config(acct)?.enabled {
         return Err(StoreError::Conflict("sync is off; switch it on to apply rules".into()).into());
     }
     let failing = store.failures(acct)?;
-    let (chosen, not_failing) = match selection {
-        RetrySelection::Users(users) => chosen_users(store, acct, users, &failing)?,
-        RetrySelection::Reason(reason) => {
-            (failing.iter().filter(|(_, f)| f.reason == *reason).map(|(u, _)| u.clone()).collect(), vec![])
-        }
-        RetrySelection::All => (failing.iter().map(|(u, _)| u.clone()).collect(), vec![]),
+    let mail_failing = store.mail_failures(acct)?;
+    let users_of = |list: &[(String, Failure)], reason: Option<FailureReason>| -> Vec<String> {
+        list.iter().filter(|(_, f)| reason.is_none_or(|r| f.reason == r)).map(|(u, _)| u.clone()).collect()
     };
-    let results = engine.evaluate_now(acct, &chosen)?;
+    let (chosen, mail, not_failing) = match selection {
+        RetrySelection::Users(users) => chosen_users(store, acct, users, &failing, &mail_failing)?,
+        RetrySelection::Reason(FailureReason::WelcomeEmailFailed) => {
+            (vec![], users_of(&mail_failing, None), vec![])
+        }
+        RetrySelection::Reason(reason) => (users_of(&failing, Some(*reason)), vec![], vec![]),
+        RetrySelection::All => (users_of(&failing, None), users_of(&mail_failing, None), vec![]),
+    };
+    let results = if chosen.is_empty() { Vec::new() } else { engine.evaluate_now(acct, &chosen)? };
+    let requeued = if mail.is_empty() { Vec::new() } else { store.requeue_mail(acct, Some(&mail))? };
     let still_failing = results.iter().filter(|(_, a)| matches!(a, Applied::Failed(_))).count();
-    let resolved = results.len() - still_failing;
+    let resolved = results.len() - still_failing + requeued.len();
     let reason = match selection {
         RetrySelection::Reason(r) => Some(*r),
         _ => None,
     };
     let detail = json!({"users": chosen, "reason": reason, "resolved": resolved, "stillFailing": still_failing,
-        "notFailing": not_failing});
+        "notFailing": not_failing, "welcomeEmailsQueued": requeued});
     store.record_activity(acct, actor, "failures.retried", None, detail)?;
-    Ok(RetryOutcome { users: chosen, retried: results.len(), resolved, still_failing, not_failing })
+    let retried = results.len() + requeued.len();
+    Ok(RetryOutcome { users: chosen, requeued, retried, resolved, still_failing, not_failing })
 }
 
 /// Why held revocations were not released.
@@ -152,26 +163,44 @@ pub fn release_hold(
     Ok(engine.release(acct, actor)?)
 }
 
-/// The chosen users (ids or userNames) as ids: those failing, to retry, and those not failing, to answer
-/// as such; every one that is no user of the account is named in the error.
+/// The chosen users: ids to re-evaluate, ids whose welcome email to queue again, and those not failing.
+type Chosen = (Vec<String>, Vec<String>, Vec<Value>);
+
+/// The chosen users (ids or userNames) as ids: those failing in the engine, to re-evaluate, those whose
+/// welcome email failed, to queue again, and those not failing, to answer as such; every one that is no
+/// user of the account is named in the error.
 fn chosen_users(
     store: &Store,
     acct: AccountId,
     users: &[String],
     failing: &[(String, Failure)],
-) -> Result<(Vec<String>, Vec<Value>), RetryError> {
-    let (mut retry, mut not_failing, mut unknown) = (Vec::new(), Vec::new(), Vec::new());
+    mail_failing: &[(String, Failure)],
+) -> Result<Chosen, RetryError> {
+    let (mut retry, mut mail, mut not_failing, mut unknown) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for key in users {
-        match store.resolve_user(acct, key)? {
-            None => unknown.push(key.clone()),
-            Some((uid, _)) if failing.iter().any(|(u, _)| *u == uid) => retry.push(uid),
-            Some((uid, user)) => not_failing.push(json!({"id": uid, "userName": user.get("userName")})),
+        let Some((uid, user)) = store.resolve_user(acct, key)? else {
+            unknown.push(key.clone());
+            continue;
+        };
+        let (engine, email) =
+            (failing.iter().any(|(u, _)| *u == uid), mail_failing.iter().any(|(u, _)| *u == uid));
+        if !engine && !email {
+            not_failing.push(json!({"id": uid, "userName": user.get("userName")}));
+        }
+        if engine {
+            retry.push(uid.clone());
+        }
+        if email {
+            mail.push(uid);
         }
     }
     if !unknown.is_empty() {
         return Err(RetryError::UnknownUsers(unknown));
     }
-    retry.sort();
-    retry.dedup();
-    Ok((retry, not_failing))
+    for list in [&mut retry, &mut mail] {
+        list.sort();
+        list.dedup();
+    }
+    Ok((retry, mail, not_failing))
 }

@@ -109,6 +109,14 @@ pub fn render_welcome(
         subject,
         body,
         created,
+        rule: Some(rule.id.clone()),
+        user_name: Some(user_name.to_string()),
+        status: Default::default(),
+        attempts: 0,
+        last_attempt: None,
+        next_attempt: None,
+        queue_id: None,
+        reply: None,
     }
 }
 

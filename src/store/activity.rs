@@ -41,7 +41,7 @@ const ACTIVITY_INDEX_LAYOUT: &[u8] = b"activity-index";
 const MIGRATION_BATCH: usize = 5000;
 
 /// Every activity type, for `?type=` to be checked against.
-pub const ACTIVITY_TYPES: [&str; 47] = [
+pub const ACTIVITY_TYPES: [&str; 49] = [
     "user.created",
     "user.updated",
     "user.deactivated",
@@ -61,6 +61,8 @@ pub const ACTIVITY_TYPES: [&str; 47] = [
     "entitlement.changed",
     "entitlement.revoked",
     "failures.retried",
+    "welcome-email.failed",
+    "mail-settings.updated",
     "product.updated",
     "product.deleted",
     "custom-attributes.updated",

@@ -66,9 +66,12 @@ pub mod kind {
     pub const ACTIVITY: u8 = b'H';
     /// `h acct ...` → the activity history's indexes (see `activity`)
     pub const ACTIVITY_INDEX: u8 = b'h';
-    /// `W acct seq` → welcome message in the outbox; `w acct uid` → welcomed marker
+    /// `W acct seq` → welcome message in the outbox; `w acct uid` → welcomed marker (its message's seq)
     pub const OUTBOX: u8 = b'W';
     pub const WELCOMED: u8 = b'w';
+    /// `o acct seq` → () : a welcome message still owed (queued, deferred or failed), what the mail sender
+    /// and the failure list read instead of the whole outbox
+    pub const MAIL_OWED: u8 = b'o';
     /// `N acct seq` → an entitlement change: the change feed, numbered one by one at commit
     pub const FEED: u8 = b'N';
     /// `B acct webhook-id` → webhook; `b acct webhook-id` → its delivery position, log and state

@@ -20,6 +20,7 @@ mod lifecycle;
 mod limits;
 mod list;
 mod members;
+pub mod outbox;
 mod pending;
 mod records;
 pub mod requests;

@@ -16,6 +16,7 @@ impl Store {
             USERS.verify(self, account.id, &mut problems)?;
             GROUPS.verify(self, account.id, &mut problems)?;
             self.verify_seats(account.id, &mut problems)?;
+            self.verify_mail_owed(account.id, &mut problems)?;
         }
         for item in self.tree().scan_prefix([kind::MEMBER]) {
             let (key, _) = item?;

@@ -42,6 +42,7 @@ fn program(env: &str, default: &str) -> PathBuf {
 impl Browser {
     /// Starts ChromeDriver and a browser session, with or without JavaScript.
     fn start(javascript: bool) -> Result<Browser, String> {
+        // fantoccini's TLS stack takes the process's rustls provider: the server's (ring)
         let driver_path = program("CHROMEDRIVER", "/usr/bin/chromedriver");
         let chromium = program("CHROMIUM", "/usr/bin/chromium");
         for p in [&driver_path, &chromium] {

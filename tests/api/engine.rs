@@ -158,7 +158,7 @@ fn a_retry_names_unknown_users_and_leaves_users_who_are_not_failing_alone() {
     assert_eq!(
         res,
         json!({"retried": 1, "resolved": 0, "stillFailing": 1,
-            "notFailing": [{"id": holder, "userName": "holder@example.com"}]})
+            "notFailing": [{"id": holder, "userName": "holder@example.com"}], "welcomeEmailsQueued": 0})
     );
     assert_eq!(app.entitlements(&holder), before, "not re-evaluated");
     let body = json!({"users": [holder]});

@@ -92,6 +92,7 @@ pub fn spawn_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> TestApp {
             if let Some(socket) = running.socket {
                 socket.stop();
             }
+            running.mail.stop();
             running.store.shutdown();
         })
     });

@@ -22,6 +22,7 @@ mod hardening;
 mod helpers;
 mod integrity;
 mod isolation;
+mod mail;
 mod okta;
 mod onelogin;
 mod operator;

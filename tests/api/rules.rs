@@ -272,7 +272,10 @@ fn a_login_held_in_another_account_fails_until_released() {
         Some(&json!({"reason": "existingAccount"})),
         StatusCode::OK,
     );
-    assert_eq!(retried, json!({"retried": 1, "resolved": 0, "stillFailing": 1, "notFailing": []}));
+    assert_eq!(
+        retried,
+        json!({"retried": 1, "resolved": 0, "stillFailing": 1, "notFailing": [], "welcomeEmailsQueued": 0})
+    );
     // the first account releases the login: deactivating its user
     let off = json!({"Operations": [{"op": "replace", "path": "active", "value": false}]});
     expect_status(app.patch(&format!("/Users/{first}"), &off), StatusCode::NO_CONTENT);
@@ -300,7 +303,8 @@ fn sync_off_freezes_and_sync_on_evaluates_everyone() {
     assert_eq!(
         status,
         json!({"enabled": false, "pending": 1, "failures": 0, "brokenRules": 0, "state": "off", "hold": null,
-            "delivery": {"feedCursor": 0, "webhooks": []}}),
+            "delivery": {"feedCursor": 0, "webhooks": [], "mail": {"configured": false, "waiting": 0,
+                "oldestWaitingSeconds": null, "deferred": 0, "nextAttempt": null, "failed": 0}}}),
         "one user owed an evaluation, marked by the create, the join and the rule's group"
     );
     assert_eq!(app.entitlements(&a)["state"], json!("none"), "nothing happens while sync is off");
@@ -874,7 +878,7 @@ fn a_retry_with_a_malformed_body_is_refused_and_retries_nothing() {
         (
             r#"{"reason": "typo"}"#,
             StatusCode::UNPROCESSABLE_ENTITY,
-            "reason: 'typo' is not a failure reason (outOfLicenses, existingAccount)",
+            "reason: 'typo' is not a failure reason (outOfLicenses, existingAccount, welcomeEmailFailed)",
         ),
         ("retry everything", StatusCode::BAD_REQUEST, "the request body is not valid JSON"),
         (r#"{"reasons": "outOfLicenses"}"#, StatusCode::BAD_REQUEST, "reasons: unknown field"),
@@ -902,7 +906,10 @@ fn a_retry_with_a_malformed_body_is_refused_and_retries_nothing() {
     assert_eq!(retried["Resources"], json!([]), "a refused retry retries nothing");
     // no body at all, like an empty object, retries every failure
     let answer = expect_status(retry(""), StatusCode::OK);
-    assert_eq!(answer, json!({"retried": 1, "resolved": 0, "stillFailing": 1, "notFailing": []}));
+    assert_eq!(
+        answer,
+        json!({"retried": 1, "resolved": 0, "stillFailing": 1, "notFailing": [], "welcomeEmailsQueued": 0})
+    );
     let answer = expect_status(retry(r#"{"reason": "outOfLicenses"}"#), StatusCode::OK);
     assert_eq!(answer["retried"], json!(1));
 }

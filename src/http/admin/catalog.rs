@@ -14,8 +14,8 @@ use super::{AdminError, AdminResult, MergePatch, Strict, created_or_ok, ok};
 use crate::http::AppState;
 use crate::http::request::AdminCaller;
 use crate::rules::{ObjectError, PRIVILEGES, RuleObject, object_or_builtin, save_custom_attributes};
+use crate::store::AccountId;
 use crate::store::sync::{CustomAttribute, EmailTemplate, ObjectKind, Product, SettingsTemplate, UserGroup};
-use crate::store::{AccountId, Store};
 
 /// `GET /sync?startIndex=&count=`: `{"enabled", "pending", "failures", "brokenRules", "state", "hold"}`, the
 /// held users paged.
@@ -24,15 +24,18 @@ pub async fn get_sync(
     state: web::Data<AppState>,
     caller: AdminCaller,
 ) -> AdminResult<HttpResponse> {
-    Ok(ok(&sync_status(&state.store, caller.0.account(), super::hold::page(&req)?)?))
+    Ok(ok(&sync_status(&state, caller.0.account(), super::hold::page(&req)?)?))
 }
 
-fn sync_status(store: &Store, acct: AccountId, (start, count): (usize, usize)) -> AdminResult<Value> {
+fn sync_status(state: &AppState, acct: AccountId, (start, count): (usize, usize)) -> AdminResult<Value> {
+    let store = &state.store;
     let config = store.sync_config(acct)?;
+    let failures = store.failures(acct)?.len() + store.mail_failures(acct)?.len();
     let mut status = json!({"enabled": config.enabled, "pending": store.pending_count(acct)?,
-        "failures": store.failures(acct)?.len(), "brokenRules": store.broken_rules(acct, &config)?.len(),
+        "failures": failures, "brokenRules": store.broken_rules(acct, &config)?.len(),
         "store": store.health()});
     status["delivery"] = crate::delivery::subscriptions::queue_status(store, acct)?;
+    status["delivery"]["mail"] = super::mail::queue_status(store, acct, state.mail.is_some())?;
     let brake = super::hold::hold_status(store, acct, config.enabled, start, count)?;
     if let (Some(status), Some(brake)) = (status.as_object_mut(), brake.as_object()) {
         status.extend(brake.clone());
@@ -60,7 +63,7 @@ pub async fn put_sync(
     let acct = caller.0.account();
     state.store.set_sync(acct, body.0.enabled, &caller.0.actor())?;
     state.committed().await?;
-    Ok(ok(&sync_status(&state.store, acct, (1, input::DEFAULT_PAGE))?))
+    Ok(ok(&sync_status(&state, acct, (1, input::DEFAULT_PAGE))?))
 }
 
 #[derive(Serialize)]

@@ -23,6 +23,7 @@ mod explain;
 mod feed;
 mod hold;
 pub mod input;
+mod mail;
 mod requests;
 mod rules;
 mod templates;
@@ -344,6 +345,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(resource!("/activity", get => users::activity))
             .service(resource!("/requests", get => requests::list))
             .service(resource!("/outbox", get => users::outbox))
+            .service(resource!("/mail", get => mail::get, put => mail::put))
             .default_service(web::to(not_found)),
     );
 }

@@ -15,7 +15,7 @@ use crate::http::AppState;
 use crate::http::request::AdminCaller;
 use crate::rules::{RetrySelection, retry_failures};
 use crate::store::activity::ACTIVITY_TYPES;
-use crate::store::sync::FailureReason;
+use crate::store::sync::{FailureReason, MailStatus, OutboxMessage};
 use crate::store::{AccountId, ActivityQuery, Store};
 
 /// The user an admin path names by id or userName, or a 404 saying so.
@@ -38,7 +38,7 @@ pub(super) fn known_product(store: &Store, acct: AccountId, query: &Query) -> Ad
     Ok(Some(p.to_string()))
 }
 
-const REASONS: [&str; 2] = ["outOfLicenses", "existingAccount"];
+const REASONS: [&str; 3] = ["outOfLicenses", "existingAccount", "welcomeEmailFailed"];
 
 /// A failure reason a body names, or a 422 naming the reasons there are.
 fn failure_reason(reason: &str) -> AdminResult<FailureReason> {
@@ -61,7 +61,9 @@ pub async fn failures(
     let query = Query::parse(&req, &["reason", "startIndex", "count"])?;
     let paging = Paging::from_query(&query)?;
     let reason = query.choice("reason", &REASONS)?;
-    let mut failures = state.store.failures(caller.0.account())?;
+    let acct = caller.0.account();
+    let mut failures = state.store.failures(acct)?;
+    failures.extend(state.store.mail_failures(acct)?);
     failures.sort_by(|(a, fa), (b, fb)| (&fa.since, a).cmp(&(&fb.since, b)));
     let mut by_reason: BTreeMap<FailureReason, usize> = BTreeMap::new();
     for (_, f) in &failures {
@@ -126,7 +128,8 @@ pub async fn retry(
         })??;
     state.store.durable().await?;
     Ok(ok(&json!({"retried": outcome.retried, "resolved": outcome.resolved,
-        "stillFailing": outcome.still_failing, "notFailing": outcome.not_failing})))
+        "stillFailing": outcome.still_failing, "notFailing": outcome.not_failing,
+        "welcomeEmailsQueued": outcome.requeued.len()})))
 }
 
 /// `GET /activity?type=&user=&target=&actor=&before=&startIndex=&count=`: newest first, paged like every
@@ -182,25 +185,47 @@ fn resolve_target(store: &Store, acct: AccountId, target: &str) -> AdminResult<S
     Ok(store.resolve_group(acct, target)?.unwrap_or_else(|| target.to_string()))
 }
 
-/// `GET /outbox?to=&startIndex=&count=`: queued welcome messages, oldest first.
+/// The outbox states a `?status=` may name.
+const MAIL_STATES: [&str; 6] = ["queued", "deferred", "sent", "failed", "cancelled", "notConfigured"];
+
+/// A message's state as the outbox shows it: `notConfigured` for a message waiting while no mail
+/// server is configured.
+fn mail_state(state: &AppState, m: &OutboxMessage) -> Value {
+    match m.status {
+        MailStatus::Queued | MailStatus::Deferred if state.mail.is_none() => json!("notConfigured"),
+        status => json!(status),
+    }
+}
+
+/// `GET /outbox?to=&status=&startIndex=&count=`: welcome messages, oldest first, each with where its
+/// delivery stands.
 pub async fn outbox(
     req: HttpRequest,
     state: web::Data<AppState>,
     caller: AdminCaller,
 ) -> AdminResult<HttpResponse> {
-    let query = Query::parse(&req, &["to", "startIndex", "count"])?;
+    let query = Query::parse(&req, &["to", "status", "startIndex", "count"])?;
     let paging = Paging::from_query(&query)?;
     let to = query.get("to").map(str::to_lowercase);
+    let status = query.choice("status", &MAIL_STATES)?.map(|s| json!(s));
     let acct = caller.0.account();
     let messages = state.store.outbox(acct)?;
-    let chosen = messages.into_iter().filter(|m| to.as_deref().is_none_or(|t| m.to.to_lowercase() == t));
+    let chosen = messages
+        .into_iter()
+        .filter(|m| to.as_deref().is_none_or(|t| m.to.to_lowercase() == t))
+        .filter(|m| status.as_ref().is_none_or(|s| *s == mail_state(&state, m)));
     let page = paging.page(chosen);
     let mut resources = Vec::with_capacity(page.resources.len());
     for m in &page.resources {
-        let user_name = state.store.user(acct, &m.user)?.and_then(|u| u.get("userName").cloned());
+        let user_name = match state.store.user(acct, &m.user)? {
+            Some(u) => u.get("userName").cloned(),
+            None => m.user_name.clone().map(Value::String),
+        };
         resources.push(json!({"id": m.id, "user": m.user, "userName": user_name, "to": m.to,
             "template": m.template, "language": m.language, "subject": m.subject, "body": m.body,
-            "created": m.created}));
+            "created": m.created, "status": mail_state(&state, m), "attempts": m.attempts,
+            "lastAttempt": m.last_attempt, "nextAttempt": m.next_attempt, "queueId": m.queue_id,
+            "reply": m.reply}));
     }
     Ok(ok(&paging.of(page.total_results, resources)))
 }

@@ -48,13 +48,21 @@ pub fn banner_text(
         FailureReason::ExistingAccount => {
             format!("{who} could not be synced: their logins belong to existing accounts elsewhere")
         }
+        FailureReason::WelcomeEmailFailed if count == 1 => {
+            format!("{who} did not get the welcome email: the mail server refused it")
+        }
+        FailureReason::WelcomeEmailFailed => {
+            format!("{who} did not get their welcome emails: the mail server refused them")
+        }
     })
 }
 
 /// The banners of an account, one per reason that has failures, in a fixed order.
 fn banners(store: &Store, acct: AccountId) -> ConsoleResult<Vec<Banner>> {
     let mut out = Vec::new();
-    for reason in [FailureReason::OutOfLicenses, FailureReason::ExistingAccount] {
+    for reason in
+        [FailureReason::OutOfLicenses, FailureReason::ExistingAccount, FailureReason::WelcomeEmailFailed]
+    {
         let summary = store.failure_page(acct, Some(reason), 0, 0)?;
         if summary.total > 0 {
             let text = banner_text(store, acct, reason, summary.total, &summary.products)?;

@@ -216,7 +216,7 @@ impl Ctx<'_> {
         match keep {
             None => {
                 self.tx.remove(ekey)?;
-                self.tx.remove(user_key(kind::WELCOMED, self.acct, uid))?;
+                crate::store::outbox::cancel_welcome(self.tx, self.acct, uid)?;
             }
             Some((state, matched)) => {
                 let next = Entitlement {
@@ -578,10 +578,7 @@ impl Ctx<'_> {
         if bundle.products.is_empty() || self.tx.get(&marker)?.is_some() {
             return Ok(());
         }
-        let seq = self.tx.generate_id()?;
-        self.tx.insert(key(kind::OUTBOX, self.acct, &[&seq.to_be_bytes()]), encode(message))?;
-        self.tx.insert(marker, &[])?;
-        Ok(())
+        crate::store::outbox::queue_welcome(self.tx, self.acct, uid, message)
     }
 
     /// A feed record of this user's change (its cursor and id are given when it is recorded).

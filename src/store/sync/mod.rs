@@ -579,6 +579,12 @@ impl Store {
         count: usize,
     ) -> StoreResult<FailurePage> {
         let mut page = FailurePage::default();
+        if reason == Some(FailureReason::WelcomeEmailFailed) {
+            let failures = self.mail_failures(acct)?;
+            page.total = failures.len();
+            page.failures = failures.into_iter().skip(skip).take(count).collect();
+            return Ok(page);
+        }
         for item in self.tree().scan_prefix(prefix(kind::FAILURE, acct)) {
             let (k, v) = item?;
             let failure: Failure = decode(&v)?;
@@ -684,15 +690,5 @@ impl Store {
             });
         }
         Ok(broken)
-    }
-
-    /// Has the user been sent a welcome message?
-    pub fn welcomed(&self, acct: AccountId, uid: &str) -> StoreResult<bool> {
-        Ok(self.tree().contains_key(key(kind::WELCOMED, acct, &[uid.as_bytes()]))?)
-    }
-
-    /// The welcome messages queued so far, oldest first.
-    pub fn outbox(&self, acct: AccountId) -> StoreResult<Vec<OutboxMessage>> {
-        self.tree().scan_prefix(prefix(kind::OUTBOX, acct)).map(|item| decode(&item?.1)).collect()
     }
 }

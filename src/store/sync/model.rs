@@ -205,6 +205,9 @@ pub enum FailureReason {
     OutOfLicenses,
     /// The login is held by an entitled user of another account.
     ExistingAccount,
+    /// The mail server refused the user's welcome email for good (the failure's detail is its reply);
+    /// kept with the message in the outbox, not by the engine.
+    WelcomeEmailFailed,
 }
 
 impl FailureReason {
@@ -212,6 +215,7 @@ impl FailureReason {
         match self {
             FailureReason::OutOfLicenses => "outOfLicenses",
             FailureReason::ExistingAccount => "existingAccount",
+            FailureReason::WelcomeEmailFailed => "welcomeEmailFailed",
         }
     }
 }
@@ -233,8 +237,9 @@ pub struct Failure {
     pub since: String,
 }
 
-/// A queued welcome message.
+/// A queued welcome message and where its delivery stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct OutboxMessage {
     pub id: String,
     pub user: String,
@@ -247,6 +252,52 @@ pub struct OutboxMessage {
     pub subject: String,
     pub body: String,
     pub created: String,
+    /// The id of the rule whose first grant queued it (`None` in messages queued before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// The user's userName when it was queued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_name: Option<String>,
+    #[serde(default)]
+    pub status: MailStatus,
+    /// Attempts to hand it to the mail server so far.
+    #[serde(default)]
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempt: Option<String>,
+    /// When a deferred message is tried again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt: Option<String>,
+    /// The mail server's queue id of an accepted message, as its reply named it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_id: Option<String>,
+    /// The mail server's last reply (or why there was none): its acceptance, its refusal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply: Option<String>,
+}
+
+/// Where a welcome message's delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum MailStatus {
+    /// Waiting for its first attempt.
+    #[default]
+    Queued,
+    /// A temporary failure (4xx, no connection, timeout): tried again at `next_attempt`.
+    Deferred,
+    /// The mail server accepted it; it is never sent again.
+    Sent,
+    /// The mail server refused it for good (5xx): a `welcomeEmailFailed` failure until retried.
+    Failed,
+    /// The user was deleted before it was sent.
+    Cancelled,
+}
+
+impl MailStatus {
+    /// Still owed: waiting to be sent, or failed and waiting for a retry.
+    pub fn owed(self) -> bool {
+        matches!(self, MailStatus::Queued | MailStatus::Deferred | MailStatus::Failed)
+    }
 }
 
 /// A user group of the product (what a manager manages), not a directory group.
