@@ -42,3 +42,9 @@ impl Clock for ManualClock {
 pub fn timestamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
+
+/// Whole seconds from a [`timestamp`] to `now` (never negative); `None` for text that is no timestamp.
+pub fn seconds_since(now: DateTime<Utc>, text: &str) -> Option<i64> {
+    let then = DateTime::parse_from_rfc3339(text).ok()?;
+    Some((now - then.with_timezone(&Utc)).num_seconds().max(0))
+}

@@ -202,11 +202,7 @@ pub fn queue_status(store: &Store, acct: AccountId) -> StoreResult<Value> {
     let hooks: Vec<Value> = webhook_views(store, acct)?
         .into_iter()
         .map(|v| {
-            let age = v
-                .oldest_waiting
-                .as_deref()
-                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                .map(|t| (now - t.with_timezone(&chrono::Utc)).num_seconds().max(0));
+            let age = v.oldest_waiting.as_deref().and_then(|t| crate::clock::seconds_since(now, t));
             json!({"id": v.id, "status": v.status, "waiting": v.waiting,
                 "oldestWaitingSeconds": age, "failures": v.failures})
         })

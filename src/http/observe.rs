@@ -206,6 +206,37 @@ async fn render(store: Store) -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(handle.render())
 }
 
+/// The delivery queues of an account: welcome emails waiting, deferred and refused for good (also counted
+/// as the failure reason `welcomeEmailFailed`), and per webhook the changes waiting, the age of the oldest,
+/// the failures in a row and whether it is paused.
+fn delivery_figures(
+    store: &Store,
+    acct: crate::store::AccountId,
+    name: &str,
+) -> crate::store::StoreResult<()> {
+    let now = store.now();
+    let mail = store.mail_queue(acct)?;
+    let account = [("account", name.to_string())];
+    metrics::gauge!("usersync_mail_waiting", &account).set(mail.waiting as f64);
+    metrics::gauge!("usersync_mail_deferred", &account).set(mail.deferred as f64);
+    metrics::gauge!("usersync_mail_failed", &account).set(mail.failed as f64);
+    let age = mail.oldest.as_deref().and_then(|t| crate::clock::seconds_since(now, t)).unwrap_or(0);
+    metrics::gauge!("usersync_mail_oldest_waiting_seconds", &account).set(age as f64);
+    let labels = [("account", name.to_string()), ("reason", "welcomeEmailFailed".to_string())];
+    metrics::gauge!("usersync_sync_failures", &labels).set(mail.failed as f64);
+    for hook in crate::delivery::subscriptions::webhook_views(store, acct)? {
+        let labels = [("account", name.to_string()), ("webhook", hook.id.clone())];
+        metrics::gauge!("usersync_webhook_waiting", &labels).set(hook.waiting as f64);
+        let age =
+            hook.oldest_waiting.as_deref().and_then(|t| crate::clock::seconds_since(now, t)).unwrap_or(0);
+        metrics::gauge!("usersync_webhook_oldest_waiting_seconds", &labels).set(age as f64);
+        metrics::gauge!("usersync_webhook_failures", &labels).set(f64::from(hook.failures));
+        let paused = hook.status == crate::delivery::subscriptions::Status::Paused;
+        metrics::gauge!("usersync_webhook_paused", &labels).set(f64::from(u8::from(paused)));
+    }
+    Ok(())
+}
+
 /// Sets the gauges read from the store at scrape time: per account its pending users, failures by reason
 /// and seats per product; the store's size on disk.
 fn store_figures(store: &Store) -> crate::store::StoreResult<()> {
@@ -222,6 +253,7 @@ fn store_figures(store: &Store) -> crate::store::StoreResult<()> {
             let labels = [("account", name.clone()), ("reason", reason.as_str().to_string())];
             metrics::gauge!("usersync_sync_failures", &labels).set(failing as f64);
         }
+        delivery_figures(store, account.id, &name)?;
         for (product, used) in store.products(account.id)? {
             let labels = [("account", name.clone()), ("product", product.id.clone())];
             metrics::gauge!("usersync_seats_used", &labels).set(used as f64);

@@ -507,6 +507,12 @@ fn metrics_are_prometheus_text_behind_their_token() {
         StatusCode::CREATED,
     );
     app.admin_ok(Method::PUT, "/sync", Some(&json!({"enabled": true})), StatusCode::OK);
+    // a webhook whose receiver is not there: the changes wait for it
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let secret = format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode([3u8; 32]));
+    let hook =
+        json!({"url": format!("http://{closed}/hook"), "secret": secret, "events": ["entitlement.granted"]});
+    app.admin_ok(Method::PUT, "/webhooks/product", Some(&hook), StatusCode::CREATED);
     let mut uids = Vec::new();
     for i in 0..3 {
         let uid = id(&app.create_user(&json!({"userName": format!("m{i}@metrics.example")})));
@@ -553,6 +559,16 @@ fn metrics_are_prometheus_text_behind_their_token() {
         let failing = samples(&scrape, "usersync_sync_failures", &[("account", acct), ("reason", reason)]);
         assert_eq!(failing.iter().map(|s| s.value).collect::<Vec<_>>(), [0.0], "{reason}");
     }
+    // the delivery queues: the welcome emails wait (no mail server here), so do the webhook's changes
+    assert_eq!(total(&scrape, "usersync_mail_waiting", &[("account", acct)]), 3.0, "{text}");
+    assert_eq!(total(&scrape, "usersync_mail_failed", &[("account", acct)]), 0.0);
+    let mail_failures = [("account", acct), ("reason", "welcomeEmailFailed")];
+    assert_eq!(total(&scrape, "usersync_sync_failures", &mail_failures), 0.0);
+    let webhook = [("account", acct), ("webhook", "product")];
+    assert_eq!(total(&scrape, "usersync_webhook_waiting", &webhook), 3.0, "{text}");
+    assert_eq!(total(&scrape, "usersync_webhook_paused", &webhook), 0.0);
+    assert_eq!(samples(&scrape, "usersync_webhook_oldest_waiting_seconds", &webhook).len(), 1);
+    assert_eq!(samples(&scrape, "usersync_mail_oldest_waiting_seconds", &[("account", acct)]).len(), 1);
     assert!(total(&scrape, "usersync_store_disk_bytes", &[]) > 0.0);
     assert!(
         total(&scrape, "usersync_store_flush_duration_seconds_count", &[]) >= 1.0,

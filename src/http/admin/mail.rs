@@ -75,11 +75,7 @@ pub async fn put(
 pub fn queue_status(store: &Store, acct: AccountId, configured: bool) -> StoreResult<Value> {
     let queue = store.mail_queue(acct)?;
     let now = store.now();
-    let age = queue
-        .oldest
-        .as_deref()
-        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-        .map(|t| (now - t.with_timezone(&chrono::Utc)).num_seconds().max(0));
+    let age = queue.oldest.as_deref().and_then(|t| crate::clock::seconds_since(now, t));
     Ok(json!({"configured": configured, "waiting": queue.waiting, "oldestWaitingSeconds": age,
         "deferred": queue.deferred, "nextAttempt": queue.next_attempt, "failed": queue.failed}))
 }
