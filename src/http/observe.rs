@@ -206,8 +206,7 @@ async fn render(store: Store) -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(handle.render())
 }
 
-/// The delivery queues of an account: welcome emails waiting, deferred and refused for good (also counted
-/// as the failure reason `welcomeEmailFailed`), and per webhook the changes waiting, the age of the oldest,
+/// The delivery queues of an account: welcome emails waiting, deferred and refused for good, and per webhook the changes waiting, the age of the oldest,
 /// the failures in a row and whether it is paused.
 fn delivery_figures(
     store: &Store,
@@ -222,8 +221,6 @@ fn delivery_figures(
     metrics::gauge!("usersync_mail_failed", &account).set(mail.failed as f64);
     let age = mail.oldest.as_deref().and_then(|t| crate::clock::seconds_since(now, t)).unwrap_or(0);
     metrics::gauge!("usersync_mail_oldest_waiting_seconds", &account).set(age as f64);
-    let labels = [("account", name.to_string()), ("reason", "welcomeEmailFailed".to_string())];
-    metrics::gauge!("usersync_sync_failures", &labels).set(mail.failed as f64);
     for hook in crate::delivery::subscriptions::webhook_views(store, acct)? {
         let labels = [("account", name.to_string()), ("webhook", hook.id.clone())];
         metrics::gauge!("usersync_webhook_waiting", &labels).set(hook.waiting as f64);
@@ -248,10 +245,13 @@ fn store_figures(store: &Store) -> crate::store::StoreResult<()> {
         let name = account.name;
         let pending = store.pending_count(account.id)?;
         metrics::gauge!("usersync_engine_pending_users", "account" => name.clone()).set(pending as f64);
-        for reason in [FailureReason::OutOfLicenses, FailureReason::ExistingAccount] {
-            let failing = store.failure_page(account.id, Some(reason), 0, 0)?.total;
+        let failing = store.failure_summary(account.id)?;
+        for reason in
+            [FailureReason::OutOfLicenses, FailureReason::ExistingAccount, FailureReason::WelcomeEmailFailed]
+        {
+            let count = failing.get(&reason).map_or(0, |f| f.total);
             let labels = [("account", name.clone()), ("reason", reason.as_str().to_string())];
-            metrics::gauge!("usersync_sync_failures", &labels).set(failing as f64);
+            metrics::gauge!("usersync_sync_failures", &labels).set(count as f64);
         }
         delivery_figures(store, account.id, &name)?;
         for (product, used) in store.products(account.id)? {

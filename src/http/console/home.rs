@@ -60,14 +60,9 @@ pub fn banner_text(
 /// The banners of an account, one per reason that has failures, in a fixed order.
 fn banners(store: &Store, acct: AccountId) -> ConsoleResult<Vec<Banner>> {
     let mut out = Vec::new();
-    for reason in
-        [FailureReason::OutOfLicenses, FailureReason::ExistingAccount, FailureReason::WelcomeEmailFailed]
-    {
-        let summary = store.failure_page(acct, Some(reason), 0, 0)?;
-        if summary.total > 0 {
-            let text = banner_text(store, acct, reason, summary.total, &summary.products)?;
-            out.push(Banner { reason: reason.as_str(), text });
-        }
+    for (reason, summary) in store.failure_summary(acct)? {
+        let text = banner_text(store, acct, reason, summary.total, &summary.products)?;
+        out.push(Banner { reason: reason.as_str(), text });
     }
     Ok(out)
 }

@@ -601,6 +601,27 @@ impl Store {
         Ok(page)
     }
 
+    /// Per reason that has failing users, in reason order: how many fail and the products they lack a seat
+    /// of. One pass over the failures, where a [`Store::failure_page`] per reason would take one each: the
+    /// console's banners and `/metrics` read this on every poll and scrape.
+    pub fn failure_summary(
+        &self,
+        acct: AccountId,
+    ) -> StoreResult<std::collections::BTreeMap<FailureReason, FailurePage>> {
+        let mut summary: std::collections::BTreeMap<FailureReason, FailurePage> = Default::default();
+        for item in self.tree().scan_prefix(prefix(kind::FAILURE, acct)) {
+            let failure: Failure = decode(&item?.1)?;
+            let entry = summary.entry(failure.reason).or_default();
+            entry.total += 1;
+            entry.products.extend(failure.products);
+        }
+        let mail = self.mail_failures(acct)?.len();
+        if mail > 0 {
+            summary.entry(FailureReason::WelcomeEmailFailed).or_default().total = mail;
+        }
+        Ok(summary)
+    }
+
     /// The failures as recorded, details as they were when recorded.
     pub(crate) fn stored_failures(&self, acct: AccountId) -> StoreResult<Vec<(String, Failure)>> {
         self.scan_by_user(acct, kind::FAILURE)
