@@ -89,83 +89,6 @@ impl Binary {
     }
 }
 
-/// Runs `openssl` with `args` in `dir`; its absence fails the test in CI and skips it elsewhere.
-fn openssl(dir: &Path, args: &[&str]) -> bool {
-    match Command::new("openssl").args(args).current_dir(dir).output() {
-        Ok(out) => {
-            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-            true
-        }
-        Err(e) => {
-            assert!(std::env::var_os("CI").is_none(), "openssl is needed in CI: {e}");
-            eprintln!("skipped: the openssl command is not available ({e})");
-            false
-        }
-    }
-}
-
-/// Makes `leaf.pem` / `leaf.key` in `dir`: a new key and a certificate for 127.0.0.1 signed by the CA
-/// (made first if missing), which is not itself the server's certificate.
-fn make_leaf(dir: &Path, serial: &str) -> bool {
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    if !dir.join("ca.pem").exists() {
-        let mut args = vec!["req", "-x509"];
-        args.extend(ec);
-        args.extend([
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=usersync test CA",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ]);
-        if !openssl(dir, &args) {
-            return false;
-        }
-    }
-    std::fs::write(
-        dir.join("leaf.ext"),
-        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n\
-         subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-    )
-    .unwrap();
-    let mut args = vec!["req"];
-    args.extend(ec);
-    args.extend(["-keyout", "new.key", "-out", "new.csr", "-subj", "/CN=127.0.0.1"]);
-    let made = openssl(dir, &args)
-        && openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "new.csr",
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-set_serial",
-                serial,
-                "-days",
-                "2",
-                "-extfile",
-                "leaf.ext",
-                "-out",
-                "new.pem",
-            ],
-        );
-    // Replaced as an operator would: each file renamed into place whole.
-    std::fs::rename(dir.join("new.pem"), dir.join("leaf.pem")).unwrap();
-    std::fs::rename(dir.join("new.key"), dir.join("leaf.key")).unwrap();
-    made
-}
-
 /// The DER of the first certificate in a PEM file.
 fn der(pem: &Path) -> Vec<u8> {
     let text = std::fs::read_to_string(pem).unwrap();
@@ -200,7 +123,7 @@ fn https_serves_the_given_certificate_and_sighup_replaces_it() {
     let dir = tempfile::tempdir().unwrap();
     let pki = dir.path().join("pki");
     std::fs::create_dir(&pki).unwrap();
-    if !make_leaf(&pki, "1001") {
+    if !make_test_leaf(&pki, "1001") {
         return;
     }
     let first = der(&pki.join("leaf.pem"));
@@ -231,7 +154,7 @@ fn https_serves_the_given_certificate_and_sighup_replaces_it() {
     let location = res.headers()["location"].to_str().unwrap().to_string();
     assert!(location.starts_with(&format!("https://{}/scim/v2/Users/", server.addr)), "{location}");
 
-    assert!(make_leaf(&pki, "2002"));
+    assert!(make_test_leaf(&pki, "2002"));
     let second = der(&pki.join("leaf.pem"));
     assert_ne!(first, second);
     server.signal("HUP");

@@ -1,6 +1,7 @@
 //! Starts the real server on port 0 with a temporary data directory and talks to it over HTTP.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -323,4 +324,82 @@ pub fn console_sign_in(client: &Client, app: &TestApp, token: &str) -> Response 
         .body(format!("csrf={}&token={}&next=%2Fconsole%2F", q(&csrf), q(token)))
         .send()
         .unwrap()
+}
+
+/// Runs `openssl` with `args` in `dir`; its absence fails the test in CI and skips it elsewhere.
+pub fn openssl(dir: &Path, args: &[&str]) -> bool {
+    match Command::new("openssl").args(args).current_dir(dir).output() {
+        Ok(out) => {
+            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            true
+        }
+        Err(e) => {
+            assert!(std::env::var_os("CI").is_none(), "openssl is needed in CI: {e}");
+            eprintln!("skipped: the openssl command is not available ({e})");
+            false
+        }
+    }
+}
+
+/// Makes `leaf.pem` / `leaf.key` in `dir`: a new key and a certificate for 127.0.0.1 signed by the CA
+/// `ca.pem` (made first if missing), which is not itself the server's certificate (rustls refuses a CA
+/// used as the server's own). `false` when there is no openssl command outside CI (the test is skipped).
+pub fn make_test_leaf(dir: &Path, serial: &str) -> bool {
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    if !dir.join("ca.pem").exists() {
+        let mut args = vec!["req", "-x509"];
+        args.extend(ec);
+        args.extend([
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=usersync test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]);
+        if !openssl(dir, &args) {
+            return false;
+        }
+    }
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n\
+         subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
+    let mut args = vec!["req"];
+    args.extend(ec);
+    args.extend(["-keyout", "new.key", "-out", "new.csr", "-subj", "/CN=127.0.0.1"]);
+    let made = openssl(dir, &args)
+        && openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "new.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-set_serial",
+                serial,
+                "-days",
+                "2",
+                "-extfile",
+                "leaf.ext",
+                "-out",
+                "new.pem",
+            ],
+        );
+    // Replaced as an operator would: each file renamed into place whole.
+    std::fs::rename(dir.join("new.pem"), dir.join("leaf.pem")).unwrap();
+    std::fs::rename(dir.join("new.key"), dir.join("leaf.key")).unwrap();
+    made
 }

@@ -109,65 +109,6 @@ fn python() -> Result<String, String> {
     Err("no python3 with aiosmtpd (apt-get install python3-aiosmtpd)".into())
 }
 
-fn run(cmd: &mut Command) -> Result<(), String> {
-    let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!("{cmd:?}: {}", String::from_utf8_lossy(&out.stderr)))
-    }
-}
-
-/// A CA and a server certificate it issued for 127.0.0.1 (a separate leaf: rustls refuses a CA used as
-/// the server's own certificate).
-fn make_certificates(dir: &Path) -> Result<(), String> {
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    run(Command::new("openssl").current_dir(dir).args(["req", "-x509"]).args(ec).args([
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=usersync test CA",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign,cRLSign",
-    ]))?;
-    run(Command::new("openssl").current_dir(dir).arg("req").args(ec).args([
-        "-keyout",
-        "leaf.key",
-        "-out",
-        "leaf.csr",
-        "-subj",
-        "/CN=127.0.0.1",
-    ]))?;
-    std::fs::write(
-        dir.join("leaf.ext"),
-        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
-    )
-    .map_err(|e| e.to_string())?;
-    run(Command::new("openssl").current_dir(dir).args([
-        "x509",
-        "-req",
-        "-in",
-        "leaf.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "leaf.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "leaf.ext",
-    ]))
-}
-
 /// A free TCP port on 127.0.0.1.
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -204,7 +145,9 @@ impl MailServer {
         for sub in ["certs", "mail", "faults"] {
             std::fs::create_dir(dir.path().join(sub)).map_err(|e| e.to_string())?;
         }
-        make_certificates(&dir.path().join("certs"))?;
+        if !crate::helpers::make_test_leaf(&dir.path().join("certs"), "1") {
+            return Err("the openssl command is not available".into());
+        }
         std::fs::write(dir.path().join("server.py"), SERVER).map_err(|e| e.to_string())?;
         let mut server = MailServer { python, port: free_port(), dir, child: None };
         server.up()?;
