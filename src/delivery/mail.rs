@@ -9,9 +9,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue};
@@ -21,6 +19,7 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
+use super::worker::{Shared, Worker};
 use crate::store::outbox::{MailOutcome, MailSettings};
 use crate::store::sync::{MailStatus, OutboxMessage};
 use crate::store::{AccountId, Store, StoreResult};
@@ -349,58 +348,36 @@ fn outcome_of_error(
 /// messages stay queued (`notConfigured` in the outbox).
 #[derive(Clone, Default)]
 pub struct Mail {
-    shared: Option<Arc<Shared>>,
-}
-
-struct Shared {
-    stop: AtomicBool,
-    wake: tokio::sync::Notify,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    worker: Option<Worker>,
 }
 
 impl Mail {
     /// Starts the sender on a thread of its own (`None`: no mail server, nothing is sent).
     pub fn start(store: Store, config: Option<MailConfig>) -> std::io::Result<Mail> {
         let Some(config) = config else { return Ok(Mail::default()) };
-        let shared = Arc::new(Shared {
-            stop: AtomicBool::new(false),
-            wake: tokio::sync::Notify::new(),
-            thread: Mutex::new(None),
-        });
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        let worker = shared.clone();
-        let handle = std::thread::Builder::new().name("usersync-mail".into()).spawn(move || {
-            runtime.block_on(async move {
-                match config.transport() {
-                    Ok(transport) => supervise(store, transport, Arc::new(config), worker).await,
-                    Err(e) => {
-                        log::error!("mail: the SMTP transport cannot be set up ({e}); nothing will be sent")
-                    }
+        let worker = Worker::spawn("usersync-mail", move |shared| async move {
+            match config.transport() {
+                Ok(transport) => supervise(store, transport, Arc::new(config), shared).await,
+                Err(e) => {
+                    log::error!("mail: the SMTP transport cannot be set up ({e}); nothing will be sent")
                 }
-            })
+            }
         })?;
-        if let Ok(mut slot) = shared.thread.lock() {
-            *slot = Some(handle);
-        }
-        Ok(Mail { shared: Some(shared) })
+        Ok(Mail { worker: Some(worker) })
     }
 
     /// Stops sending (an attempt under way is dropped and made again after a restart) and waits for the
     /// thread to end.
     pub fn stop(&self) {
-        let Some(shared) = &self.shared else { return };
-        shared.stop.store(true, Ordering::SeqCst);
-        shared.wake.notify_waiters();
-        let handle = shared.thread.lock().ok().and_then(|mut h| h.take());
-        if let Some(handle) = handle {
-            let _ = handle.join();
+        if let Some(worker) = &self.worker {
+            worker.stop();
         }
     }
 
     /// Looks at the outbox again now (messages were queued again).
     pub fn wake(&self) {
-        if let Some(shared) = &self.shared {
-            shared.wake.notify_waiters();
+        if let Some(worker) = &self.worker {
+            worker.wake();
         }
     }
 }
@@ -413,7 +390,7 @@ type Transport = AsyncSmtpTransport<Tokio1Executor>;
 /// Keeps one sending task per account that has messages owed.
 async fn supervise(store: Store, transport: Transport, config: Arc<MailConfig>, shared: Arc<Shared>) {
     let mut running: HashMap<AccountId, tokio::task::JoinHandle<()>> = HashMap::new();
-    while !shared.stop.load(Ordering::SeqCst) {
+    while !shared.stopping() {
         let woken = shared.wake.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
@@ -462,7 +439,7 @@ async fn deliver(
             return;
         }
         for (seq, message) in due {
-            if shared.stop.load(Ordering::SeqCst) {
+            if shared.stopping() {
                 return;
             }
             if let Some(at) = last {
@@ -538,7 +515,7 @@ async fn send_one(
         match store.mail_attempted(acct, seq, &outcome) {
             // Durable at once: until it is, a crash would send the message again.
             Ok(_) => return store.durable().await,
-            Err(e) if matches!(outcome, MailOutcome::Sent { .. }) && !shared.stop.load(Ordering::SeqCst) => {
+            Err(e) if matches!(outcome, MailOutcome::Sent { .. }) && !shared.stopping() => {
                 log::error!("mail: recording that message {} was sent failed, trying again: {e}", current.id);
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }

@@ -8,6 +8,7 @@ pub mod dns;
 pub mod mail;
 pub mod subscriptions;
 pub mod webhooks;
+pub mod worker;
 
 /// The wait after `failures` failures in a row and one more: doubling from `min` up to `max`, less up
 /// to a quarter at random so that deliveries failing together do not retry together.

@@ -6,9 +6,7 @@
 //! the feed like any consumer, so a slow or broken receiver never holds up SCIM requests or the engine.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -16,6 +14,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde_json::json;
 use sha2::Sha256;
 
+use super::worker::{Shared, Worker};
 use crate::store::feed::Change;
 use crate::store::webhooks::{Attempt, Outcome, Webhook};
 use crate::store::{AccountId, Store, StoreResult};
@@ -76,53 +75,30 @@ pub fn payload(change: &Change) -> Vec<u8> {
 /// The running sender; [`Webhooks::stop`] ends it.
 #[derive(Clone)]
 pub struct Webhooks {
-    shared: Arc<Shared>,
-}
-
-struct Shared {
-    stop: AtomicBool,
-    wake: tokio::sync::Notify,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    worker: Worker,
 }
 
 impl Webhooks {
     /// Starts the sender on a thread of its own.
     pub fn start(store: Store, config: WebhookConfig) -> std::io::Result<Webhooks> {
-        let shared = Arc::new(Shared {
-            stop: AtomicBool::new(false),
-            wake: tokio::sync::Notify::new(),
-            thread: Mutex::new(None),
-        });
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        let worker = shared.clone();
-        let handle = std::thread::Builder::new().name("usersync-webhooks".into()).spawn(move || {
-            runtime.block_on(async move {
-                match client(&config) {
-                    Ok(client) => supervise(store, client, config, worker).await,
-                    Err(e) => log::error!("webhooks: no HTTP client ({e}); nothing will be delivered"),
-                }
-            })
+        let worker = Worker::spawn("usersync-webhooks", move |shared| async move {
+            match client(&config) {
+                Ok(client) => supervise(store, client, config, shared).await,
+                Err(e) => log::error!("webhooks: no HTTP client ({e}); nothing will be delivered"),
+            }
         })?;
-        if let Ok(mut slot) = shared.thread.lock() {
-            *slot = Some(handle);
-        }
-        Ok(Webhooks { shared })
+        Ok(Webhooks { worker })
     }
 
     /// Stops sending (an attempt under way is dropped, and made again after a restart) and waits for
     /// the thread to end.
     pub fn stop(&self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        self.shared.wake.notify_waiters();
-        let handle = self.shared.thread.lock().ok().and_then(|mut h| h.take());
-        if let Some(handle) = handle {
-            let _ = handle.join();
-        }
+        self.worker.stop();
     }
 
     /// Looks at the webhooks again now (one was created, changed or resumed).
     pub fn wake(&self) {
-        self.shared.wake.notify_waiters();
+        self.worker.wake();
     }
 }
 
@@ -140,7 +116,7 @@ fn client(config: &WebhookConfig) -> Result<reqwest::Client, reqwest::Error> {
 /// Keeps one delivery task per webhook that is not paused.
 async fn supervise(store: Store, client: reqwest::Client, config: WebhookConfig, shared: Arc<Shared>) {
     let mut running: HashMap<(AccountId, String), tokio::task::JoinHandle<()>> = HashMap::new();
-    while !shared.stop.load(Ordering::SeqCst) {
+    while !shared.stopping() {
         let woken = shared.wake.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
@@ -175,7 +151,7 @@ async fn deliver(
     acct: AccountId,
     id: String,
 ) {
-    while !shared.stop.load(Ordering::SeqCst) {
+    while !shared.stopping() {
         match deliver_some(&store, &client, &config, &shared, acct, &id).await {
             Ok(true) => {}
             Ok(false) => return,
@@ -215,7 +191,7 @@ async fn deliver_some(
     let mut skipped = None;
     let mut failures = state.failures;
     for change in page.changes {
-        if shared.stop.load(Ordering::SeqCst) {
+        if shared.stopping() {
             break;
         }
         if !hook.events.contains(&change.kind) {
