@@ -309,7 +309,8 @@ impl Store {
                     latency_ms: 0.0,
                     scim_type: None,
                     detail: Some(format!(
-                        "{n} requests were not recorded: the provisioning log writer had fallen behind"
+                        "{n} requests were not recorded: the provisioning log writer had fallen behind, or \
+                         the disk was full"
                     )),
                     resource_type: None,
                     resource_id: None,
@@ -463,7 +464,14 @@ fn write_loop(store: Weak<Inner>, jobs: Receiver<Job>) {
         }
         let Some(inner) = store.upgrade() else { return };
         let store_now = Store { inner };
-        if !entries.is_empty()
+        if !entries.is_empty() && !store_now.writable() {
+            // The disk is full: the entries are counted, and the count recorded once writes work again,
+            // rather than spending the space the store keeps for its readers on attempts bound to fail.
+            let mut missed = store_now.inner.requests.missed.lock().unwrap_or_else(|p| p.into_inner());
+            for (acct, _) in &entries {
+                *missed.entry(*acct).or_default() += 1;
+            }
+        } else if !entries.is_empty()
             && let Err(e) = store_now.write_requests(&entries)
         {
             log::error!("{} provisioning log entries could not be recorded: {e}", entries.len());
