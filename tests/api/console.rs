@@ -239,6 +239,19 @@ async fn h1(c: &Client) -> String {
     }
 }
 
+/// The page's heading once it reads `want`, or, after [`WAIT`], whatever it reads then: a click that loads
+/// another page returns before the new page replaced the old one's heading.
+async fn h1_becomes(c: &Client, want: &str) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let heading = h1(c).await;
+        if heading == want || Instant::now() > deadline {
+            return heading;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn path_of(c: &Client) -> String {
     c.current_url().await.unwrap().path().to_string()
 }
@@ -399,7 +412,7 @@ fn the_user_sync_workflow_in_chromium() {
         accessible(c, "sign-in with an error").await;
         labelled(c, "Admin token").await.send_keys(ADMIN_TOKEN).await.unwrap();
         by_role(c, "button", "Sign in").await.click().await.unwrap();
-        assert_eq!(h1(c).await, "Rules", "back to the page asked for");
+        assert_eq!(h1_becomes(c, "Rules").await, "Rules", "back to the page asked for");
         let cookies = c.get_all_cookies().await.unwrap();
         let session = cookies.iter().find(|k| k.name() == "usersync_console").expect("a session cookie");
         assert_eq!(session.http_only(), Some(true));
@@ -407,7 +420,7 @@ fn the_user_sync_workflow_in_chromium() {
 
         // one rule per admin-role variant, through the form
         by_role(c, "link", "Create your first rule").await.click().await.unwrap();
-        assert_eq!(h1(c).await, "Create your first rule");
+        assert_eq!(h1_becomes(c, "Create your first rule").await, "Create your first rule");
         accessible(c, "the rule form").await;
         // a field error appears next to its field, and nothing typed is lost
         labelled(c, "Description").await.send_keys("no group yet").await.unwrap();
@@ -442,7 +455,7 @@ fn the_user_sync_workflow_in_chromium() {
         screenshot(c, "add-rule").await;
         by_role(c, "button", "Save & add another").await.click().await.unwrap();
         wait_for_text(c, "Rule 1 was saved. Add another rule.", false).await;
-        assert_eq!(h1(c).await, "Add rule");
+        assert_eq!(h1_becomes(c, "Add rule").await, "Add rule");
         // the group search narrows the chooser as it is typed, without a page load
         labelled(c, "Search directory groups").await.send_keys("upp").await.unwrap();
         wait_until(c, "document.querySelectorAll('#group option').length === 2", "the chooser narrowed")
@@ -455,25 +468,25 @@ fn the_user_sync_workflow_in_chromium() {
         wait_for_text(c, "Rule 2 was saved.", false).await;
         fill_rule(c, "Marketing", "Marketing", &[], None).await;
         by_role(c, "button", "Save").await.click().await.unwrap();
-        assert_eq!(h1(c).await, "Rules");
+        assert_eq!(h1_becomes(c, "Rules").await, "Rules");
         assert_eq!(rule_order(c).await, ["Sales", "Support", "Marketing"]);
         wait_for_text(c, "The rule for Marketing was saved as number 3 of 3.", false).await;
         accessible(c, "the rules").await;
         screenshot(c, "rules").await;
         // each rule opens in its form; Delete asks first
         by_role(c, "link", "Marketing").await.click().await.unwrap();
-        assert_eq!(h1(c).await, "Rule 3");
+        assert_eq!(h1_becomes(c, "Rule 3").await, "Rule 3");
         assert_eq!(
             labelled(c, "Description").await.prop("value").await.unwrap().as_deref(),
             Some("Marketing")
         );
         accessible(c, "a rule").await;
         by_role(c, "link", "Delete rule").await.click().await.unwrap();
-        assert_eq!(h1(c).await, "Delete rule 3?");
+        assert_eq!(h1_becomes(c, "Delete rule 3?").await, "Delete rule 3?");
         accessible(c, "the delete confirmation").await;
         by_role(c, "link", "Cancel").await.click().await.unwrap();
         by_role(c, "link", "Rules").await.click().await.unwrap();
-        assert_eq!(h1(c).await, "Rules");
+        assert_eq!(h1_becomes(c, "Rules").await, "Rules");
         assert_eq!(rule_order(c).await, ["Sales", "Support", "Marketing"], "cancel deletes nothing");
     });
     let rules = app.admin_ok(Method::GET, "/rules", None, StatusCode::OK)["Resources"].clone();
@@ -533,7 +546,10 @@ fn the_user_sync_workflow_in_chromium() {
         accessible(c, "User Sync with a banner").await;
         screenshot(c, "user-sync").await;
         by_role(c, "link", "Details").await.click().await.unwrap();
-        assert_eq!(h1(c).await, "3 users could not be synced: out of licenses for Webinar");
+        assert_eq!(
+            h1_becomes(c, "3 users could not be synced: out of licenses for Webinar").await,
+            "3 users could not be synced: out of licenses for Webinar"
+        );
         let names = c.find_all(Locator::Css("tbody th[scope=row]")).await.unwrap();
         assert_eq!(names.len(), 3);
         accessible(c, "Details").await;
@@ -607,7 +623,7 @@ fn the_user_sync_workflow_in_chromium() {
         accessible(c, "the refused form").await;
         // the error page of an unknown address
         c.goto(&format!("{base}/console/no-such-page")).await.unwrap();
-        assert_eq!(h1(c).await, "Not found");
+        assert_eq!(h1_becomes(c, "Not found").await, "Not found");
         accessible(c, "not found").await;
         c.goto(&format!("{base}/console/")).await.unwrap();
         let switch = by_role(c, "switch", "User Sync is on").await;
@@ -621,7 +637,7 @@ fn the_user_sync_workflow_in_chromium() {
         sign_in(c, &base, ADMIN_TOKEN).await;
         clock.advance(chrono::Duration::hours(11) + chrono::Duration::minutes(59));
         c.goto(&format!("{base}/console/rules")).await.unwrap();
-        assert_eq!(h1(c).await, "Rules", "11:59 idle is still signed in");
+        assert_eq!(h1_becomes(c, "Rules").await, "Rules", "11:59 idle is still signed in");
         clock.advance(chrono::Duration::hours(12));
         c.goto(&format!("{base}/console/rules")).await.unwrap();
         assert_eq!(path_of(c).await, "/console/signin", "12 hours idle: sign in again");
@@ -645,7 +661,7 @@ fn the_user_sync_workflow_in_chromium() {
         sign_in(c, &base, &secret).await;
         by_role(c, "link", "Tokens").await.click().await.unwrap();
         by_role(c, "link", "Revoke the token console-test").await.click().await.unwrap();
-        assert_eq!(h1(c).await, "Revoke the token console-test?");
+        assert_eq!(h1_becomes(c, "Revoke the token console-test?").await, "Revoke the token console-test?");
         wait_for_text(c, "You signed in with this token: revoking it signs you out.", false).await;
         accessible(c, "the revoke confirmation").await;
         by_role(c, "button", "Revoke token").await.click().await.unwrap();
@@ -709,7 +725,7 @@ fn without_javascript_rules_are_created_and_reordered_with_plain_forms() {
         );
         // open a rule, edit it, save; delete another after the confirmation
         by_role(c, "link", "Sales").await.click().await.unwrap();
-        assert_eq!(h1(c).await, "Rule 1");
+        assert_eq!(h1_becomes(c, "Rule 1").await, "Rule 1");
         let description = labelled(c, "Description").await;
         description.clear().await.unwrap();
         description.send_keys("Sales, edited").await.unwrap();
@@ -928,7 +944,7 @@ fn holds_broken_rules_users_objects_and_the_history_in_chromium() {
         screenshot(c, "hold").await;
         // the hold's own page lists every held user; Revert there as on the home page
         c.goto(&format!("{base}/console/hold")).await.unwrap();
-        assert_eq!(h1(c).await, "Held revocations");
+        assert_eq!(h1_becomes(c, "Held revocations").await, "Held revocations");
         wait_for_text(c, "hosts5@example.com would lose Webinar", false).await;
         accessible(c, "Held revocations").await;
         by_role(c, "button", "Revert").await.click().await.unwrap();
@@ -965,12 +981,12 @@ fn holds_broken_rules_users_objects_and_the_history_in_chromium() {
         c.goto(&format!("{base}/console/")).await.unwrap();
         wait_for_text(c, "A group named Hosts exists now.", false).await;
         by_role(c, "link", "Point rule 1 at the new Hosts").await.click().await.unwrap();
-        assert_eq!(h1(c).await, "Rule 1");
+        assert_eq!(h1_becomes(c, "Rule 1").await, "Rule 1");
         let chosen = labelled(c, "Directory group").await.prop("value").await.unwrap();
         assert_eq!(chosen.as_deref(), Some(new_hosts.as_str()), "the suggested group is chosen, not saved");
         by_role(c, "link", "User Sync").await.click().await.unwrap();
         by_role(c, "link", "Re-point rule 1").await.click().await.unwrap();
-        assert_eq!(h1(c).await, "Rule 1");
+        assert_eq!(h1_becomes(c, "Rule 1").await, "Rule 1");
 
         // the filter is checked as it is typed, by the check saving makes
         let filter = labelled(c, "Filter (optional)").await;
@@ -1010,7 +1026,10 @@ fn holds_broken_rules_users_objects_and_the_history_in_chromium() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
         c.switch_to_window(other).await.unwrap();
-        assert_eq!(h1(c).await, "Preview of Default welcome email");
+        assert_eq!(
+            h1_becomes(c, "Preview of Default welcome email").await,
+            "Preview of Default welcome email"
+        );
         wait_for_text(c, "Email to jane.doe@example.com", false).await;
         c.close_window().await.unwrap();
         c.switch_to_window(this).await.unwrap();
@@ -1027,14 +1046,14 @@ fn holds_broken_rules_users_objects_and_the_history_in_chromium() {
     browser.run(async |c| {
         // Users: the search of the admin API, and a user's explanation rule by rule
         by_role(c, "link", "Users").await.click().await.unwrap();
-        assert_eq!(h1(c).await, "Users");
+        assert_eq!(h1_becomes(c, "Users").await, "Users");
         wait_for_text(c, "5 users, page 1 of 1", false).await;
         accessible(c, "Users").await;
         labelled(c, "Search users").await.send_keys("hosts3").await.unwrap();
         by_role(c, "button", "Search").await.click().await.unwrap();
         wait_for_text(c, "1 user matching \"hosts3\"", false).await;
         by_role(c, "link", "hosts3@example.com").await.click().await.unwrap();
-        assert_eq!(h1(c).await, "hosts3@example.com");
+        assert_eq!(h1_becomes(c, "hosts3@example.com").await, "hosts3@example.com");
         wait_for_text(c, "Rule 1 names a directory group that was deleted", false).await;
         wait_for_text(c, "Rule 2 (Staff) decided: its products, role and settings are the user's.", false)
             .await;
@@ -1097,9 +1116,15 @@ fn holds_broken_rules_users_objects_and_the_history_in_chromium() {
         accessible(c, "an email template's preview").await;
         by_role(c, "link", "Back to Email templates").await.click().await.unwrap();
         by_role(c, "link", "Edit Willkommen").await.click().await.unwrap();
-        assert_eq!(h1(c).await, "Edit the email template Willkommen");
+        assert_eq!(
+            h1_becomes(c, "Edit the email template Willkommen").await,
+            "Edit the email template Willkommen"
+        );
         by_role(c, "link", "Delete").await.click().await.unwrap();
-        assert_eq!(h1(c).await, "Delete the email template Willkommen?");
+        assert_eq!(
+            h1_becomes(c, "Delete the email template Willkommen?").await,
+            "Delete the email template Willkommen?"
+        );
         accessible(c, "the delete confirmation of a template").await;
         by_role(c, "button", "Delete").await.click().await.unwrap();
         wait_for_text(c, "The email template Willkommen was deleted.", false).await;
